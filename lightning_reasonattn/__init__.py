@@ -1,0 +1,7 @@
+"""lightning_reasonattn: see and train the preplan-and-anchor attention rhythm of reasoning LMs."""
+
+from .functional import RhythmTrace, credit_gamma
+
+__version__ = "0.1.0"
+
+__all__ = ["RhythmTrace", "__version__", "credit_gamma"]

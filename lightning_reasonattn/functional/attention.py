@@ -1,0 +1,198 @@
+"""Attention-map math of the rhythm: layer choice, head distances, the local/global split, WAAD and FAI.
+
+Conventions (see docs/rhythm.md):
+
+* ``attn`` is a causal, row-stochastic map ``A[t, s]`` (query ``t``, key ``s <= t``) with shape
+  ``[*batch, *heads, N, N]``; ``response_mask`` is ``[*batch, N]`` (True at response tokens). Head
+  dimensions, if any, sit between the batch dimensions and the two token dimensions.
+* Every reduction runs in float32 whatever the dtype of ``attn``.
+* Positions outside the response come back as NaN.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._checks import check_fraction, check_horizon, check_window
+
+
+def select_layers(num_layers: int, layers: str | int | list[int] | tuple[int, ...] = "middle") -> list[int]:
+    """Resolve a layer selection to sorted 0-based layer indices.
+
+    ``"middle"``: ``round(linspace(L // 3, 2 * L // 3, 5))`` with duplicates dropped (round half to even,
+    as ``torch.round``); ``"all"``: every layer; a list (or one int): those indices, negative ones counted
+    from the end.
+
+    Raises:
+        ValueError: an unknown name, an empty list or an index outside ``[-L, L)``.
+    """
+    if isinstance(layers, str):
+        if layers == "middle":
+            grid = torch.linspace(num_layers // 3, 2 * num_layers // 3, 5, dtype=torch.float64)
+            return sorted({int(v) for v in torch.round(grid).tolist()})
+        if layers == "all":
+            return list(range(num_layers))
+        raise ValueError(f"layers={layers!r} is invalid: use 'middle', 'all' or a list of layer indices.")
+    chosen = [layers] if isinstance(layers, int) else list(layers)
+    if not chosen:
+        raise ValueError("layers=[] selects no layer: use 'middle', 'all' or a non-empty list of indices.")
+    out = set()
+    for idx in chosen:
+        if isinstance(idx, bool) or not isinstance(idx, int) or not -num_layers <= idx < num_layers:
+            raise ValueError(
+                f"layer index {idx!r} is out of range for a model with {num_layers} layers: "
+                f"use integers in [0, {num_layers - 1}] (or negative ones from the end)."
+            )
+        out.add(idx % num_layers)
+    return sorted(out)
+
+
+def _row_mask(response_mask: torch.Tensor, ndim: int) -> torch.Tensor:
+    """Reshape ``[*batch, N]`` to broadcast against ``[*batch, *heads, N]`` (``ndim`` dims)."""
+    extra = ndim - response_mask.ndim
+    return response_mask.reshape(*response_mask.shape[:-1], *([1] * extra), response_mask.shape[-1])
+
+
+def _offsets(n: int, device: torch.device) -> torch.Tensor:
+    """``[N, N]`` matrix of ``t - s`` (query row minus key column), float32."""
+    pos = torch.arange(n, device=device, dtype=torch.float32)
+    return pos[:, None] - pos[None, :]
+
+
+def head_backward_distance(attn: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """Mean backward attention distance of each head over the response.
+
+    ``d = mean_{t in R} sum_{s <= t} A[t, s] * (t - s)``
+
+    Args:
+        attn: ``[*batch, *heads, N, N]`` causal maps.
+        response_mask: ``[*batch, N]`` bool.
+
+    Returns:
+        ``[*batch, *heads]`` float32; NaN for a sequence with no response token.
+    """
+    a = attn.float()
+    n = a.shape[-1]
+    rows = (a * _offsets(n, a.device).clamp_min(0)).sum(-1)  # [*batch, *heads, N]
+    mask = _row_mask(response_mask.bool(), rows.ndim).float()
+    return (rows * mask).sum(-1) / mask.sum(-1)
+
+
+def split_heads(distances: torch.Tensor, fraction: float = 0.3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split a pool of heads into local (short-distance) and global (long-distance) heads.
+
+    The pool is every head of the selected layers, flattened to ``P = L_sel * H`` in layer-major order
+    (flat index ``l * H + h``). Heads are sorted by distance (stable: ties keep the lower flat index
+    first); ``k = max(1, round(fraction * P))`` (Python's round, half to even). Local heads are the first
+    ``k`` of that order, global heads the last ``k``.
+
+    Args:
+        distances: ``[B, L_sel, H]`` (or ``[B, P]``) mean backward distances.
+        fraction: share of the pool in each group, in (0, 1].
+
+    Returns:
+        ``(local_heads, global_heads)``, each ``[B, k]`` int64 flat indices in ascending-distance order.
+    """
+    fraction = check_fraction(fraction, "head_fraction")
+    flat = distances.reshape(distances.shape[0], -1).float()
+    pool = flat.shape[-1]
+    k = max(1, round(fraction * pool))
+    order = torch.sort(flat, dim=-1, stable=True).indices
+    return order[:, :k], order[:, pool - k :]
+
+
+def group_mean(per_head: torch.Tensor, heads: torch.Tensor) -> torch.Tensor:
+    """Average per-head quantities over a head group.
+
+    Every quantity of the rhythm is linear in the map, so the mean of per-head values equals the value of
+    the mean map: no ``N x N`` group map is ever needed.
+
+    Args:
+        per_head: ``[B, P, *rest]`` per-head values, heads flattened layer-major (``l * H + h``).
+        heads: ``[B, k]`` flat head indices (from :func:`split_heads`).
+
+    Returns:
+        ``[B, *rest]``: the mean over the ``k`` heads of each sequence.
+    """
+    rest = per_head.shape[2:]
+    idx = heads.reshape(*heads.shape, *([1] * len(rest))).expand(-1, -1, *rest)
+    return per_head.gather(1, idx).mean(1)
+
+
+def waad(attn: torch.Tensor, response_mask: torch.Tensor, window: int = 10) -> torch.Tensor:
+    """Windowed Average Attention Distance.
+
+    ``WAAD[t] = sum_{s <= t} A[t, s] * min(t - s, W)`` for ``t`` in the response, NaN elsewhere.
+
+    Args:
+        attn: ``[*batch, *heads, N, N]`` causal maps (usually the local-head mean ``A_loc``).
+        response_mask: ``[*batch, N]`` bool.
+        window: ``W >= 1``.
+
+    Returns:
+        ``[*batch, *heads, N]`` float32 in ``[0, W]`` on the response.
+    """
+    window = check_window(window)
+    a = attn.float()
+    n = a.shape[-1]
+    clipped = _offsets(n, a.device).clamp(0, window)  # zero above the diagonal: causal by construction
+    rows = (a * clipped).sum(-1)
+    mask = _row_mask(response_mask.bool(), rows.ndim)
+    return torch.where(mask, rows, torch.full_like(rows, float("nan")))
+
+
+def horizon_band(n: int, horizon: tuple[int, int], device: torch.device | None = None) -> torch.Tensor:
+    """``[N, N]`` bool, True where ``lo <= t - s <= hi`` (row ``t``, column ``s``)."""
+    lo, hi = check_horizon(horizon)
+    off = _offsets(n, device or torch.device("cpu"))
+    return (off >= lo) & (off <= hi)
+
+
+def fai_counts(response_mask: torch.Tensor, horizon: tuple[int, int] = (10, 100)) -> torch.Tensor:
+    """``|T(s)|``: how many response rows ``t`` lie in ``[s + lo, s + hi]``, for every column ``s``.
+
+    Computed with a prefix sum over the response mask, so it costs ``O(N)``, not ``O(N^2)``.
+
+    Args:
+        response_mask: ``[*batch, N]`` bool.
+
+    Returns:
+        ``[*batch, N]`` float32 counts.
+    """
+    lo, hi = check_horizon(horizon)
+    r = response_mask.float()
+    n = r.shape[-1]
+    csum = torch.nn.functional.pad(r.cumsum(-1), (1, 0))  # csum[i] = number of response rows < i
+    s = torch.arange(n, device=r.device)
+    start = (s + lo).clamp(max=n)
+    stop = (s + hi + 1).clamp(max=n)
+    return csum[..., stop] - csum[..., start]
+
+
+def fai(
+    attn: torch.Tensor, response_mask: torch.Tensor, horizon: tuple[int, int] = (10, 100)
+) -> torch.Tensor:
+    """Future Attention Influence.
+
+    ``T(s) = {t in R : s + lo <= t <= min(N - 1, s + hi)}``;
+    ``FAI[s] = mean_{t in T(s)} A[t, s]`` for ``s`` in the response; NaN where ``T(s)`` is empty (the last
+    ``lo`` response tokens) and outside the response.
+
+    Args:
+        attn: ``[*batch, *heads, N, N]`` causal maps (usually the global-head mean ``A_glob``).
+        response_mask: ``[*batch, N]`` bool.
+        horizon: ``(lo, hi)`` with ``0 <= lo <= hi``.
+
+    Returns:
+        ``[*batch, *heads, N]`` float32.
+    """
+    a = attn.float()
+    n = a.shape[-1]
+    mask = response_mask.bool()
+    band = horizon_band(n, horizon, a.device)
+    rows = _row_mask(mask, a.ndim - 1).unsqueeze(-1)  # [*batch, 1.., N, 1]: which rows count
+    sums = (a * band * rows).sum(-2)  # column sums over the horizon rows
+    counts = _row_mask(fai_counts(mask, horizon), sums.ndim)
+    cols = _row_mask(mask, sums.ndim)
+    out = sums / counts.clamp_min(1)
+    return torch.where(cols & (counts > 0), out, torch.full_like(out, float("nan")))

@@ -1,0 +1,112 @@
+"""Credit strategies: from a :class:`RhythmTrace` to the advantage multiplier ``gamma`` of every token.
+
+The policy-gradient advantage of response token ``t`` becomes ``gamma[t] * A_t``. With ``g = gamma_amp``:
+
+* ``uniform``: ``gamma = 1`` (plain GRPO);
+* ``local_chunk``: ``1 + (g - 1) [t in T_loc]``;
+* ``global_anchor``: ``1 + (g - 1) [t in T_glob]``;
+* ``coupled``: ``1 + (g-1)[t in T_glob \\ D] + (1-alpha)(g-1)[t in D] + alpha (g-1)[t in I(D)]``
+  (bonuses of a token in several sets add up);
+* ``random``: ``1 + (g - 1) [t in S]`` for a uniformly random subset ``S`` of ``ceil(q n)`` response tokens;
+* ``entropy``: ``1 + (g - 1) [t in top_fraction(entropy, q)]``.
+
+Which advantages get scaled (both signs or positive only) is the RL code's business, not this module's.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._checks import check_fraction
+from .tokens import top_fraction
+from .trace import RhythmTrace, select_tokens
+
+STRATEGIES = ("uniform", "random", "entropy", "local_chunk", "global_anchor", "coupled")
+RHYTHM_STRATEGIES = ("local_chunk", "global_anchor", "coupled")
+
+
+def credit_gamma(
+    trace: RhythmTrace,
+    strategy: str,
+    *,
+    q: float | None = None,
+    gamma_amp: float = 1.5,
+    alpha: float = 0.5,
+    normalize: bool = False,
+    entropy: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Per-token advantage multipliers.
+
+    Args:
+        trace: the rhythm of the batch (only ``response_mask`` is read by ``uniform``, ``random`` and
+            ``entropy``).
+        strategy: one of ``uniform``, ``random``, ``entropy``, ``local_chunk``, ``global_anchor``, ``coupled``.
+        q: top fraction; ``None`` uses the trace's own (and its token sets as they are). Another value
+            re-selects the tokens from ``trace.waad`` and ``trace.fai``.
+        gamma_amp: the amplification ``g`` (> 0).
+        alpha: share of the bonus moved from a dominated anchor to its introductory token, in [0, 1].
+        normalize: rescale so that the mean of ``gamma`` over each response is 1.
+        entropy: ``[B, N]`` token entropies of the policy, required by ``entropy``.
+        generator: random source of ``random`` (seed it for reproducible runs).
+
+    Returns:
+        ``[B, N]`` float32 with no gradient; 1 outside the response.
+
+    Raises:
+        ValueError: an unknown strategy, a bad number, or ``entropy`` missing or of the wrong shape.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy={strategy!r} is unknown: use one of {', '.join(STRATEGIES)}.")
+    if isinstance(gamma_amp, bool) or not isinstance(gamma_amp, (int, float)) or gamma_amp <= 0:
+        raise ValueError(f"gamma_amp={gamma_amp!r} is invalid: it must be a number > 0 (the paper uses 1.5).")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha={alpha!r} is invalid: it must be a number in [0, 1] (default 0.5).")
+    mask = trace.response_mask.bool()
+    q_used = trace.q if q is None else check_fraction(q, "q")
+    bonus = float(gamma_amp) - 1.0
+    with torch.no_grad():
+        if strategy == "uniform":
+            extra = torch.zeros(mask.shape, device=mask.device)
+        elif strategy == "random":
+            scores = torch.rand(mask.shape, generator=generator, device="cpu").to(mask.device)
+            extra = bonus * top_fraction(_on_response(scores, mask), q_used).float()
+        elif strategy == "entropy":
+            if entropy is None or tuple(entropy.shape) != tuple(mask.shape):
+                got = None if entropy is None else tuple(entropy.shape)
+                raise ValueError(
+                    f"strategy='entropy' needs entropy= token entropies of shape {tuple(mask.shape)}, got {got}."
+                )
+            extra = bonus * top_fraction(_on_response(entropy.detach().float(), mask), q_used).float()
+        else:
+            sets = _token_sets(trace, q)
+            if strategy == "local_chunk":
+                extra = bonus * sets["preplan"].float()
+            elif strategy == "global_anchor":
+                extra = bonus * sets["anchor"].float()
+            else:
+                anchor, dom, intro = sets["anchor"], sets["dominated"], sets["intro"]
+                extra = bonus * (
+                    (anchor & ~dom).float() + (1.0 - alpha) * dom.float() + alpha * intro.float()
+                )
+        gamma = torch.where(mask, 1.0 + extra, torch.ones_like(extra))
+        if normalize:
+            count = mask.sum(-1, keepdim=True).clamp_min(1)
+            mean = (gamma * mask).sum(-1, keepdim=True) / count
+            gamma = torch.where(mask, gamma / mean, gamma)
+    return gamma
+
+
+def _on_response(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return torch.where(mask, values, torch.full_like(values, float("nan")))
+
+
+def _token_sets(trace: RhythmTrace, q: float | None) -> dict[str, torch.Tensor]:
+    if q is None or q == trace.q:
+        return {
+            "preplan": trace.preplan,
+            "anchor": trace.anchor,
+            "dominated": trace.dominated,
+            "intro": trace.intro,
+        }
+    return select_tokens(trace.waad, trace.fai, q, trace.k)
