@@ -7,9 +7,7 @@ import torch
 
 def check_window(window: int) -> int:
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise ValueError(
-            f"window={window!r} is invalid: the WAAD window must be an integer >= 1 (default 10)."
-        )
+        raise ValueError(f"window={window!r} is invalid: the WAAD window must be an integer >= 1 (default 10).")
     return window
 
 
@@ -31,9 +29,7 @@ def check_horizon(horizon) -> tuple[int, int]:
 
 def check_fraction(value: float, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
-        raise ValueError(
-            f"{name}={value!r} is invalid: it must be a number in (0, 1], for example 0.3 or 0.4."
-        )
+        raise ValueError(f"{name}={value!r} is invalid: it must be a number in (0, 1], for example 0.3 or 0.4.")
     return float(value)
 
 

@@ -169,9 +169,7 @@ def fai_counts(response_mask: torch.Tensor, horizon: tuple[int, int] = (10, 100)
     return csum[..., stop] - csum[..., start]
 
 
-def fai(
-    attn: torch.Tensor, response_mask: torch.Tensor, horizon: tuple[int, int] = (10, 100)
-) -> torch.Tensor:
+def fai(attn: torch.Tensor, response_mask: torch.Tensor, horizon: tuple[int, int] = (10, 100)) -> torch.Tensor:
     """Future Attention Influence.
 
     ``T(s) = {t in R : s + lo <= t <= min(N - 1, s + hi)}``;

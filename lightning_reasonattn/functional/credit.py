@@ -86,9 +86,7 @@ def credit_gamma(
                 extra = bonus * sets["anchor"].float()
             else:
                 anchor, dom, intro = sets["anchor"], sets["dominated"], sets["intro"]
-                extra = bonus * (
-                    (anchor & ~dom).float() + (1.0 - alpha) * dom.float() + alpha * intro.float()
-                )
+                extra = bonus * ((anchor & ~dom).float() + (1.0 - alpha) * dom.float() + alpha * intro.float())
         gamma = torch.where(mask, 1.0 + extra, torch.ones_like(extra))
         if normalize:
             count = mask.sum(-1, keepdim=True).clamp_min(1)

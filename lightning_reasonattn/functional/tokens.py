@@ -92,9 +92,7 @@ def _previous_window(x: torch.Tensor, k: int, fill: float) -> torch.Tensor:
     return padded.unfold(-1, k, 1)[..., :-1, :]
 
 
-def dominated_anchors(
-    waad: torch.Tensor, jumps: torch.Tensor, anchors: torch.Tensor, k: int = 3
-) -> torch.Tensor:
+def dominated_anchors(waad: torch.Tensor, jumps: torch.Tensor, anchors: torch.Tensor, k: int = 3) -> torch.Tensor:
     """Locally dominated anchors ``D``.
 
     An anchor ``t`` is dominated when ``WAAD[t] <= tau_waad`` and

@@ -68,9 +68,7 @@ class RhythmTrace:
         return RhythmTrace(**moved)
 
 
-def select_tokens(
-    waad: torch.Tensor, fai: torch.Tensor, q: float = 0.4, k: int = 3
-) -> dict[str, torch.Tensor]:
+def select_tokens(waad: torch.Tensor, fai: torch.Tensor, q: float = 0.4, k: int = 3) -> dict[str, torch.Tensor]:
     """Jumps and every token set from the two signals.
 
     Args:
