@@ -5,7 +5,7 @@ Conventions (see docs/rhythm.md):
 * ``attn`` is a causal, row-stochastic map ``A[t, s]`` (query ``t``, key ``s <= t``) with shape
   ``[*batch, *heads, N, N]``; ``response_mask`` is ``[*batch, N]`` (True at response tokens). Head
   dimensions, if any, sit between the batch dimensions and the two token dimensions.
-* Every reduction runs in float32 whatever the dtype of ``attn``.
+* Every reduction runs in float32 whatever the dtype of ``attn`` (float64 input stays float64).
 * Positions outside the response come back as NaN.
 """
 
@@ -53,10 +53,15 @@ def _row_mask(response_mask: torch.Tensor, ndim: int) -> torch.Tensor:
     return response_mask.reshape(*response_mask.shape[:-1], *([1] * extra), response_mask.shape[-1])
 
 
-def _offsets(n: int, device: torch.device) -> torch.Tensor:
-    """``[N, N]`` matrix of ``t - s`` (query row minus key column), float32."""
-    pos = torch.arange(n, device=device, dtype=torch.float32)
+def _offsets(n: int, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``[N, N]`` matrix of ``t - s`` (query row minus key column)."""
+    pos = torch.arange(n, device=device, dtype=dtype)
     return pos[:, None] - pos[None, :]
+
+
+def as_float(x: torch.Tensor) -> torch.Tensor:
+    """float32 for reductions; float64 is kept (useful for references)."""
+    return x if x.dtype == torch.float64 else x.float()
 
 
 def head_backward_distance(attn: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
@@ -71,10 +76,10 @@ def head_backward_distance(attn: torch.Tensor, response_mask: torch.Tensor) -> t
     Returns:
         ``[*batch, *heads]`` float32; NaN for a sequence with no response token.
     """
-    a = attn.float()
+    a = as_float(attn)
     n = a.shape[-1]
-    rows = (a * _offsets(n, a.device).clamp_min(0)).sum(-1)  # [*batch, *heads, N]
-    mask = _row_mask(response_mask.bool(), rows.ndim).float()
+    rows = (a * _offsets(n, a.device, a.dtype).clamp_min(0)).sum(-1)  # [*batch, *heads, N]
+    mask = _row_mask(response_mask.bool(), rows.ndim).to(rows.dtype)
     return (rows * mask).sum(-1) / mask.sum(-1)
 
 
@@ -94,7 +99,7 @@ def split_heads(distances: torch.Tensor, fraction: float = 0.3) -> tuple[torch.T
         ``(local_heads, global_heads)``, each ``[B, k]`` int64 flat indices in ascending-distance order.
     """
     fraction = check_fraction(fraction, "head_fraction")
-    flat = distances.reshape(distances.shape[0], -1).float()
+    flat = distances.reshape(distances.shape[0], -1)
     pool = flat.shape[-1]
     k = max(1, round(fraction * pool))
     order = torch.sort(flat, dim=-1, stable=True).indices
@@ -133,9 +138,9 @@ def waad(attn: torch.Tensor, response_mask: torch.Tensor, window: int = 10) -> t
         ``[*batch, *heads, N]`` float32 in ``[0, W]`` on the response.
     """
     window = check_window(window)
-    a = attn.float()
+    a = as_float(attn)
     n = a.shape[-1]
-    clipped = _offsets(n, a.device).clamp(0, window)  # zero above the diagonal: causal by construction
+    clipped = _offsets(n, a.device, a.dtype).clamp(0, window)  # zero above the diagonal: causal by construction
     rows = (a * clipped).sum(-1)
     mask = _row_mask(response_mask.bool(), rows.ndim)
     return torch.where(mask, rows, torch.full_like(rows, float("nan")))
@@ -184,10 +189,10 @@ def fai(attn: torch.Tensor, response_mask: torch.Tensor, horizon: tuple[int, int
     Returns:
         ``[*batch, *heads, N]`` float32.
     """
-    a = attn.float()
+    a = as_float(attn)
     n = a.shape[-1]
     mask = response_mask.bool()
-    band = horizon_band(n, horizon, a.device)
+    band = horizon_band(n, horizon, a.device).to(a.dtype)
     rows = _row_mask(mask, a.ndim - 1).unsqueeze(-1)  # [*batch, 1.., N, 1]: which rows count
     sums = (a * band * rows).sum(-2)  # column sums over the horizon rows
     counts = _row_mask(fai_counts(mask, horizon), sums.ndim)

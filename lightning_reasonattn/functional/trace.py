@@ -12,8 +12,8 @@ from dataclasses import dataclass, fields
 import torch
 
 from ._checks import check_fraction, check_positive_int, check_response_mask
+from .attention import as_float, group_mean, head_backward_distance, split_heads
 from .attention import fai as fai_fn
-from .attention import group_mean, head_backward_distance, split_heads
 from .attention import waad as waad_fn
 from .tokens import anchor_tokens, dominated_anchors, intro_tokens, preplan_tokens, waad_jumps
 
@@ -166,7 +166,7 @@ def rhythm_from_attentions(
     mask = check_response_mask(response_mask, (b, n))
     distance = head_backward_distance(attentions, mask)
     local, glob = split_heads(distance, head_fraction)
-    maps = attentions.float().flatten(1, 2)  # [B, P, N, N]
+    maps = as_float(attentions).flatten(1, 2)  # [B, P, N, N]
     a_loc = group_mean(maps, local)
     a_glob = group_mean(maps, glob)
     w = waad_fn(a_loc, mask, window)

@@ -1,0 +1,463 @@
+"""Capture the rhythm of a Hugging Face causal LM during one ordinary forward pass.
+
+How it works. transformers (>= 5) dispatches every attention call through ``AttentionInterface``, keyed on
+``config._attn_implementation``. For the duration of a capture we register a wrapper under the name
+``reasonattn_<original>`` (with the original's mask function under the same name, or padded batches would
+lose their mask) and point the config at it. The wrapper
+
+1. calls the model's original attention (SDPA, flash, eager...) unchanged, so the logits are exactly those
+   of a plain forward and the same pass can serve as an RL step's old-log-probability pass;
+2. on the selected layers only (``module.layer_idx``), recomputes the attention probabilities from the
+   queries and keys it was handed, one block of query rows at a time, and reduces each block at once to
+   per-head statistics (row distance sums, clipped-window sums, horizon column sums).
+
+No ``[H, N, N]`` map is ever held: the extra memory is ``O(B * H * block_size * N)`` for the block plus
+``O(B * L_sel * H * N)`` for the statistics. Only rows from the first response token on are computed,
+since every quantity of the rhythm reads response rows only.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+
+from .functional._checks import (
+    check_fraction,
+    check_horizon,
+    check_positive_int,
+    check_response_mask,
+    check_window,
+)
+from .functional.attention import fai_counts, select_layers
+from .functional.trace import RhythmTrace, trace_from_head_stats
+
+_PREFIX = "reasonattn_"
+_ACTIVE: contextvars.ContextVar[_Recorder | None] = contextvars.ContextVar("reasonattn_capture", default=None)
+
+
+@dataclass
+class _Recorder:
+    """Per-head statistics accumulated while the model runs; one per capture."""
+
+    slots: dict[int, int]  # layer index -> position among the selected layers
+    response_mask: torch.Tensor  # [B, N] bool
+    key_mask: torch.Tensor  # [B, N] bool, False at padding
+    window: int
+    horizon: tuple[int, int]
+    block_size: int
+    head_dist: torch.Tensor | None = None  # [B, L_sel, H] sum over response rows of the row distance
+    head_waad: torch.Tensor | None = None  # [B, L_sel, H, N] per-row windowed distance
+    head_fai: torch.Tensor | None = None  # [B, L_sel, H, N] horizon column sums over response rows
+    seen: set[int] = field(default_factory=set)
+
+    def observe(self, layer: int, query: torch.Tensor, key: torch.Tensor, mask, scaling, kwargs) -> None:
+        """Reduce the attention of one layer.
+
+        Args:
+            query: ``[B, H, N, D]`` after RoPE (and QK-norm).
+            key: ``[B, H_kv, N, D]``; query head ``h`` reads key head ``h // (H / H_kv)``.
+            mask: what the model's mask function gave: ``None`` (causal), a 2-D padding mask, or a 4-D bool
+                (True = attend) or additive float mask ``[B or 1, 1 or H, N, N]``.
+        """
+        b, h, n, d = query.shape
+        h_kv = key.shape[1]
+        if h % h_kv:
+            raise RuntimeError(f"layer {layer}: {h} query heads are not a multiple of {h_kv} key heads.")
+        if key.shape[2] != n:
+            raise RuntimeError(
+                f"layer {layer}: {n} queries but {key.shape[2]} keys; capture needs a full forward without a "
+                "KV cache (call the model with use_cache=False and no past_key_values)."
+            )
+        slot = self.slots[layer]
+        dev = query.device
+        if self.head_dist is None:
+            n_sel = len(self.slots)
+            self.head_dist = torch.zeros(b, n_sel, h, device=dev, dtype=torch.float64)
+            self.head_waad = torch.zeros(b, n_sel, h, n, device=dev)
+            self.head_fai = torch.zeros(b, n_sel, h, n, device=dev)
+        self.seen.add(layer)
+        resp = self.response_mask.to(dev)
+        keys_ok = self.key_mask.to(dev)
+        rows = resp.any(0).nonzero()
+        if rows.numel() == 0:
+            return
+        first, last = int(rows[0]), int(rows[-1]) + 1
+        scale = float(scaling) if scaling is not None else d**-0.5
+        softcap = kwargs.get("softcap")
+        window_left = kwargs.get("sliding_window")
+        lo, hi = self.horizon
+        w = self.window
+        k32 = key[:, :, :last].float()  # [B, H_kv, last, D], cast once per layer
+        pos = torch.arange(last, device=dev)
+        for r0 in range(first, last, self.block_size):
+            r1 = min(r0 + self.block_size, last)
+            nb = r1 - r0
+            # Scores of the block, grouped-query without repeating keys: [B, H_kv, g * nb, D] x [B, H_kv, D, r1].
+            q = query[:, :, r0:r1].float().reshape(b, h_kv, (h // h_kv) * nb, d)
+            scores = torch.matmul(q, k32[:, :, :r1].transpose(-1, -2)).view(b, h, nb, r1).mul_(scale)
+            if softcap is not None:
+                scores = torch.tanh(scores / softcap).mul_(softcap)
+            offset = pos[r0:r1, None] - pos[None, :r1]  # [nb, r1]: t - s
+            allowed = (offset >= 0)[None, None] & keys_ok[:, None, None, :r1]  # causality applied here, always
+            if isinstance(mask, torch.Tensor) and mask.ndim == 4:
+                block_mask = mask[..., r0:r1, :r1]
+                if block_mask.dtype == torch.bool:
+                    allowed = allowed & block_mask
+                else:
+                    scores = scores + block_mask.float()
+            elif window_left is not None:
+                allowed = allowed & (offset < window_left)[None, None]
+            scores.masked_fill_(~allowed, -float("inf"))
+            # In-place softmax; fully masked rows (padding) become zeros instead of NaN.
+            scores.sub_(scores.amax(-1, keepdim=True).clamp_min(torch.finfo(torch.float32).min)).exp_()
+            probs = scores.div_(scores.sum(-1, keepdim=True).clamp_min(1e-30))  # [B, H, nb, r1]
+            row_w = resp[:, r0:r1].float()  # [B, nb]
+
+            # Row distance sum_s P (t - s) = sum_s P (r0 - s) + (t - r0), rows summing to 1 (no cancellation).
+            rel = (r0 - pos[:r1]).float()
+            dist = torch.matmul(probs, rel) + (pos[r0:r1] - r0).float()
+            self.head_dist[:, slot] += (dist * row_w[:, None]).sum(-1, dtype=torch.float64)
+
+            # WAAD row sum_s P min(t - s, W) = W - sum_{0 <= t-s < W} P (W - (t - s)).
+            c0 = max(0, r0 - w + 1)
+            near = (w - offset[:, c0:]).clamp(0, w) * (offset[:, c0:] >= 0)
+            self.head_waad[:, slot, :, r0:r1] = w - (probs[..., c0:] * near).sum(-1)
+
+            # FAI column sums over response rows t with lo <= t - s <= hi: columns [r0 - hi, r1 - lo).
+            c0, c1 = max(0, r0 - hi), max(0, r1 - lo)
+            if c1 > c0:
+                band = ((offset[:, c0:c1] >= lo) & (offset[:, c0:c1] <= hi)).float()
+                col = torch.matmul(row_w[:, None, None, :], probs[..., c0:c1] * band)  # [B, H, 1, c]
+                self.head_fai[:, slot, :, c0:c1] += col.squeeze(-2)
+
+    def trace(self, layers: list[int], head_fraction: float, q: float, k: int) -> RhythmTrace:
+        """Normalise the accumulated sums and assemble the :class:`RhythmTrace`."""
+        resp = self.response_mask.to(self.head_waad.device)
+        nan = float("nan")
+        count = resp.sum(-1).float()[:, None, None]
+        dist = self.head_dist.float()
+        distance = torch.where(count > 0, dist / count.clamp_min(1), torch.full_like(dist, nan))
+        rows = resp[:, None, None, :]
+        head_waad = torch.where(rows, self.head_waad, torch.full_like(self.head_waad, nan))
+        counts = fai_counts(resp, self.horizon)[:, None, None, :]
+        head_fai = torch.where(
+            rows & (counts > 0), self.head_fai / counts.clamp_min(1), torch.full_like(self.head_fai, nan)
+        )
+        return trace_from_head_stats(distance, head_waad, head_fai, resp, layers, head_fraction, q, k)
+
+
+def _wrapped_attention(base_name: str):
+    """An attention function that runs ``base_name`` and, inside a capture, reduces the selected layers."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    def attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+        if base_name == "eager":  # eager lives in each model's own file, not in the interface
+            base = sys.modules[type(module).__module__].eager_attention_forward
+        else:
+            base = ALL_ATTENTION_FUNCTIONS[base_name]
+        out = base(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+        recorder = _ACTIVE.get()
+        layer = getattr(module, "layer_idx", None)
+        if recorder is not None and layer in recorder.slots:
+            with torch.no_grad():
+                recorder.observe(layer, query.detach(), key.detach(), attention_mask, scaling, kwargs)
+        return out
+
+    return attention
+
+
+def _register(base_name: str) -> str:
+    """Register the wrapper and its mask function under ``reasonattn_<base_name>``; return that name."""
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+    from transformers.modeling_utils import AttentionInterface
+
+    name = _PREFIX + base_name
+    if name not in AttentionInterface._global_mapping:
+        AttentionInterface.register(name, _wrapped_attention(base_name))
+    if name not in AttentionMaskInterface._global_mapping:
+        mask_fn = ALL_MASK_ATTENTION_FUNCTIONS._global_mapping.get(base_name)
+        if mask_fn is None:
+            raise NotImplementedError(
+                f"attention implementation {base_name!r} has no mask function in transformers' "
+                "AttentionMaskInterface; load the model with attn_implementation='sdpa' to capture its rhythm."
+            )
+        AttentionMaskInterface.register(name, mask_fn)
+    return name
+
+
+def _config_tree(config) -> Iterator:
+    yield config
+    for key in getattr(config, "sub_configs", {}) or {}:
+        sub = getattr(config, key, None)
+        if sub is not None:
+            yield from _config_tree(sub)
+
+
+def unwrap_causal_lm(model: torch.nn.Module):
+    """The transformers causal LM inside ``model`` (a peft wrapper is looked through).
+
+    Raises:
+        TypeError: ``model`` is not a transformers causal language model.
+    """
+    from transformers import PreTrainedModel
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    inner = model
+    if hasattr(inner, "get_base_model") and not isinstance(inner, PreTrainedModel):
+        inner = inner.get_base_model()  # peft.PeftModel
+    causal_names = set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+    name = type(inner).__name__
+    config = getattr(inner, "config", None)
+    if (
+        not isinstance(inner, PreTrainedModel)
+        or getattr(config, "is_encoder_decoder", False)
+        or not (name in causal_names or name.endswith("ForCausalLM"))
+    ):
+        raise TypeError(
+            f"capture needs a transformers causal language model (e.g. from AutoModelForCausalLM), got "
+            f"{type(model).__name__}; load the model with AutoModelForCausalLM.from_pretrained(...)."
+        )
+    return inner
+
+
+@contextmanager
+def rhythm_capture(
+    model: torch.nn.Module,
+    response_mask: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    layers: str | list[int] = "middle",
+    window: int = 10,
+    horizon: tuple[int, int] = (10, 100),
+    block_size: int = 128,
+):
+    """Record the per-head statistics of the rhythm during the forward passes run inside the block.
+
+    Use it when you make the forward pass yourself (for example an RL step that also needs the logits)::
+
+        with rhythm_capture(model, response_mask, attention_mask) as rec:
+            out = model(input_ids, attention_mask=attention_mask, use_cache=False)
+        trace = rec.trace(head_fraction=0.3, q=0.4, k=3)
+
+    Run exactly one full forward (no KV cache) over the ``[B, N]`` batch inside the block. The model's
+    attention implementation is restored on exit, even after an error.
+
+    Args:
+        model: a transformers causal LM, possibly peft-wrapped or bitsandbytes-quantized.
+        response_mask: ``[B, N]`` bool, True at response tokens.
+        attention_mask: ``[B, N]``, 0 at padding (default: no padding).
+        layers: ``"middle"``, ``"all"`` or layer indices.
+        window: WAAD window ``W``.
+        horizon: FAI horizon ``(lo, hi)``.
+        block_size: query rows reduced at a time; extra memory ~ ``4 B H block_size N`` bytes.
+
+    Yields:
+        a recorder whose ``trace(head_fraction, q, k)`` returns the :class:`RhythmTrace`.
+    """
+    base = unwrap_causal_lm(model)
+    window = check_window(window)
+    horizon = check_horizon(horizon)
+    block_size = check_positive_int(block_size, "block_size")
+    text_config = base.config.get_text_config()
+    selected = select_layers(text_config.num_hidden_layers, layers)
+    if attention_mask is None:
+        attention_mask = torch.ones(response_mask.shape, dtype=torch.bool, device=response_mask.device)
+    recorder = _Recorder(
+        slots={layer: i for i, layer in enumerate(selected)},
+        response_mask=response_mask.bool(),
+        key_mask=attention_mask.bool(),
+        window=window,
+        horizon=horizon,
+        block_size=block_size,
+    )
+    configs = list(_config_tree(base.config))
+    saved = [c._attn_implementation_internal for c in configs]
+    for c, impl in zip(configs, saved, strict=True):
+        if impl is not None and not impl.startswith(_PREFIX):
+            c._attn_implementation_internal = _register(impl)
+    token = _ACTIVE.set(recorder)
+    try:
+        yield _Handle(recorder, selected)
+    finally:
+        _ACTIVE.reset(token)
+        for c, impl in zip(configs, saved, strict=True):
+            c._attn_implementation_internal = impl
+
+
+class _Handle:
+    """What :func:`rhythm_capture` yields: turns the recorded statistics into a trace."""
+
+    def __init__(self, recorder: _Recorder, layers: list[int]):
+        self._recorder = recorder
+        self.layers = layers
+
+    @property
+    def complete(self) -> bool:
+        """Whether every selected layer was seen by the wrapper."""
+        return self._recorder.seen == set(self.layers)
+
+    def trace(self, head_fraction: float = 0.3, q: float = 0.4, k: int = 3) -> RhythmTrace:
+        missing = sorted(set(self.layers) - self._recorder.seen)
+        if missing:
+            raise RuntimeError(
+                f"no attention was recorded for layers {missing}: run one full forward of the model inside "
+                "the rhythm_capture block (use_cache=False)."
+            )
+        return self._recorder.trace(self.layers, head_fraction, q, k)
+
+
+def _check_inputs(input_ids, attention_mask, response_mask):
+    if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2:
+        got = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
+        raise ValueError(f"input_ids must be a [B, N] tensor of token ids, got {got}; add a batch dim with [None].")
+    shape = tuple(input_ids.shape)
+    if attention_mask is None:
+        attention_mask = torch.ones(shape, dtype=torch.long, device=input_ids.device)
+    elif tuple(attention_mask.shape) != shape:
+        raise ValueError(
+            f"attention_mask has shape {tuple(attention_mask.shape)}, expected {shape} like input_ids "
+            "(1 at real tokens, 0 at padding)."
+        )
+    if response_mask is None:
+        raise ValueError("response_mask is required: a [B, N] bool tensor, True at the response tokens.")
+    response_mask = check_response_mask(response_mask, shape).to(input_ids.device)
+    if not response_mask.any():
+        raise ValueError(
+            "response_mask has no response token: set True at the positions of the generated response "
+            "(the rhythm is measured over the response only)."
+        )
+    if (response_mask & ~attention_mask.bool()).any():
+        raise ValueError(
+            "response_mask marks padding positions (attention_mask == 0) as response: mark only real tokens."
+        )
+    return attention_mask, response_mask
+
+
+def capture_rhythm(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    response_mask: torch.Tensor | None = None,
+    layers: str | list[int] = "middle",
+    window: int = 10,
+    horizon: tuple[int, int] = (10, 100),
+    head_fraction: float = 0.3,
+    q: float = 0.4,
+    *,
+    k: int = 3,
+    block_size: int = 128,
+    return_outputs: bool = False,
+):
+    """Measure the rhythm of a batch in one no-grad forward pass of ``model``.
+
+    Position ids are derived from ``attention_mask`` (``cumsum - 1``), so a left- or right-padded sequence
+    gives the same trace as the unpadded one.
+
+    Args:
+        model: a transformers causal LM (peft-wrapped and bitsandbytes-quantized models work).
+        input_ids: ``[B, N]`` prompt + response token ids.
+        attention_mask: ``[B, N]``, 1 at real tokens, 0 at padding (default: all ones).
+        response_mask: ``[B, N]`` bool, True at response tokens (required).
+        layers: ``"middle"`` (5 evenly spaced layers from ``L // 3`` to ``2L // 3``), ``"all"`` or indices.
+        window: WAAD window ``W`` (>= 1).
+        horizon: FAI horizon ``(lo, hi)``, ``0 <= lo <= hi``.
+        head_fraction: share of the head pool in each of the local and global groups, in (0, 1].
+        q: top fraction for preplan and anchor tokens, in (0, 1].
+        k: look-back of dominated anchors.
+        block_size: query rows reduced at a time (memory vs speed).
+        return_outputs: also return the model output (its logits are those of a plain forward).
+
+    Returns:
+        the :class:`RhythmTrace`, or ``(trace, outputs)`` with ``return_outputs=True``.
+
+    Raises:
+        TypeError: ``model`` is not a causal LM.
+        ValueError: a bad parameter or mask; the message names the value and the fix.
+    """
+    head_fraction = check_fraction(head_fraction, "head_fraction")
+    q = check_fraction(q, "q")
+    k = check_positive_int(k, "k")
+    attention_mask, response_mask = _check_inputs(input_ids, attention_mask, response_mask)
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+    with torch.no_grad():
+        with rhythm_capture(model, response_mask, attention_mask, layers, window, horizon, block_size) as rec:
+            outputs = model(
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+            )
+        if not rec.complete:
+            warnings.warn(
+                f"{type(model).__name__} does not route the attention of layers {rec.layers} through "
+                "transformers' AttentionInterface; measuring them from eager attention maps instead, one "
+                "selected layer at a time (slower: a second forward pass and an N x N map per layer).",
+                stacklevel=2,
+            )
+            stats = _eager_layer_stats(
+                model, input_ids, attention_mask, position_ids, response_mask, rec.layers, window, horizon
+            )
+            trace = trace_from_head_stats(*stats, response_mask, rec.layers, head_fraction, q, k)
+        else:
+            trace = rec.trace(head_fraction, q, k)
+    return (trace, outputs) if return_outputs else trace
+
+
+def _attention_modules(base, layers: list[int]) -> list[torch.nn.Module]:
+    """The self-attention module of each selected decoder layer."""
+    n_layers = base.config.get_text_config().num_hidden_layers
+    stacks = [m for m in base.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n_layers]
+    if not stacks:
+        raise RuntimeError(f"cannot find the {n_layers} decoder layers of {type(base).__name__}.")
+    found = []
+    for layer in layers:
+        attn = [m for name, m in stacks[0][layer].named_modules() if name and "attention" in type(m).__name__.lower()]
+        if not attn:
+            raise RuntimeError(f"decoder layer {layer} of {type(base).__name__} has no attention module.")
+        found.append(attn[0])
+    return found
+
+
+def _eager_layer_stats(model, input_ids, attention_mask, position_ids, response_mask, layers, window, horizon):
+    """Fallback: per-head statistics from the attention weights the selected modules return when asked.
+
+    Each selected attention module is called with ``output_attentions=True`` and its ``[B, H, N, N]`` map is
+    reduced at once by the dense functional math, then dropped, so only one map is alive at a time.
+    """
+    from .functional.attention import fai, head_backward_distance, waad
+
+    modules = _attention_modules(unwrap_causal_lm(model), layers)
+    stats: dict[int, tuple[torch.Tensor, ...]] = {}
+
+    def ask_for_weights(module, args, kwargs):
+        return args, {**kwargs, "output_attentions": True}
+
+    def reduce(i):
+        def hook(module, args, output):
+            maps = output[1] if isinstance(output, tuple) and len(output) > 1 else None
+            if not isinstance(maps, torch.Tensor) or maps.ndim != 4:
+                raise RuntimeError(
+                    f"the attention module of layer {layers[i]} ({type(module).__name__}) returns no attention "
+                    "weights; load the model with attn_implementation='eager' or 'sdpa' to capture its rhythm."
+                )
+            stats[i] = (
+                head_backward_distance(maps, response_mask),
+                waad(maps, response_mask, window),
+                fai(maps, response_mask, horizon),
+            )
+            return (output[0], None, *output[2:])
+
+        return hook
+
+    handles = []
+    try:
+        for i, module in enumerate(modules):
+            handles.append(module.register_forward_pre_hook(ask_for_weights, with_kwargs=True))
+            handles.append(module.register_forward_hook(reduce(i)))
+        model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return tuple(torch.stack([stats[i][j] for i in range(len(layers))], 1) for j in range(3))
