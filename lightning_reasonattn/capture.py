@@ -379,6 +379,7 @@ def capture_rhythm(
         TypeError: ``model`` is not a causal LM.
         ValueError: a bad parameter or mask; the message names the value and the fix.
     """
+    unwrap_causal_lm(model)
     head_fraction = check_fraction(head_fraction, "head_fraction")
     q = check_fraction(q, "q")
     k = check_positive_int(k, "k")

@@ -12,6 +12,7 @@ import math
 import torch
 
 from ._checks import check_fraction, check_positive_int
+from .attention import as_float
 
 
 def waad_jumps(waad: torch.Tensor) -> torch.Tensor:
@@ -23,7 +24,7 @@ def waad_jumps(waad: torch.Tensor) -> torch.Tensor:
     Returns:
         ``[*batch, N]`` float32; the last position is always NaN.
     """
-    w = waad.float()
+    w = as_float(waad)
     nxt = torch.nn.functional.pad(w[..., 1:], (0, 1), value=float("nan"))
     return (w - nxt).abs()
 
