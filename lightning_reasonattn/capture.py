@@ -95,28 +95,34 @@ class _Recorder:
         w = self.window
         k32 = key[:, :, :last].float()  # [B, H_kv, last, D], cast once per layer
         pos = torch.arange(last, device=dev)
+        padded = not bool(keys_ok.all())
+        causal_block = torch.ones(self.block_size, self.block_size, dtype=torch.bool, device=dev).triu(1)
         for r0 in range(first, last, self.block_size):
             r1 = min(r0 + self.block_size, last)
             nb = r1 - r0
             # Scores of the block, grouped-query without repeating keys: [B, H_kv, g * nb, D] x [B, H_kv, D, r1].
-            q = query[:, :, r0:r1].float().reshape(b, h_kv, (h // h_kv) * nb, d)
-            scores = torch.matmul(q, k32[:, :, :r1].transpose(-1, -2)).view(b, h, nb, r1).mul_(scale)
+            q = query[:, :, r0:r1].float().mul_(scale).reshape(b, h_kv, (h // h_kv) * nb, d)
+            scores = torch.matmul(q, k32[:, :, :r1].transpose(-1, -2)).view(b, h, nb, r1)
             if softcap is not None:
                 scores = torch.tanh(scores / softcap).mul_(softcap)
             offset = pos[r0:r1, None] - pos[None, :r1]  # [nb, r1]: t - s
-            allowed = (offset >= 0)[None, None] & keys_ok[:, None, None, :r1]  # causality applied here, always
             if isinstance(mask, torch.Tensor) and mask.ndim == 4:
                 block_mask = mask[..., r0:r1, :r1]
                 if block_mask.dtype == torch.bool:
-                    allowed = allowed & block_mask
+                    scores.masked_fill_(~block_mask, -float("inf"))
                 else:
-                    scores = scores + block_mask.float()
-            elif window_left is not None:
-                allowed = allowed & (offset < window_left)[None, None]
-            scores.masked_fill_(~allowed, -float("inf"))
-            # In-place softmax; fully masked rows (padding) become zeros instead of NaN.
-            scores.sub_(scores.amax(-1, keepdim=True).clamp_min(torch.finfo(torch.float32).min)).exp_()
-            probs = scores.div_(scores.sum(-1, keepdim=True).clamp_min(1e-30))  # [B, H, nb, r1]
+                    scores.add_(block_mask.to(scores.dtype))
+            else:  # None (plain causal) or a 2-D padding mask: apply padding and window ourselves
+                if padded:
+                    scores.masked_fill_(~keys_ok[:, None, None, :r1], -float("inf"))
+                if window_left is not None:
+                    scores.masked_fill_(offset >= window_left, -float("inf"))
+            # Causality, always (with no padding SDPA gets mask=None): only the diagonal block sees the future.
+            scores[..., r0:r1].masked_fill_(causal_block[:nb, :nb], -float("inf"))
+            if padded:  # padding query rows would be all -inf -> NaN; give them a harmless finite row
+                scores.masked_fill_(~keys_ok[:, None, r0:r1, None], 0.0)
+            probs = torch.softmax(scores, dim=-1)  # [B, H, nb, r1]
+            del scores
             row_w = resp[:, r0:r1].float()  # [B, nb]
 
             # Row distance sum_s P (t - s) = sum_s P (r0 - s) + (t - r0), rows summing to 1 (no cancellation).
