@@ -23,10 +23,10 @@ import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import torch
 
+from .blockwise import MapRecorder, StatsRecorder
 from .functional._checks import (
     check_fraction,
     check_horizon,
@@ -34,128 +34,12 @@ from .functional._checks import (
     check_response_mask,
     check_window,
 )
-from .functional.attention import fai_counts, select_layers
+from .functional.attention import select_layers
 from .functional.trace import RhythmTrace, trace_from_head_stats
 
 _PREFIX = "reasonattn_"
-_ACTIVE: contextvars.ContextVar[_Recorder | None] = contextvars.ContextVar("reasonattn_capture", default=None)
-
-
-@dataclass
-class _Recorder:
-    """Per-head statistics accumulated while the model runs; one per capture."""
-
-    slots: dict[int, int]  # layer index -> position among the selected layers
-    response_mask: torch.Tensor  # [B, N] bool
-    key_mask: torch.Tensor  # [B, N] bool, False at padding
-    window: int
-    horizon: tuple[int, int]
-    block_size: int
-    head_dist: torch.Tensor | None = None  # [B, L_sel, H] sum over response rows of the row distance
-    head_waad: torch.Tensor | None = None  # [B, L_sel, H, N] per-row windowed distance
-    head_fai: torch.Tensor | None = None  # [B, L_sel, H, N] horizon column sums over response rows
-    seen: set[int] = field(default_factory=set)
-
-    def observe(self, layer: int, query: torch.Tensor, key: torch.Tensor, mask, scaling, kwargs) -> None:
-        """Reduce the attention of one layer.
-
-        Args:
-            query: ``[B, H, N, D]`` after RoPE (and QK-norm).
-            key: ``[B, H_kv, N, D]``; query head ``h`` reads key head ``h // (H / H_kv)``.
-            mask: what the model's mask function gave: ``None`` (causal), a 2-D padding mask, or a 4-D bool
-                (True = attend) or additive float mask ``[B or 1, 1 or H, N, N]``.
-        """
-        b, h, n, d = query.shape
-        h_kv = key.shape[1]
-        if h % h_kv:
-            raise RuntimeError(f"layer {layer}: {h} query heads are not a multiple of {h_kv} key heads.")
-        if key.shape[2] != n:
-            raise RuntimeError(
-                f"layer {layer}: {n} queries but {key.shape[2]} keys; capture needs a full forward without a "
-                "KV cache (call the model with use_cache=False and no past_key_values)."
-            )
-        slot = self.slots[layer]
-        dev = query.device
-        if self.head_dist is None:
-            n_sel = len(self.slots)
-            self.head_dist = torch.zeros(b, n_sel, h, device=dev, dtype=torch.float64)
-            self.head_waad = torch.zeros(b, n_sel, h, n, device=dev)
-            self.head_fai = torch.zeros(b, n_sel, h, n, device=dev)
-        self.seen.add(layer)
-        resp = self.response_mask.to(dev)
-        keys_ok = self.key_mask.to(dev)
-        rows = resp.any(0).nonzero()
-        if rows.numel() == 0:
-            return
-        first, last = int(rows[0]), int(rows[-1]) + 1
-        scale = float(scaling) if scaling is not None else d**-0.5
-        softcap = kwargs.get("softcap")
-        window_left = kwargs.get("sliding_window")
-        lo, hi = self.horizon
-        w = self.window
-        k32 = key[:, :, :last].float()  # [B, H_kv, last, D], cast once per layer
-        pos = torch.arange(last, device=dev)
-        padded = not bool(keys_ok.all())
-        causal_block = torch.ones(self.block_size, self.block_size, dtype=torch.bool, device=dev).triu(1)
-        for r0 in range(first, last, self.block_size):
-            r1 = min(r0 + self.block_size, last)
-            nb = r1 - r0
-            # Scores of the block, grouped-query without repeating keys: [B, H_kv, g * nb, D] x [B, H_kv, D, r1].
-            q = query[:, :, r0:r1].float().mul_(scale).reshape(b, h_kv, (h // h_kv) * nb, d)
-            scores = torch.matmul(q, k32[:, :, :r1].transpose(-1, -2)).view(b, h, nb, r1)
-            if softcap is not None:
-                scores = torch.tanh(scores / softcap).mul_(softcap)
-            offset = pos[r0:r1, None] - pos[None, :r1]  # [nb, r1]: t - s
-            if isinstance(mask, torch.Tensor) and mask.ndim == 4:
-                block_mask = mask[..., r0:r1, :r1]
-                if block_mask.dtype == torch.bool:
-                    scores.masked_fill_(~block_mask, -float("inf"))
-                else:
-                    scores.add_(block_mask.to(scores.dtype))
-            else:  # None (plain causal) or a 2-D padding mask: apply padding and window ourselves
-                if padded:
-                    scores.masked_fill_(~keys_ok[:, None, None, :r1], -float("inf"))
-                if window_left is not None:
-                    scores.masked_fill_(offset >= window_left, -float("inf"))
-            # Causality, always (with no padding SDPA gets mask=None): only the diagonal block sees the future.
-            scores[..., r0:r1].masked_fill_(causal_block[:nb, :nb], -float("inf"))
-            if padded:  # padding query rows would be all -inf -> NaN; give them a harmless finite row
-                scores.masked_fill_(~keys_ok[:, None, r0:r1, None], 0.0)
-            probs = torch.softmax(scores, dim=-1)  # [B, H, nb, r1]
-            del scores
-            row_w = resp[:, r0:r1].float()  # [B, nb]
-
-            # Row distance sum_s P (t - s) = sum_s P (r0 - s) + (t - r0), rows summing to 1 (no cancellation).
-            rel = (r0 - pos[:r1]).float()
-            dist = torch.matmul(probs, rel) + (pos[r0:r1] - r0).float()
-            self.head_dist[:, slot] += (dist * row_w[:, None]).sum(-1, dtype=torch.float64)
-
-            # WAAD row sum_s P min(t - s, W) = W - sum_{0 <= t-s < W} P (W - (t - s)).
-            c0 = max(0, r0 - w + 1)
-            near = (w - offset[:, c0:]).clamp(0, w) * (offset[:, c0:] >= 0)
-            self.head_waad[:, slot, :, r0:r1] = w - (probs[..., c0:] * near).sum(-1)
-
-            # FAI column sums over response rows t with lo <= t - s <= hi: columns [r0 - hi, r1 - lo).
-            c0, c1 = max(0, r0 - hi), max(0, r1 - lo)
-            if c1 > c0:
-                band = ((offset[:, c0:c1] >= lo) & (offset[:, c0:c1] <= hi)).float()
-                col = torch.matmul(row_w[:, None, None, :], probs[..., c0:c1] * band)  # [B, H, 1, c]
-                self.head_fai[:, slot, :, c0:c1] += col.squeeze(-2)
-
-    def trace(self, layers: list[int], head_fraction: float, q: float, k: int) -> RhythmTrace:
-        """Normalise the accumulated sums and assemble the :class:`RhythmTrace`."""
-        resp = self.response_mask.to(self.head_waad.device)
-        nan = float("nan")
-        count = resp.sum(-1).float()[:, None, None]
-        dist = self.head_dist.float()
-        distance = torch.where(count > 0, dist / count.clamp_min(1), torch.full_like(dist, nan))
-        rows = resp[:, None, None, :]
-        head_waad = torch.where(rows, self.head_waad, torch.full_like(self.head_waad, nan))
-        counts = fai_counts(resp, self.horizon)[:, None, None, :]
-        head_fai = torch.where(
-            rows & (counts > 0), self.head_fai / counts.clamp_min(1), torch.full_like(self.head_fai, nan)
-        )
-        return trace_from_head_stats(distance, head_waad, head_fai, resp, layers, head_fraction, q, k)
+# The recorder of the capture in progress (StatsRecorder or MapRecorder), read by the attention wrapper.
+_ACTIVE: contextvars.ContextVar = contextvars.ContextVar("reasonattn_capture", default=None)
 
 
 def _wrapped_attention(base_name: str):
@@ -273,7 +157,7 @@ def rhythm_capture(
     selected = select_layers(text_config.num_hidden_layers, layers)
     if attention_mask is None:
         attention_mask = torch.ones(response_mask.shape, dtype=torch.bool, device=response_mask.device)
-    recorder = _Recorder(
+    recorder = StatsRecorder(
         slots={layer: i for i, layer in enumerate(selected)},
         response_mask=response_mask.bool(),
         key_mask=attention_mask.bool(),
@@ -281,6 +165,13 @@ def rhythm_capture(
         horizon=horizon,
         block_size=block_size,
     )
+    with _intercept(base, recorder):
+        yield _Handle(recorder, selected)
+
+
+@contextmanager
+def _intercept(base, recorder):
+    """Route the model's attention through the wrapper, with ``recorder`` active; restore on exit."""
     configs = list(_config_tree(base.config))
     saved = [c._attn_implementation_internal for c in configs]
     for c, impl in zip(configs, saved, strict=True):
@@ -288,7 +179,7 @@ def rhythm_capture(
             c._attn_implementation_internal = _register(impl)
     token = _ACTIVE.set(recorder)
     try:
-        yield _Handle(recorder, selected)
+        yield recorder
     finally:
         _ACTIVE.reset(token)
         for c, impl in zip(configs, saved, strict=True):
@@ -298,7 +189,7 @@ def rhythm_capture(
 class _Handle:
     """What :func:`rhythm_capture` yields: turns the recorded statistics into a trace."""
 
-    def __init__(self, recorder: _Recorder, layers: list[int]):
+    def __init__(self, recorder: StatsRecorder, layers: list[int]):
         self._recorder = recorder
         self.layers = layers
 
@@ -468,3 +359,51 @@ def _eager_layer_stats(model, input_ids, attention_mask, position_ids, response_
         for handle in handles:
             handle.remove()
     return tuple(torch.stack([stats[i][j] for i in range(len(layers))], 1) for j in range(3))
+
+
+def capture_group_maps(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    trace: RhythmTrace,
+    attention_mask: torch.Tensor | None = None,
+    span: tuple[int, int] | None = None,
+    block_size: int = 128,
+) -> dict[str, torch.Tensor]:
+    """The local- and global-head mean attention maps over a window of the sequence, for pictures.
+
+    The heads are those of ``trace`` (its split and layers); only rows and columns ``[start, stop)`` are kept,
+    so a long sequence costs ``w x w`` per group, not ``N x N``.
+
+    Args:
+        model: the model the trace came from.
+        input_ids: ``[B, N]``, the same batch.
+        trace: from :func:`capture_rhythm` on that batch.
+        attention_mask: ``[B, N]``, as given to :func:`capture_rhythm`.
+        span: ``(start, stop)`` positions (default: the whole sequence).
+
+    Returns:
+        ``{"local": [B, w, w], "global": [B, w, w]}`` float32 maps, rows = queries, columns = keys.
+    """
+    base = unwrap_causal_lm(model)
+    n = input_ids.shape[-1]
+    start, stop = span if span is not None else (0, n)
+    if not 0 <= start < stop <= n:
+        raise ValueError(f"span={span!r} is invalid for {n} tokens: pass (start, stop) with 0 <= start < stop <= {n}.")
+    attention_mask, _ = _check_inputs(input_ids, attention_mask, trace.response_mask.to(input_ids.device))
+    recorder = MapRecorder(
+        slots={layer: i for i, layer in enumerate(trace.layers)},
+        key_mask=attention_mask.bool(),
+        groups={"local": trace.local_heads, "global": trace.global_heads},
+        start=start,
+        stop=stop,
+        block_size=check_positive_int(block_size, "block_size"),
+    )
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+    with torch.no_grad(), _intercept(base, recorder):
+        model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+    if recorder.seen != set(trace.layers):
+        raise RuntimeError(
+            f"{type(base).__name__} did not route attention through transformers' AttentionInterface; "
+            "group maps need it (load the model with attn_implementation='sdpa')."
+        )
+    return recorder.sums

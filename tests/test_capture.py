@@ -5,7 +5,8 @@ import torch
 from conftest import FAMILIES, tiny_model
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from lightning_reasonattn.capture import _Recorder, capture_rhythm, rhythm_capture
+from lightning_reasonattn.blockwise import StatsRecorder
+from lightning_reasonattn.capture import capture_group_maps, capture_rhythm, rhythm_capture
 from lightning_reasonattn.functional import rhythm_from_attentions, select_layers
 
 FLOATS = ("waad", "fai", "waad_jumps")
@@ -20,8 +21,8 @@ def batch(b=2, n=130, prompt=17, vocab=97, seed=1):
     return ids, torch.ones(b, n, dtype=torch.long), resp
 
 
-def dense_reference(model, ids, attention_mask, response_mask, layers="middle", **kw):
-    """Eager maps of the selected layers (float64 math) -> the trace, as the definitions read."""
+def eager_maps(model, ids, attention_mask, layers="middle"):
+    """[B, L_sel, H, N, N] float64 attention maps of the selected layers, from an eager forward."""
     previous = model.config._attn_implementation
     model.set_attn_implementation("eager")
     try:
@@ -31,7 +32,12 @@ def dense_reference(model, ids, attention_mask, response_mask, layers="middle", 
     finally:
         model.set_attn_implementation(previous)
     chosen = select_layers(model.config.num_hidden_layers, layers)
-    maps = torch.stack([out.attentions[i] for i in chosen], 1).double()
+    return torch.stack([out.attentions[i] for i in chosen], 1).double(), chosen
+
+
+def dense_reference(model, ids, attention_mask, response_mask, layers="middle", **kw):
+    """Eager maps of the selected layers (float64 math) -> the trace, as the definitions read."""
+    maps, chosen = eager_maps(model, ids, attention_mask, layers)
     return rhythm_from_attentions(maps, response_mask, chosen, **kw)
 
 
@@ -138,13 +144,13 @@ def test_never_builds_a_full_attention_map(monkeypatch):
                     LargestTensor.largest = max(LargestTensor.largest, t.numel())
             return out
 
-    original = _Recorder.observe
+    original = StatsRecorder.observe
 
     def observed(self, *args, **kwargs):
         with LargestTensor():
             return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(_Recorder, "observe", observed)
+    monkeypatch.setattr(StatsRecorder, "observe", observed)
     model = tiny_model("llama", num_hidden_layers=3)
     n, heads, block = 300, 4, 16
     ids, am, resp = batch(b=1, n=n, prompt=10)
@@ -293,3 +299,23 @@ def test_not_a_causal_lm():
     headless = LlamaModel(FAMILIES["llama"]())
     with pytest.raises(TypeError, match="got LlamaModel"):
         capture_rhythm(headless, ids, am, resp)
+
+
+@pytest.mark.parametrize("span", [None, (40, 90)])
+def test_group_maps_match_eager_maps(span):
+    model = tiny_model("llama")
+    ids, am, resp = batch(b=2, n=100)
+    am[1, :7] = 0  # left padding in the second row
+    resp[1, :7] = False
+    trace = capture_rhythm(model, ids, am, resp)
+    maps = capture_group_maps(model, ids, trace, am, span=span, block_size=16)
+    dense, _ = eager_maps(model, ids, am)
+    flat = dense.flatten(1, 2)  # [B, L_sel * H, N, N]
+    start, stop = span or (0, 100)
+    for b in range(2):
+        for name, heads in (("local", trace.local_heads), ("global", trace.global_heads)):
+            expected = flat[b, heads[b]].mean(0)[start:stop, start:stop]
+            rows = am[b, start:stop].bool()  # padding rows are not defined
+            torch.testing.assert_close(maps[name][b][rows].double(), expected[rows], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match=r"span=\(5, 500\)"):
+        capture_group_maps(model, ids, trace, am, span=(5, 500))
