@@ -1,8 +1,21 @@
 """lightning_reasonattn: see and train the preplan-and-anchor attention rhythm of reasoning LMs."""
 
-from .capture import capture_rhythm, rhythm_capture
+from .callbacks import AttentionRhythmMonitor
+from .capture import capture_group_maps, capture_rhythm, rhythm_capture
 from .functional import RhythmTrace, credit_gamma
+from .metrics import FutureAttentionInfluence, RhythmCoupling, WindowedAverageAttentionDistance
 
 __version__ = "0.1.0"
 
-__all__ = ["RhythmTrace", "__version__", "capture_rhythm", "credit_gamma", "rhythm_capture"]
+__all__ = [
+    "AttentionRhythmMonitor",
+    "FutureAttentionInfluence",
+    "RhythmCoupling",
+    "RhythmTrace",
+    "WindowedAverageAttentionDistance",
+    "__version__",
+    "capture_group_maps",
+    "capture_rhythm",
+    "credit_gamma",
+    "rhythm_capture",
+]

@@ -1,0 +1,247 @@
+"""Lightning callbacks: watch the attention rhythm of the causal LM inside any existing Trainer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+from .capture import capture_rhythm, unwrap_causal_lm
+from .functional._checks import check_positive_int
+from .functional.coupling import token_entropy
+from .metrics import FutureAttentionInfluence, RhythmCoupling, WindowedAverageAttentionDistance
+
+IGNORE_INDEX = -100
+
+
+def find_causal_lm(pl_module: torch.nn.Module, attribute: str | None = None) -> torch.nn.Module:
+    """The transformers causal LM held by ``pl_module``: ``attribute`` (dotted path) or the first one found.
+
+    Raises:
+        MisconfigurationException: none found, or ``attribute`` does not name one.
+    """
+    if attribute is not None:
+        obj: Any = pl_module
+        for part in attribute.split("."):
+            if not hasattr(obj, part):
+                raise MisconfigurationException(
+                    f"model_attr={attribute!r}: {type(obj).__name__} has no attribute {part!r}; name the "
+                    "attribute of your LightningModule that holds the causal LM, e.g. model_attr='model'."
+                )
+            obj = getattr(obj, part)
+        try:
+            unwrap_causal_lm(obj)
+        except TypeError as err:
+            raise MisconfigurationException(f"model_attr={attribute!r}: {err}") from None
+        return obj
+    for _, module in pl_module.named_modules():
+        if module is pl_module:
+            continue
+        try:
+            unwrap_causal_lm(module)
+        except TypeError:
+            continue
+        return module
+    raise MisconfigurationException(
+        f"{type(pl_module).__name__} holds no transformers causal LM (an AutoModelForCausalLM, possibly "
+        "peft-wrapped) as a submodule; assign it as an attribute of the LightningModule (self.model = ...) or "
+        "pass model_attr='path.to.model'."
+    )
+
+
+class AttentionRhythmMonitor(Callback):
+    r"""Log the WAAD / FAI rhythm of the model being trained, as torchmetrics.
+
+    Every ``every_n_steps`` optimizer steps (after the step, on that step's batch) and over the validation
+    batches, it runs :func:`~lightning_reasonattn.capture_rhythm` on the batch in one extra no-grad forward
+    pass and logs, under ``{prefix}{train|val}/``:
+
+    * ``waad``, ``fai``: means over the response tokens (and ``waad_profile/i``, ``fai_profile/i`` over
+      ``num_buckets`` slices of relative position, if set);
+    * ``coupling_rate``, ``coupling_baseline``, ``coupling_lift``, ``entropy_at_peaks``, ``entropy_mean``,
+      ``entropy_lift`` (see :class:`~lightning_reasonattn.metrics.RhythmCoupling`).
+
+    It leaves training alone: the forward runs in eval mode without gradients (no dropout draw, so the RNG
+    stream is untouched), the training flags are restored, and the model's attention implementation is
+    restored on exit; loss and gradients are those of a run without the callback.
+
+    Args:
+        every_n_steps: measure on the batch of every ``n``-th optimizer step (steps 1, n + 1, 2n + 1, ...).
+        on_validation: also measure every validation batch and log the epoch value.
+        model_attr: dotted attribute path of the causal LM in the LightningModule (default: found).
+        input_ids_key: batch key of the token ids.
+        attention_mask_key: batch key of the padding mask (optional in the batch).
+        labels_key: batch key of labels; response tokens are those with ``labels != -100``.
+        response_mask_key: batch key of a bool response mask; used instead of labels when given.
+        batch_to_inputs: ``fn(batch) -> {"input_ids", "response_mask", "attention_mask"?}`` for custom
+            batches; replaces the keys above.
+        max_sequences: measure at most this many sequences of a batch (bounds the extra cost).
+        num_buckets: profile resolution over relative response position (``None``: no profile).
+        prefix: metric name prefix.
+        capture_kwargs: passed to :func:`~lightning_reasonattn.capture_rhythm` (``layers``, ``window``,
+            ``horizon``, ``head_fraction``, ``q``, ``block_size``...).
+
+    Raises:
+        MisconfigurationException: ``every_n_steps < 1``, or (in ``setup``) a module with no causal LM.
+        KeyError: (at the first measured batch) a batch without the configured keys.
+
+    Example::
+
+        trainer = Trainer(callbacks=[AttentionRhythmMonitor(every_n_steps=50)])
+        trainer.fit(my_module, datamodule)   # logs rhythm/train/waad, rhythm/train/fai, ...
+    """
+
+    def __init__(
+        self,
+        every_n_steps: int = 50,
+        on_validation: bool = True,
+        model_attr: str | None = None,
+        input_ids_key: str = "input_ids",
+        attention_mask_key: str = "attention_mask",
+        labels_key: str = "labels",
+        response_mask_key: str | None = None,
+        batch_to_inputs: Callable[[Any], Mapping[str, torch.Tensor]] | None = None,
+        max_sequences: int | None = None,
+        num_buckets: int | None = None,
+        prefix: str = "rhythm/",
+        **capture_kwargs,
+    ):
+        try:
+            self.every_n_steps = check_positive_int(every_n_steps, "every_n_steps")
+            self.max_sequences = None if max_sequences is None else check_positive_int(max_sequences, "max_sequences")
+        except ValueError as err:
+            raise MisconfigurationException(str(err)) from None
+        self.on_validation = on_validation
+        self.model_attr = model_attr
+        self.keys = (input_ids_key, attention_mask_key, labels_key, response_mask_key)
+        self.batch_to_inputs = batch_to_inputs
+        self.num_buckets = num_buckets
+        self.prefix = prefix
+        self.capture_kwargs = capture_kwargs
+        self._model: torch.nn.Module | None = None
+        self._last_step = -1
+
+    # ------------------------------------------------------------------ set-up
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._model = find_causal_lm(pl_module, self.model_attr)
+        metrics = torch.nn.ModuleDict()
+        for split in ("train", "val"):
+            metrics[f"{split}_waad"] = WindowedAverageAttentionDistance(self.num_buckets)
+            metrics[f"{split}_fai"] = FutureAttentionInfluence(self.num_buckets)
+            metrics[f"{split}_coupling"] = RhythmCoupling()
+        # Attached to the module so that Lightning moves them to its device; removed in teardown.
+        pl_module.add_module("_rhythm_metrics", metrics)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if "_rhythm_metrics" in pl_module._modules:
+            del pl_module._modules["_rhythm_metrics"]
+        self._model = None
+
+    # ------------------------------------------------------------------ hooks
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if step == self._last_step or (step - 1) % self.every_n_steps:
+            return
+        self._last_step = step
+        self._measure(pl_module, batch, "train")
+        self._log(trainer, pl_module, "train")
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if self.on_validation and not trainer.sanity_checking:
+            self._measure(pl_module, batch, "val")
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if self.on_validation and not trainer.sanity_checking:
+            self._log(trainer, pl_module, "val")
+
+    # ------------------------------------------------------------------ work
+    def inputs(self, batch: Any) -> dict[str, torch.Tensor]:
+        """``input_ids``, ``attention_mask`` and ``response_mask`` of a batch, as configured."""
+        if self.batch_to_inputs is not None:
+            found = dict(self.batch_to_inputs(batch))
+            if "input_ids" not in found or "response_mask" not in found:
+                raise KeyError(
+                    f"batch_to_inputs returned keys {sorted(found)}; it must return 'input_ids' and "
+                    "'response_mask' (and optionally 'attention_mask')."
+                )
+        else:
+            ids_key, mask_key, labels_key, resp_key = self.keys
+            if not isinstance(batch, Mapping):
+                raise KeyError(
+                    f"the batch is a {type(batch).__name__}, not a mapping with {ids_key!r}; pass "
+                    "batch_to_inputs=fn(batch) -> {'input_ids': ..., 'response_mask': ...}."
+                )
+            need = [ids_key, resp_key or labels_key]
+            missing = [key for key in need if key not in batch]
+            if missing:
+                raise KeyError(
+                    f"the batch has keys {sorted(batch)} but not {missing}; set input_ids_key / labels_key / "
+                    "response_mask_key to your batch's keys, or pass batch_to_inputs."
+                )
+            found = {"input_ids": batch[ids_key]}
+            if mask_key in batch:
+                found["attention_mask"] = batch[mask_key]
+            found["response_mask"] = batch[resp_key].bool() if resp_key else batch[labels_key] != IGNORE_INDEX
+        if "attention_mask" in found:
+            found["response_mask"] = found["response_mask"] & found["attention_mask"].bool()
+        if self.max_sequences is not None:
+            found = {key: value[: self.max_sequences] for key, value in found.items()}
+        return found
+
+    def _measure(self, pl_module: pl.LightningModule, batch: Any, split: str) -> None:
+        inputs = self.inputs(batch)
+        keep = inputs["response_mask"].any(-1)  # sequences with a response; others say nothing
+        if not keep.any():
+            return
+        inputs = {key: value[keep] for key, value in inputs.items()}
+        model = self._model
+        modes = [(module, module.training) for module in model.modules()]
+        model.eval()  # no dropout: the measurement draws no random number
+        try:
+            trace, out = capture_rhythm(
+                model,
+                inputs["input_ids"],
+                inputs.get("attention_mask"),
+                inputs["response_mask"],
+                return_outputs=True,
+                **self.capture_kwargs,
+            )
+            entropy = token_entropy(out.logits)
+            del out
+        finally:
+            for module, mode in modes:
+                module.training = mode
+        metrics = pl_module._rhythm_metrics
+        metrics[f"{split}_waad"].update_from_trace(trace)
+        metrics[f"{split}_fai"].update_from_trace(trace)
+        metrics[f"{split}_coupling"].update(trace, entropy)
+
+    def _log(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str) -> None:
+        metrics = pl_module._rhythm_metrics
+        values: dict[str, torch.Tensor] = {}
+        for name in ("waad", "fai"):
+            result = metrics[f"{split}_{name}"].compute()  # synced across ranks by torchmetrics
+            if isinstance(result, dict):
+                values[name] = result["mean"]
+                for i, v in enumerate(result["profile"]):
+                    values[f"{name}_profile/{i:02d}"] = v
+            else:
+                values[name] = result
+        values.update(metrics[f"{split}_coupling"].compute())
+        for metric in (metrics[f"{split}_waad"], metrics[f"{split}_fai"], metrics[f"{split}_coupling"]):
+            metric.reset()
+        named = {f"{self.prefix}{split}/{name}": value for name, value in values.items()}
+        if split == "val":
+            for name, value in named.items():  # one value per epoch, already reduced over ranks
+                pl_module.log(name, value, on_step=False, on_epoch=True, sync_dist=False, batch_size=1)
+            return
+        # A value logged with self.log from on_train_batch_end stays in Lightning's step results and is
+        # written again at every later step; write it once to the loggers instead, like LearningRateMonitor.
+        step = getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", trainer.global_step)
+        for logger in trainer.loggers:
+            logger.log_metrics({name: float(value) for name, value in named.items()}, step=step)
+        trainer.callback_metrics.update({name: value.detach().cpu() for name, value in named.items()})

@@ -1,0 +1,168 @@
+"""torchmetrics classes of the rhythm: thin stateful wrappers over :mod:`lightning_reasonattn.functional`.
+
+Every state is a sum with ``dist_reduce_fx="sum"``, so values are right under distributed training by
+construction: ``compute()`` on each rank gives the value over the data of all ranks.
+"""
+
+from __future__ import annotations
+
+import torch
+from torchmetrics import Metric
+
+from .functional._checks import check_positive_int
+from .functional.coupling import coupling_counts, local_peaks
+from .functional.trace import RhythmTrace
+
+
+def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    return num / den if den > 0 else torch.full_like(num, float("nan"))
+
+
+class _ResponseMean(Metric):
+    """Mean of a per-token signal over response tokens, NaN-aware, with an optional positional profile.
+
+    Args:
+        num_buckets: also keep the mean in each of ``num_buckets`` equal slices of relative position in the
+            response (token ``i`` of a response of ``n`` goes to bucket ``floor(i * num_buckets / n)``).
+            ``compute()`` then returns ``{"mean": scalar, "profile": [num_buckets]}``.
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = None
+    signal = ""  # the RhythmTrace field this metric reads in update_from_trace
+
+    def __init__(self, num_buckets: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.num_buckets = None if num_buckets is None else check_positive_int(num_buckets, "num_buckets")
+        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        if self.num_buckets:
+            zeros = torch.zeros(self.num_buckets, dtype=torch.float64)
+            self.add_state("bucket_total", zeros.clone(), dist_reduce_fx="sum")
+            self.add_state("bucket_count", zeros.clone(), dist_reduce_fx="sum")
+
+    def update(self, values: torch.Tensor, response_mask: torch.Tensor | None = None) -> None:
+        """Add a batch.
+
+        Args:
+            values: ``[B, N]``, NaN where undefined (outside the response, empty horizon).
+            response_mask: ``[B, N]`` bool; sets the relative positions of the profile (default: where
+                ``values`` is finite).
+        """
+        v = values.detach().double()
+        finite = torch.isfinite(v)
+        mask = finite if response_mask is None else response_mask.bool().to(v.device)
+        use = finite & mask
+        self.total += torch.where(use, v, torch.zeros_like(v)).sum()
+        self.count += use.sum()
+        if self.num_buckets:
+            rank = mask.long().cumsum(-1) - 1  # index of each response token within its response
+            length = mask.sum(-1, keepdim=True).clamp_min(1)
+            bucket = (rank * self.num_buckets // length).clamp(0, self.num_buckets - 1)
+            self.bucket_total.scatter_add_(0, bucket[use], v[use])
+            self.bucket_count.scatter_add_(0, bucket[use], torch.ones_like(v[use]))
+
+    def update_from_trace(self, trace: RhythmTrace) -> None:
+        self.update(getattr(trace, self.signal), trace.response_mask)
+
+    def compute(self):
+        mean = _ratio(self.total, self.count).float()
+        if not self.num_buckets:
+            return mean
+        profile = torch.where(
+            self.bucket_count > 0, self.bucket_total / self.bucket_count.clamp_min(1), float("nan")
+        ).float()
+        return {"mean": mean, "profile": profile}
+
+
+class WindowedAverageAttentionDistance(_ResponseMean):
+    """Mean WAAD over response tokens (and its profile over relative position, with ``num_buckets``).
+
+    Example:
+        >>> import torch
+        >>> m = WindowedAverageAttentionDistance()
+        >>> m.update(torch.tensor([[float("nan"), 2.0, 4.0]]))
+        >>> float(m.compute())
+        3.0
+    """
+
+    signal = "waad"
+
+
+class FutureAttentionInfluence(_ResponseMean):
+    """Mean FAI over the response tokens where it is defined (and its profile, with ``num_buckets``).
+
+    Example:
+        >>> import torch
+        >>> m = FutureAttentionInfluence(num_buckets=2)
+        >>> fai = torch.tensor([[0.1, 0.3, 0.5, float("nan")]])  # the last token has an empty horizon
+        >>> m.update(fai, torch.ones(1, 4, dtype=torch.bool))
+        >>> [round(v, 3) for v in m.compute()["profile"].tolist()]  # halves: (0.1 + 0.3) / 2 and 0.5
+        [0.2, 0.5]
+    """
+
+    signal = "fai"
+
+
+class RhythmCoupling(Metric):
+    """How tightly anchors follow preplan peaks, and how uncertain the model is at those peaks.
+
+    With peaks as in :func:`~lightning_reasonattn.functional.coupling.local_peaks` (local maxima among
+    the top ``top`` fraction):
+
+    * ``coupling_rate``: share of WAAD peaks with an FAI peak at or within ``k`` tokens after them;
+    * ``coupling_baseline``: the same share over every response position (= shuffled peak positions);
+    * ``coupling_lift``: rate / baseline (> 1: anchors follow preplan peaks more than chance);
+    * ``entropy_at_peaks``, ``entropy_mean``, ``entropy_lift``: mean token entropy at WAAD peaks, over all
+      response tokens, and their ratio (needs ``entropy`` in :meth:`update`).
+
+    Args:
+        k: look-ahead in tokens (default 3).
+        top: peak fraction (default 0.2).
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = None
+
+    def __init__(self, k: int = 3, top: float = 0.2, **kwargs):
+        super().__init__(**kwargs)
+        self.k = k
+        self.top = top
+        for name in ("peak_hits", "peaks", "base_hits", "positions", "ent_peak", "n_peak", "ent_all", "n_all"):
+            self.add_state(name, torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, trace: RhythmTrace, entropy: torch.Tensor | None = None) -> None:
+        """Add a batch.
+
+        Args:
+            trace: the rhythm of the batch.
+            entropy: ``[B, N]`` token entropies aligned to the tokens (see ``token_entropy``), optional.
+        """
+        counts = coupling_counts(trace.waad, trace.fai, trace.response_mask, self.k, self.top)
+        for name, value in counts.items():
+            setattr(self, name, getattr(self, name) + value.to(self.peaks.device))
+        if entropy is not None:
+            mask = trace.response_mask.bool() & torch.isfinite(entropy)
+            ent = torch.where(mask, entropy.detach().double(), torch.zeros((), dtype=torch.float64))
+            at_peaks = local_peaks(trace.waad, self.top) & mask
+            self.ent_peak += ent[at_peaks].sum().to(self.peaks.device)
+            self.n_peak += at_peaks.sum().to(self.peaks.device)
+            self.ent_all += ent.sum().to(self.peaks.device)
+            self.n_all += mask.sum().to(self.peaks.device)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        rate = _ratio(self.peak_hits, self.peaks)
+        base = _ratio(self.base_hits, self.positions)
+        ent_peak = _ratio(self.ent_peak, self.n_peak)
+        ent_all = _ratio(self.ent_all, self.n_all)
+        out = {
+            "coupling_rate": rate,
+            "coupling_baseline": base,
+            "coupling_lift": _ratio(rate, base),
+            "entropy_at_peaks": ent_peak,
+            "entropy_mean": ent_all,
+            "entropy_lift": _ratio(ent_peak, ent_all),
+        }
+        return {name: value.float() for name, value in out.items()}

@@ -1,0 +1,184 @@
+"""AttentionRhythmMonitor inside a user's own Trainer and LightningModule."""
+
+import csv
+import math
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from conftest import tiny_model
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from torch.utils.data import DataLoader
+
+from lightning_reasonattn import capture_rhythm
+from lightning_reasonattn.callbacks import AttentionRhythmMonitor
+from lightning_reasonattn.functional.coupling import coupling_counts, token_entropy
+
+N, PROMPT = 48, 12
+
+
+def samples(count, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(count):
+        ids = torch.randint(0, 97, (N,), generator=g)
+        labels = ids.clone()
+        labels[:PROMPT] = -100
+        out.append({"input_ids": ids, "attention_mask": torch.ones(N, dtype=torch.long), "labels": labels})
+    return out
+
+
+class UserModule(pl.LightningModule):
+    """A plain supervised fine-tuning module, as a user would write it."""
+
+    def __init__(self, dropout=0.0):
+        super().__init__()
+        self.model = tiny_model("llama", attention_dropout=dropout).train()
+
+    def training_step(self, batch, batch_idx):
+        loss = self.model(**batch).loss
+        self.log("train_loss", loss)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_loss", self.model(**batch).loss)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.5)
+
+
+def trainer(tmp_path, callbacks, **kw):
+    args = dict(
+        max_steps=3,
+        accelerator="cpu",
+        devices=1,
+        logger=CSVLogger(tmp_path),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+    )
+    return pl.Trainer(callbacks=callbacks, **{**args, **kw})
+
+
+def test_logs_equal_a_direct_capture(tmp_path):
+    train, val = samples(6, seed=1), samples(3, seed=2)
+    module = UserModule()
+    monitor = AttentionRhythmMonitor(every_n_steps=1, num_buckets=4)
+    t = trainer(tmp_path, [monitor])
+    t.fit(module, DataLoader(train, batch_size=2), DataLoader(val, batch_size=2))
+    metrics = t.callback_metrics
+
+    # Train metrics are measured after the step: step 3's batch under the final weights.
+    last = {key: torch.stack([s[key] for s in train[4:6]]) for key in train[0]}
+    model = module.model.eval()
+    trace, out = capture_rhythm(
+        model, last["input_ids"], last["attention_mask"], last["labels"] != -100, return_outputs=True
+    )
+    assert metrics["rhythm/train/waad"].item() == pytest.approx(trace.waad.nanmean().item(), rel=1e-5)
+    assert metrics["rhythm/train/fai"].item() == pytest.approx(trace.fai.nanmean().item(), rel=1e-5)
+    counts = coupling_counts(trace.waad, trace.fai, trace.response_mask)
+    rate = (counts["peak_hits"] / counts["peaks"]).item()
+    assert metrics["rhythm/train/coupling_rate"].item() == pytest.approx(rate, rel=1e-5)
+    ent = token_entropy(out.logits)[trace.response_mask]
+    assert metrics["rhythm/train/entropy_mean"].item() == pytest.approx(ent.mean().item(), rel=1e-5)
+    # Profile bucket 0 = the first quarter of every response (36 response tokens -> 9 each).
+    assert metrics["rhythm/train/waad_profile/00"].item() == pytest.approx(
+        trace.waad[:, PROMPT : PROMPT + 9].mean().item(), rel=1e-5
+    )
+
+    # Validation metrics pool every response token of every validation batch.
+    allv = {key: torch.stack([s[key] for s in val]) for key in val[0]}
+    vtrace = capture_rhythm(model, allv["input_ids"], allv["attention_mask"], allv["labels"] != -100)
+    assert metrics["rhythm/val/waad"].item() == pytest.approx(vtrace.waad.nanmean().item(), rel=1e-5)
+
+    with open(f"{t.logger.log_dir}/metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    logged = [float(r["rhythm/train/waad"]) for r in rows if r.get("rhythm/train/waad")]
+    assert len(logged) == 3 and logged[-1] == pytest.approx(metrics["rhythm/train/waad"].item(), rel=1e-6)
+    assert any(r.get("rhythm/val/fai") for r in rows)
+    assert not hasattr(module, "_rhythm_metrics")  # cleaned up in teardown
+    assert module.model.config._attn_implementation == "sdpa"
+
+
+def test_every_n_steps_picks_steps_1_and_n_plus_1(tmp_path):
+    t = trainer(tmp_path, [AttentionRhythmMonitor(every_n_steps=2, on_validation=False)], max_steps=4)
+    t.fit(UserModule(), DataLoader(samples(8), batch_size=2))
+    with open(f"{t.logger.log_dir}/metrics.csv") as fh:
+        steps = [int(r["step"]) for r in csv.DictReader(fh) if r.get("rhythm/train/waad")]
+    assert steps == [0, 2]  # Lightning's CSV step is global_step - 1 at on_train_batch_end: steps 1 and 3
+
+
+def test_training_is_untouched(tmp_path):
+    """Same losses, same weights (hence same gradients) and same RNG state with and without the callback."""
+
+    def run(callbacks, path):
+        pl.seed_everything(7)
+        module = UserModule(dropout=0.3)  # dropout draws random numbers in training
+        t = trainer(path, callbacks, max_steps=4)
+        t.fit(module, DataLoader(samples(8), batch_size=2))
+        with open(f"{t.logger.log_dir}/metrics.csv") as fh:
+            losses = [float(r["train_loss"]) for r in csv.DictReader(fh) if r.get("train_loss")]
+        return losses, module.state_dict(), torch.random.get_rng_state()
+
+    plain = run([], tmp_path / "a")
+    watched = run([AttentionRhythmMonitor(every_n_steps=1)], tmp_path / "b")
+    assert plain[0] == watched[0] and len(plain[0]) == 4
+    assert all(torch.equal(plain[1][k], watched[1][k]) for k in plain[1])
+    assert torch.equal(plain[2], watched[2])
+
+
+def test_custom_batches_through_batch_to_inputs(tmp_path):
+    class TupleModule(UserModule):
+        def training_step(self, batch, batch_idx):
+            ids, labels = batch
+            return self.model(input_ids=ids, labels=labels).loss
+
+    data = [(s["input_ids"], s["labels"]) for s in samples(4)]
+    monitor = AttentionRhythmMonitor(
+        every_n_steps=1, batch_to_inputs=lambda b: {"input_ids": b[0], "response_mask": b[1] != -100}
+    )
+    t = trainer(tmp_path, [monitor], max_steps=1)
+    t.fit(TupleModule(), DataLoader(data, batch_size=2))
+    assert math.isfinite(t.callback_metrics["rhythm/train/waad"].item())
+
+
+def test_bad_configuration(tmp_path):
+    with pytest.raises(MisconfigurationException, match="every_n_steps=0"):
+        AttentionRhythmMonitor(every_n_steps=0)
+
+    class NoLM(UserModule):
+        def __init__(self):
+            super().__init__()
+            self.model = torch.nn.Linear(2, 2)
+
+    with pytest.raises(MisconfigurationException, match="holds no transformers causal LM"):
+        trainer(tmp_path, [AttentionRhythmMonitor()]).fit(NoLM(), DataLoader(samples(2)))
+    with pytest.raises(MisconfigurationException, match="model_attr='modle'"):
+        trainer(tmp_path, [AttentionRhythmMonitor(model_attr="modle")]).fit(UserModule(), DataLoader(samples(2)))
+
+
+def test_batch_without_the_keys(tmp_path):
+    monitor = AttentionRhythmMonitor(every_n_steps=1, labels_key="targets")
+    with pytest.raises(KeyError, match=r"not \['targets'\]"):
+        trainer(tmp_path, [monitor], max_steps=1).fit(UserModule(), DataLoader(samples(2), batch_size=2))
+
+
+def _validate(tmp_path, devices):
+    module = UserModule()
+    monitor = AttentionRhythmMonitor(num_buckets=2)
+    kw = dict(strategy="ddp_spawn") if devices > 1 else {}
+    t = trainer(tmp_path, [monitor], devices=devices, **kw)
+    t.validate(module, DataLoader(samples(4, seed=5), batch_size=1), verbose=False)
+    return {k: v.item() for k, v in t.callback_metrics.items() if k.startswith("rhythm/")}
+
+
+def test_ddp_two_processes_equal_one_process(tmp_path):
+    """Two gloo processes, each seeing half of the validation data, log the values of one process over all."""
+    one = _validate(tmp_path / "one", devices=1)
+    two = _validate(tmp_path / "two", devices=2)
+    assert set(one) == set(two) and "rhythm/val/waad_profile/01" in one
+    for name, value in one.items():
+        assert two[name] == pytest.approx(value, rel=1e-5, nan_ok=True), name
