@@ -1,0 +1,1 @@
+"""RL fine-tuning with rhythm credit: GRPO and relatives."""
