@@ -15,7 +15,6 @@ import argparse
 import json
 import math
 import sys
-import textwrap
 from pathlib import Path
 
 import torch
@@ -75,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--seed", type=int, default=0, help="random seed for --sample (default 0)")
     mode = an.add_mutually_exclusive_group()
     mode.add_argument("--greedy", dest="sample", action="store_false", help="greedy decoding (default)")
-    mode.add_argument("--sample", dest="sample", action="store_true", help="sample at temperature 1")
+    mode.add_argument(
+        "--sample", dest="sample", action="store_true", help="sample from the full distribution at temperature 1"
+    )
     an.set_defaults(sample=False)
     an.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto", help="default: cuda if available")
     an.add_argument("--json", metavar="PATH", default=None, help="also write the per-token data as JSON to PATH")
@@ -117,26 +118,38 @@ def prompt_ids(tokenizer, prompt: str) -> torch.Tensor:
 def generate(model, tokenizer, prompt: str, max_new_tokens: int, sample: bool = False, seed: int = 0):
     """Generate a response; return ``(input_ids [1, N], response_mask [1, N])`` for prompt + response."""
     ids = prompt_ids(tokenizer, prompt).to(model.device)
+    # Sampling draws from the full distribution at temperature 1, as RL rollouts do (no top-k / top-p cut).
+    decoding = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0} if sample else {"do_sample": False}
     torch.manual_seed(seed)
     with torch.no_grad():
         out = model.generate(
             input_ids=ids,
             attention_mask=torch.ones_like(ids),
             max_new_tokens=max_new_tokens,
-            do_sample=sample,
             pad_token_id=tokenizer.pad_token_id,
+            **decoding,
         )
     response_mask = torch.zeros_like(out, dtype=torch.bool)
     response_mask[:, ids.shape[1] :] = True
     return out, response_mask
 
 
+def _escape_char(ch: str) -> str:
+    if ch.isprintable():
+        return ch
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """Model output made safe for a terminal: control characters (escape sequences too) shown escaped."""
+    return "".join(ch if ch in "\n\t" else _escape_char(ch) for ch in text)
+
+
 def escape_token(text: str, width: int = TOKEN_WIDTH) -> str:
     """One-line, printable form of a token: control characters escaped, cut to ``width`` characters."""
-    shown = "".join(
-        {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}.get(ch, ch if ch.isprintable() else f"\\x{ord(ch):02x}")
-        for ch in text
-    )
+    special = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}
+    shown = "".join(special.get(ch) or _escape_char(ch) for ch in text)
     return shown if len(shown) <= width else shown[: width - 3] + "..."
 
 
@@ -204,8 +217,14 @@ def format_table(rows: list[dict]) -> str:
 def format_summary(model_name: str, summary: dict) -> str:
     """The summary block as text."""
 
-    def listing(items: list[str]) -> str:
-        return textwrap.fill(", ".join(items), width=110, initial_indent="  ", subsequent_indent="  ")
+    def listing(items: list[str], width: int = 100) -> str:
+        lines, line = [], ""
+        for item in items:  # wrap between items only, never inside a token
+            if line and len(line) + len(item) + 2 > width:
+                lines.append(line + ",")
+                line = ""
+            line = f"{line}, {item}" if line else item
+        return "\n".join("  " + text for text in [*lines, line])
 
     def mean(value: float | None, digits: int) -> str:
         return "n/a (response too short)" if value is None else f"{value:.{digits}f}"
@@ -221,7 +240,7 @@ def format_summary(model_name: str, summary: dict) -> str:
         found = summary[name]
         lines.append(f"{label}: {len(found)}")
         if found:
-            lines.append(listing([f"{t['position']}:{escape_token(t['text'])!r}" for t in found]))
+            lines.append(listing([f"{t['position']}:'{escape_token(t['text'])}'" for t in found]))
     lines.append(f"dominated anchors: {len(summary['dominated'])}, introductory tokens: {len(summary['intro'])}")
     for key, label in (("local_heads", "local heads"), ("global_heads", "global heads")):
         lines.append(f"{label}: {len(summary[key])}")
@@ -251,8 +270,8 @@ def analyze(args: argparse.Namespace) -> int:
     summary = summarize(trace, rows)
     response = tokenizer.decode(input_ids[0, response_mask[0].cpu()].tolist())
 
-    print(f"prompt: {args.prompt}")
-    print(f"response: {response}")
+    print(f"prompt: {printable(args.prompt)}")
+    print(f"response: {printable(response)}")
     print()
     print(format_table(rows))
     print()

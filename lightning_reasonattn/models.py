@@ -43,7 +43,11 @@ class ModelLoadError(RuntimeError):
 
 
 def cache_root() -> Path:
-    """The folder that holds converted checkpoints (``$REASONATTN_CACHE`` or the user cache)."""
+    """The folder that holds converted checkpoints.
+
+    Returns:
+        ``$REASONATTN_CACHE`` if set, else ``$XDG_CACHE_HOME/lightning_reasonattn`` (``~/.cache/...``).
+    """
     env = os.environ.get(CACHE_ENV)
     if env:
         return Path(env).expanduser()
@@ -75,6 +79,13 @@ def checkpoint_problem(folder: str | Path) -> str | None:
 
     Checks that the expected files exist, that ``config.json`` parses and has no quantization config, and
     that the safetensors header is readable and consistent with the file size (a truncated file fails).
+    Cheap: reads no tensor data.
+
+    Args:
+        folder: a checkpoint folder written by :func:`default_checkpoint`.
+
+    Returns:
+        A one-line description of the first problem found, or ``None``.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -108,14 +119,11 @@ def _drop_gguf_quantization(model: torch.nn.Module) -> None:
     model.quantization_method = None
 
 
-def _convert_gguf(gguf: Path, target: Path) -> None:
-    """Convert ``gguf`` into a safetensors checkpoint at ``target``, atomically.
-
-    Writes into a temporary folder next to ``target``, reloads it to check the logits match, then renames
-    it into place; an interrupted conversion leaves nothing at ``target``.
+def _read_gguf(gguf: Path):
+    """Model and tokenizer from a GGUF file, de-quantized to a plain float32 model.
 
     Raises:
-        ModelLoadError: the GGUF file cannot be read, or the converted checkpoint does not reload.
+        ModelLoadError: the file cannot be parsed (truncated or corrupt).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -127,8 +135,19 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
             gguf, f"cannot be read as a GGUF model, probably truncated or corrupt ({type(exc).__name__}: {exc})"
         ) from exc
     _drop_gguf_quantization(model)
-    model.eval()
+    return model.eval(), tokenizer
 
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    """Convert ``gguf`` into a safetensors checkpoint at ``target``, atomically.
+
+    Writes into a temporary folder next to ``target``, reloads it to check the logits match, then renames
+    it into place; an interrupted conversion leaves nothing at ``target``.
+
+    Raises:
+        ModelLoadError: the GGUF file cannot be read, or the converted checkpoint does not reload.
+    """
+    model, tokenizer = _read_gguf(gguf)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
@@ -146,7 +165,11 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
             return
         if target.exists():  # an unusable earlier conversion
             shutil.rmtree(target)
-        tmp.rename(target)
+        try:
+            tmp.rename(target)
+        except OSError:
+            if checkpoint_problem(target) is not None:  # not a concurrent conversion that won the race
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -292,10 +315,11 @@ def load_model(
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as exc:  # missing files, unknown model type
+        shown = name_or_path or DEFAULT_MODEL
         raise ModelLoadError(
-            f"Cannot load model {name_or_path!r} from {path!r} ({exc}): pass a checkpoint folder with config.json "
-            f"and tokenizer files, a hub name reachable from this machine, or leave the model out to use "
-            f"the default {DEFAULT_MODEL}."
+            f"Cannot load model {shown!r} from {path!r} ({exc}): pass a checkpoint folder with config.json and "
+            f"tokenizer files, a hub name reachable from this machine, or leave the model out to use the default "
+            f"{DEFAULT_MODEL}."
         ) from exc
     if target_device is not None:
         model.to(target_device)

