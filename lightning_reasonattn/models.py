@@ -8,9 +8,13 @@ loads that checkpoint (well under a second).
 Cache folder: ``$REASONATTN_CACHE/<name>`` if ``REASONATTN_CACHE`` is set, else
 ``$XDG_CACHE_HOME/lightning_reasonattn/<name>`` (``~/.cache/lightning_reasonattn/<name>`` by default).
 
-Example:
-    >>> from lightning_reasonattn.models import load_model
-    >>> model, tokenizer = load_model()  # doctest: +SKIP
+Example (the first call converts the default model, about 30 s)::
+
+    from lightning_reasonattn.models import LoraSettings, add_lora, load_model
+
+    model, tokenizer = load_model()                        # embedded SmolLM2-135M-Instruct, fp32
+    base, tokenizer = load_model(quantization="nf4")       # 4-bit NF4 through bitsandbytes
+    policy = add_lora(base, LoraSettings(r=16, alpha=32))  # trainable adapter, frozen 4-bit base
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -283,6 +288,8 @@ def load_model(
     dtype: torch.dtype | str | None = None,
     device: str | torch.device | None = None,
     attn_implementation: str = "sdpa",
+    quantization: str = "none",
+    double_quant: bool = False,
 ):
     """Load a causal LM and its tokenizer, ready for inference.
 
@@ -293,6 +300,9 @@ def load_model(
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when available); ``None`` leaves the
             model where transformers puts it (the CPU).
         attn_implementation: passed to ``from_pretrained`` (``"sdpa"``, ``"eager"``, ...).
+        quantization: ``"none"``, ``"nf4"`` / ``"fp4"`` (bitsandbytes 4-bit) or ``"int8"``; quantized weights
+            compute in ``dtype`` (default float32 on CPU, bfloat16 on CUDA).
+        double_quant: also quantize the 4-bit quantization constants (saves ~0.4 bit per weight).
 
     Returns:
         ``(model, tokenizer)``; the model in eval mode, the tokenizer with a pad token (EOS if it had none).
@@ -307,10 +317,14 @@ def load_model(
     target_device = _resolve_device(device)
     path = resolve_model_path(name_or_path)
     kwargs = {"attn_implementation": attn_implementation}
+    quant = quantization_config(quantization, double_quant, torch_dtype, target_device)
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = {"": target_device or _resolve_device("auto")}  # quantized weights are placed here
+        torch_dtype = torch_dtype or quant.bnb_4bit_compute_dtype
+        target_device = None
     if torch_dtype is not None:
         kwargs["dtype"] = torch_dtype
-    # Room for later options: bitsandbytes 4/8-bit (a `quantization_config` here, placed with `device_map`
-    # instead of `.to`) and LoRA adapters (peft, applied to the loaded model below).
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
@@ -323,9 +337,116 @@ def load_model(
         ) from exc
     if target_device is not None:
         model.to(target_device)
+    exact_cpu_4bit(model)
     model.eval()
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     if getattr(model, "generation_config", None) is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+QUANTIZATIONS = ("none", "nf4", "fp4", "int8")
+
+
+def quantization_config(
+    quantization: str, double_quant: bool = False, compute_dtype: torch.dtype | None = None, device=None
+):
+    """The ``BitsAndBytesConfig`` of a quantization name, or ``None`` for ``"none"``.
+
+    Raises:
+        ValueError: an unknown name.
+    """
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization={quantization!r} is unknown: use one of {', '.join(QUANTIZATIONS)}.")
+    if quantization == "none":
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    on_cuda = (device.type if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")) == "cuda"
+    dtype = compute_dtype or (torch.bfloat16 if on_cuda else torch.float32)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=quantization,
+        bnb_4bit_use_double_quant=double_quant,
+        bnb_4bit_compute_dtype=dtype,
+        bnb_4bit_quant_storage=dtype,
+    )
+
+
+def exact_cpu_4bit(model: torch.nn.Module) -> None:
+    """Keep bitsandbytes' CPU 4-bit layers on their exact path.
+
+    In eval mode on an AVX512-BF16 CPU, bitsandbytes repacks a 4-bit weight for a bfloat16 kernel, for good:
+    the layer then computes in bfloat16 in train mode too, and ``dequantize_4bit`` no longer reads the weight.
+    An RL step scores in eval mode and updates in train mode, which must agree, so the repacking is off.
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
+# LoRA targets per model family: every linear layer of attention and MLP (QLoRA's choice), lm_head excluded.
+_LLAMA_LIKE = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+LORA_TARGETS = {
+    "llama": _LLAMA_LIKE,
+    "mistral": _LLAMA_LIKE,
+    "qwen2": _LLAMA_LIKE,
+    "qwen3": _LLAMA_LIKE,
+    "gemma": _LLAMA_LIKE,
+    "gemma2": _LLAMA_LIKE,
+    "gemma3_text": _LLAMA_LIKE,
+    "phi3": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
+    "gpt2": ["c_attn", "c_proj", "c_fc"],
+}
+
+
+@dataclass
+class LoraSettings:
+    """LoRA adapter settings (peft ``LoraConfig``).
+
+    Attributes:
+        r: rank. alpha: scaling numerator (``alpha / r`` multiplies the update). dropout: on the adapter input.
+        target_modules: module names; ``None`` picks :data:`LORA_TARGETS` by model family, else every linear
+            layer but the output head (peft's ``"all-linear"``).
+    """
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: list[str] | str | None = None
+
+
+def add_lora(model: torch.nn.Module, settings: LoraSettings | None = None, gradient_checkpointing: bool = False):
+    """Wrap ``model`` with a trainable LoRA adapter (base weights frozen), k-bit aware.
+
+    With a quantized model, peft's ``prepare_model_for_kbit_training`` runs first (norms in float32, input
+    gradients enabled, so gradient checkpointing works through frozen 4-bit layers). Checkpointing uses the
+    non-reentrant variant. The adapter-disabled model (``with model.disable_adapter():``) is the reference
+    policy: no second copy of the model is ever made.
+
+    Returns:
+        the ``peft.PeftModel``.
+    """
+    import peft
+
+    settings = settings or LoraSettings()
+    targets = settings.target_modules or LORA_TARGETS.get(model.config.model_type, "all-linear")
+    ckpt_kwargs = {"use_reentrant": False}
+    if getattr(model, "is_quantized", False) or getattr(model, "is_loaded_in_4bit", False):
+        model = peft.prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=gradient_checkpointing, gradient_checkpointing_kwargs=ckpt_kwargs
+        )
+    elif gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=ckpt_kwargs)
+        model.enable_input_require_grads()
+    config = peft.LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
+    return peft.get_peft_model(model, config)

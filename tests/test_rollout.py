@@ -1,0 +1,64 @@
+"""Rollout: completion masks, sampling, and the dense copy of a 4-bit LoRA policy."""
+
+import pytest
+import torch
+from conftest import tiny_checkpoint, tiny_model
+
+from lightning_reasonattn.grpo.rollout import DenseRollout, completion_mask, resolve_backend, sample
+
+
+def test_completion_mask_by_hand():
+    ids = torch.tensor([[5, 6, 2, 7, 2], [5, 6, 7, 8, 9], [2, 0, 0, 0, 0]])
+    mask, truncated = completion_mask(ids, eos_ids=[2])
+    assert mask.int().tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]
+    assert truncated.tolist() == [False, True, False]
+    mask, _ = completion_mask(ids, eos_ids=[7, 2])  # several end tokens
+    assert mask.int().tolist()[1] == [1, 1, 1, 0, 0]
+
+
+def test_sample_pads_after_eos():
+    model = tiny_model("llama")
+    prompts = torch.tensor([[0, 0, 5, 6], [3, 4, 5, 6]])
+    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    torch.manual_seed(0)
+    out = sample(model, prompts, mask, eos_ids=[1, 2, 3], pad_id=0, max_new_tokens=12)
+    assert out.ids.shape[0] == 2 and out.ids.shape[1] <= 12
+    assert (out.ids[~out.mask] == 0).all()
+    for row, trunc in zip(out.mask, out.truncated, strict=True):
+        assert bool(trunc) == bool(row.all()) or row.sum() < row.numel()
+
+
+@pytest.fixture
+def lora_4bit(tmp_path):
+    pytest.importorskip("bitsandbytes")
+    from lightning_reasonattn.models import LoraSettings, add_lora, load_model
+
+    tiny_checkpoint(tmp_path, hidden_size=64, intermediate_size=128)
+    base, _ = load_model(str(tmp_path), quantization="nf4", device="cpu")
+    policy = add_lora(base, LoraSettings(r=4, alpha=8, target_modules=["q_proj", "v_proj", "up_proj"]))
+    with torch.no_grad():  # peft starts B at zero (no change); make the adapter matter
+        for name, p in policy.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    return policy.eval()
+
+
+def test_dense_copy_matches_the_quantized_policy(lora_4bit):
+    ids = torch.randint(0, 97, (2, 20))
+    dense = DenseRollout(lora_4bit)
+    assert resolve_backend("auto", lora_4bit) == "dense"
+    with torch.no_grad():
+        expected = lora_4bit(ids).logits
+        torch.testing.assert_close(dense.model(ids).logits, expected, atol=1e-4, rtol=1e-4)
+        # An optimizer step moves the adapter: the copy follows after sync(), not before.
+        for name, p in lora_4bit.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.5)
+        moved = lora_4bit(ids).logits
+        assert not torch.allclose(dense.model(ids).logits, moved, atol=1e-3)
+        dense.sync()
+        torch.testing.assert_close(dense.model(ids).logits, moved, atol=1e-4, rtol=1e-4)
+        # With the adapter disabled the policy is the base model: the copy can serve as reference too.
+        with lora_4bit.disable_adapter():
+            base_logits = lora_4bit(ids).logits
+        assert not torch.allclose(base_logits, moved, atol=1e-3)
