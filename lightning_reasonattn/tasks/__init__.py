@@ -1,0 +1,42 @@
+"""Tasks for RL from verifiable rewards: problems generated offline, and local datasets.
+
+- :mod:`~lightning_reasonattn.tasks.countdown`: Countdown (TinyZero protocol), scored by ``countdown_reward``.
+- :mod:`~lightning_reasonattn.tasks.arithmetic`: multi-digit arithmetic with a difficulty knob, scored by
+  ``numeric_answer_reward``.
+- :mod:`~lightning_reasonattn.tasks.datasets`: prompt templates, :func:`load_prompts` for local JSONL, JSON,
+  parquet and dataset folders, and :func:`apply_chat_template`.
+
+Every generator is a pure function of its arguments (a private ``random.Random(seed)``) that returns a list of
+plain dict records with a ``"prompt"`` and the columns its reward function reads.
+"""
+
+from .arithmetic import DIFFICULTY, arithmetic_prompt, arithmetic_splits, generate_arithmetic
+from .countdown import (
+    countdown_key,
+    countdown_prompt,
+    countdown_splits,
+    generate_countdown,
+    reachable_targets,
+    reachable_values,
+    solve_countdown,
+)
+from .datasets import SYSTEM_PROMPT, apply_chat_template, load_prompts, r1_messages, r1_prompt
+
+__all__ = [
+    "DIFFICULTY",
+    "SYSTEM_PROMPT",
+    "apply_chat_template",
+    "arithmetic_prompt",
+    "arithmetic_splits",
+    "countdown_key",
+    "countdown_prompt",
+    "countdown_splits",
+    "generate_arithmetic",
+    "generate_countdown",
+    "load_prompts",
+    "r1_messages",
+    "r1_prompt",
+    "reachable_targets",
+    "reachable_values",
+    "solve_countdown",
+]

@@ -1,0 +1,232 @@
+"""Prompt records: the R1-style templates, loading local datasets, and chat formatting.
+
+A record is a plain dict with a ``"prompt"`` (a string, or a list of ``{"role", "content"}`` messages) and the
+columns its reward functions read (``"answer"``; ``"numbers"`` and ``"target"`` for Countdown). Records stay
+raw: a trainer formats message prompts with :func:`apply_chat_template` just before tokenizing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+SYSTEM_PROMPT = (
+    "You are a helpful assistant. You first think about the reasoning process and then give the user the answer."
+)
+"""System message of the chat variant of the R1-style template."""
+
+PLAIN_TEMPLATE = (
+    "A conversation between User and Assistant. The User asks a question and the Assistant solves it. The "
+    "Assistant first thinks about the reasoning process and then gives the User the answer.\n"
+    "User: {question}\n"
+    "Assistant: Let me solve this step by step.\n<think>"
+)
+"""Plain-text R1-style template (TinyZero's base-model format); it ends inside an open ``<think>`` tag."""
+
+DATASETS_HINT = "pip install 'datasets>=2.14' (or pip install 'lightning-reasonattn[data]')"
+
+
+def r1_prompt(question: str) -> str:
+    """The plain-text R1-style prompt for ``question``, ending with ``<think>`` for the model to continue.
+
+    Args:
+        question: the task, e.g. ``"What is 2 + 3?"``.
+
+    Returns:
+        The prompt string.
+    """
+    return PLAIN_TEMPLATE.format(question=question)
+
+
+def r1_messages(question: str) -> list[dict[str, str]]:
+    """The chat variant: a system message and the question as the user message.
+
+    Args:
+        question: the task.
+
+    Returns:
+        ``[{"role": "system", ...}, {"role": "user", "content": question}]``.
+    """
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}]
+
+
+def _is_messages(prompt: Any) -> bool:
+    return isinstance(prompt, (list, tuple)) and all(isinstance(m, Mapping) and "content" in m for m in prompt)
+
+
+def apply_chat_template(
+    records: Iterable[Mapping[str, Any]], tokenizer: Any, *, add_generation_prompt: bool = True
+) -> list[dict[str, Any]]:
+    """Format message prompts as text, with the tokenizer's chat template when it has one.
+
+    As in TRL, string prompts are already text and stay unchanged; only message-list prompts are formatted.
+    Without a chat template, messages are joined as ``"role: content"`` lines followed by ``"assistant:"``.
+
+    Args:
+        records: records whose ``"prompt"`` is a string or a list of ``{"role", "content"}`` messages.
+        tokenizer: a transformers tokenizer (or anything with ``chat_template`` and ``apply_chat_template``).
+        add_generation_prompt: end with the header of the assistant's turn.
+
+    Returns:
+        New records (copies) whose ``"prompt"`` is a string.
+
+    Raises:
+        ValueError: a record has no ``"prompt"``, or a prompt that is neither a string nor messages.
+
+    Example:
+        >>> records = [{"prompt": [{"role": "user", "content": "2+2?"}], "answer": 4}]
+        >>> apply_chat_template(records, tokenizer=None)
+        [{'prompt': 'user: 2+2?\\nassistant:', 'answer': 4}]
+    """
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    out = []
+    for i, record in enumerate(records):
+        prompt = record.get("prompt")
+        if not isinstance(prompt, str) and not _is_messages(prompt):
+            raise ValueError(
+                f"Record {i} has prompt {prompt!r:.80}: a prompt must be a string or a list of "
+                "{'role', 'content'} messages (map the right column with load_prompts(prompt_column=...))."
+            )
+        if not isinstance(prompt, str):
+            messages = [dict(m) for m in prompt]
+            if has_template:
+                prompt = tokenizer.apply_chat_template(
+                    messages, tokenize=False, add_generation_prompt=add_generation_prompt
+                )
+            else:
+                prompt = "\n".join(f"{m.get('role', 'user')}: {m['content']}" for m in messages)
+                prompt += "\nassistant:" if add_generation_prompt else ""
+        out.append({**record, "prompt": prompt})
+    return out
+
+
+def _read_json_records(path: Path) -> list[dict[str, Any]]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json" and text.lstrip().startswith("["):
+        rows = json.loads(text)
+    else:
+        rows = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path}, line {number}: not valid JSON ({err.msg}); fix or remove it.") from None
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}: record {i} is {type(row).__name__}, not an object with named columns.")
+    return rows
+
+
+def _import_datasets():
+    try:
+        import datasets
+    except ImportError as err:
+        message = f"Reading parquet files and dataset folders needs the datasets package: {DATASETS_HINT}."
+        raise ImportError(message) from err
+    return datasets
+
+
+def _read_with_datasets(path: Path, split: str | None, cache_dir: str | Path | None) -> list[dict[str, Any]]:
+    datasets = _import_datasets()
+    cache_dir = None if cache_dir is None else str(cache_dir)
+    if path.is_file():  # parquet
+        data = datasets.load_dataset("parquet", data_files=str(path), split="train", cache_dir=cache_dir)
+    elif (path / "dataset_dict.json").exists() or (path / "state.json").exists():  # save_to_disk output
+        data = datasets.load_from_disk(str(path))
+    else:  # a folder of data files, e.g. train.jsonl and test.parquet
+        data = datasets.load_dataset(str(path), cache_dir=cache_dir)
+    if isinstance(data, Mapping):  # several splits
+        if split is None and len(data) == 1:
+            split = next(iter(data))
+        if split not in data:
+            raise ValueError(f"{path} has splits {sorted(data)}: pass split= one of them (got {split!r}).")
+        data = data[split]
+    elif split not in (None, "train"):
+        raise ValueError(f"{path} holds a single split; pass split=None instead of {split!r}.")
+    return [dict(row) for row in data]
+
+
+def load_prompts(
+    path: str | Path,
+    prompt_column: str = "prompt",
+    answer_column: str | None = None,
+    split: str | None = None,
+    rename: Mapping[str, str] | None = None,
+    limit: int | None = None,
+    cache_dir: str | Path | None = None,
+) -> list[dict[str, Any]]:
+    """Read prompt records from a local JSONL, JSON, parquet file or dataset folder.
+
+    JSONL and JSON are read directly; parquet files and folders (written by ``Dataset.save_to_disk`` or
+    holding data files) go through the ``datasets`` package. Nothing is downloaded: for a hub dataset, save it
+    once with ``datasets.load_dataset(name).save_to_disk(folder)`` and pass the folder.
+
+    Args:
+        path: the file (``.jsonl``, ``.json``, ``.parquet``) or folder.
+        prompt_column: the column holding the prompt, renamed to ``"prompt"``.
+        answer_column: the column holding the reference answer, renamed to ``"answer"``; ``None`` keeps the
+            columns as they are (Countdown records have ``"numbers"`` and ``"target"`` instead).
+        split: the split of a folder with several (``None`` takes the only one); files have one split.
+        rename: further renames ``{old: new}``, e.g. ``{"nums": "numbers"}`` for TinyZero's Countdown data.
+        limit: keep only the first ``limit`` records.
+        cache_dir: where ``datasets`` caches what it converts from parquet or data files (its default if
+            ``None``).
+
+    Returns:
+        Records: dicts with ``"prompt"`` (a string or messages), ``"answer"`` if mapped, and every other
+        column. Chat templates are not applied here (see :func:`apply_chat_template`).
+
+    Raises:
+        FileNotFoundError: no such file or folder.
+        ValueError: an unknown file type, a missing column, a bad split or an empty dataset.
+        ImportError: parquet or a folder without the ``datasets`` package.
+
+    Example:
+        >>> load_prompts("train.jsonl", prompt_column="question", answer_column="answer")  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"No file or folder at {str(path)!r}. load_prompts reads local .jsonl, .json, .parquet files and dataset"
+            " folders; download a hub dataset first with datasets.load_dataset(name).save_to_disk(folder)."
+        )
+    if path.is_file() and path.suffix in (".jsonl", ".json"):
+        if split not in (None, "train"):
+            raise ValueError(f"{path} is a single file, hence a single split: pass split=None, not {split!r}.")
+        rows = _read_json_records(path)
+    elif path.is_dir() or path.suffix == ".parquet":
+        rows = _read_with_datasets(path, split, cache_dir)
+    else:
+        raise ValueError(f"Unknown file type {path.suffix!r} of {path}: use .jsonl, .json, .parquet or a folder.")
+    if not rows:
+        raise ValueError(f"{path} holds no records.")
+    renames = dict(rename or {})
+    renames[prompt_column] = "prompt"
+    if answer_column is not None:
+        renames[answer_column] = "answer"
+    missing = [column for column in renames if column not in rows[0]]
+    if missing:
+        raise ValueError(
+            f"{path} has no column {missing[0]!r}; its columns are {sorted(rows[0])}. Map the right ones with"
+            " prompt_column=, answer_column= or rename=."
+        )
+    rows = rows[:limit] if limit is not None else rows
+    return [_renamed(row, renames, i, path) for i, row in enumerate(rows)]
+
+
+def _renamed(row: Mapping[str, Any], renames: Mapping[str, str], index: int, path: Path) -> dict[str, Any]:
+    out = {renames.get(key, key): value for key, value in row.items() if key not in renames}
+    for old, new in renames.items():
+        if old not in row:
+            raise ValueError(f"{path}: record {index} has no column {old!r}; every record needs it.")
+        out[new] = row[old]
+    prompt = out["prompt"]
+    if not isinstance(prompt, str) and not _is_messages(prompt):
+        raise ValueError(
+            f"{path}: record {index} has prompt {prompt!r:.80}, neither a string nor a list of messages; choose"
+            " the prompt column with prompt_column=."
+        )
+    return out
