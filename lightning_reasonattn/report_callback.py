@@ -1,0 +1,229 @@
+"""RhythmReport: the pictures of the attention rhythm of one sequence, logged from any existing Trainer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+
+from .callbacks import AttentionRhythmMonitor, find_causal_lm
+from .capture import capture_group_maps, capture_rhythm
+from .functional._checks import check_positive_int
+from .report import default_span, rhythm_markdown, write_report
+
+
+def _png_array(path: Path):
+    """``[H, W, 3]`` float array in ``[0, 1]`` of a PNG file (for ``SummaryWriter.add_image``)."""
+    from matplotlib.image import imread
+
+    return imread(path)[..., :3]
+
+
+class RhythmReport(Callback):
+    r"""Log the pictures of the rhythm of one sequence: attention heatmaps, WAAD / FAI curves, a token page.
+
+    Every ``every_n_steps`` optimizer steps (after the step, on that step's batch) and on the first
+    validation batch of every validation run, it takes one sequence of the batch, runs
+    :func:`~lightning_reasonattn.capture_rhythm` and :func:`~lightning_reasonattn.capture_group_maps` on it (two
+    extra no-grad forward passes of that one sequence) and renders it with
+    :mod:`lightning_reasonattn.report`:
+
+    * ``heatmaps``: the local- and global-head mean attention over a window of ``heatmap_size`` positions
+      near the start of the response (the maps cost ``heatmap_size ** 2``, never ``N x N``);
+    * ``curves``: WAAD and FAI over the response, preplan and anchor tokens marked;
+    * ``report.html``: one self-contained page, the response tokens coloured by WAAD or FAI, the numbers on
+      hover (see :func:`~lightning_reasonattn.report.rhythm_html`).
+
+    The files are written under ``{trainer.log_dir}/{dirname}/step_{N}/`` (``val_step_{N}/`` for
+    validation, ``N`` = ``trainer.global_step``). A :class:`~lightning.pytorch.loggers.TensorBoardLogger`
+    also gets the two pictures as images and a Markdown summary as text, under ``{prefix}{train|val}/``.
+    Loggers that cannot take images (CSVLogger and others) get nothing; when no TensorBoardLogger is attached
+    the files are the report, and a warning says so once. Only global rank 0 reports.
+
+    Like :class:`~lightning_reasonattn.callbacks.AttentionRhythmMonitor` it leaves training alone: the
+    forwards run in eval mode without gradients (no dropout, so no random number is drawn), the training flags
+    are restored, and loss and gradients are those of a run without the callback.
+
+    Args:
+        every_n_steps: report on the batch of every ``n``-th optimizer step (steps 1, n + 1, 2n + 1, ...).
+        on_validation: also report on the first batch of every validation run (not the sanity check).
+        tokenizer: anything with ``decode(list_of_ids) -> str`` (a transformers tokenizer); without it,
+            tokens are shown as their ids.
+        sequence_index: which sequence of the batch; when it has no response token, the next one that has.
+        heatmap_size: the most positions shown in the heatmaps (see
+            :func:`~lightning_reasonattn.report.default_span`).
+        dpi: resolution of the pictures.
+        dirname: folder of the reports inside ``trainer.log_dir``.
+        prefix: TensorBoard tag prefix.
+        model_attr, input_ids_key, attention_mask_key, labels_key, response_mask_key, batch_to_inputs: how to
+            find the model and read a batch, exactly as in
+            :class:`~lightning_reasonattn.callbacks.AttentionRhythmMonitor`.
+        capture_kwargs: passed to :func:`~lightning_reasonattn.capture_rhythm` (``layers``, ``window``,
+            ``horizon``, ``head_fraction``, ``q``, ``block_size``...).
+
+    Raises:
+        MisconfigurationException: ``every_n_steps < 1``, ``sequence_index < 0``, ``heatmap_size < 2``, a
+            ``tokenizer`` without ``decode``, or (in ``setup``) a module with no causal LM.
+        KeyError: (at the first reported batch) a batch without the configured keys.
+
+    Example::
+
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        report = RhythmReport(every_n_steps=200, tokenizer=tokenizer)
+        trainer = Trainer(callbacks=[AttentionRhythmMonitor(), report], logger=TensorBoardLogger("logs"))
+        trainer.fit(my_module, datamodule)  # images + text in TensorBoard, report.html in the log dir
+    """
+
+    def __init__(
+        self,
+        every_n_steps: int = 100,
+        on_validation: bool = True,
+        tokenizer: Any = None,
+        sequence_index: int = 0,
+        heatmap_size: int = 128,
+        dpi: int = 90,
+        dirname: str = "rhythm_report",
+        prefix: str = "rhythm_report/",
+        model_attr: str | None = None,
+        input_ids_key: str = "input_ids",
+        attention_mask_key: str = "attention_mask",
+        labels_key: str = "labels",
+        response_mask_key: str | None = None,
+        batch_to_inputs: Callable[[Any], Mapping[str, torch.Tensor]] | None = None,
+        **capture_kwargs,
+    ):
+        try:
+            self.every_n_steps = check_positive_int(every_n_steps, "every_n_steps")
+            self.dpi = check_positive_int(dpi, "dpi")
+        except ValueError as err:
+            raise MisconfigurationException(str(err)) from None
+        if isinstance(sequence_index, bool) or not isinstance(sequence_index, int) or sequence_index < 0:
+            raise MisconfigurationException(
+                f"sequence_index={sequence_index!r}: pass the 0-based index of a sequence of the batch, e.g. 0."
+            )
+        if isinstance(heatmap_size, bool) or not isinstance(heatmap_size, int) or heatmap_size < 2:
+            raise MisconfigurationException(
+                f"heatmap_size={heatmap_size!r}: pass an int >= 2, the most positions shown in the heatmaps."
+            )
+        if tokenizer is not None and not callable(getattr(tokenizer, "decode", None)):
+            raise MisconfigurationException(
+                f"tokenizer={type(tokenizer).__name__} has no decode method: pass a transformers tokenizer "
+                "(AutoTokenizer.from_pretrained(...)) or None to show token ids."
+            )
+        self.on_validation = on_validation
+        self.tokenizer = tokenizer
+        self.sequence_index = sequence_index
+        self.heatmap_size = heatmap_size
+        self.dirname = dirname
+        self.prefix = prefix
+        self.model_attr = model_attr
+        self.capture_kwargs = capture_kwargs
+        # Reads batches exactly as the monitor does; never registered as a callback itself.
+        self._batches = AttentionRhythmMonitor(
+            model_attr=model_attr,
+            input_ids_key=input_ids_key,
+            attention_mask_key=attention_mask_key,
+            labels_key=labels_key,
+            response_mask_key=response_mask_key,
+            batch_to_inputs=batch_to_inputs,
+        )
+        self._model: torch.nn.Module | None = None
+        self._last_step = -1
+        self._warned = False
+        self.last_report: dict[str, Path] = {}
+        """The files of the latest report (``"html"``, ``"curves"``, ``"heatmaps"``)."""
+
+    # ------------------------------------------------------------------ set-up
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._model = find_causal_lm(pl_module, self.model_attr)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._model = None
+
+    # ------------------------------------------------------------------ hooks
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if step == self._last_step or (step - 1) % self.every_n_steps:
+            return
+        self._last_step = step
+        self._report(trainer, batch, "train")
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if self.on_validation and not trainer.sanity_checking and batch_idx == 0 and dataloader_idx == 0:
+            self._report(trainer, batch, "val")
+
+    # ------------------------------------------------------------------ work
+    def _pick(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(input_ids [1, n], response_mask [1, n])`` of the chosen sequence, padding removed."""
+        inputs = self._batches.inputs(batch)
+        rows = inputs["response_mask"].any(-1).nonzero().flatten().tolist()
+        if not rows:
+            return None
+        row = next((r for r in rows if r >= self.sequence_index), rows[0])
+        ids = inputs["input_ids"][row]
+        keep = inputs["attention_mask"][row].bool() if "attention_mask" in inputs else torch.ones_like(ids).bool()
+        # The rhythm does not depend on padding, so the unpadded sequence gives the same numbers.
+        return ids[keep][None], inputs["response_mask"][row][keep][None]
+
+    def _measure(self, input_ids: torch.Tensor, response_mask: torch.Tensor):
+        model = self._model
+        modes = [(module, module.training) for module in model.modules()]
+        model.eval()  # no dropout: the measurement draws no random number
+        try:
+            trace = capture_rhythm(model, input_ids, None, response_mask, **self.capture_kwargs)
+            span = default_span(trace, 0, self.heatmap_size)
+            block = {"block_size": self.capture_kwargs["block_size"]} if "block_size" in self.capture_kwargs else {}
+            maps = capture_group_maps(model, input_ids, trace, span=span, **block)
+        finally:
+            for module, mode in modes:
+                module.training = mode
+        return trace.to("cpu"), {name: value.cpu() for name, value in maps.items()}, span
+
+    def _decode(self, ids: list[int]) -> list[str]:
+        if self.tokenizer is None:
+            return [str(i) for i in ids]
+        return [self.tokenizer.decode([i]) for i in ids]
+
+    def _report(self, trainer: pl.Trainer, batch: Any, split: str) -> None:
+        if not trainer.is_global_zero:
+            return
+        picked = self._pick(batch)
+        if picked is None:  # no sequence of the batch has a response
+            return
+        input_ids, response_mask = picked
+        trace, maps, span = self._measure(input_ids, response_mask)
+        tokens = self._decode(input_ids[0].tolist())
+        step = trainer.global_step
+        name = f"step_{step}" if split == "train" else f"val_step_{step}"
+        root = Path(trainer.log_dir or trainer.default_root_dir) / self.dirname
+        title = f"Rhythm report, {split} step {step}"
+        paths = write_report(root / name, trace, tokens, maps, span, title=title, dpi=self.dpi)
+        self.last_report = paths
+
+        boards = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+        if boards:
+            log_step = getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", step) if split == "train" else step
+            images = {picture: _png_array(paths[picture]) for picture in ("heatmaps", "curves") if picture in paths}
+            page = (Path(self.dirname) / name / "report.html").as_posix()
+            text = rhythm_markdown(trace, tokens, title=title) + f"\n\nThe token-level page: `{page}` in the log dir."
+            for logger in boards:
+                for picture, image in images.items():
+                    logger.experiment.add_image(f"{self.prefix}{split}/{picture}", image, log_step, dataformats="HWC")
+                logger.experiment.add_text(f"{self.prefix}{split}/summary", text, log_step)
+        if not boards and not self._warned:  # nothing shows the pictures: say once where they are
+            blind = [type(logger).__name__ for logger in trainer.loggers]
+            self._warned = True
+            who = f"the logger(s) {', '.join(blind)} cannot show" if blind else "the trainer has no logger to show"
+            rank_zero_warn(
+                f"RhythmReport: {who} images or HTML, so the rhythm report is written only as files (PNG pictures "
+                f"and report.html) under {root}. Use lightning.pytorch.loggers.TensorBoardLogger to see the "
+                "pictures in TensorBoard."
+            )
