@@ -3,7 +3,9 @@
 from .callbacks import AttentionRhythmMonitor
 from .capture import capture_group_maps, capture_rhythm, rhythm_capture
 from .functional import RhythmTrace, credit_gamma
+from .grpo import RhythmGRPO
 from .metrics import FutureAttentionInfluence, RhythmCoupling, WindowedAverageAttentionDistance
+from .report_callback import RhythmReport
 
 __version__ = "0.1.0"
 
@@ -11,6 +13,8 @@ __all__ = [
     "AttentionRhythmMonitor",
     "FutureAttentionInfluence",
     "RhythmCoupling",
+    "RhythmGRPO",
+    "RhythmReport",
     "RhythmTrace",
     "WindowedAverageAttentionDistance",
     "__version__",

@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reasonattn", description="See the preplan-and-anchor attention rhythm of a causal language model."
     )
+    parser.epilog = (
+        "RL fine-tuning: 'reasonattn fit --config FILE.yaml' (LightningCLI; see 'reasonattn fit --help') and "
+        "'reasonattn export CHECKPOINT OUT_DIR'."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     an = sub.add_parser(
@@ -96,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     Raises:
         SystemExit: invalid arguments (status 2, with a usage message) or ``--help``.
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("fit", "export"):  # RL fine-tuning: LightningCLI owns the arguments of fit
+        from .grpo.cli import run_export, run_fit
+
+        return run_fit(argv[1:]) if argv[0] == "fit" else run_export(argv[1:])
     args = build_parser().parse_args(argv)
     return args.handler(args)
 

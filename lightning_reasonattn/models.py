@@ -372,7 +372,6 @@ def quantization_config(
         bnb_4bit_quant_type=quantization,
         bnb_4bit_use_double_quant=double_quant,
         bnb_4bit_compute_dtype=dtype,
-        bnb_4bit_quant_storage=dtype,
     )
 
 
@@ -403,7 +402,7 @@ LORA_TARGETS = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoraSettings:
     """LoRA adapter settings (peft ``LoraConfig``).
 

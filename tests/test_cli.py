@@ -155,7 +155,7 @@ def test_json_into_missing_folder_is_reported(tiny_checkpoint, tmp_path, capsys)
         (["analyze", "--layers", "middle,x"], "'middle,x' is not 'middle', 'all' or comma-separated"),
         (["analyze", "--device", "tpu"], "invalid choice: 'tpu'"),
         (["analyze", "--greedy", "--sample"], "not allowed with argument"),
-        (["fit"], "invalid choice: 'fit'"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )
 def test_bad_arguments_exit_with_usage(argv, pattern, capsys):

@@ -84,10 +84,8 @@ def coupling_counts(
     }
 
 
-def token_entropy(logits: torch.Tensor, chunk: int = 256) -> torch.Tensor:
-    """Entropy of the next-token distribution, aligned to the token it produced.
-
-    ``H[t] = -sum_v p_{t-1}(v) log p_{t-1}(v)`` with ``p_{t-1} = softmax(logits[t - 1])``; ``H[0]`` is NaN.
+def logits_entropy(logits: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    """Entropy ``-sum_v p(v) log p(v)`` of ``softmax(logits)`` for every row.
 
     Args:
         logits: ``[B, N, V]``.
@@ -97,10 +95,23 @@ def token_entropy(logits: torch.Tensor, chunk: int = 256) -> torch.Tensor:
         ``[B, N]`` float32.
     """
     chunk = check_positive_int(chunk, "chunk")
-    b, n, _ = logits.shape
-    out = torch.full((b, n), float("nan"), device=logits.device)
-    for c0 in range(0, n - 1, chunk):
-        c1 = min(c0 + chunk, n - 1)
-        logp = torch.log_softmax(logits[:, c0:c1].float(), dim=-1)
-        out[:, c0 + 1 : c1 + 1] = -(logp.exp() * logp).sum(-1)
+    out = torch.empty(logits.shape[:2], device=logits.device)
+    for c0 in range(0, logits.shape[1], chunk):
+        logp = torch.log_softmax(logits[:, c0 : c0 + chunk].float(), dim=-1)
+        out[:, c0 : c0 + chunk] = -(logp.exp() * logp).sum(-1)
     return out
+
+
+def token_entropy(logits: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    """Entropy of the next-token distribution, aligned to the token it produced.
+
+    ``H[t] = -sum_v p_{t-1}(v) log p_{t-1}(v)`` with ``p_{t-1} = softmax(logits[t - 1])``; ``H[0]`` is NaN.
+
+    Args:
+        logits: ``[B, N, V]`` logits of a forward pass over the sequence.
+
+    Returns:
+        ``[B, N]`` float32.
+    """
+    nan = torch.full((logits.shape[0], 1), float("nan"), device=logits.device)
+    return torch.cat([nan, logits_entropy(logits[:, :-1], chunk)], dim=1)

@@ -26,9 +26,10 @@ RHYTHM_STRATEGIES = ("local_chunk", "global_anchor", "coupled")
 
 
 def credit_gamma(
-    trace: RhythmTrace,
+    trace: RhythmTrace | None,
     strategy: str,
     *,
+    response_mask: torch.Tensor | None = None,
     q: float | None = None,
     gamma_amp: float = 1.5,
     alpha: float = 0.5,
@@ -39,14 +40,15 @@ def credit_gamma(
     """Per-token advantage multipliers.
 
     Args:
-        trace: the rhythm of the batch (only ``response_mask`` is read by ``uniform``, ``random`` and
-            ``entropy``).
+        trace: the rhythm of the batch; ``uniform``, ``random`` and ``entropy`` read only its response mask
+            and accept ``None`` with ``response_mask`` instead.
         strategy: one of ``uniform``, ``random``, ``entropy``, ``local_chunk``, ``global_anchor``, ``coupled``.
         q: top fraction; ``None`` uses the trace's own (and its token sets as they are). Another value
             re-selects the tokens from ``trace.waad`` and ``trace.fai``.
         gamma_amp: the amplification ``g`` (> 0).
         alpha: share of the bonus moved from a dominated anchor to its introductory token, in [0, 1].
         normalize: rescale so that the mean of ``gamma`` over each response is 1.
+        response_mask: ``[B, N]`` bool, when ``trace`` is None.
         entropy: ``[B, N]`` token entropies of the policy, required by ``entropy``.
         generator: random source of ``random`` (seed it for reproducible runs).
 
@@ -62,8 +64,13 @@ def credit_gamma(
         raise ValueError(f"gamma_amp={gamma_amp!r} is invalid: it must be a number > 0 (the paper uses 1.5).")
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha={alpha!r} is invalid: it must be a number in [0, 1] (default 0.5).")
-    mask = trace.response_mask.bool()
-    q_used = trace.q if q is None else check_fraction(q, "q")
+    if trace is None and (strategy in RHYTHM_STRATEGIES or response_mask is None):
+        raise ValueError(
+            f"strategy={strategy!r} needs a RhythmTrace (from capture_rhythm)"
+            + ("." if strategy in RHYTHM_STRATEGIES else " or a response_mask.")
+        )
+    mask = (trace.response_mask if trace is not None else response_mask).bool()
+    q_used = (trace.q if trace is not None else 0.4) if q is None else check_fraction(q, "q")
     bonus = float(gamma_amp) - 1.0
     with torch.no_grad():
         if strategy == "uniform":

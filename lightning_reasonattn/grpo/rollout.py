@@ -139,9 +139,10 @@ class DenseRollout:
         config = base.config.__class__.from_dict(base.config.to_dict())
         if hasattr(config, "quantization_config"):
             del config.quantization_config
-        self.model = AutoModelForCausalLM.from_config(
-            config, dtype=self.dtype, attn_implementation=base.config._attn_implementation
-        ).to(device)
+        with torch.random.fork_rng(devices=[]):  # random init (overwritten below) must not shift the RNG stream
+            self.model = AutoModelForCausalLM.from_config(
+                config, dtype=self.dtype, attn_implementation=base.config._attn_implementation
+            ).to(device)
         self.model.eval().requires_grad_(False)
         self.policy = policy
         self.pairs = self._pair_modules(base)

@@ -12,6 +12,7 @@ parentheses); its answer is the exact integer value, scored by
 Difficulty presets (:data:`DIFFICULTY`), each ``(operands, min digits, max digits, operators)``; explicit
 arguments override them:
 
+- 0: 2 one-digit operands, ``+`` (``7 + 5``; with ``style="short"`` SmolLM2-135M-Instruct starts near 30%)
 - 1: 2 operands of 1-2 digits, ``+`` (``7 + 45``)
 - 2: 2 operands of 2-3 digits, ``+ -`` (``345 - 78``)
 - 3: 3 operands of 2 digits, ``+ - *`` (``12 + 34 * 56``), the default
@@ -176,6 +177,7 @@ QUESTION = (
 """The arithmetic question, formatted with the expression."""
 
 DIFFICULTY: dict[int, tuple[int, int, int, str]] = {
+    0: (2, 1, 1, "+"),
     1: (2, 1, 2, "+"),
     2: (2, 2, 3, "+-"),
     3: (3, 2, 2, "+-*"),
@@ -185,16 +187,27 @@ DIFFICULTY: dict[int, tuple[int, int, int, str]] = {
 """Presets: level -> (operands, min digits, max digits, operators)."""
 
 
-def arithmetic_prompt(expression: str, chat: bool = False) -> str | list[dict[str, str]]:
-    """The prompt of one problem: R1-style plain text ending in ``<think>``, or chat messages.
+SHORT_QUESTION = "What is {expression}? Reply with the number only."
+STYLES = ("r1", "short")
+
+
+def arithmetic_prompt(expression: str, chat: bool = False, style: str = "r1") -> str | list[dict[str, str]]:
+    """The prompt of one problem.
 
     Args:
         expression: e.g. ``"12 + 34 * 56"``.
-        chat: return ``[system, user]`` messages for tokenizers with a chat template.
+        chat: return chat messages for tokenizers with a chat template.
+        style: ``"r1"``: R1-style reasoning in ``<think>`` tags and the answer in ``<answer>`` tags (plain text
+            ends in ``<think>``); ``"short"``: just the question, answered with a number (for small models).
 
     Returns:
         The prompt.
     """
+    if style not in STYLES:
+        raise ValueError(f"style={style!r} is unknown: use 'r1' or 'short'.")
+    if style == "short":
+        question = SHORT_QUESTION.format(expression=expression)
+        return [{"role": "user", "content": question}] if chat else f"Question: {question}\nAnswer:"
     question = QUESTION.format(expression=expression)
     return r1_messages(question) if chat else r1_prompt(question)
 
@@ -232,6 +245,7 @@ def generate_arithmetic(
     digits: tuple[int, int] | None = None,
     operators: str | None = None,
     chat: bool = False,
+    style: str = "r1",
     exclude: set[str] | frozenset[str] = frozenset(),
 ) -> list[dict[str, Any]]:
     """``n`` distinct arithmetic problems, the same for the same arguments.
@@ -244,6 +258,7 @@ def generate_arithmetic(
         digits: overrides the preset's ``(min, max)`` digits per operand (at least 1).
         operators: overrides the preset's operators, a string drawn from ``"+-*"``.
         chat: prompts as chat messages instead of plain text.
+        style: prompt style, see :func:`arithmetic_prompt`.
         exclude: expressions never to generate, e.g. a test split's.
 
     Returns:
@@ -280,7 +295,9 @@ def generate_arithmetic(
             continue
         seen.add(expression)
         answer = evaluate_sum_of_products(operands, chosen)
-        records.append({"prompt": arithmetic_prompt(expression, chat), "answer": answer, "expression": expression})
+        records.append(
+            {"prompt": arithmetic_prompt(expression, chat, style), "answer": answer, "expression": expression}
+        )
     if len(records) < n:
         raise RuntimeError(f"Found only {len(records)} of {n} distinct problems: raise the digits or ask for fewer.")
     return records

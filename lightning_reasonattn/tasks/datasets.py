@@ -184,8 +184,9 @@ def load_prompts(
         ValueError: an unknown file type, a missing column, a bad split or an empty dataset.
         ImportError: parquet or a folder without the ``datasets`` package.
 
-    Example:
-        >>> load_prompts("train.jsonl", prompt_column="question", answer_column="answer")  # doctest: +SKIP
+    Example::
+
+        records = load_prompts("gsm8k_train.jsonl", prompt_column="question", answer_column="answer")
     """
     path = Path(path)
     if not path.exists():

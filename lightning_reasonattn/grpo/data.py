@@ -1,0 +1,97 @@
+"""Prompts and rewards of a GRPO run: task records, a resumable prompt stream, reward functions by name."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+
+from .. import rewards as rw
+from ..tasks import arithmetic_splits, countdown_splits, load_prompts
+from .settings import RewardSettings, TaskSettings
+
+BUILTIN_REWARDS: dict[str, Callable] = {
+    "countdown": rw.countdown_reward,
+    "numeric": rw.numeric_answer_reward,
+    "format": rw.format_reward,
+}
+DEFAULT_REWARDS = {"countdown": ["countdown"], "arithmetic": ["numeric"]}
+
+
+def task_records(task: TaskSettings, chat: bool) -> tuple[list[dict], list[dict]]:
+    """``(train, test)`` records of a task (a file gives all its records to train and none to test)."""
+    if task.name == "countdown":
+        return countdown_splits(task.n_train, task.n_test, task.seed, chat=chat)
+    if task.name == "arithmetic":
+        return arithmetic_splits(
+            task.n_train, task.n_test, task.seed, difficulty=task.difficulty, chat=chat, style=task.style
+        )
+    if not Path(task.name).exists():
+        raise ValueError(
+            f"task name={task.name!r} is neither 'countdown', 'arithmetic' nor an existing file or folder: pass one "
+            "of those (a JSONL / JSON / parquet file or a dataset folder)."
+        )
+    return load_prompts(task.name, task.prompt_column, task.answer_column), []
+
+
+def reward_functions(settings: RewardSettings, task: TaskSettings) -> tuple[list[Callable], list[float] | None]:
+    """Resolve reward names to functions (built-in names or ``package.module:function`` import paths)."""
+    names = settings.functions or DEFAULT_REWARDS.get(task.name, [])
+    if not names:
+        raise ValueError(
+            f"no reward function for task {task.name!r}: set rewards.functions, e.g. ['numeric'] or "
+            "['my_package.rewards:my_reward']."
+        )
+    funcs = []
+    for name in names:
+        if name in BUILTIN_REWARDS:
+            funcs.append(BUILTIN_REWARDS[name])
+            continue
+        module, _, attr = name.partition(":")
+        try:
+            funcs.append(getattr(importlib.import_module(module), attr))
+        except (ImportError, AttributeError, ValueError) as err:
+            raise ValueError(
+                f"reward function {name!r} not found ({err}): use one of {sorted(BUILTIN_REWARDS)} or "
+                "'package.module:function'."
+            ) from None
+    return funcs, settings.weights
+
+
+class PromptStream:
+    """An endless, deterministic stream of prompt batches: batch ``i`` depends only on ``(seed, i)``.
+
+    Each pass over the records follows its own seeded permutation. Iteration starts at ``start()`` (the
+    trainer's step when training resumes), so a resumed run sees exactly the prompts it would have seen.
+    """
+
+    def __init__(self, records: list[dict], batch_size: int, seed: int = 0, start: Callable[[], int] = lambda: 0):
+        if not records:
+            raise ValueError("the task has no prompt records: check the task name, file and columns.")
+        self.records = records
+        self.batch_size = batch_size
+        self.seed = seed
+        self.start = start
+        self._orders: dict[int, list[int]] = {}
+
+    def _order(self, epoch: int) -> list[int]:
+        if epoch not in self._orders:
+            gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            self._orders = {epoch: torch.randperm(len(self.records), generator=gen).tolist()}  # keep one pass
+        return self._orders[epoch]
+
+    def batch(self, i: int) -> list[dict]:
+        n = len(self.records)
+        out = []
+        for flat in range(i * self.batch_size, (i + 1) * self.batch_size):
+            epoch, pos = divmod(flat, n)
+            out.append(self.records[self._order(epoch)[pos]])
+        return out
+
+    def __iter__(self) -> Iterator[list[dict]]:
+        i = self.start()
+        while True:
+            yield self.batch(i)
+            i += 1

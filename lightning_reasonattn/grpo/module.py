@@ -1,0 +1,371 @@
+"""RhythmGRPO: GRPO-family RL fine-tuning of a 4-bit LoRA policy with attention-rhythm credit.
+
+One training step reads top to bottom as four functions::
+
+    rollouts = self.rollout(prompts)          # G sampled completions per prompt, no grad
+    scored   = self.score(rollouts)           # rewards, group advantages, old log-probs + RhythmTrace (one pass)
+    credit   = self.credit(scored)            # gamma per token, from the configured strategy
+    self.update(rollouts, scored, credit)     # clipped surrogate, num_iterations optimizer steps
+
+The reference policy for the KL penalty is the same model with its adapter disabled; no copy is made.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+
+from ..functional.credit import RHYTHM_STRATEGIES, STRATEGIES, credit_gamma
+from ..models import LoraSettings, add_lora, load_model
+from ..rewards import score_completions
+from .advantages import group_advantages, token_advantages
+from .data import PromptStream, reward_functions, task_records
+from .loss import policy_loss
+from .rollout import DenseRollout, resolve_backend, sample
+from .settings import CreditSettings, LossSettings, OptimSettings, RewardSettings, SamplingSettings, TaskSettings
+from .step import completion_logprobs, encode_prompts, score
+
+
+@dataclass
+class Rollouts:
+    prompts: list  # [B] prompt of every completion (each prompt repeated G times)
+    columns: dict  # dataset columns, one value per completion
+    ids: torch.Tensor  # [B, P + T] prompt (left-padded) + completion (right-padded)
+    mask: torch.Tensor  # [B, P + T] attention mask
+    completion_mask: torch.Tensor  # [B, T] bool
+    truncated: torch.Tensor  # [B] bool
+    texts: list[str]
+    seconds: float
+
+    @property
+    def width(self) -> int:
+        return self.completion_mask.shape[1]
+
+
+@dataclass
+class Scored:
+    rewards: torch.Tensor  # [B]
+    per_function: dict[str, torch.Tensor]
+    advantages: torch.Tensor  # [B]
+    old_logp: torch.Tensor  # [B, T]
+    entropy: torch.Tensor  # [B, T]
+    traces: list = field(default_factory=list)  # RhythmTrace per score micro-batch (rhythm strategies)
+
+
+class RhythmGRPO(pl.LightningModule):
+    """GRPO with rhythm credit on a (4-bit, LoRA) causal LM, on one device.
+
+    Args:
+        model: hub name or local checkpoint; ``None``: the embedded default (SmolLM2-135M-Instruct).
+        quantization: ``nf4`` (default), ``fp4``, ``int8`` or ``none``. double_quant: 4-bit constants quantized.
+        lora: adapter settings. gradient_checkpointing: recompute activations in the update.
+        task, rewards: prompts and reward functions. prompts_per_step: prompts per step.
+        group_size: completions per prompt (``G``).
+        sampling, credit, loss, optim: see :mod:`lightning_reasonattn.grpo.settings`.
+        score_batch_size: rollouts per no-grad scoring forward.
+        log_completions_every_n_steps: write sample completions to ``<log_dir>/completions.jsonl``.
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        quantization: str = "nf4",
+        double_quant: bool = True,
+        lora: LoraSettings = LoraSettings(),
+        gradient_checkpointing: bool = False,
+        task: TaskSettings = TaskSettings(),
+        rewards: RewardSettings = RewardSettings(),
+        prompts_per_step: int = 4,
+        group_size: int = 8,
+        sampling: SamplingSettings = SamplingSettings(),
+        credit: CreditSettings = CreditSettings(),
+        loss: LossSettings = LossSettings(),
+        optim: OptimSettings = OptimSettings(),
+        score_batch_size: int = 16,
+        log_completions_every_n_steps: int = 10,
+    ):
+        super().__init__()
+        self.model_name = model
+        self.quantization = quantization
+        self.double_quant = double_quant
+        self.lora = lora
+        self.gradient_checkpointing = gradient_checkpointing
+        self.task = task
+        self.reward_settings = rewards
+        self.prompts_per_step = prompts_per_step
+        self.group_size = group_size
+        self.sampling = sampling
+        self.credit_settings = credit
+        self.loss_settings = loss
+        self.optim = optim
+        self.score_batch_size = score_batch_size
+        self.log_completions_every_n_steps = log_completions_every_n_steps
+        self._check_settings()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.strict_loading = False  # checkpoints hold the adapter only
+        self.policy = None
+        self.tokenizer = None
+        self._dense: DenseRollout | None = None
+        self._random = torch.Generator().manual_seed(self.credit_settings.seed)
+        self.reward_funcs, self.reward_weights = reward_functions(self.reward_settings, self.task)
+
+    def _check_settings(self) -> None:
+        if self.credit_settings.strategy not in STRATEGIES:
+            raise ValueError(
+                f"credit.strategy={self.credit_settings.strategy!r} is unknown: use one of {', '.join(STRATEGIES)}."
+            )
+        for name in ("prompts_per_step", "group_size", "score_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} is invalid: it must be an integer >= 1.")
+        if self.group_size < 2:
+            raise ValueError(f"group_size={self.group_size}: GRPO compares completions of a prompt; use >= 2.")
+
+    # ------------------------------------------------------------------ set-up
+    def configure_model(self) -> None:
+        if self.policy is not None:
+            return
+        device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
+        base, self.tokenizer = load_model(
+            self.model_name, device=device, quantization=self.quantization, double_quant=self.double_quant
+        )
+        self.policy = add_lora(base, self.lora, self.gradient_checkpointing)
+        self.policy.train()
+
+    def configure_optimizers(self):
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        if self.optim.optimizer == "adamw_8bit":
+            import bitsandbytes as bnb
+
+            opt = bnb.optim.AdamW8bit(params, lr=self.optim.lr, weight_decay=self.optim.weight_decay)
+        elif self.optim.optimizer == "adamw":
+            opt = torch.optim.AdamW(params, lr=self.optim.lr, weight_decay=self.optim.weight_decay)
+        else:
+            raise ValueError(f"optim.optimizer={self.optim.optimizer!r} is unknown: use 'adamw' or 'adamw_8bit'.")
+        warmup = max(1, self.optim.warmup_steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def train_dataloader(self):
+        chat = self.task.chat if self.task.chat is not None else self.tokenizer.chat_template is not None
+        train, _ = task_records(self.task, chat)
+        steps_done = lambda: self.global_step // self.loss_settings.num_iterations  # noqa: E731
+        return PromptStream(train, self.prompts_per_step, self.task.seed, start=steps_done)
+
+    def on_fit_start(self) -> None:
+        if self.trainer.max_steps is None or self.trainer.max_steps < 0:
+            from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+            raise MisconfigurationException(
+                f"trainer.max_steps={self.trainer.max_steps}: the prompt stream never ends an epoch, so set "
+                "trainer.max_steps (e.g. --trainer.max_steps 100)."
+            )
+
+    def on_train_start(self) -> None:
+        if resolve_backend(self.sampling.backend, self.policy) == "dense":
+            self._dense = DenseRollout(self.policy)
+
+    # ------------------------------------------------------------------ the step
+    def training_step(self, batch: list[dict], batch_idx: int) -> torch.Tensor:
+        rollouts = self.rollout(batch)
+        scored = self.score(rollouts)
+        gamma = self.credit(rollouts, scored)
+        loss, stats = self.update(rollouts, scored, gamma)
+        self._log_step(rollouts, scored, gamma, {"loss": float(loss), **stats})
+        return loss
+
+    def rollout(self, records: list[dict]) -> Rollouts:
+        """Sample ``G`` completions for each prompt of ``records`` (left-padded batch, no grad)."""
+        g = self.group_size
+        prompts = [r["prompt"] for r in records for _ in range(g)]
+        columns = {key: [r[key] for r in records for _ in range(g)] for key in records[0] if key != "prompt"}
+        ids, mask = encode_prompts(self.tokenizer, [r["prompt"] for r in records], self.device)
+        ids, mask = ids.repeat_interleave(g, 0), mask.repeat_interleave(g, 0)
+        sampler = self._dense.model if self._dense is not None else self.policy
+        eos = self.tokenizer.eos_token_id
+        eos_ids = list(eos) if isinstance(eos, (list, tuple)) else [eos]
+        start = time.perf_counter()
+        s = self.sampling
+        out = sample(
+            sampler, ids, mask, eos_ids, self.tokenizer.pad_token_id, s.max_new_tokens, s.temperature, s.top_p, s.top_k
+        )
+        seconds = time.perf_counter() - start
+        texts = self.tokenizer.batch_decode(
+            out.ids.masked_fill(~out.mask, self.tokenizer.pad_token_id), skip_special_tokens=True
+        )
+        full_ids = torch.cat([ids, out.ids], 1)
+        full_mask = torch.cat([mask, out.mask.long()], 1)
+        return Rollouts(prompts, columns, full_ids, full_mask, out.mask, out.truncated, texts, seconds)
+
+    def score(self, rollouts: Rollouts) -> Scored:
+        """Rewards and advantages, then one no-grad pass per micro-batch for old log-probs (+ RhythmTrace)."""
+        rewards, per_function = score_completions(
+            self.reward_funcs, self.reward_weights, rollouts.prompts, rollouts.texts, rollouts.columns
+        )
+        advantages = group_advantages(rewards.to(self.device), self.group_size, self.loss_settings.scale_rewards)
+        c = self.credit_settings
+        rhythm = None
+        if c.strategy in RHYTHM_STRATEGIES:
+            rhythm = dict(layers=c.layers, window=c.window, horizon=tuple(c.horizon), block_size=c.block_size,
+                          head_fraction=c.head_fraction, q=c.q, k=c.k)  # fmt: skip
+        old, ent, traces = [], [], []
+        self.policy.eval()  # no dropout in the measurement; the update runs in train mode
+        try:
+            for b0 in range(0, rollouts.ids.shape[0], self.score_batch_size):
+                sl = slice(b0, b0 + self.score_batch_size)
+                part = score(self.policy, rollouts.ids[sl], rollouts.mask[sl], rollouts.width,
+                             self.sampling.temperature, rhythm, want_entropy=True)  # fmt: skip
+                old.append(part.old_logp)
+                ent.append(part.entropy)
+                traces.append(part.trace)
+        finally:
+            self.policy.train()
+        return Scored(rewards, per_function, advantages, torch.cat(old), torch.cat(ent), traces)
+
+    def credit(self, rollouts: Rollouts, scored: Scored) -> torch.Tensor:
+        """``[B, T]`` gamma of every completion token (1 for ``uniform``)."""
+        c = self.credit_settings
+        width = rollouts.width
+        parts = []
+        for b0, trace in zip(range(0, rollouts.ids.shape[0], self.score_batch_size), scored.traces, strict=True):
+            sl = slice(b0, b0 + self.score_batch_size)
+            response = torch.zeros_like(rollouts.mask[sl], dtype=torch.bool)
+            response[:, -width:] = rollouts.completion_mask[sl]
+            entropy = None
+            if c.strategy == "entropy":
+                entropy = torch.full(response.shape, float("nan"), device=response.device)
+                entropy[:, -width:] = scored.entropy[sl]
+            gamma = credit_gamma(
+                trace, c.strategy, response_mask=response, q=c.q if trace is None else None, gamma_amp=c.gamma_amp,
+                alpha=c.alpha, normalize=c.normalize, entropy=entropy, generator=self._random,
+            )  # fmt: skip
+            parts.append(gamma[:, -width:])
+        return torch.cat(parts)
+
+    def update(self, rollouts: Rollouts, scored: Scored, gamma: torch.Tensor):
+        """``num_iterations`` optimizer steps of the clipped surrogate, accumulating over mini-batches."""
+        ls = self.loss_settings
+        opt = self.optimizers()
+        sched = self.lr_schedulers()
+        adv = token_advantages(scored.advantages, gamma, self.credit_settings.sign_mode)
+        mask = rollouts.completion_mask & ~(rollouts.truncated[:, None] if ls.mask_truncated else False)
+        n = rollouts.ids.shape[0]
+        mb = ls.mini_batch_size or n
+        total_tokens = mask.sum().clamp_min(1)
+        start = time.perf_counter()
+        stats_sum: dict[str, float] = {}
+        loss_value = torch.zeros((), device=self.device)
+        for _ in range(ls.num_iterations):
+            for b0 in range(0, n, mb):
+                sl = slice(b0, b0 + mb)
+                logp = completion_logprobs(self.policy, rollouts.ids[sl], rollouts.mask[sl], rollouts.width,
+                                           self.sampling.temperature)  # fmt: skip
+                ref = None
+                if ls.beta > 0:
+                    with torch.no_grad(), self.policy.disable_adapter():
+                        ref = completion_logprobs(self.policy, rollouts.ids[sl], rollouts.mask[sl], rollouts.width,
+                                                  self.sampling.temperature)  # fmt: skip
+                loss, stats = policy_loss(
+                    logp, scored.old_logp[sl], adv[sl], mask[sl], ls.epsilon_low, ls.epsilon_high, ls.loss_type,
+                    ref, ls.beta, self.sampling.max_new_tokens,
+                )  # fmt: skip
+                # Weights that make the accumulated mini-batch losses equal the loss of the whole batch.
+                share = mask[sl].sum() / total_tokens if ls.loss_type == "token-mean" else (sl.stop - b0) / n
+                share = min(share, 1.0) if isinstance(share, float) else share
+                self.manual_backward(loss * share)
+                loss_value = loss_value + loss.detach() * share / ls.num_iterations
+                for key, value in stats.items():
+                    stats_sum[key] = stats_sum.get(key, 0.0) + float(value) * float(share) / ls.num_iterations
+            if ls.max_grad_norm is not None:
+                self.clip_gradients(opt, gradient_clip_val=ls.max_grad_norm, gradient_clip_algorithm="norm")
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            sched.step()
+        if self._dense is not None:
+            self._dense.sync()
+        seconds = time.perf_counter() - start
+        tokens = rollouts.mask.sum().item() * ls.num_iterations
+        stats_sum["tokens_per_sec/update"] = tokens / max(seconds, 1e-9)
+        return loss_value, stats_sum
+
+    # ------------------------------------------------------------------ logging
+    def _log_step(self, rollouts: Rollouts, scored: Scored, gamma: torch.Tensor, stats: dict) -> None:
+        g = self.group_size
+        r = scored.rewards
+        lengths = rollouts.completion_mask.sum(-1).float()
+        m = rollouts.completion_mask
+        values = {
+            "reward": r.mean(),
+            "reward_std": r.std() if r.numel() > 1 else torch.zeros(()),
+            "frac_reward_zero_std": (r.view(-1, g).std(1) == 0).float().mean(),
+            "completions/mean_length": lengths.mean(),
+            "completions/min_length": lengths.min(),
+            "completions/max_length": lengths.max(),
+            "completions/clipped_ratio": rollouts.truncated.float().mean(),
+            "entropy": scored.entropy[m].mean(),
+            "credit/amplified_frac": (gamma[m] != 1).float().mean(),
+            "credit/mean_gamma": gamma[m].mean(),
+            "tokens_per_sec/rollout": torch.tensor(m.sum().item() / max(rollouts.seconds, 1e-9)),
+            **{k: torch.tensor(v) for k, v in stats.items()},
+        }
+        for name, rewards in scored.per_function.items():
+            values[f"rewards/{name}/mean"] = rewards.mean()
+            values[f"rewards/{name}/std"] = rewards.std() if rewards.numel() > 1 else torch.zeros(())
+        if scored.traces and scored.traces[0] is not None:
+            width = rollouts.width
+            values["credit/preplan_rate"] = torch.cat([t.preplan[:, -width:] for t in scored.traces])[m].float().mean()
+            values["credit/anchor_rate"] = torch.cat([t.anchor[:, -width:] for t in scored.traces])[m].float().mean()
+        batch = rollouts.ids.shape[0]
+        for name, value in values.items():
+            bar = name in ("reward", "tokens_per_sec/rollout")
+            self.log(name, value.float().cpu(), prog_bar=bar, on_step=True, on_epoch=False, batch_size=batch)
+        every = self.log_completions_every_n_steps
+        if every and self.global_step % every == 0:
+            self._write_completions(rollouts, scored)
+
+    def _write_completions(self, rollouts: Rollouts, scored: Scored) -> None:
+        log_dir = self.trainer.log_dir if self._trainer is not None else None
+        if not log_dir or self.trainer.global_rank != 0:
+            return
+        path = Path(log_dir) / "completions.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as fh:
+            for i in range(0, len(rollouts.texts), self.group_size):  # first completion of every prompt
+                row = {
+                    "step": self.global_step,
+                    "prompt": rollouts.prompts[i],
+                    "completion": rollouts.texts[i],
+                    "reward": float(scored.rewards[i]),
+                }
+                fh.write(json.dumps(row) + "\n")
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        trainable = {name for name, p in self.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+        checkpoint["rng_states"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "python": random.getstate(),
+            "credit_random": self._random.get_state(),
+        }
+        checkpoint["reasonattn_settings"] = {
+            "credit": asdict(self.credit_settings),
+            "loss": asdict(self.loss_settings),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        rng = checkpoint.get("rng_states")
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            if rng["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+            random.setstate(rng["python"])
+            self._random.set_state(rng["credit_random"])

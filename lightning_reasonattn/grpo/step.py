@@ -1,0 +1,117 @@
+"""The pieces of one GRPO step that touch the model: prompt encoding, log-probabilities and the scoring pass.
+
+Layout of a batch of ``B`` rollouts: ``[prompt, left-padded to P | completion, right-padded to T]``, so the
+completion always sits in the last ``T`` columns and ``logits_to_keep=T + 1`` gives exactly the logits
+that predict it (row ``P - 1 + j`` predicts completion token ``j``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..capture import rhythm_capture
+from ..functional.coupling import logits_entropy
+from ..functional.trace import RhythmTrace
+
+
+def prompt_text(tokenizer, prompt) -> tuple[str, bool]:
+    """``(text, add_special_tokens)``: chat messages go through the chat template; strings stay raw."""
+    if isinstance(prompt, str):
+        return prompt, True
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError(
+            "a prompt is a list of chat messages but the tokenizer has no chat template: give plain-text prompts "
+            "or a tokenizer with a chat template."
+        )
+    return tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False), False
+
+
+def encode_prompts(tokenizer, prompts: list, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ids, mask)``: ``[B, P]`` left-padded prompt ids and their attention mask."""
+    texts = [prompt_text(tokenizer, p) for p in prompts]
+    special = {flag for _, flag in texts}
+    enc = tokenizer(
+        [t for t, _ in texts],
+        padding=True,
+        padding_side="left",
+        add_special_tokens=special == {True},
+        return_tensors="pt",
+    )
+    return enc.input_ids.to(device), enc.attention_mask.to(device)
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions counted over real tokens only, so left padding does not shift them."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+
+
+def selective_log_softmax(logits: torch.Tensor, ids: torch.Tensor, chunk: int = 8) -> torch.Tensor:
+    """``log softmax(logits)[..., ids]`` without a full float32 ``[B, T, V]`` log-softmax (row chunks)."""
+    out = []
+    for c0 in range(0, logits.shape[0], chunk):
+        rows = logits[c0 : c0 + chunk].float()
+        picked = rows.gather(-1, ids[c0 : c0 + chunk, :, None]).squeeze(-1)
+        out.append(picked - torch.logsumexp(rows, dim=-1))
+    return torch.cat(out)
+
+
+def completion_logits(model, input_ids, attention_mask, width: int, temperature: float = 1.0) -> torch.Tensor:
+    """``[B, T, V]`` logits that predict the ``T = width`` completion tokens, divided by the temperature."""
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids(attention_mask),
+        use_cache=False,
+        logits_to_keep=width + 1,
+    )
+    return out.logits[:, :-1] / temperature
+
+
+def completion_logprobs(model, input_ids, attention_mask, width: int, temperature: float = 1.0) -> torch.Tensor:
+    """``[B, T]`` log-probabilities of the completion tokens (with grad if enabled)."""
+    logits = completion_logits(model, input_ids, attention_mask, width, temperature)
+    return selective_log_softmax(logits, input_ids[:, -width:])
+
+
+@dataclass
+class Scored:
+    """What the no-grad scoring pass gives for a micro-batch."""
+
+    old_logp: torch.Tensor  # [b, T]
+    trace: RhythmTrace | None  # over the full [b, P + T] sequences
+    entropy: torch.Tensor | None  # [b, T], entropy of the distribution each completion token came from
+
+
+def score(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    width: int,
+    temperature: float = 1.0,
+    rhythm: dict | None = None,
+    want_entropy: bool = False,
+) -> Scored:
+    """One no-grad forward: old log-probabilities, and (if ``rhythm`` is given) the RhythmTrace of the same pass.
+
+    Args:
+        rhythm: ``capture_rhythm`` settings (``layers``, ``window``, ``horizon``, ``block_size``,
+            ``head_fraction``, ``q``, ``k``), or ``None`` to skip the capture.
+    """
+    response = torch.zeros_like(attention_mask, dtype=torch.bool)
+    response[:, -width:] = attention_mask[:, -width:].bool()
+    with torch.no_grad():
+        if rhythm is None:
+            logits = completion_logits(model, input_ids, attention_mask, width, temperature)
+            trace = None
+        else:
+            capture = {key: rhythm[key] for key in ("layers", "window", "horizon", "block_size") if key in rhythm}
+            with rhythm_capture(model, response, attention_mask, **capture) as rec:
+                logits = completion_logits(model, input_ids, attention_mask, width, temperature)
+            trace = rec.trace(rhythm.get("head_fraction", 0.3), rhythm.get("q", 0.4), rhythm.get("k", 3))
+        old_logp = selective_log_softmax(logits, input_ids[:, -width:])
+        entropy = None
+        if want_entropy:
+            entropy = logits_entropy(logits)  # row j is the distribution completion token j came from
+    return Scored(old_logp, trace, entropy)

@@ -1,0 +1,160 @@
+"""RhythmGRPO end to end on a tiny random 4-bit LoRA model, through `reasonattn fit` (LightningCLI)."""
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import tiny_checkpoint
+
+from lightning_reasonattn import cli
+from lightning_reasonattn.functional import STRATEGIES
+
+pytest.importorskip("bitsandbytes")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tiny-policy")
+    tiny_checkpoint(path, hidden_size=64, intermediate_size=128)
+    return path
+
+
+def write_config(tmp_path, model_path, strategy="coupled", steps=2, **model_overrides):
+    config = {
+        "seed_everything": 3,
+        "trainer": {
+            "max_steps": steps,
+            "accelerator": "cpu",
+            "devices": 1,
+            "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path)}},
+            "callbacks": [
+                {
+                    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                    "init_args": {"dirpath": str(tmp_path / "ckpt"), "every_n_train_steps": 1, "save_top_k": -1},
+                }
+            ],
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "log_every_n_steps": 1,
+        },
+        "model": {
+            "model": str(model_path),
+            "quantization": "nf4",
+            "lora": {"r": 4, "alpha": 8},
+            "task": {"name": "countdown", "n_train": 20},
+            "rewards": {"functions": ["conftest:varied_reward", "countdown"], "weights": [1.0, 1.0]},
+            "prompts_per_step": 2,
+            "group_size": 3,
+            "sampling": {"max_new_tokens": 10},
+            "credit": {"strategy": strategy, "horizon": [2, 8], "q": 0.4},
+            "optim": {"lr": 0.01},
+            **model_overrides,
+        },
+    }
+    path = tmp_path / f"{strategy}.yaml"
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def metrics(tmp_path):
+    files = sorted(tmp_path.glob("lightning_logs/version_*/metrics.csv"))
+    with open(files[-1]) as fh:
+        return [row for row in csv.DictReader(fh) if row.get("loss")]
+
+
+def adapter_and_base(ckpt_path):
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
+    return state
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_fit_each_strategy(tmp_path, checkpoint, strategy):
+    assert cli.main(["fit", "--config", str(write_config(tmp_path, checkpoint, strategy))]) == 0
+    rows = metrics(tmp_path)
+    assert len(rows) == 2 and all(math.isfinite(float(r["loss"])) for r in rows)
+    amplified = float(rows[-1]["credit/amplified_frac"])
+    assert (amplified == 0) == (strategy == "uniform")
+    first, last = (adapter_and_base(p) for p in sorted((tmp_path / "ckpt").glob("*.ckpt")))
+    assert first.keys() == last.keys() and all("lora_" in k for k in first)  # checkpoints hold the adapter
+    assert any(not torch.equal(first[k], last[k]) for k in first)  # and it learns
+
+
+def test_base_weights_stay_frozen(tmp_path, checkpoint):
+    from lightning_reasonattn.grpo.module import RhythmGRPO
+
+    config = yaml.safe_load(write_config(tmp_path, checkpoint).read_text())
+    import lightning.pytorch as pl
+
+    from lightning_reasonattn.grpo.settings import CreditSettings, RewardSettings, SamplingSettings, TaskSettings
+    from lightning_reasonattn.models import LoraSettings
+
+    module = RhythmGRPO(
+        model=str(checkpoint),
+        lora=LoraSettings(r=4, alpha=8),
+        task=TaskSettings(n_train=20),
+        rewards=RewardSettings(["conftest:varied_reward"]),
+        prompts_per_step=2,
+        group_size=3,
+        sampling=SamplingSettings(max_new_tokens=10),
+        credit=CreditSettings(horizon=(2, 8)),
+    )
+    module.configure_model()
+    before = {k: v.clone() for k, v in module.policy.state_dict().items()}
+    trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(module)
+    after = module.policy.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all("lora_" in k for k in changed), sorted(changed)[:5]
+    assert config["model"]["quantization"] == "nf4"
+
+
+def test_resume_reproduces_the_next_step(tmp_path, checkpoint):
+    full = tmp_path / "full"
+    assert cli.main(["fit", "--config", str(write_config(full, checkpoint, steps=3))]) == 0
+    part = tmp_path / "part"
+    assert cli.main(["fit", "--config", str(write_config(part, checkpoint, steps=2))]) == 0
+    ckpt = sorted((part / "ckpt").glob("*step=2*.ckpt"))[-1]
+    resumed = tmp_path / "resumed"
+    cfg = write_config(resumed, checkpoint, steps=3)
+    assert cli.main(["fit", "--config", str(cfg), "--ckpt_path", str(ckpt)]) == 0
+    third = metrics(full)[2]
+    again = metrics(resumed)[-1]
+    for key in ("loss", "reward", "completions/mean_length", "credit/mean_gamma"):
+        assert float(again[key]) == pytest.approx(float(third[key]), rel=1e-5, abs=1e-7), key
+
+
+def test_export_writes_a_peft_adapter(tmp_path, checkpoint):
+    peft = pytest.importorskip("peft")
+    assert cli.main(["fit", "--config", str(write_config(tmp_path, checkpoint, steps=1))]) == 0
+    ckpt = sorted((tmp_path / "ckpt").glob("*.ckpt"))[-1]
+    out = tmp_path / "adapter"
+    assert cli.main(["export", str(ckpt), str(out)]) == 0
+    assert (out / "adapter_config.json").exists()
+    from lightning_reasonattn.models import load_model
+
+    base, _ = load_model(str(checkpoint), quantization="nf4", device="cpu")
+    loaded = peft.PeftModel.from_pretrained(base, out)
+    trained = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    weights = {k: v for k, v in loaded.state_dict().items() if "lora_" in k}
+    assert len(weights) == len(trained)
+    for key, value in trained.items():
+        name = key.removeprefix("policy.").replace(".default.", ".")
+        match = [v for k, v in weights.items() if k.replace(".default.", ".") == name]
+        assert match and torch.equal(match[0], value), key
+
+
+def test_fit_without_a_config_says_what_to_do(capsys):
+    assert cli.main(["fit"]) == 2
+    assert "examples/grpo_cpu_smollm2.yaml" in capsys.readouterr().err
+
+
+def test_fit_without_max_steps_is_refused(tmp_path, checkpoint):
+    from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+    with pytest.raises(MisconfigurationException, match="set trainer.max_steps"):
+        cli.main(["fit", "--config", str(write_config(tmp_path, checkpoint)), "--trainer.max_steps", "-1"])
