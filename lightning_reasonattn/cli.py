@@ -84,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     an.set_defaults(sample=False)
     an.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto", help="default: cuda if available")
     an.add_argument("--json", metavar="PATH", default=None, help="also write the per-token data as JSON to PATH")
+    an.add_argument(
+        "--report",
+        metavar="DIR",
+        default="reasonattn_out/analyze",
+        help="write the rhythm report (heatmaps.png, curves.png, report.html) to DIR (default reasonattn_out/analyze)",
+    )
+    an.add_argument("--no-report", dest="report", action="store_const", const=None, help="write no report")
     an.set_defaults(handler=analyze)
     return parser
 
@@ -303,7 +310,27 @@ def analyze(args: argparse.Namespace) -> int:
         except OSError as exc:
             return _fail("analyze", f"cannot write --json {args.json!r} ({exc}): pass a writable file path.")
         print(f"per-token data written to {args.json}", file=sys.stderr)
+    if args.report:
+        try:
+            paths = write_analysis_report(model, tokenizer, input_ids, trace, args.report, model_name)
+        except OSError as exc:
+            return _fail("analyze", f"cannot write the report to {args.report!r} ({exc}): pass a writable folder.")
+        shown = ", ".join(str(p) for p in paths.values())
+        print(f"report written: {shown} (open report.html in a browser)")
     return 0
+
+
+def write_analysis_report(model, tokenizer, input_ids: torch.Tensor, trace, out_dir: str, title: str) -> dict:
+    """Heatmaps of a window at the start of the response, curves and the HTML page, into ``out_dir``."""
+    from .capture import capture_group_maps
+    from .report import default_span, write_report
+
+    span = default_span(trace)
+    device = next(model.parameters()).device
+    maps = capture_group_maps(model, input_ids.to(device), trace.to(device), span=span)
+    maps = {name: value.cpu() for name, value in maps.items()}
+    tokens = [tokenizer.decode([i]) for i in input_ids[0].tolist()]
+    return write_report(out_dir, trace, tokens, maps, span, title=f"Rhythm of {title}")
 
 
 if __name__ == "__main__":

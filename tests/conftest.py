@@ -66,3 +66,14 @@ def default_cache(tmp_path_factory) -> Path:
 def varied_reward(prompts, completions, **columns):
     """A TRL-style reward that differs between completions (so advantages are not all zero)."""
     return [(len(c) % 5) / 4 for c in completions]
+
+
+_CALLS = {"exploding_reward": 0}
+
+
+def exploding_reward(prompts, completions, **columns):
+    """Works on its first call, then raises on completion index 2 (for the stop-and-keep-checkpoint test)."""
+    _CALLS["exploding_reward"] += 1
+    if _CALLS["exploding_reward"] > 1:
+        raise RuntimeError("reward server unavailable")
+    return [0.0] * len(completions)

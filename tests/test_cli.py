@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -62,8 +63,9 @@ def _reference_trace(path, record, attn_implementation):
 
 def test_analyze_tiny_model(tiny_checkpoint, tmp_path, capsys):
     out_json = tmp_path / "rhythm.json"
+    report = tmp_path / "report"
     argv = ["analyze", "--model", str(tiny_checkpoint), "--max-new-tokens", "16", "--json", str(out_json)]
-    assert cli.main(argv) == 0
+    assert cli.main([*argv, "--report", str(report)]) == 0
     out = capsys.readouterr().out
     record = json.loads(out_json.read_text())
     rows = record["tokens"]
@@ -86,6 +88,14 @@ def test_analyze_tiny_model(tiny_checkpoint, tmp_path, capsys):
         assert f"\n{row['position']:>5}  " in out
     assert f"model: {tiny_checkpoint}" in out
     assert "layers: 1, 2" in out  # "middle" of 4 layers: round(linspace(1, 2, 5))
+
+    # The report: pictures and a page holding every response token with its WAAD, in the reported folder.
+    assert {p.name for p in report.iterdir()} == {"heatmaps.png", "curves.png", "report.html"}
+    assert f"report written: {report}" in out
+    page = (report / "report.html").read_text()
+    shown = dict(re.findall(r'data-pos="(\d+)" data-waad="([^"]+)"', page))
+    for row in rows:
+        assert _close(float(shown[str(row["position"])]), row["waad"] if row["waad"] is not None else math.nan)
     assert f"response tokens: {len(rows)}" in out
     for label in ("mean WAAD:", "mean FAI:", "preplan tokens:", "anchor tokens:", "local heads:", "global heads:"):
         assert label in out
@@ -119,7 +129,7 @@ def test_analyze_tiny_model(tiny_checkpoint, tmp_path, capsys):
 def test_analyze_is_reproducible_and_layers_can_be_chosen(tiny_checkpoint, tmp_path, capsys):
     runs = []
     for name in ("a.json", "b.json"):
-        argv = ["analyze", "--model", str(tiny_checkpoint), "--max-new-tokens", "12", "--layers", "0,-1"]
+        argv = ["analyze", "--model", str(tiny_checkpoint), "--max-new-tokens", "12", "--layers", "0,-1", "--no-report"]
         assert cli.main([*argv, "--sample", "--seed", "3", "--json", str(tmp_path / name)]) == 0
         runs.append(json.loads((tmp_path / name).read_text()))
     assert runs[0] == runs[1]
@@ -177,7 +187,9 @@ def test_escape_token():
 def test_analyze_default_model_end_to_end(default_cache, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(models.CACHE_ENV, str(default_cache))
     out_json = tmp_path / "rhythm.json"
-    assert cli.main(["analyze", "--max-new-tokens", "24", "--json", str(out_json)]) == 0
+    report = tmp_path / "report"
+    assert cli.main(["analyze", "--max-new-tokens", "24", "--json", str(out_json), "--report", str(report)]) == 0
+    assert {p.name for p in report.iterdir()} >= {"heatmaps.png", "curves.png", "report.html"}
     captured = capsys.readouterr()
     assert "converting" not in captured.err
     assert f"model: {models.DEFAULT_MODEL}" in captured.out

@@ -158,3 +158,27 @@ def test_fit_without_max_steps_is_refused(tmp_path, checkpoint):
 
     with pytest.raises(MisconfigurationException, match="set trainer.max_steps"):
         cli.main(["fit", "--config", str(write_config(tmp_path, checkpoint)), "--trainer.max_steps", "-1"])
+
+
+def test_kl_iterations_minibatches_and_truncation(tmp_path, checkpoint):
+    loss = {"beta": 0.1, "num_iterations": 2, "mini_batch_size": 2, "mask_truncated": True, "loss_type": "dr-grpo"}
+    assert cli.main(["fit", "--config", str(write_config(tmp_path, checkpoint, steps=2, loss=loss))]) == 0
+    rows = metrics(tmp_path)
+    assert len(rows) == 2 and all(math.isfinite(float(r["loss"])) for r in rows)
+    assert float(rows[0]["kl"]) == 0.0  # peft starts the adapter at zero: policy == reference
+    assert float(rows[-1]["kl"]) > 0.0  # after two optimizer steps it has moved away
+
+
+def test_failing_reward_stops_and_keeps_the_checkpoint(tmp_path, checkpoint):
+    import conftest
+
+    from lightning_reasonattn.rewards import RewardError
+
+    conftest._CALLS["exploding_reward"] = 0
+    rewards = {"functions": ["conftest:exploding_reward"]}
+    with pytest.raises(RewardError, match="exploding_reward"):
+        cli.main(["fit", "--config", str(write_config(tmp_path, checkpoint, steps=3, rewards=rewards))])
+    saved = sorted((tmp_path / "ckpt").glob("*.ckpt"))
+    assert [p.name for p in saved] == ["epoch=0-step=1.ckpt"]
+    state = torch.load(saved[0], map_location="cpu", weights_only=False)
+    assert state["global_step"] == 1 and all("lora_" in k for k in state["state_dict"])
