@@ -65,7 +65,9 @@ class BlockAttention:
         b, h, h_kv, d = self.shape
         nb = r1 - r0
         # Grouped-query without repeating keys: [B, H_kv, g * nb, D] x [B, H_kv, D, r1].
-        q = self.query[:, :, r0:r1].float().mul_(self.scale).reshape(b, h_kv, (h // h_kv) * nb, d)
+        q = (self.query[:, :, r0:r1].float() * self.scale).reshape(
+            b, h_kv, (h // h_kv) * nb, d
+        )  # never in place: query is the model's
         scores = torch.matmul(q, self.key32[:, :, :r1].transpose(-1, -2)).view(b, h, nb, r1)
         if self.softcap is not None:
             scores = torch.tanh(scores / self.softcap).mul_(self.softcap)

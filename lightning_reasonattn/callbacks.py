@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import lightning.pytorch as pl
@@ -51,6 +53,79 @@ def find_causal_lm(pl_module: torch.nn.Module, attribute: str | None = None) -> 
         "peft-wrapped) as a submodule; assign it as an attribute of the LightningModule (self.model = ...) or "
         "pass model_attr='path.to.model'."
     )
+
+
+@contextmanager
+def measuring(model: torch.nn.Module):
+    """Eval mode for a measurement (no dropout, so no random draw), then every module's own flag back."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, mode in modes:
+            module.training = mode
+
+
+def due(step: int, last_step: int, every_n_steps: int) -> bool:
+    """Whether optimizer step ``step`` (1, n + 1, 2n + 1, ...) is measured and was not already (accumulation)."""
+    return step != last_step and (step - 1) % every_n_steps == 0
+
+
+@dataclass
+class BatchInputs:
+    """Reads ``input_ids``, ``attention_mask`` and ``response_mask`` out of a user's batch.
+
+    Attributes:
+        input_ids_key, attention_mask_key, labels_key: batch keys; response tokens are ``labels != -100``.
+        response_mask_key: a bool response-mask key, used instead of labels when given.
+        batch_to_inputs: ``fn(batch) -> {"input_ids", "response_mask", "attention_mask"?}``; replaces the keys.
+        max_sequences: keep at most this many sequences.
+    """
+
+    input_ids_key: str = "input_ids"
+    attention_mask_key: str = "attention_mask"
+    labels_key: str = "labels"
+    response_mask_key: str | None = None
+    batch_to_inputs: Callable[[Any], Mapping[str, torch.Tensor]] | None = None
+    max_sequences: int | None = None
+
+    def __call__(self, batch: Any) -> dict[str, torch.Tensor]:
+        if self.batch_to_inputs is not None:
+            found = dict(self.batch_to_inputs(batch))
+            if "input_ids" not in found or "response_mask" not in found:
+                raise KeyError(
+                    f"batch_to_inputs returned keys {sorted(found)}; it must return 'input_ids' and "
+                    "'response_mask' (and optionally 'attention_mask')."
+                )
+        else:
+            ids_key, mask_key, labels_key, resp_key = (
+                self.input_ids_key,
+                self.attention_mask_key,
+                self.labels_key,
+                self.response_mask_key,
+            )
+            if not isinstance(batch, Mapping):
+                raise KeyError(
+                    f"the batch is a {type(batch).__name__}, not a mapping with {ids_key!r}; pass "
+                    "batch_to_inputs=fn(batch) -> {'input_ids': ..., 'response_mask': ...}."
+                )
+            need = [ids_key, resp_key or labels_key]
+            missing = [key for key in need if key not in batch]
+            if missing:
+                raise KeyError(
+                    f"the batch has keys {sorted(batch)} but not {missing}; set input_ids_key / labels_key / "
+                    "response_mask_key to your batch's keys, or pass batch_to_inputs."
+                )
+            found = {"input_ids": batch[ids_key]}
+            if mask_key in batch:
+                found["attention_mask"] = batch[mask_key]
+            found["response_mask"] = batch[resp_key].bool() if resp_key else batch[labels_key] != IGNORE_INDEX
+        if "attention_mask" in found:
+            found["response_mask"] = found["response_mask"] & found["attention_mask"].bool()
+        if self.max_sequences is not None:
+            found = {key: value[: self.max_sequences] for key, value in found.items()}
+        return found
 
 
 class AttentionRhythmMonitor(Callback):
@@ -117,8 +192,9 @@ class AttentionRhythmMonitor(Callback):
             raise MisconfigurationException(str(err)) from None
         self.on_validation = on_validation
         self.model_attr = model_attr
-        self.keys = (input_ids_key, attention_mask_key, labels_key, response_mask_key)
-        self.batch_to_inputs = batch_to_inputs
+        self.inputs = BatchInputs(
+            input_ids_key, attention_mask_key, labels_key, response_mask_key, batch_to_inputs, self.max_sequences
+        )
         self.num_buckets = num_buckets
         self.prefix = prefix
         self.capture_kwargs = capture_kwargs
@@ -143,10 +219,9 @@ class AttentionRhythmMonitor(Callback):
 
     # ------------------------------------------------------------------ hooks
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        step = trainer.global_step
-        if step == self._last_step or (step - 1) % self.every_n_steps:
+        if not due(trainer.global_step, self._last_step, self.every_n_steps):
             return
-        self._last_step = step
+        self._last_step = trainer.global_step
         self._measure(pl_module, batch, "train")
         self._log(trainer, pl_module, "train")
 
@@ -159,49 +234,13 @@ class AttentionRhythmMonitor(Callback):
             self._log(trainer, pl_module, "val")
 
     # ------------------------------------------------------------------ work
-    def inputs(self, batch: Any) -> dict[str, torch.Tensor]:
-        """``input_ids``, ``attention_mask`` and ``response_mask`` of a batch, as configured."""
-        if self.batch_to_inputs is not None:
-            found = dict(self.batch_to_inputs(batch))
-            if "input_ids" not in found or "response_mask" not in found:
-                raise KeyError(
-                    f"batch_to_inputs returned keys {sorted(found)}; it must return 'input_ids' and "
-                    "'response_mask' (and optionally 'attention_mask')."
-                )
-        else:
-            ids_key, mask_key, labels_key, resp_key = self.keys
-            if not isinstance(batch, Mapping):
-                raise KeyError(
-                    f"the batch is a {type(batch).__name__}, not a mapping with {ids_key!r}; pass "
-                    "batch_to_inputs=fn(batch) -> {'input_ids': ..., 'response_mask': ...}."
-                )
-            need = [ids_key, resp_key or labels_key]
-            missing = [key for key in need if key not in batch]
-            if missing:
-                raise KeyError(
-                    f"the batch has keys {sorted(batch)} but not {missing}; set input_ids_key / labels_key / "
-                    "response_mask_key to your batch's keys, or pass batch_to_inputs."
-                )
-            found = {"input_ids": batch[ids_key]}
-            if mask_key in batch:
-                found["attention_mask"] = batch[mask_key]
-            found["response_mask"] = batch[resp_key].bool() if resp_key else batch[labels_key] != IGNORE_INDEX
-        if "attention_mask" in found:
-            found["response_mask"] = found["response_mask"] & found["attention_mask"].bool()
-        if self.max_sequences is not None:
-            found = {key: value[: self.max_sequences] for key, value in found.items()}
-        return found
-
     def _measure(self, pl_module: pl.LightningModule, batch: Any, split: str) -> None:
         inputs = self.inputs(batch)
         keep = inputs["response_mask"].any(-1)  # sequences with a response; others say nothing
         if not keep.any():
             return
         inputs = {key: value[keep] for key, value in inputs.items()}
-        model = self._model
-        modes = [(module, module.training) for module in model.modules()]
-        model.eval()  # no dropout: the measurement draws no random number
-        try:
+        with measuring(self._model) as model:
             trace, out = capture_rhythm(
                 model,
                 inputs["input_ids"],
@@ -212,9 +251,6 @@ class AttentionRhythmMonitor(Callback):
             )
             entropy = token_entropy(out.logits)
             del out
-        finally:
-            for module, mode in modes:
-                module.training = mode
         metrics = pl_module._rhythm_metrics
         metrics[f"{split}_waad"].update_from_trace(trace)
         metrics[f"{split}_fai"].update_from_trace(trace)

@@ -13,7 +13,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
-from .callbacks import AttentionRhythmMonitor, find_causal_lm
+from .callbacks import BatchInputs, due, find_causal_lm, measuring
 from .capture import capture_group_maps, capture_rhythm
 from .functional._checks import check_positive_int
 from .report import default_span, rhythm_markdown, write_report
@@ -126,15 +126,7 @@ class RhythmReport(Callback):
         self.prefix = prefix
         self.model_attr = model_attr
         self.capture_kwargs = capture_kwargs
-        # Reads batches exactly as the monitor does; never registered as a callback itself.
-        self._batches = AttentionRhythmMonitor(
-            model_attr=model_attr,
-            input_ids_key=input_ids_key,
-            attention_mask_key=attention_mask_key,
-            labels_key=labels_key,
-            response_mask_key=response_mask_key,
-            batch_to_inputs=batch_to_inputs,
-        )
+        self.inputs = BatchInputs(input_ids_key, attention_mask_key, labels_key, response_mask_key, batch_to_inputs)
         self._model: torch.nn.Module | None = None
         self._last_step = -1
         self._warned = False
@@ -150,10 +142,9 @@ class RhythmReport(Callback):
 
     # ------------------------------------------------------------------ hooks
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        step = trainer.global_step
-        if step == self._last_step or (step - 1) % self.every_n_steps:
+        if not due(trainer.global_step, self._last_step, self.every_n_steps):
             return
-        self._last_step = step
+        self._last_step = trainer.global_step
         self._report(trainer, batch, "train")
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
@@ -163,7 +154,7 @@ class RhythmReport(Callback):
     # ------------------------------------------------------------------ work
     def _pick(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
         """``(input_ids [1, n], response_mask [1, n])`` of the chosen sequence, padding removed."""
-        inputs = self._batches.inputs(batch)
+        inputs = self.inputs(batch)
         rows = inputs["response_mask"].any(-1).nonzero().flatten().tolist()
         if not rows:
             return None
@@ -174,17 +165,11 @@ class RhythmReport(Callback):
         return ids[keep][None], inputs["response_mask"][row][keep][None]
 
     def _measure(self, input_ids: torch.Tensor, response_mask: torch.Tensor):
-        model = self._model
-        modes = [(module, module.training) for module in model.modules()]
-        model.eval()  # no dropout: the measurement draws no random number
-        try:
+        with measuring(self._model) as model:  # no dropout: the measurement draws no random number
             trace = capture_rhythm(model, input_ids, None, response_mask, **self.capture_kwargs)
             span = default_span(trace, 0, self.heatmap_size)
             block = {"block_size": self.capture_kwargs["block_size"]} if "block_size" in self.capture_kwargs else {}
             maps = capture_group_maps(model, input_ids, trace, span=span, **block)
-        finally:
-            for module, mode in modes:
-                module.training = mode
         return trace.to("cpu"), {name: value.cpu() for name, value in maps.items()}, span
 
     def _decode(self, ids: list[int]) -> list[str]:

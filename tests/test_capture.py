@@ -319,3 +319,20 @@ def test_group_maps_match_eager_maps(span):
             torch.testing.assert_close(maps[name][b][rows].double(), expected[rows], atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match=r"span=\(5, 500\)"):
         capture_group_maps(model, ids, trace, am, span=(5, 500))
+
+
+def test_capture_inside_a_training_forward_leaves_gradients_alone():
+    """rhythm_capture around a forward with grad: same loss and gradients as without it (RL single pass)."""
+    ids, am, resp = batch(b=2, n=60)
+    grads = []
+    for capture in (False, True):
+        model = tiny_model("qwen3").train()
+        if capture:
+            with rhythm_capture(model, resp, am) as rec:
+                loss = model(ids, attention_mask=am, labels=ids).loss
+        else:
+            loss = model(ids, attention_mask=am, labels=ids).loss
+        loss.backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
+    assert rec.trace().anchor.any()

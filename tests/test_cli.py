@@ -9,34 +9,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import HAS_SMOLLM2, SMOLLM2_MISSING, tiny_tokenizer
-from transformers import AutoModelForCausalLM, LlamaConfig
+from conftest import HAS_SMOLLM2, SMOLLM2_MISSING
 
-from lightning_reasonattn import cli, models
+from lightning_reasonattn import cli, models, testing
 from lightning_reasonattn.functional import rhythm_from_attentions, select_layers
 
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A random 4-layer Llama with a byte-level BPE tokenizer (vocab 300) trained in memory; no pad token."""
-    tokenizer = tiny_tokenizer([cli.DEFAULT_PROMPT, "Let us think step by step.\nThe answer is 5 pm."], 300)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config)
+    texts = (cli.DEFAULT_PROMPT, "Let us think step by step.\nThe answer is 5 pm.")
     path = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return testing.tiny_checkpoint(path, texts=texts, vocab_size=300, hidden_size=32, intermediate_size=64)
 
 
 def _close(value, expected: float) -> bool:

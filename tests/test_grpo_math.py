@@ -81,3 +81,19 @@ def test_kl_penalty_and_its_guard():
     assert stats["kl"].item() == pytest.approx(math.exp(-1) / 2)
     with pytest.raises(ValueError, match="beta=0.1 needs ref_logp"):
         policy_loss(logp, logp, torch.zeros(1, 1), torch.ones(1, 2), beta=0.1)
+
+
+@pytest.mark.parametrize("loss_type", ["token-mean", "seq-mean-token-mean", "dr-grpo"])
+@pytest.mark.parametrize("size", [1, 2, 3, None])
+def test_minibatch_shares_reproduce_the_whole_batch(loss_type, size):
+    from lightning_reasonattn.grpo.loss import minibatches
+
+    torch.manual_seed(0)
+    per_token = torch.rand(5, 7)
+    mask = torch.rand(5, 7) > 0.3
+    whole = aggregate(per_token, mask, loss_type, max_len=8)
+    parts = sum(
+        aggregate(per_token[rows], mask[rows], loss_type, max_len=8) * w
+        for rows, w in minibatches(mask, size, loss_type)
+    )
+    assert parts.item() == pytest.approx(whole.item(), rel=1e-6)

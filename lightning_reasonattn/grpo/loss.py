@@ -31,6 +31,32 @@ def aggregate(per_token: torch.Tensor, mask: torch.Tensor, loss_type: str, max_l
     return (per_token * m).sum() / (per_token.shape[0] * width)
 
 
+def minibatches(mask: torch.Tensor, size: int | None, loss_type: str) -> list[tuple[slice, torch.Tensor]]:
+    """Mini-batches of rows and the weight of each, so that ``sum_i w_i * aggregate(batch_i)`` equals
+    ``aggregate(whole batch)`` for ``loss_type`` (gradient accumulation without changing the loss).
+
+    Args:
+        mask: ``[B, T]`` tokens that count.
+        size: rows per mini-batch (``None``: one mini-batch).
+
+    Returns:
+        ``[(rows, weight)]``: ``weight`` is the share of the batch's tokens (``token-mean``) or rows (others).
+    """
+    if loss_type not in LOSS_TYPES:
+        raise ValueError(f"loss_type={loss_type!r} is unknown: use one of {', '.join(LOSS_TYPES)}.")
+    n = mask.shape[0]
+    size = size or n
+    total = mask.sum().clamp_min(1)
+    out = []
+    for b0 in range(0, n, size):
+        rows = slice(b0, min(b0 + size, n))
+        if loss_type == "token-mean":
+            out.append((rows, mask[rows].sum() / total))
+        else:
+            out.append((rows, torch.tensor((rows.stop - b0) / n)))
+    return out
+
+
 def policy_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,

@@ -1,11 +1,14 @@
 """RhythmGRPO: GRPO-family RL fine-tuning of a 4-bit LoRA policy with attention-rhythm credit.
 
-One training step reads top to bottom as four functions::
+One training step reads top to bottom::
 
-    rollouts = self.rollout(prompts)          # G sampled completions per prompt, no grad
-    scored   = self.score(rollouts)           # rewards, group advantages, old log-probs + RhythmTrace (one pass)
-    credit   = self.credit(scored)            # gamma per token, from the configured strategy
-    self.update(rollouts, scored, credit)     # clipped surrogate, num_iterations optimizer steps
+    rollouts = self.rollout(prompts)   # G sampled completions per prompt, no grad
+    scored   = self.score(rollouts)    # rewards, group advantages
+    self.update(rollouts, scored)      # per mini-batch: forward (+ RhythmTrace), credit (gamma), clipped loss
+
+The rhythm is measured in a forward the step makes anyway: with one iteration (the default) the update's own
+forward, whose detached log-probabilities are the old ones (ratio 1); with ``num_iterations > 1`` the no-grad
+scoring pass that gives the old log-probabilities. Either way there is no extra pass for the attention.
 
 The reference policy for the KL penalty is the same model with its adapter disabled; no copy is made.
 """
@@ -21,15 +24,18 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
+from ..callbacks import measuring
+from ..capture import rhythm_capture
+from ..functional.coupling import logits_entropy
 from ..functional.credit import RHYTHM_STRATEGIES, STRATEGIES, credit_gamma
 from ..models import LoraSettings, add_lora, load_model
 from ..rewards import score_completions
 from .advantages import group_advantages, token_advantages
 from .data import PromptStream, reward_functions, task_records
-from .loss import policy_loss
+from .loss import minibatches, policy_loss
 from .rollout import DenseRollout, resolve_backend, sample
 from .settings import CreditSettings, LossSettings, OptimSettings, RewardSettings, SamplingSettings, TaskSettings
-from .step import completion_logprobs, encode_prompts, score
+from .step import completion_logits, completion_logprobs, encode_prompts, score, selective_log_softmax
 
 
 @dataclass
@@ -53,9 +59,10 @@ class Scored:
     rewards: torch.Tensor  # [B]
     per_function: dict[str, torch.Tensor]
     advantages: torch.Tensor  # [B]
-    old_logp: torch.Tensor  # [B, T]
-    entropy: torch.Tensor  # [B, T]
-    traces: list = field(default_factory=list)  # RhythmTrace per score micro-batch (rhythm strategies)
+    old_logp: torch.Tensor | None = None  # [B, T]; None: the update's first forward measures (one iteration)
+    entropy: torch.Tensor | None = None  # [B, T]
+    gamma: torch.Tensor | None = None  # [B, T]
+    traces: list = field(default_factory=list)  # RhythmTrace (or None) per row block, in row order
 
 
 class RhythmGRPO(pl.LightningModule):
@@ -176,9 +183,8 @@ class RhythmGRPO(pl.LightningModule):
     def training_step(self, batch: list[dict], batch_idx: int) -> torch.Tensor:
         rollouts = self.rollout(batch)
         scored = self.score(rollouts)
-        gamma = self.credit(rollouts, scored)
-        loss, stats = self.update(rollouts, scored, gamma)
-        self._log_step(rollouts, scored, gamma, {"loss": float(loss), **stats})
+        loss, stats = self.update(rollouts, scored)  # credit is applied inside, once the trace exists
+        self._log_step(rollouts, scored, {"loss": float(loss), **stats})
         return loss
 
     def rollout(self, records: list[dict]) -> Rollouts:
@@ -204,82 +210,114 @@ class RhythmGRPO(pl.LightningModule):
         full_mask = torch.cat([mask, out.mask.long()], 1)
         return Rollouts(prompts, columns, full_ids, full_mask, out.mask, out.truncated, texts, seconds)
 
+    @property
+    def _rhythm(self) -> dict | None:
+        """capture settings when the strategy reads the attention, else None."""
+        c = self.credit_settings
+        if c.strategy not in RHYTHM_STRATEGIES:
+            return None
+        return dict(layers=c.layers, window=c.window, horizon=tuple(c.horizon), block_size=c.block_size,
+                    head_fraction=c.head_fraction, q=c.q, k=c.k)  # fmt: skip
+
     def score(self, rollouts: Rollouts) -> Scored:
-        """Rewards and advantages, then one no-grad pass per micro-batch for old log-probs (+ RhythmTrace)."""
+        """Rewards and group advantages; with ``num_iterations > 1`` also the no-grad scoring pass.
+
+        With one iteration (the default, as in the paper) no separate pass is made: the update's own forward
+        is the measurement (see :meth:`update`), as TRL also skips the old-log-prob pass then.
+        """
         rewards, per_function = score_completions(
             self.reward_funcs, self.reward_weights, rollouts.prompts, rollouts.texts, rollouts.columns
         )
         advantages = group_advantages(rewards.to(self.device), self.group_size, self.loss_settings.scale_rewards)
-        c = self.credit_settings
-        rhythm = None
-        if c.strategy in RHYTHM_STRATEGIES:
-            rhythm = dict(layers=c.layers, window=c.window, horizon=tuple(c.horizon), block_size=c.block_size,
-                          head_fraction=c.head_fraction, q=c.q, k=c.k)  # fmt: skip
-        old, ent, traces = [], [], []
-        self.policy.eval()  # no dropout in the measurement; the update runs in train mode
-        try:
+        scored = Scored(rewards, per_function, advantages)
+        if self.loss_settings.num_iterations == 1:
+            return scored
+        old, ent, gammas = [], [], []
+        with measuring(self.policy):  # no dropout in the measurement; the update runs in train mode
             for b0 in range(0, rollouts.ids.shape[0], self.score_batch_size):
-                sl = slice(b0, b0 + self.score_batch_size)
-                part = score(self.policy, rollouts.ids[sl], rollouts.mask[sl], rollouts.width,
-                             self.sampling.temperature, rhythm, want_entropy=True)  # fmt: skip
+                rows = slice(b0, min(b0 + self.score_batch_size, rollouts.ids.shape[0]))
+                part = score(self.policy, rollouts.ids[rows], rollouts.mask[rows], rollouts.width,
+                             self.sampling.temperature, self._rhythm, want_entropy=True)  # fmt: skip
                 old.append(part.old_logp)
                 ent.append(part.entropy)
-                traces.append(part.trace)
-        finally:
-            self.policy.train()
-        return Scored(rewards, per_function, advantages, torch.cat(old), torch.cat(ent), traces)
+                gammas.append(self.credit(rollouts, rows, part.trace, part.entropy))
+                scored.traces.append(part.trace)
+        scored.old_logp, scored.entropy, scored.gamma = torch.cat(old), torch.cat(ent), torch.cat(gammas)
+        return scored
 
-    def credit(self, rollouts: Rollouts, scored: Scored) -> torch.Tensor:
-        """``[B, T]`` gamma of every completion token (1 for ``uniform``)."""
+    def credit(self, rollouts: Rollouts, rows: slice, trace, entropy: torch.Tensor) -> torch.Tensor:
+        """``[b, T]`` gamma of the completion tokens of ``rows`` (1 for ``uniform``), from the strategy."""
         c = self.credit_settings
         width = rollouts.width
-        parts = []
-        for b0, trace in zip(range(0, rollouts.ids.shape[0], self.score_batch_size), scored.traces, strict=True):
-            sl = slice(b0, b0 + self.score_batch_size)
-            response = torch.zeros_like(rollouts.mask[sl], dtype=torch.bool)
-            response[:, -width:] = rollouts.completion_mask[sl]
-            entropy = None
-            if c.strategy == "entropy":
-                entropy = torch.full(response.shape, float("nan"), device=response.device)
-                entropy[:, -width:] = scored.entropy[sl]
-            gamma = credit_gamma(
-                trace, c.strategy, response_mask=response, q=c.q if trace is None else None, gamma_amp=c.gamma_amp,
-                alpha=c.alpha, normalize=c.normalize, entropy=entropy, generator=self._random,
-            )  # fmt: skip
-            parts.append(gamma[:, -width:])
-        return torch.cat(parts)
+        response = torch.zeros_like(rollouts.mask[rows], dtype=torch.bool)
+        response[:, -width:] = rollouts.completion_mask[rows]
+        full_entropy = None
+        if c.strategy == "entropy":
+            full_entropy = torch.full(response.shape, float("nan"), device=response.device)
+            full_entropy[:, -width:] = entropy
+        gamma = credit_gamma(
+            trace, c.strategy, response_mask=response, q=c.q if trace is None else None, gamma_amp=c.gamma_amp,
+            alpha=c.alpha, normalize=c.normalize, entropy=full_entropy, generator=self._random,
+        )  # fmt: skip
+        return gamma[:, -width:]
 
-    def update(self, rollouts: Rollouts, scored: Scored, gamma: torch.Tensor):
+    def _measured_forward(self, rollouts: Rollouts, rows: slice):
+        """The first update forward when it is also the measurement: ``(logp, trace, entropy)``.
+
+        The rhythm is captured inside this forward (the wrapper reads detached queries and keys, no grad);
+        the old log-probabilities are its detached values, so the first ratio is exactly 1.
+        """
+        ids, mask, width = rollouts.ids[rows], rollouts.mask[rows], rollouts.width
+        trace = None
+        if self._rhythm is None:
+            logits = completion_logits(self.policy, ids, mask, width, self.sampling.temperature)
+        else:
+            r = self._rhythm
+            response = torch.zeros_like(mask, dtype=torch.bool)
+            response[:, -width:] = rollouts.completion_mask[rows]
+            capture = {key: r[key] for key in ("layers", "window", "horizon", "block_size")}
+            with rhythm_capture(self.policy, response, mask, **capture) as rec:
+                logits = completion_logits(self.policy, ids, mask, width, self.sampling.temperature)
+            trace = rec.trace(r["head_fraction"], r["q"], r["k"])
+        logp = selective_log_softmax(logits, ids[:, -width:])
+        return logp, trace, logits_entropy(logits.detach())
+
+    def update(self, rollouts: Rollouts, scored: Scored):
         """``num_iterations`` optimizer steps of the clipped surrogate, accumulating over mini-batches."""
         ls = self.loss_settings
         opt = self.optimizers()
         sched = self.lr_schedulers()
-        adv = token_advantages(scored.advantages, gamma, self.credit_settings.sign_mode)
         mask = rollouts.completion_mask & ~(rollouts.truncated[:, None] if ls.mask_truncated else False)
-        n = rollouts.ids.shape[0]
-        mb = ls.mini_batch_size or n
-        total_tokens = mask.sum().clamp_min(1)
+        batches = minibatches(mask, ls.mini_batch_size, ls.loss_type)
+        single_pass = scored.old_logp is None
         start = time.perf_counter()
         stats_sum: dict[str, float] = {}
         loss_value = torch.zeros((), device=self.device)
+        gammas, entropies = [], []
         for _ in range(ls.num_iterations):
-            for b0 in range(0, n, mb):
-                sl = slice(b0, b0 + mb)
-                logp = completion_logprobs(self.policy, rollouts.ids[sl], rollouts.mask[sl], rollouts.width,
-                                           self.sampling.temperature)  # fmt: skip
+            for sl, share in batches:
+                if single_pass:
+                    logp, trace, entropy = self._measured_forward(rollouts, sl)
+                    old = logp.detach()
+                    gamma = self.credit(rollouts, sl, trace, entropy)
+                    gammas.append(gamma)
+                    entropies.append(entropy)
+                    scored.traces.append(trace)
+                else:
+                    logp = completion_logprobs(self.policy, rollouts.ids[sl], rollouts.mask[sl], rollouts.width,
+                                               self.sampling.temperature)  # fmt: skip
+                    old, gamma = scored.old_logp[sl], scored.gamma[sl]
+                adv = token_advantages(scored.advantages[sl], gamma, self.credit_settings.sign_mode)
                 ref = None
                 if ls.beta > 0:
                     with torch.no_grad(), self.policy.disable_adapter():
                         ref = completion_logprobs(self.policy, rollouts.ids[sl], rollouts.mask[sl], rollouts.width,
                                                   self.sampling.temperature)  # fmt: skip
                 loss, stats = policy_loss(
-                    logp, scored.old_logp[sl], adv[sl], mask[sl], ls.epsilon_low, ls.epsilon_high, ls.loss_type,
+                    logp, old, adv, mask[sl], ls.epsilon_low, ls.epsilon_high, ls.loss_type,
                     ref, ls.beta, self.sampling.max_new_tokens,
                 )  # fmt: skip
-                # Weights that make the accumulated mini-batch losses equal the loss of the whole batch.
-                share = mask[sl].sum() / total_tokens if ls.loss_type == "token-mean" else (sl.stop - b0) / n
-                share = min(share, 1.0) if isinstance(share, float) else share
-                self.manual_backward(loss * share)
+                self.manual_backward(loss * share)  # accumulated shares add up to the whole batch's loss
                 loss_value = loss_value + loss.detach() * share / ls.num_iterations
                 for key, value in stats.items():
                     stats_sum[key] = stats_sum.get(key, 0.0) + float(value) * float(share) / ls.num_iterations
@@ -288,6 +326,8 @@ class RhythmGRPO(pl.LightningModule):
             opt.step()
             opt.zero_grad(set_to_none=True)
             sched.step()
+        if single_pass:
+            scored.gamma, scored.entropy = torch.cat(gammas), torch.cat(entropies)
         if self._dense is not None:
             self._dense.sync()
         seconds = time.perf_counter() - start
@@ -296,7 +336,8 @@ class RhythmGRPO(pl.LightningModule):
         return loss_value, stats_sum
 
     # ------------------------------------------------------------------ logging
-    def _log_step(self, rollouts: Rollouts, scored: Scored, gamma: torch.Tensor, stats: dict) -> None:
+    def _log_step(self, rollouts: Rollouts, scored: Scored, stats: dict) -> None:
+        gamma = scored.gamma
         g = self.group_size
         r = scored.rewards
         lengths = rollouts.completion_mask.sum(-1).float()
