@@ -40,9 +40,9 @@ of two). Per route:
 
 Notes on the TRL side: GRPOConfig defaults to ``gradient_checkpointing=True`` and ``bf16=True``, both set off
 here (on CUDA ``bf16`` stays on, TRL's default, with a bfloat16 compute dtype for both tools); TRL casts the LoRA
-weights of any quantized model to bfloat16 (``--trl-fp32-adapter`` casts them back); with ``num_iterations=1``
-TRL makes no separate no-grad pass for the old log-probabilities, while RhythmGRPO's ``score`` makes one (it
-yields the RhythmTrace and the logged entropy too), so its "rest" includes that pass.
+weights of any quantized model to bfloat16 (``--trl-fp32-adapter`` casts them back). With ``num_iterations=1``
+neither tool makes a separate no-grad pass for the old log-probabilities: RhythmGRPO captures the RhythmTrace
+and the logged entropy in the update's own forward.
 
 The machine may be shared and noisy: read the ratios, and rerun before trusting a few percent. CPU workers
 default to one thread (``--threads``), because oversubscribed OpenMP threads on a busy machine make every
