@@ -24,7 +24,7 @@ def tiny_tokenizer(texts=("Let us think step by step.\nThe answer is 5 pm.",), v
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()[: vocab_size - 3],
+        initial_alphabet=sorted(pre_tokenizers.ByteLevel.alphabet())[: vocab_size - 3],  # sorted: deterministic
         show_progress=False,
     )
     bpe.train_from_iterator(list(texts), trainer)

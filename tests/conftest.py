@@ -63,11 +63,6 @@ def default_cache(tmp_path_factory) -> Path:
     return root
 
 
-def varied_reward(prompts, completions, **columns):
-    """A TRL-style reward that differs between completions (so advantages are not all zero)."""
-    return [(len(c) % 5) / 4 for c in completions]
-
-
 _CALLS = {"exploding_reward": 0}
 
 
@@ -77,3 +72,8 @@ def exploding_reward(prompts, completions, **columns):
     if _CALLS["exploding_reward"] > 1:
         raise RuntimeError("reward server unavailable")
     return [0.0] * len(completions)
+
+
+def alternating_reward(prompts, completions, **columns):
+    """1, 0, 1, 0, ... by position: every group of >= 2 completions has a spread, so advantages are never all 0."""
+    return [float(i % 2 == 0) for i in range(len(completions))]
