@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -167,6 +168,10 @@ class RhythmGRPO(pl.LightningModule):
         return PromptStream(train, self.prompts_per_step, self.task.seed, start=steps_done)
 
     def on_fit_start(self) -> None:
+        # Lightning warns that a checkpoint taken every n steps under manual optimization holds the weights
+        # after the optimizer step. That is what RhythmGRPO wants: global_step counts that step, and a resumed
+        # run reproduces the next one (tested), so the warning is silenced for this module's runs.
+        warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
         if self.trainer.max_steps is None or self.trainer.max_steps < 0:
             from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
@@ -287,7 +292,9 @@ class RhythmGRPO(pl.LightningModule):
         ls = self.loss_settings
         opt = self.optimizers()
         sched = self.lr_schedulers()
-        mask = rollouts.completion_mask & ~(rollouts.truncated[:, None] if ls.mask_truncated else False)
+        mask = rollouts.completion_mask
+        if ls.mask_truncated:  # completions that hit max_new_tokens stay out of the loss
+            mask = mask & ~rollouts.truncated[:, None]
         batches = minibatches(mask, ls.mini_batch_size, ls.loss_type)
         single_pass = scored.old_logp is None
         start = time.perf_counter()
