@@ -39,6 +39,7 @@ from fractions import Fraction
 from typing import Any
 
 from .datasets import r1_messages, r1_prompt
+from .splits import disjoint_splits
 
 MAX_EXPRESSION_CHARS = 1_000
 """Longer arithmetic expressions are rejected before parsing."""
@@ -317,7 +318,4 @@ def arithmetic_splits(
     Returns:
         ``(train, test)`` records.
     """
-    exclude = set(kwargs.pop("exclude", ()))
-    test = generate_arithmetic(n_test, seed, exclude=exclude, **kwargs)
-    train = generate_arithmetic(n_train, seed + 1, exclude=exclude | {r["expression"] for r in test}, **kwargs)
-    return train, test
+    return disjoint_splits(generate_arithmetic, lambda r: r["expression"], n_train, n_test, seed, **kwargs)

@@ -24,6 +24,7 @@ from fractions import Fraction
 from typing import Any
 
 from .datasets import r1_messages, r1_prompt
+from .splits import disjoint_splits
 
 QUESTION = (
     "Using the numbers {numbers}, create an equation that equals {target}. You can use basic arithmetic "
@@ -248,7 +249,4 @@ def countdown_splits(
     Returns:
         ``(train, test)`` records.
     """
-    exclude = set(kwargs.pop("exclude", ()))
-    test = generate_countdown(n_test, seed, exclude=exclude, **kwargs)
-    train = generate_countdown(n_train, seed + 1, exclude=exclude | {countdown_key(r) for r in test}, **kwargs)
-    return train, test
+    return disjoint_splits(generate_countdown, countdown_key, n_train, n_test, seed, **kwargs)
