@@ -28,20 +28,9 @@ import subprocess
 import sys
 import time
 
+from peak_memory import PeakMemory  # benchmarks/peak_memory.py: scripts run with benchmarks/ on sys.path
+
 ROUTES = ("plain", "capture", "eager")
-
-
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _reset_peak() -> None:
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")
 
 
 def worker(route: str, n: int, repeats: int, model_args: dict) -> dict:
@@ -72,10 +61,10 @@ def worker(route: str, n: int, repeats: int, model_args: dict) -> dict:
             del out
             return rhythm_from_attentions(maps, resp, layers).waad.nansum().item()
 
-    _reset_peak()
-    base = _status_kb("VmRSS")
+    peak = PeakMemory("cpu")
+    peak.reset()
     run()
-    extra_mb = (_status_kb("VmHWM") - base) / 1024
+    extra_mb = peak.extra_mb()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
