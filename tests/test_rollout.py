@@ -4,7 +4,14 @@ import pytest
 import torch
 from conftest import tiny_checkpoint, tiny_model
 
-from lightning_reasonattn.grpo.rollout import DenseRollout, completion_mask, resolve_backend, sample
+from lightning_reasonattn.grpo.rollout import (
+    DenseRollout,
+    choose_backend,
+    completion_mask,
+    dense_bytes,
+    resolve_backend,
+    sample,
+)
 
 
 def test_completion_mask_by_hand():
@@ -62,3 +69,20 @@ def test_dense_copy_matches_the_quantized_policy(lora_4bit):
         with lora_4bit.disable_adapter():
             base_logits = lora_4bit(ids).logits
         assert not torch.allclose(base_logits, moved, atol=1e-3)
+
+
+def test_dense_bytes_is_the_size_of_the_dense_copy(lora_4bit):
+    copy = DenseRollout(lora_4bit, dtype=torch.float32).model
+    expected = sum(p.numel() for p in copy.parameters()) * 4  # parameters() counts tied weights once
+    assert dense_bytes(lora_4bit, torch.float32) == expected
+    assert dense_bytes(lora_4bit, torch.bfloat16) == expected // 2
+
+
+def test_auto_backend_rule():
+    gib = 2**30
+    assert choose_backend(False, "cuda", 1 * gib, 80 * gib) == "policy"  # an unquantized policy is dense already
+    assert choose_backend(False, "cpu", 1 * gib, None) == "policy"
+    assert choose_backend(True, "cpu", 8 * gib, None) == "dense"  # CPU 4-bit decoding is ~40x slower
+    assert choose_backend(True, "cuda", int(1.2 * gib), 20 * gib) == "dense"  # 0.6B bf16 copy on a 24 GB card
+    assert choose_backend(True, "cuda", 8 * gib, 20 * gib) == "policy"  # 4B copy: over a quarter of free memory
+    assert choose_backend(True, "cuda", 5 * gib, 20 * gib) == "dense"  # exactly a quarter still fits
