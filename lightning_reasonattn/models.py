@@ -19,6 +19,7 @@ Example (the first call converts the default model, about 30 s)::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -418,13 +419,35 @@ class LoraSettings:
     target_modules: list[str] | str | None = None
 
 
+@contextlib.contextmanager
+def lean_lora_casts(model: torch.nn.Module):
+    """Under autocast, let LoRA layers take their input as it comes instead of casting it to float32.
+
+    peft's plain LoRA layers cast their input to the factors' dtype (float32) and autograd keeps that copy
+    for the backward, once per adapted layer; under a bf16 autocast (Lightning's ``bf16-mixed``) the matmul
+    casts the factors anyway, so the copy only costs memory (tested). peft's bitsandbytes LoRA layers skip
+    the cast under CUDA autocast only, so on a CPU they copy too. Outside autocast this does nothing, since
+    dtypes must then match.
+    """
+    from peft.helpers import disable_input_dtype_casting
+
+    device_type = next(model.parameters()).device.type
+    with disable_input_dtype_casting(model, active=torch.is_autocast_enabled(device_type)):
+        yield
+
+
 def add_lora(model: torch.nn.Module, settings: LoraSettings | None = None, gradient_checkpointing: bool = False):
     """Wrap ``model`` with a trainable LoRA adapter (base weights frozen), k-bit aware.
 
-    With a quantized model, peft's ``prepare_model_for_kbit_training`` runs first (norms in float32, input
-    gradients enabled, so gradient checkpointing works through frozen 4-bit layers). Checkpointing uses the
-    non-reentrant variant. The adapter-disabled model (``with model.disable_adapter():``) is the reference
-    policy: no second copy of the model is ever made.
+    The base model is frozen and keeps its dtypes: with a bfloat16 (or float32) compute dtype the norms,
+    embeddings and output head stay as loaded. peft's ``prepare_model_for_kbit_training`` would cast them all
+    to float32, which turns the whole residual stream and the ``[B, T, vocab]`` logits float32 and, measured
+    on an H200 with a Qwen3-0.6B shape, made the update's activations several times TRL's (TRL does not call
+    it either). Only a float16 model gets that upcast, for the overflow it guards against. The LoRA factors
+    are float32 (peft's default), so small learning rates are not rounded away. Gradient checkpointing uses
+    the non-reentrant variant, with input gradients enabled so it works through frozen 4-bit layers. The
+    adapter-disabled model (``with model.disable_adapter():``) is the reference policy: no second copy of the
+    model is ever made.
 
     Returns:
         the ``peft.PeftModel``.
@@ -434,13 +457,17 @@ def add_lora(model: torch.nn.Module, settings: LoraSettings | None = None, gradi
     settings = settings or LoraSettings()
     targets = settings.target_modules or LORA_TARGETS.get(model.config.model_type, "all-linear")
     ckpt_kwargs = {"use_reentrant": False}
-    if getattr(model, "is_quantized", False) or getattr(model, "is_loaded_in_4bit", False):
+    quantized = getattr(model, "is_quantized", False) or getattr(model, "is_loaded_in_4bit", False)
+    fp16 = any(p.dtype == torch.float16 for p in model.parameters() if type(p).__name__ != "Params4bit")
+    if quantized and fp16:
         model = peft.prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=gradient_checkpointing, gradient_checkpointing_kwargs=ckpt_kwargs
         )
-    elif gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=ckpt_kwargs)
-        model.enable_input_require_grads()
+    else:
+        model.requires_grad_(False)
+        if gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=ckpt_kwargs)
+            model.enable_input_require_grads()
     config = peft.LoraConfig(
         r=settings.r,
         lora_alpha=settings.alpha,

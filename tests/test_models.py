@@ -232,3 +232,76 @@ def test_bad_dtype_or_device_is_named(kwargs, pattern):
 def test_checkpoint_problem_names_what_is_missing(tmp_path):
     assert "does not exist" in models.checkpoint_problem(tmp_path / "nothing")
     assert "model.safetensors" in models.checkpoint_problem(tmp_path)
+
+
+def _lora_on_4bit(tmp_path, dtype: str, gradient_checkpointing: bool = False, quantization: str = "nf4"):
+    from lightning_reasonattn.testing import tiny_checkpoint
+
+    path = str(tiny_checkpoint(tmp_path / "ckpt"))
+    base, _ = models.load_model(path, dtype=dtype, device="cpu", quantization=quantization)
+    return models.add_lora(base, models.LoraSettings(r=4, alpha=8), gradient_checkpointing)
+
+
+@pytest.mark.parametrize("gradient_checkpointing", [False, True])
+def test_lora_on_bf16_4bit_keeps_the_compute_dtype(tmp_path, gradient_checkpointing):
+    """Norms, embeddings and head stay bfloat16 (peft's kbit preparation would make them float32, and with
+    them every activation and the logits); the adapter is float32 and is the only thing trained."""
+    policy = _lora_on_4bit(tmp_path, "bfloat16", gradient_checkpointing)
+    for name, param in policy.named_parameters():
+        if "lora_" in name:
+            assert param.dtype == torch.float32 and param.requires_grad, name
+        else:
+            assert not param.requires_grad, name
+            if type(param).__name__ != "Params4bit":
+                assert param.dtype == torch.bfloat16, name
+    policy.train()
+    logits = policy(torch.randint(0, 90, (2, 12))).logits
+    assert logits.dtype == torch.bfloat16
+    logits.float().logsumexp(-1).mean().backward()
+    grads = [p.grad for n, p in policy.named_parameters() if "lora_B" in n]  # lora_A gets 0: B starts at 0
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
+def test_lora_on_fp16_4bit_upcasts_the_norms(tmp_path):
+    policy = _lora_on_4bit(tmp_path, "float16")
+    norms = [p for n, p in policy.named_parameters() if "norm" in n]
+    assert norms and all(p.dtype == torch.float32 for p in norms)  # float16 norms overflow: peft's upcast
+
+
+def _saved_bytes_and_grads(policy, ids, lean: bool):
+    """Bytes autograd keeps for one bf16-autocast forward of ``policy``, and the LoRA B gradients."""
+    import contextlib
+
+    seen = {}
+
+    def pack(t):
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    policy.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # as Lightning's bf16-mixed wraps the training step
+        with models.lean_lora_casts(policy) if lean else contextlib.nullcontext():
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                loss = policy(ids).logits.float().logsumexp(-1).mean()
+    loss.backward()
+    return sum(seen.values()), [p.grad.clone() for n, p in policy.named_parameters() if "lora_B" in n]
+
+
+def test_lean_lora_casts_keep_no_float32_input_copies(tmp_path):
+    # peft's 4-bit LoRA layers skip the cast under autocast already; its plain (bf16) LoRA layers do not.
+    policy = _lora_on_4bit(tmp_path, "bfloat16", quantization="none").train()
+    ids = torch.randint(0, 90, (2, 16))
+    plain_bytes, plain_grads = _saved_bytes_and_grads(policy, ids, lean=False)
+    lean_bytes, lean_grads = _saved_bytes_and_grads(policy, ids, lean=True)
+    assert lean_bytes < plain_bytes
+    for lean, plain in zip(lean_grads, plain_grads, strict=True):  # the same gradients, to bf16 accuracy
+        torch.testing.assert_close(lean, plain, atol=2e-2, rtol=5e-2)
+    assert all(m.cast_input_dtype_enabled for m in policy.modules() if hasattr(m, "cast_input_dtype_enabled"))
+
+
+def test_lean_lora_casts_do_nothing_outside_autocast(tmp_path):
+    policy = _lora_on_4bit(tmp_path, "float32")
+    with models.lean_lora_casts(policy):
+        assert all(m.cast_input_dtype_enabled for m in policy.modules() if hasattr(m, "cast_input_dtype_enabled"))
+        assert torch.isfinite(policy(torch.randint(0, 90, (1, 8))).logits).all()
