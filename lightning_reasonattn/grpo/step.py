@@ -1,8 +1,13 @@
 """The pieces of one GRPO step that touch the model: prompt encoding, log-probabilities and the scoring pass.
 
 Layout of a batch of ``B`` rollouts: ``[prompt, left-padded to P | completion, right-padded to T]``, so the
-completion always sits in the last ``T`` columns and ``logits_to_keep=T + 1`` gives exactly the logits
-that predict it (row ``P - 1 + j`` predicts completion token ``j``).
+completion always sits in the last ``T`` columns and the hidden states of columns ``P - 1 .. P + T - 2``
+predict it (column ``P - 1 + j`` predicts completion token ``j``).
+
+Log-probabilities come from the decoder's last hidden states through
+:func:`~lightning_reasonattn.functional.logprobs.chunked_logprobs`, so the ``[B, T, vocab]`` logits are never
+held for the backward; models whose head is not a plain bias-free linear map (soft-capping, logit scaling, a
+LoRA-wrapped head) take the plain route through the logits.
 """
 
 from __future__ import annotations
@@ -11,8 +16,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..capture import rhythm_capture
+from ..capture import rhythm_capture, unwrap_causal_lm
 from ..functional.coupling import logits_entropy
+from ..functional.logprobs import chunked_logprobs
 from ..functional.trace import RhythmTrace
 
 
@@ -69,10 +75,49 @@ def completion_logits(model, input_ids, attention_mask, width: int, temperature:
     return out.logits[:, :-1] / temperature
 
 
+# Config attributes that make the logits more than ``hidden @ W^T``: those models take the plain route.
+_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
+
+
+def fused_head(model) -> tuple[torch.nn.Module, torch.Tensor] | None:
+    """``(decoder, W)`` when ``model``'s logits are ``decoder(...).last_hidden_state @ W^T``, else ``None``."""
+    lm = unwrap_causal_lm(model)
+    head = lm.get_output_embeddings()
+    decoder = getattr(lm, lm.base_model_prefix, None)
+    if type(head) is not torch.nn.Linear or head.bias is not None or decoder is None:
+        return None
+    if any(getattr(lm.config, name, None) not in (None, 1, 1.0) for name in _LOGIT_TRANSFORMS):
+        return None
+    return decoder, head.weight
+
+
+def completion_logprobs_entropy(
+    model, input_ids, attention_mask, width: int, temperature: float = 1.0, chunk: int = 128
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``([B, T] log-probabilities, [B, T] entropies)`` of the ``T = width`` completion tokens.
+
+    The log-probabilities carry the gradient (if enabled); the entropies (of the distribution each token
+    was drawn from) do not. Without the full logits where the head allows it (see :func:`fused_head`).
+    """
+    targets = input_ids[:, -width:]
+    fused = fused_head(model)
+    if fused is None:
+        logits = completion_logits(model, input_ids, attention_mask, width, temperature)
+        return selective_log_softmax(logits, targets), logits_entropy(logits.detach())
+    decoder, weight = fused
+    out = decoder(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids(attention_mask),
+        use_cache=False,
+    )
+    hidden = out.last_hidden_state[:, -width - 1 : -1]
+    return chunked_logprobs(hidden, weight, targets, temperature, chunk)
+
+
 def completion_logprobs(model, input_ids, attention_mask, width: int, temperature: float = 1.0) -> torch.Tensor:
     """``[B, T]`` log-probabilities of the completion tokens (with grad if enabled)."""
-    logits = completion_logits(model, input_ids, attention_mask, width, temperature)
-    return selective_log_softmax(logits, input_ids[:, -width:])
+    return completion_logprobs_entropy(model, input_ids, attention_mask, width, temperature)[0]
 
 
 @dataclass
@@ -103,15 +148,13 @@ def score(
     response[:, -width:] = attention_mask[:, -width:].bool()
     with torch.no_grad():
         if rhythm is None:
-            logits = completion_logits(model, input_ids, attention_mask, width, temperature)
+            old_logp, entropy = completion_logprobs_entropy(model, input_ids, attention_mask, width, temperature)
             trace = None
         else:
             capture = {key: rhythm[key] for key in ("layers", "window", "horizon", "block_size") if key in rhythm}
             with rhythm_capture(model, response, attention_mask, **capture) as rec:
-                logits = completion_logits(model, input_ids, attention_mask, width, temperature)
+                old_logp, entropy = completion_logprobs_entropy(model, input_ids, attention_mask, width, temperature)
             trace = rec.trace(rhythm.get("head_fraction", 0.3), rhythm.get("q", 0.4), rhythm.get("k", 3))
-        old_logp = selective_log_softmax(logits, input_ids[:, -width:])
+    if not want_entropy:
         entropy = None
-        if want_entropy:
-            entropy = logits_entropy(logits)  # row j is the distribution completion token j came from
     return Scored(old_logp, trace, entropy)

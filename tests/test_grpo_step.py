@@ -1,0 +1,73 @@
+"""The update's log-probabilities and entropies (fused head) against log_softmax of the model's full logits."""
+
+from __future__ import annotations
+
+import peft
+import pytest
+import torch
+from conftest import tiny_model
+from transformers import AutoModelForCausalLM, Gemma2Config
+
+from lightning_reasonattn.grpo.step import completion_logprobs_entropy, fused_head, position_ids
+
+
+def reference(model, ids, mask, width, temperature):
+    """Dense: the full logits of a plain forward, log_softmax, gathered at the completion tokens."""
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)).logits
+    logp_all = (logits[:, -width - 1 : -1].double() / temperature).log_softmax(-1)
+    logp = logp_all.gather(-1, ids[:, -width:, None]).squeeze(-1)
+    return logp, -(logp_all.exp() * logp_all).sum(-1)
+
+
+def lora_policy(model):
+    policy = peft.get_peft_model(model, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "down_proj"]))
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    return policy
+
+
+def batch(vocab: int):
+    torch.manual_seed(1)
+    ids = torch.randint(3, vocab, (3, 14))
+    mask = torch.ones_like(ids)
+    mask[0, :3] = 0  # left padding of the prompt
+    mask[2, :1] = 0
+    return ids, mask
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen3"])
+@pytest.mark.parametrize("temperature", [1.0, 0.6])
+def test_fused_logprobs_and_gradients_match_the_full_logits(family, temperature):
+    policy = lora_policy(tiny_model(family))
+    assert fused_head(policy) is not None
+    ids, mask = batch(97)
+    width = 6
+    upstream = torch.randn(3, width, dtype=torch.float64)
+    lora = [p for n, p in policy.named_parameters() if p.requires_grad]
+
+    logp, entropy = completion_logprobs_entropy(policy, ids, mask, width, temperature)
+    got = torch.autograd.grad((logp.double() * upstream).sum(), lora)
+    ref_logp, ref_entropy = reference(policy, ids, mask, width, temperature)
+    expected = torch.autograd.grad((ref_logp * upstream).sum(), lora)
+
+    torch.testing.assert_close(logp.double(), ref_logp.detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(entropy.double(), ref_entropy.detach(), atol=1e-5, rtol=1e-5)
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g.double(), e.double(), atol=1e-5, rtol=1e-4)
+
+
+def test_softcapped_logits_take_the_plain_route():
+    torch.manual_seed(0)
+    config = Gemma2Config(
+        vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, final_logit_softcapping=5.0,
+    )  # fmt: skip
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager").eval()
+    assert fused_head(model) is None  # a fused head would skip the soft-capping
+    ids, mask = batch(97)
+    logp, entropy = completion_logprobs_entropy(model, ids, mask, 5)
+    ref_logp, ref_entropy = reference(model, ids, mask, 5, 1.0)
+    torch.testing.assert_close(logp.double(), ref_logp.detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(entropy.double(), ref_entropy.detach(), atol=1e-5, rtol=1e-5)
