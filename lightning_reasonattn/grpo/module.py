@@ -27,16 +27,15 @@ import torch
 
 from ..callbacks import measuring
 from ..capture import rhythm_capture
-from ..functional.coupling import logits_entropy
 from ..functional.credit import RHYTHM_STRATEGIES, STRATEGIES, credit_gamma
-from ..models import LoraSettings, add_lora, load_model
+from ..models import LoraSettings, add_lora, lean_lora_casts, load_model
 from ..rewards import score_completions
 from .advantages import group_advantages, token_advantages
 from .data import PromptStream, reward_functions, task_records
 from .loss import minibatches, policy_loss
 from .rollout import DenseRollout, resolve_backend, sample
 from .settings import CreditSettings, LossSettings, OptimSettings, RewardSettings, SamplingSettings, TaskSettings
-from .step import completion_logits, completion_logprobs, encode_prompts, score, selective_log_softmax
+from .step import completion_logprobs, completion_logprobs_entropy, encode_prompts, score
 
 
 @dataclass
@@ -186,9 +185,12 @@ class RhythmGRPO(pl.LightningModule):
 
     # ------------------------------------------------------------------ the step
     def training_step(self, batch: list[dict], batch_idx: int) -> torch.Tensor:
-        rollouts = self.rollout(batch)
-        scored = self.score(rollouts)
-        loss, stats = self.update(rollouts, scored)  # credit is applied inside, once the trace exists
+        if self.device.type == "cuda":  # logged as memory/peak_gib: the step's own high-water mark
+            torch.cuda.reset_peak_memory_stats(self.device)
+        with lean_lora_casts(self.policy):  # under bf16-mixed: no float32 copy of each LoRA input kept
+            rollouts = self.rollout(batch)
+            scored = self.score(rollouts)
+            loss, stats = self.update(rollouts, scored)  # credit is applied inside, once the trace exists
         self._log_step(rollouts, scored, {"loss": float(loss), **stats})
         return loss
 
@@ -273,19 +275,17 @@ class RhythmGRPO(pl.LightningModule):
         the old log-probabilities are its detached values, so the first ratio is exactly 1.
         """
         ids, mask, width = rollouts.ids[rows], rollouts.mask[rows], rollouts.width
-        trace = None
+        temperature = self.sampling.temperature
         if self._rhythm is None:
-            logits = completion_logits(self.policy, ids, mask, width, self.sampling.temperature)
-        else:
-            r = self._rhythm
-            response = torch.zeros_like(mask, dtype=torch.bool)
-            response[:, -width:] = rollouts.completion_mask[rows]
-            capture = {key: r[key] for key in ("layers", "window", "horizon", "block_size")}
-            with rhythm_capture(self.policy, response, mask, **capture) as rec:
-                logits = completion_logits(self.policy, ids, mask, width, self.sampling.temperature)
-            trace = rec.trace(r["head_fraction"], r["q"], r["k"])
-        logp = selective_log_softmax(logits, ids[:, -width:])
-        return logp, trace, logits_entropy(logits.detach())
+            logp, entropy = completion_logprobs_entropy(self.policy, ids, mask, width, temperature)
+            return logp, None, entropy
+        r = self._rhythm
+        response = torch.zeros_like(mask, dtype=torch.bool)
+        response[:, -width:] = rollouts.completion_mask[rows]
+        capture = {key: r[key] for key in ("layers", "window", "horizon", "block_size")}
+        with rhythm_capture(self.policy, response, mask, **capture) as rec:
+            logp, entropy = completion_logprobs_entropy(self.policy, ids, mask, width, temperature)
+        return logp, rec.trace(r["head_fraction"], r["q"], r["k"]), entropy
 
     def update(self, rollouts: Rollouts, scored: Scored):
         """``num_iterations`` optimizer steps of the clipped surrogate, accumulating over mini-batches."""
@@ -363,6 +363,8 @@ class RhythmGRPO(pl.LightningModule):
             "tokens_per_sec/rollout": torch.tensor(m.sum().item() / max(rollouts.seconds, 1e-9)),
             **{k: torch.tensor(v) for k, v in stats.items()},
         }
+        if self.device.type == "cuda":
+            values["memory/peak_gib"] = torch.tensor(torch.cuda.max_memory_allocated(self.device) / 2**30)
         for name, rewards in scored.per_function.items():
             values[f"rewards/{name}/mean"] = rewards.mean()
             values[f"rewards/{name}/std"] = rewards.std() if rewards.numel() > 1 else torch.zeros(())
