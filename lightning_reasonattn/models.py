@@ -419,6 +419,25 @@ class LoraSettings:
     target_modules: list[str] | str | None = None
 
 
+def lost_update_fraction(params, lr: float) -> float:
+    """Fraction of the nonzero trainable weights that an optimizer step of size ``lr`` cannot move.
+
+    A step ``d`` changes a weight ``w`` only if ``|d| >= ulp(w) / 2`` in the weight's dtype. AdamW's steps are
+    about ``lr`` in size, so a bfloat16 LoRA factor of magnitude 0.03 (ulp 1.2e-4) ignores every step at
+    ``lr=1e-6``; in float32 (ulp 1.9e-9) none is lost.
+    """
+    lost = total = 0
+    for p in params:
+        w = p.detach().abs()
+        w = w[w > 0]
+        if w.numel() == 0:
+            continue
+        ulp = torch.nextafter(w, torch.full_like(w, float("inf"))) - w
+        lost += int((ulp.float() / 2 > lr).sum())
+        total += w.numel()
+    return lost / total if total else 0.0
+
+
 @contextlib.contextmanager
 def lean_lora_casts(model: torch.nn.Module):
     """Under autocast, let LoRA layers take their input as it comes instead of casting it to float32.

@@ -193,3 +193,13 @@ def test_failing_reward_stops_and_keeps_the_checkpoint(tmp_path, checkpoint):
     assert [p.name for p in saved] == ["epoch=0-step=1.ckpt"]
     state = torch.load(saved[0], map_location="cpu", weights_only=False)
     assert state["global_step"] == 1 and all("lora_" in k for k in state["state_dict"])
+
+
+def test_bf16_true_with_a_tiny_lr_warns_that_updates_are_lost(tmp_path, checkpoint):
+    # precision bf16-true casts the LoRA factors to bfloat16, where a 1e-6 AdamW step rounds away.
+    config = yaml.safe_load(write_config(tmp_path, checkpoint, "uniform", steps=1, optim={"lr": 1e-6}).read_text())
+    config["trainer"]["precision"] = "bf16-true"
+    path = tmp_path / "bf16.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.warns(UserWarning, match=r"optim.lr=1e-06.*bf16-mixed"):
+        assert cli.main(["fit", "--config", str(path)]) == 0

@@ -305,3 +305,15 @@ def test_lean_lora_casts_do_nothing_outside_autocast(tmp_path):
     with models.lean_lora_casts(policy):
         assert all(m.cast_input_dtype_enabled for m in policy.modules() if hasattr(m, "cast_input_dtype_enabled"))
         assert torch.isfinite(policy(torch.randint(0, 90, (1, 8))).logits).all()
+
+
+def test_lost_update_fraction_by_hand():
+    # |w| = 0.03: the bfloat16 spacing there is 2**-13 (1.2e-4), float32's 2**-29 (1.9e-9).
+    w = torch.full((4,), 0.03)
+    assert models.lost_update_fraction([w.bfloat16()], lr=1e-6) == 1.0  # 1e-6 < 6.1e-5: rounded away
+    assert models.lost_update_fraction([w.bfloat16()], lr=1e-4) == 0.0  # 1e-4 > 6.1e-5: the step lands
+    assert models.lost_update_fraction([w], lr=1e-6) == 0.0
+    mixed = torch.tensor([0.03, 0.0, 1e-5], dtype=torch.bfloat16)  # zeros do not count; 1e-5 has a fine spacing
+    assert models.lost_update_fraction([mixed], lr=1e-6) == 0.5
+    stepped = w.bfloat16() + torch.full((4,), 1e-6).bfloat16()  # the claim itself, by bfloat16 arithmetic
+    assert torch.equal(stepped, w.bfloat16())

@@ -28,7 +28,7 @@ import torch
 from ..callbacks import measuring
 from ..capture import rhythm_capture
 from ..functional.credit import RHYTHM_STRATEGIES, STRATEGIES, credit_gamma
-from ..models import LoraSettings, add_lora, lean_lora_casts, load_model
+from ..models import LoraSettings, add_lora, lean_lora_casts, load_model, lost_update_fraction
 from ..rewards import score_completions
 from .advantages import group_advantages, token_advantages
 from .data import PromptStream, reward_functions, task_records
@@ -180,6 +180,16 @@ class RhythmGRPO(pl.LightningModule):
             )
 
     def on_train_start(self) -> None:
+        trainable = [p for p in self.policy.parameters() if p.requires_grad]
+        lost = lost_update_fraction(trainable, self.optim.lr)
+        if lost > 0.01:  # e.g. precision="bf16-true" casts the LoRA factors to bfloat16
+            dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in trainable})
+            warnings.warn(
+                f"{100 * lost:.0f}% of the trainable weights ({', '.join(dtypes)}) cannot change by a step of "
+                f"optim.lr={self.optim.lr:g}: it is under half their float spacing, so those updates are rounded "
+                "away. Use trainer.precision 'bf16-mixed' (float32 adapter, bfloat16 compute) or a larger lr.",
+                stacklevel=2,
+            )
         if resolve_backend(self.sampling.backend, self.policy) == "dense":
             self._dense = DenseRollout(self.policy)
 
