@@ -17,10 +17,10 @@ same LoRA adapter (r, alpha, every attention and MLP projection), learning rate,
 token-level loss normalisation (RhythmGRPO ``token-mean`` = TRL ``dapo``) and no gradient checkpointing,
 through four routes:
 
-* ``uniform``:  RhythmGRPO, ``credit.strategy=uniform`` (plain GRPO), ``sampling.backend=auto`` (on CPU: a
-  dense float copy of the policy with the LoRA delta merged; on CUDA: the 4-bit policy itself);
-* ``uniform-alt``: the same with the other rollout backend (``policy`` on CPU, ``dense`` on CUDA), to report
-  the rollout speed of each path;
+* ``uniform``:  RhythmGRPO, ``credit.strategy=uniform`` (plain GRPO), ``sampling.backend=auto`` (for these
+  model sizes: a dense copy of the policy with the LoRA delta merged, float32 on CPU, bfloat16 on CUDA);
+* ``uniform-alt``: the same sampling from the 4-bit policy itself (``backend=policy``), to report the rollout
+  speed and memory of each path;
 * ``coupled``:  RhythmGRPO, ``credit.strategy=coupled`` (attention-rhythm credit; backend ``auto``);
 * ``trl``:      ``trl.GRPOTrainer`` on the same checkpoint loaded in 4-bit (``BitsAndBytesConfig``) with a
   peft ``LoraConfig``, sampling from the 4-bit policy (TRL's only non-vLLM path).
@@ -39,7 +39,8 @@ of two). Per route:
   not counted; dense rollout copies, optimizer state and activations are.
 
 Notes on the TRL side: GRPOConfig defaults to ``gradient_checkpointing=True`` and ``bf16=True``, both set off
-here (on CUDA ``bf16`` stays on, TRL's default, with a bfloat16 compute dtype for both tools); TRL casts the LoRA
+here (on CUDA ``bf16`` stays on, TRL's default, and RhythmGRPO's Trainer gets ``precision="bf16-mixed"``, the
+same autocast, with a bfloat16 compute dtype for both tools); TRL casts the LoRA
 weights of any quantized model to bfloat16 (``--trl-fp32-adapter`` casts them back). With ``num_iterations=1``
 neither tool makes a separate no-grad pass for the old log-probabilities: RhythmGRPO captures the RhythmTrace
 and the logged entropy in the update's own forward.
@@ -210,9 +211,7 @@ def run_rhythm(args, route: str, folder: Path) -> dict:
     from lightning_reasonattn.models import LoraSettings
 
     pl.seed_everything(args.seed, verbose=False)
-    backend = "auto"
-    if route == "uniform-alt":
-        backend = "policy" if args.device == "cpu" else "dense"
+    backend = "policy" if route == "uniform-alt" else "auto"
     module = RhythmGRPO(
         model=str(folder),
         quantization="nf4",
@@ -287,6 +286,7 @@ def run_rhythm(args, route: str, folder: Path) -> dict:
     trainer = pl.Trainer(
         accelerator="gpu" if args.device == "cuda" else "cpu",
         devices=1,
+        precision="bf16-mixed" if args.device == "cuda" else "32-true",  # TRL's bf16=True on CUDA
         max_steps=args.warmup + args.steps,
         logger=False,
         enable_checkpointing=False,
@@ -536,7 +536,8 @@ def main() -> None:
                 r = runs[route][-1]
                 print(
                     f"  run {repeat + 1}/{args.repeats} {route}: {time.perf_counter() - t0:.0f} s "
-                    f"(step {r['step_s']:.2f} s, rollout {r['rollout_tps']:.0f} tok/s)",
+                    f"(step {r['step_s']:.2f} s, rollout {r['rollout_tps']:.0f} tok/s, "
+                    f"update {r['update_tps']:.0f} tok/s, extra peak {r['extra_mb']:.0f} MB, {r['backend']})",
                     flush=True,
                 )
     # Per route, the run with the median step time (the faster of two), all its numbers together.
@@ -590,6 +591,10 @@ def main() -> None:
         print(f"  uniform / TRL step time:      {uni['step_s'] / trl['step_s']:7.2f}x  (target <= 1)")
         if trl["extra_mb"] > 0:
             print(f"  uniform / TRL peak memory:    {uni['extra_mb'] / trl['extra_mb']:7.2f}x  (target <= 1)")
+    if alt and trl:
+        print(f"  uniform-alt ({alt['backend']}) / TRL step time:   {alt['step_s'] / trl['step_s']:7.2f}x")
+        if trl["extra_mb"] > 0:
+            print(f"  uniform-alt ({alt['backend']}) / TRL peak memory: {alt['extra_mb'] / trl['extra_mb']:7.2f}x")
     if uni and cou:
         print(f"  coupled over uniform, step:   {100 * (cou['step_s'] / uni['step_s'] - 1):+7.1f}%  (target <= +5%)")
         rest = 100 * (cou["rest_s"] / uni["rest_s"] - 1)  # the rollout is the same path in both, and the noisiest
