@@ -71,3 +71,30 @@ def test_softcapped_logits_take_the_plain_route():
     ref_logp, ref_entropy = reference(model, ids, mask, 5, 1.0)
     torch.testing.assert_close(logp.double(), ref_logp.detach(), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(entropy.double(), ref_entropy.detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_fused_route_through_gradient_checkpointing_on_4bit(tmp_path):
+    """The decoder called directly (not the PeftModel) still checkpoints and still reaches the adapter."""
+    pytest.importorskip("bitsandbytes")
+    from lightning_reasonattn.models import LoraSettings, add_lora, load_model
+    from lightning_reasonattn.testing import tiny_checkpoint
+
+    path = str(tiny_checkpoint(tmp_path / "ckpt"))
+    grads = []
+    for checkpointing in (False, True):
+        base, _ = load_model(path, device="cpu", quantization="nf4")
+        torch.manual_seed(0)  # the same lora_A initialisation both times
+        policy = add_lora(base, LoraSettings(r=4, alpha=8), gradient_checkpointing=checkpointing).train()
+        with torch.no_grad():
+            for name, p in policy.named_parameters():
+                if "lora_B" in name:
+                    p.copy_(torch.linspace(-0.1, 0.1, p.numel()).view_as(p))
+        ids, mask = batch(90)
+        logp, _ = completion_logprobs_entropy(policy, ids, mask, 6)
+        logp.sum().backward()
+        grads.append({n: p.grad for n, p in policy.named_parameters() if p.requires_grad})
+        assert policy.base_model.model.model.gradient_checkpointing == checkpointing
+    assert grads[0].keys() == grads[1].keys()
+    assert all(grads[1][n] is not None and grads[1][n].abs().sum() > 0 for n in grads[1])
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-5, rtol=1e-4)

@@ -41,8 +41,9 @@ class _ChunkedLogProbs(torch.autograd.Function):
                 rows = slice(c0, c0 + chunk)
                 z = _chunk_logits(hidden[rows], weight, temperature)
                 lse[rows] = torch.logsumexp(z, dim=-1)
-                logp[rows] = z.gather(-1, targets[rows, None]).squeeze(-1) - lse[rows]
-                entropy[rows] = lse[rows] - (torch.softmax(z, dim=-1) * z).sum(-1)
+                z.sub_(lse[rows, None])  # log-softmax in place: two [chunk, V] blocks at most
+                logp[rows] = z.gather(-1, targets[rows, None]).squeeze(-1)
+                entropy[rows] = -z.exp().mul_(z).sum(-1)
         ctx.save_for_backward(hidden, weight, targets, lse)
         ctx.temperature, ctx.chunk = temperature, chunk
         ctx.mark_non_differentiable(entropy)
