@@ -15,6 +15,7 @@ from .attention import (
     waad,
 )
 from .credit import RHYTHM_STRATEGIES, STRATEGIES, credit_gamma
+from .logprobs import chunked_logprobs
 from .tokens import (
     anchor_tokens,
     dominated_anchors,
@@ -31,6 +32,7 @@ __all__ = [
     "STRATEGIES",
     "RhythmTrace",
     "anchor_tokens",
+    "chunked_logprobs",
     "credit_gamma",
     "dominated_anchors",
     "fai",
