@@ -39,6 +39,7 @@ def write_config(tmp_path, model_path, strategy="coupled", steps=2, **model_over
             "enable_progress_bar": False,
             "enable_model_summary": False,
             "log_every_n_steps": 1,
+            "num_sanity_val_steps": 0,  # validation has its own tests; here it would only call the rewards early
         },
         "model": {
             "model": str(model_path),
@@ -203,3 +204,45 @@ def test_bf16_true_with_a_tiny_lr_warns_that_updates_are_lost(tmp_path, checkpoi
     path.write_text(yaml.safe_dump(config))
     with pytest.warns(UserWarning, match=r"optim.lr=1e-06.*bf16-mixed"):
         assert cli.main(["fit", "--config", str(path)]) == 0
+
+
+@pytest.mark.parametrize("sanity_steps", [0, 1])  # 1: the dense rollout copy is made inside validation first
+def test_validation_logs_held_out_greedy_reward(tmp_path, checkpoint, sanity_steps):
+    # 6 held-out prompts in batches of 4 and 2, one completion each; alternating_reward gives 1, 0, 1, 0 | 1, 0
+    # and countdown 0 on a random model: the weighted held-out reward is exactly 0.5.
+    config = yaml.safe_load(write_config(tmp_path, checkpoint, "uniform", steps=2).read_text())
+    config["model"]["task"]["n_test"] = 6
+    config["model"]["eval_batch_size"] = 4
+    config["trainer"] |= {"val_check_interval": 1, "num_sanity_val_steps": sanity_steps}
+    path = tmp_path / "val.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert cli.main(["fit", "--config", str(path)]) == 0
+    files = sorted(tmp_path.glob("lightning_logs/version_*/metrics.csv"))
+    with open(files[-1]) as fh:
+        rows = [row for row in csv.DictReader(fh) if row.get("val/reward")]
+    assert len(rows) == 2  # after each of the 2 steps
+    for row in rows:
+        assert float(row["val/reward"]) == 0.5
+        assert float(row["val/rewards/alternating_reward/mean"]) == 0.5
+        assert 1 <= float(row["val/completions/mean_length"]) <= 10
+
+
+def test_greedy_sampling_is_deterministic():
+    from conftest import tiny_model
+
+    from lightning_reasonattn.grpo.rollout import sample
+
+    model = tiny_model("llama")
+    prompts = torch.tensor([[0, 0, 5, 6], [3, 4, 5, 6]])
+    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    runs = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        runs.append(sample(model, prompts, mask, eos_ids=[1], pad_id=0, max_new_tokens=8, temperature=0.0).ids)
+    assert torch.equal(runs[0], runs[1])
+    # and it is the argmax continuation: the first new token of each row is the model's top logit
+    with torch.no_grad():
+        from lightning_reasonattn.grpo.step import position_ids
+
+        logits = model(input_ids=prompts, attention_mask=mask, position_ids=position_ids(mask)).logits[:, -1]
+    assert torch.equal(runs[0][:, 0], logits.argmax(-1))

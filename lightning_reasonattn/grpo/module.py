@@ -38,6 +38,10 @@ from .settings import CreditSettings, LossSettings, OptimSettings, RewardSetting
 from .step import completion_logprobs, completion_logprobs_entropy, encode_prompts, score
 
 
+def _as_is(batch):
+    return batch
+
+
 @dataclass
 class Rollouts:
     prompts: list  # [B] prompt of every completion (each prompt repeated G times)
@@ -77,6 +81,9 @@ class RhythmGRPO(pl.LightningModule):
         sampling, credit, loss, optim: see :mod:`lightning_reasonattn.grpo.settings`.
         score_batch_size: rollouts per no-grad scoring forward.
         log_completions_every_n_steps: write sample completions to ``<log_dir>/completions.jsonl``.
+        eval_batch_size: held-out prompts per validation batch (one greedy completion each); validation runs
+            every ``trainer.val_check_interval`` steps (an int: the prompt stream has no epochs) and in
+            ``trainer.validate``.
     """
 
     def __init__(
@@ -96,6 +103,7 @@ class RhythmGRPO(pl.LightningModule):
         optim: OptimSettings = OptimSettings(),
         score_batch_size: int = 16,
         log_completions_every_n_steps: int = 10,
+        eval_batch_size: int = 16,
     ):
         super().__init__()
         self.model_name = model
@@ -113,6 +121,7 @@ class RhythmGRPO(pl.LightningModule):
         self.optim = optim
         self.score_batch_size = score_batch_size
         self.log_completions_every_n_steps = log_completions_every_n_steps
+        self.eval_batch_size = eval_batch_size
         self._check_settings()
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -120,6 +129,7 @@ class RhythmGRPO(pl.LightningModule):
         self.policy = None
         self.tokenizer = None
         self._dense: DenseRollout | None = None
+        self._splits: tuple[list[dict], list[dict]] | None = None
         self._random = torch.Generator().manual_seed(self.credit_settings.seed)
         self.reward_funcs, self.reward_weights = reward_functions(self.reward_settings, self.task)
 
@@ -128,7 +138,7 @@ class RhythmGRPO(pl.LightningModule):
             raise ValueError(
                 f"credit.strategy={self.credit_settings.strategy!r} is unknown: use one of {', '.join(STRATEGIES)}."
             )
-        for name in ("prompts_per_step", "group_size", "score_batch_size"):
+        for name in ("prompts_per_step", "group_size", "score_batch_size", "eval_batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} is invalid: it must be an integer >= 1.")
@@ -160,11 +170,24 @@ class RhythmGRPO(pl.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    def _task_splits(self) -> tuple[list[dict], list[dict]]:
+        """``(train, test)`` records, made once (20k Countdown problems take a while)."""
+        if self._splits is None:
+            chat = self.task.chat if self.task.chat is not None else self.tokenizer.chat_template is not None
+            self._splits = task_records(self.task, chat)
+        return self._splits
+
     def train_dataloader(self):
-        chat = self.task.chat if self.task.chat is not None else self.tokenizer.chat_template is not None
-        train, _ = task_records(self.task, chat)
+        train, _ = self._task_splits()
         steps_done = lambda: self.global_step // self.loss_settings.num_iterations  # noqa: E731
         return PromptStream(train, self.prompts_per_step, self.task.seed, start=steps_done)
+
+    def val_dataloader(self):
+        """The held-out split in fixed batches (empty for a task read from a file: it has no held-out part)."""
+        _, test = self._task_splits()
+        n = self.eval_batch_size
+        batches = [test[i : i + n] for i in range(0, len(test), n)]
+        return torch.utils.data.DataLoader(batches, batch_size=None, collate_fn=_as_is)  # a batch = list of records
 
     def on_fit_start(self) -> None:
         # Lightning warns that a checkpoint taken every n steps under manual optimization holds the weights
@@ -180,6 +203,7 @@ class RhythmGRPO(pl.LightningModule):
             )
 
     def on_train_start(self) -> None:
+        self._make_dense_copy()
         trainable = [p for p in self.policy.parameters() if p.requires_grad]
         lost = lost_update_fraction(trainable, self.optim.lr)
         if lost > 0.01:  # e.g. precision="bf16-true" casts the LoRA factors to bfloat16
@@ -190,8 +214,15 @@ class RhythmGRPO(pl.LightningModule):
                 "away. Use trainer.precision 'bf16-mixed' (float32 adapter, bfloat16 compute) or a larger lr.",
                 stacklevel=2,
             )
-        if resolve_backend(self.sampling.backend, self.policy) == "dense":
-            self._dense = DenseRollout(self.policy)
+
+    def on_validation_start(self) -> None:
+        self._make_dense_copy()  # the sanity check runs before on_train_start
+
+    def _make_dense_copy(self) -> None:
+        if self._dense is None and resolve_backend(self.sampling.backend, self.policy) == "dense":
+            # trainer.validate runs in inference mode, and later syncs write into the copy: make it outside
+            with torch.inference_mode(False), torch.no_grad():
+                self._dense = DenseRollout(self.policy)
 
     # ------------------------------------------------------------------ the step
     def training_step(self, batch: list[dict], batch_idx: int) -> torch.Tensor:
@@ -204,9 +235,12 @@ class RhythmGRPO(pl.LightningModule):
         self._log_step(rollouts, scored, {"loss": float(loss), **stats})
         return loss
 
-    def rollout(self, records: list[dict]) -> Rollouts:
-        """Sample ``G`` completions for each prompt of ``records`` (left-padded batch, no grad)."""
-        g = self.group_size
+    def rollout(self, records: list[dict], group_size: int | None = None, temperature: float | None = None) -> Rollouts:
+        """Sample ``G`` completions for each prompt of ``records`` (left-padded batch, no grad).
+
+        ``group_size`` and ``temperature`` override the settings (validation: one greedy completion, ``0``).
+        """
+        g = group_size or self.group_size
         prompts = [r["prompt"] for r in records for _ in range(g)]
         columns = {key: [r[key] for r in records for _ in range(g)] for key in records[0] if key != "prompt"}
         ids, mask = encode_prompts(self.tokenizer, [r["prompt"] for r in records], self.device)
@@ -216,9 +250,8 @@ class RhythmGRPO(pl.LightningModule):
         eos_ids = list(eos) if isinstance(eos, (list, tuple)) else [eos]
         start = time.perf_counter()
         s = self.sampling
-        out = sample(
-            sampler, ids, mask, eos_ids, self.tokenizer.pad_token_id, s.max_new_tokens, s.temperature, s.top_p, s.top_k
-        )
+        t = s.temperature if temperature is None else temperature
+        out = sample(sampler, ids, mask, eos_ids, self.tokenizer.pad_token_id, s.max_new_tokens, t, s.top_p, s.top_k)
         seconds = time.perf_counter() - start
         texts = self.tokenizer.batch_decode(
             out.ids.masked_fill(~out.mask, self.tokenizer.pad_token_id), skip_special_tokens=True
@@ -351,6 +384,27 @@ class RhythmGRPO(pl.LightningModule):
         tokens = rollouts.mask.sum().item() * ls.num_iterations
         stats_sum["tokens_per_sec/update"] = tokens / max(seconds, 1e-9)
         return loss_value, stats_sum
+
+    def validation_step(self, batch: list[dict], batch_idx: int) -> None:
+        """Held-out reward: one greedy completion per prompt, logged as ``val/reward`` (and per function)."""
+        rollouts = self.rollout(batch, group_size=1, temperature=0.0)
+        rewards, per_function = score_completions(
+            self.reward_funcs, self.reward_weights, rollouts.prompts, rollouts.texts, rollouts.columns
+        )
+        values = {
+            "val/reward": rewards.mean(),
+            "val/completions/mean_length": rollouts.completion_mask.sum(-1).float().mean(),
+        }
+        values |= {f"val/rewards/{name}/mean": r.mean() for name, r in per_function.items()}
+        for name, value in values.items():
+            self.log(
+                name,
+                value.float().cpu(),
+                on_step=False,
+                on_epoch=True,
+                batch_size=len(batch),
+                prog_bar=name == "val/reward",
+            )
 
     # ------------------------------------------------------------------ logging
     def _log_step(self, rollouts: Rollouts, scored: Scored, stats: dict) -> None:

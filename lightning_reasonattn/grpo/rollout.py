@@ -114,6 +114,7 @@ def sample(
     Args:
         prompt_ids: ``[B, P]`` left-padded prompts (repeat each prompt G times beforehand).
         prompt_mask: ``[B, P]``, 0 at padding.
+        temperature: ``0`` decodes greedily (``top_p`` and ``top_k`` are then ignored).
 
     Returns:
         :class:`Completions` of width ``<= max_new_tokens``.
@@ -121,16 +122,17 @@ def sample(
     was_training = model.training
     model.eval()
     try:
+        if temperature == 0:  # greedy, for evaluation
+            how = dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            how = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k if top_k is not None else 0)
         out = model.generate(
             input_ids=prompt_ids,
             attention_mask=prompt_mask,
-            do_sample=True,
-            temperature=temperature,
-            top_p=top_p,
-            top_k=top_k if top_k is not None else 0,
             max_new_tokens=max_new_tokens,
             eos_token_id=eos_ids,
             pad_token_id=pad_id,
+            **how,
         )
     finally:
         model.train(was_training)

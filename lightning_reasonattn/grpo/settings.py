@@ -43,7 +43,8 @@ class SamplingSettings:
         max_new_tokens: completion length cap (a completion without EOS by then is "truncated").
         temperature, top_p, top_k: sampling (``top_k=None``: no top-k).
         backend: ``"auto"``, ``"policy"`` (sample from the policy itself) or ``"dense"`` (a dense copy with the
-            adapter merged, synced after every step; ``auto`` picks it for a quantized policy on CPU).
+            adapter merged, synced after every step; ``auto`` picks it for a quantized policy on a CPU, and on
+            CUDA while it needs at most a quarter of the free GPU memory).
     """
 
     max_new_tokens: int = 256
