@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="reasonattn", description="See the preplan-and-anchor attention rhythm of a causal language model."
     )
     parser.epilog = (
-        "RL fine-tuning: 'reasonattn fit --config FILE.yaml' (LightningCLI; see 'reasonattn fit --help') and "
+        "RL fine-tuning: 'reasonattn fit --config FILE.yaml' (LightningCLI; see 'reasonattn fit --help'), "
+        "'reasonattn validate --config FILE.yaml [--ckpt_path CKPT]' (held-out reward) and "
         "'reasonattn export CHECKPOINT OUT_DIR'."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -108,10 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         SystemExit: invalid arguments (status 2, with a usage message) or ``--help``.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("fit", "export"):  # RL fine-tuning: LightningCLI owns the arguments of fit
+    if argv and argv[0] in ("fit", "validate", "export"):  # RL fine-tuning: LightningCLI owns their arguments
         from .grpo.cli import run_export, run_fit
 
-        return run_fit(argv[1:]) if argv[0] == "fit" else run_export(argv[1:])
+        return run_export(argv[1:]) if argv[0] == "export" else run_fit(argv[1:], argv[0])
     args = build_parser().parse_args(argv)
     return args.handler(args)
 

@@ -77,3 +77,10 @@ def exploding_reward(prompts, completions, **columns):
 def alternating_reward(prompts, completions, **columns):
     """1, 0, 1, 0, ... by position: every group of >= 2 completions has a spread, so advantages are never all 0."""
     return [float(i % 2 == 0) for i in range(len(completions))]
+
+
+def text_hash_reward(prompts, completions, **columns):
+    """A fixed pseudo-random value per completion text: equal texts, equal rewards; other texts, other rewards."""
+    import hashlib
+
+    return [int(hashlib.sha256(c.encode()).hexdigest()[:8], 16) / 16**8 for c in completions]

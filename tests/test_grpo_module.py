@@ -246,3 +246,29 @@ def test_greedy_sampling_is_deterministic():
 
         logits = model(input_ids=prompts, attention_mask=mask, position_ids=position_ids(mask)).logits[:, -1]
     assert torch.equal(runs[0][:, 0], logits.argmax(-1))
+
+
+def test_validate_a_checkpoint_gives_the_fit_s_last_held_out_reward(tmp_path, checkpoint):
+    config = yaml.safe_load(write_config(tmp_path, checkpoint, "uniform", steps=2).read_text())
+    config["model"]["task"]["n_test"] = 6
+    config["model"]["rewards"] = {"functions": ["conftest:text_hash_reward"]}
+    config["trainer"] |= {"val_check_interval": 2}
+    path = tmp_path / "val.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert cli.main(["fit", "--config", str(path)]) == 0
+    assert (
+        cli.main(["validate", "--config", str(path), "--ckpt_path", str(tmp_path / "ckpt" / "epoch=0-step=2.ckpt")])
+        == 0
+    )
+    runs = []
+    for f in sorted(tmp_path.glob("lightning_logs/version_*/metrics.csv")):
+        with open(f) as fh:
+            runs.append([row for row in csv.DictReader(fh) if row.get("val/reward")])
+    fitted, validated = runs[0][-1], runs[1][-1]  # the same adapter, greedy: the same completions
+    assert float(validated["val/reward"]) == float(fitted["val/reward"]) > 0
+    assert validated["val/completions/mean_length"] == fitted["val/completions/mean_length"]
+    # control: without the checkpoint the untrained adapter completes differently
+    assert cli.main(["validate", "--config", str(path)]) == 0
+    with open(sorted(tmp_path.glob("lightning_logs/version_*/metrics.csv"))[-1]) as fh:
+        untrained = [row for row in csv.DictReader(fh) if row.get("val/reward")][-1]
+    assert float(untrained["val/reward"]) != float(fitted["val/reward"])

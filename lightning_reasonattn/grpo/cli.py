@@ -9,21 +9,24 @@ from pathlib import Path
 import torch
 
 
-def run_fit(argv: list[str]) -> int:
-    """``reasonattn fit --config FILE.yaml [--print_config] [--trainer.max_steps N ...]``."""
+def run_fit(argv: list[str], subcommand: str = "fit") -> int:
+    """``reasonattn fit|validate --config FILE.yaml [--print_config] [--trainer.max_steps N ...]``.
+
+    ``validate`` evaluates the held-out split (``val/reward``), from a checkpoint with ``--ckpt_path FILE``.
+    """
     from lightning.pytorch.cli import LightningCLI
 
     from .module import RhythmGRPO
 
     if not argv:
         print(
-            "usage: reasonattn fit --config FILE.yaml [--print_config] [--trainer.max_steps N ...]\n"
-            "reasonattn fit: error: it needs a config; start from examples/grpo_cpu_smollm2.yaml "
-            "(see docs/train.md), or print every setting with: reasonattn fit --print_config",
+            f"usage: reasonattn {subcommand} --config FILE.yaml [--print_config] [--trainer.max_steps N ...]\n"
+            f"reasonattn {subcommand}: error: it needs a config; start from examples/grpo_cpu_smollm2.yaml "
+            f"(see docs/train.md), or print every setting with: reasonattn {subcommand} --print_config",
             file=sys.stderr,
         )
         return 2
-    args = ["fit", *argv]
+    args = [subcommand, *argv]
     LightningCLI(
         RhythmGRPO,
         args=None if args == sys.argv[1:] else args,  # from the console LightningCLI reads sys.argv itself
