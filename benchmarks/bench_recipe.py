@@ -90,6 +90,7 @@ def cli_args(args, strategy: str, model_dir: Path, log_dir: Path) -> list[str]:
         "--trainer.logger.init_args.save_dir", str(log_dir),
         "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false",
+        "--trainer.num_sanity_val_steps", "0",  # timing the training steps only
     ]  # fmt: skip
     if args.device == "cpu":
         out += ["--trainer.accelerator", "cpu", "--trainer.precision", "32-true", "--model.optim.optimizer", "adamw"]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU figures of docs/performance.md in one run (about 6 minutes on one H100/H200):
+# The GPU figures of docs/performance.md in one run (about 8 minutes on one H100/H200):
 #   1. bench_grpo.py on a random Qwen3-0.6B-shaped model: RhythmGRPO (both rollout backends, uniform and
 #      coupled) vs TRL's GRPOTrainer, 4-bit NF4 + LoRA, bf16 compute;
 #   2. bench_recipe.py: the paper's recipe (examples/grpo_countdown_qwen3_4b.yaml: bf16-true, gradient
