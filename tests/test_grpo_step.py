@@ -98,3 +98,23 @@ def test_fused_route_through_gradient_checkpointing_on_4bit(tmp_path):
     assert all(grads[1][n] is not None and grads[1][n].abs().sum() > 0 for n in grads[1])
     for name in grads[0]:
         torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-5, rtol=1e-4)
+
+
+def test_rhythm_captured_in_the_fused_forward_equals_capture_rhythm():
+    """The update measures the rhythm in its own (decoder-only) forward: the trace must be capture_rhythm's."""
+    from lightning_reasonattn import capture_rhythm, rhythm_capture
+
+    policy = lora_policy(tiny_model("qwen3"))
+    ids, mask = batch(97)
+    width = 8
+    response = torch.zeros_like(mask, dtype=torch.bool)
+    response[:, -width:] = True
+    settings = dict(layers="middle", window=3, horizon=(1, 4))
+    with rhythm_capture(policy, response, mask, **settings) as rec:
+        completion_logprobs_entropy(policy, ids, mask, width)
+    got = rec.trace(0.3, 0.4, 3)
+    expected = capture_rhythm(policy, ids, mask, response, **settings, head_fraction=0.3, q=0.4, k=3)
+    torch.testing.assert_close(got.waad, expected.waad, equal_nan=True)
+    torch.testing.assert_close(got.fai, expected.fai, equal_nan=True)
+    assert torch.equal(got.preplan, expected.preplan) and torch.equal(got.anchor, expected.anchor)
+    assert got.preplan.any() and got.anchor.any()
