@@ -411,12 +411,20 @@ class LoraSettings:
         r: rank. alpha: scaling numerator (``alpha / r`` multiplies the update). dropout: on the adapter input.
         target_modules: module names; ``None`` picks :data:`LORA_TARGETS` by model family, else every linear
             layer but the output head (peft's ``"all-linear"``).
+        dtype: of the LoRA factors, hence of their gradients and optimizer state: ``"float32"`` (default) or
+            ``"bfloat16"`` (what TRL does for quantized models: half the adapter memory, but AdamW steps below
+            half a weight's float spacing are lost, e.g. every step at lr 1e-6; RhythmGRPO warns then).
     """
 
     r: int = 16
     alpha: int = 32
     dropout: float = 0.0
     target_modules: list[str] | str | None = None
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"lora.dtype={self.dtype!r} is invalid: use 'float32' or 'bfloat16'.")
 
 
 def lost_update_fraction(params, lr: float) -> float:
@@ -494,4 +502,9 @@ def add_lora(model: torch.nn.Module, settings: LoraSettings | None = None, gradi
         target_modules=targets,
         task_type="CAUSAL_LM",
     )
-    return peft.get_peft_model(model, config)
+    policy = peft.get_peft_model(model, config)
+    if settings.dtype == "bfloat16":
+        for param in policy.parameters():
+            if param.requires_grad:
+                param.data = param.data.to(torch.bfloat16)
+    return policy

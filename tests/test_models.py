@@ -317,3 +317,19 @@ def test_lost_update_fraction_by_hand():
     assert models.lost_update_fraction([mixed], lr=1e-6) == 0.5
     stepped = w.bfloat16() + torch.full((4,), 1e-6).bfloat16()  # the claim itself, by bfloat16 arithmetic
     assert torch.equal(stepped, w.bfloat16())
+
+
+def test_bfloat16_adapter_option(tmp_path):
+    policy = _lora_on_4bit(tmp_path, "bfloat16")
+    assert {p.dtype for n, p in policy.named_parameters() if "lora_" in n} == {torch.float32}
+    from lightning_reasonattn.testing import tiny_checkpoint
+
+    base, _ = models.load_model(
+        str(tiny_checkpoint(tmp_path / "b")), dtype="bfloat16", device="cpu", quantization="nf4"
+    )
+    lean = models.add_lora(base, models.LoraSettings(r=4, alpha=8, dtype="bfloat16"))
+    trainable = [p for p in lean.parameters() if p.requires_grad]
+    assert trainable and all(p.dtype == torch.bfloat16 for p in trainable)
+    assert models.lost_update_fraction(trainable, 1e-6) > 0.4  # lora_A (half the factors) cannot move at 1e-6
+    with pytest.raises(ValueError, match="lora.dtype='float16'"):
+        models.LoraSettings(dtype="float16")
