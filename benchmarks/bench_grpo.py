@@ -115,6 +115,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "instead of the heap the allocator keeps, but every route runs slower",
     )
     parser.add_argument(
+        "--lora-dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="RhythmGRPO's LoRA factors (lora.dtype; bfloat16 is what TRL does for quantized models)",
+    )
+    parser.add_argument(
         "--trl-fp32-adapter",
         action="store_true",
         help="cast TRL's LoRA weights back to float32 (TRL casts them to bfloat16 for every quantized model)",
@@ -216,7 +222,9 @@ def run_rhythm(args, route: str, folder: Path) -> dict:
         model=str(folder),
         quantization="nf4",
         double_quant=True,
-        lora=LoraSettings(r=args.lora_r, alpha=args.lora_alpha, dropout=0.0, target_modules=LORA_TARGETS),
+        lora=LoraSettings(
+            r=args.lora_r, alpha=args.lora_alpha, dropout=0.0, target_modules=LORA_TARGETS, dtype=args.lora_dtype
+        ),
         gradient_checkpointing=False,
         task=TaskSettings(name=str(folder / "prompts.jsonl"), seed=args.seed),
         rewards=RewardSettings(functions=["numeric"]),
@@ -475,7 +483,8 @@ def describe(args, vocab_size: int) -> str:
         f"{config.num_attention_heads} heads / {config.num_key_value_heads} KV heads, head_dim {head_dim}, "
         f"MLP {config.intermediate_size}, vocab {config.vocab_size}, "
         f"{params / 1e6:.1f}M params, random weights; 4-bit NF4 (double quant) + LoRA r={args.lora_r} "
-        f"alpha={args.lora_alpha} on {','.join(t.removesuffix('_proj') for t in LORA_TARGETS)}\n"
+        f"alpha={args.lora_alpha} ({args.lora_dtype} in RhythmGRPO) on "
+        f"{','.join(t.removesuffix('_proj') for t in LORA_TARGETS)}\n"
         f"run: {args.device}, {args.prompts} prompts x G={args.group}, {args.max_new_tokens} new tokens, "
         f"temperature {args.temperature}, lr {args.lr}, beta 0, 1 iteration, token-level loss, no grad checkpointing; "
         f"{args.warmup} warm-up + {args.steps} measured steps per route"
