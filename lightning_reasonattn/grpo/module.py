@@ -26,7 +26,6 @@ import lightning.pytorch as pl
 import torch
 
 from ..callbacks import measuring
-from ..capture import rhythm_capture
 from ..functional.credit import RHYTHM_STRATEGIES, STRATEGIES, credit_gamma
 from ..models import LoraSettings, add_lora, lean_lora_casts, load_model, lost_update_fraction
 from ..rewards import score_completions
@@ -35,7 +34,7 @@ from .data import PromptStream, reward_functions, task_records
 from .loss import minibatches, policy_loss
 from .rollout import DenseRollout, resolve_backend, sample
 from .settings import CreditSettings, LossSettings, OptimSettings, RewardSettings, SamplingSettings, TaskSettings
-from .step import completion_logprobs, completion_logprobs_entropy, encode_prompts, score
+from .step import completion_logprobs, encode_prompts, measured_logprobs, score
 
 
 def _as_is(batch):
@@ -318,17 +317,12 @@ class RhythmGRPO(pl.LightningModule):
         the old log-probabilities are its detached values, so the first ratio is exactly 1.
         """
         ids, mask, width = rollouts.ids[rows], rollouts.mask[rows], rollouts.width
-        temperature = self.sampling.temperature
-        if self._rhythm is None:
-            logp, entropy = completion_logprobs_entropy(self.policy, ids, mask, width, temperature)
-            return logp, None, entropy
-        r = self._rhythm
         response = torch.zeros_like(mask, dtype=torch.bool)
         response[:, -width:] = rollouts.completion_mask[rows]
-        capture = {key: r[key] for key in ("layers", "window", "horizon", "block_size")}
-        with rhythm_capture(self.policy, response, mask, **capture) as rec:
-            logp, entropy = completion_logprobs_entropy(self.policy, ids, mask, width, temperature)
-        return logp, rec.trace(r["head_fraction"], r["q"], r["k"]), entropy
+        logp, entropy, trace = measured_logprobs(
+            self.policy, ids, mask, response, width, self.sampling.temperature, self._rhythm
+        )
+        return logp, trace, entropy
 
     def update(self, rollouts: Rollouts, scored: Scored):
         """``num_iterations`` optimizer steps of the clipped surrogate, accumulating over mini-batches."""

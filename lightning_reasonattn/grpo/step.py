@@ -120,6 +120,30 @@ def completion_logprobs(model, input_ids, attention_mask, width: int, temperatur
     return completion_logprobs_entropy(model, input_ids, attention_mask, width, temperature)[0]
 
 
+def measured_logprobs(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    response_mask: torch.Tensor,
+    width: int,
+    temperature: float = 1.0,
+    rhythm: dict | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, RhythmTrace | None]:
+    """One forward: ``(logp [B, T], entropy [B, T], trace)``, the RhythmTrace captured in that same pass.
+
+    Args:
+        response_mask: ``[B, P + T]`` bool, the tokens whose rhythm is measured.
+        rhythm: ``capture_rhythm`` settings (``layers``, ``window``, ``horizon``, ``block_size``,
+            ``head_fraction``, ``q``, ``k``), or ``None`` to skip the capture (``trace`` is then ``None``).
+    """
+    if rhythm is None:
+        return (*completion_logprobs_entropy(model, input_ids, attention_mask, width, temperature), None)
+    capture = {key: rhythm[key] for key in ("layers", "window", "horizon", "block_size") if key in rhythm}
+    with rhythm_capture(model, response_mask, attention_mask, **capture) as rec:
+        logp, entropy = completion_logprobs_entropy(model, input_ids, attention_mask, width, temperature)
+    return logp, entropy, rec.trace(rhythm.get("head_fraction", 0.3), rhythm.get("q", 0.4), rhythm.get("k", 3))
+
+
 @dataclass
 class Scored:
     """What the no-grad scoring pass gives for a micro-batch."""
@@ -147,14 +171,7 @@ def score(
     response = torch.zeros_like(attention_mask, dtype=torch.bool)
     response[:, -width:] = attention_mask[:, -width:].bool()
     with torch.no_grad():
-        if rhythm is None:
-            old_logp, entropy = completion_logprobs_entropy(model, input_ids, attention_mask, width, temperature)
-            trace = None
-        else:
-            capture = {key: rhythm[key] for key in ("layers", "window", "horizon", "block_size") if key in rhythm}
-            with rhythm_capture(model, response, attention_mask, **capture) as rec:
-                old_logp, entropy = completion_logprobs_entropy(model, input_ids, attention_mask, width, temperature)
-            trace = rec.trace(rhythm.get("head_fraction", 0.3), rhythm.get("q", 0.4), rhythm.get("k", 3))
-    if not want_entropy:
-        entropy = None
-    return Scored(old_logp, trace, entropy)
+        old_logp, entropy, trace = measured_logprobs(
+            model, input_ids, attention_mask, response, width, temperature, rhythm
+        )
+    return Scored(old_logp, trace, entropy if want_entropy else None)
