@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
 
 from lightning_reasonattn.testing import CHAT_TEMPLATE, tiny_tokenizer  # noqa: F401 (re-exported to tests)
@@ -84,3 +85,18 @@ def text_hash_reward(prompts, completions, **columns):
     import hashlib
 
     return [int(hashlib.sha256(c.encode()).hexdigest()[:8], 16) / 16**8 for c in completions]
+
+
+class LargestTensor(TorchDispatchMode):
+    """While active (re-enterable), records the element count of the largest tensor any op returns."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.numel())
+        return out

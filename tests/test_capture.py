@@ -2,8 +2,7 @@
 
 import pytest
 import torch
-from conftest import FAMILIES, tiny_model
-from torch.utils._python_dispatch import TorchDispatchMode
+from conftest import FAMILIES, LargestTensor, tiny_model
 
 from lightning_reasonattn.blockwise import StatsRecorder
 from lightning_reasonattn.capture import capture_group_maps, capture_rhythm, rhythm_capture
@@ -134,20 +133,11 @@ def test_padding_gives_the_unpadded_result(side, family):
 def test_never_builds_a_full_attention_map(monkeypatch):
     """Every tensor made while reducing a layer is at most B x H x block x N, never H x N x N."""
 
-    class LargestTensor(TorchDispatchMode):
-        largest = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            for t in out if isinstance(out, (tuple, list)) else [out]:
-                if isinstance(t, torch.Tensor):
-                    LargestTensor.largest = max(LargestTensor.largest, t.numel())
-            return out
-
+    mode = LargestTensor()
     original = StatsRecorder.observe
 
     def observed(self, *args, **kwargs):
-        with LargestTensor():
+        with mode:
             return original(self, *args, **kwargs)
 
     monkeypatch.setattr(StatsRecorder, "observe", observed)
@@ -155,8 +145,8 @@ def test_never_builds_a_full_attention_map(monkeypatch):
     n, heads, block = 300, 4, 16
     ids, am, resp = batch(b=1, n=n, prompt=10)
     capture_rhythm(model, ids, am, resp, block_size=block)
-    assert 0 < LargestTensor.largest <= heads * block * n
-    assert LargestTensor.largest < heads * n * n // 10
+    assert 0 < mode.largest <= heads * block * n
+    assert mode.largest < heads * n * n // 10
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from conftest import LargestTensor
 
 from lightning_reasonattn.functional.logprobs import chunked_logprobs
 
@@ -64,19 +64,6 @@ def test_bfloat16_hidden_and_weight_get_bfloat16_gradients():
     assert logp.dtype == torch.float32 and hidden.grad.dtype == torch.bfloat16
     ref, _ = dense_reference(hidden.detach().float(), weight.float(), targets, 1.0)
     torch.testing.assert_close(logp.double(), ref, atol=2e-2, rtol=2e-2)
-
-
-class LargestTensor(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, (tuple, list)) else [out]:
-            if isinstance(t, torch.Tensor):
-                self.largest = max(self.largest, t.numel())
-        return out
 
 
 def test_never_makes_the_full_logits():
