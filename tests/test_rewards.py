@@ -10,7 +10,7 @@ from fractions import Fraction
 import pytest
 import torch
 
-from lightning_reasonattn import rewards
+from lightning_reasonattn import answers, rewards
 from lightning_reasonattn.rewards import (
     ArithmeticParseError,
     RewardError,
@@ -246,8 +246,8 @@ def test_numeric_answer_reward_errors(monkeypatch):
         numeric_answer_reward(None, ["2"], [math.nan], use_math_verify=False)
     with pytest.raises(ValueError, match="'answer' must hold one value per completion"):
         numeric_answer_reward(None, ["2", "3"], ["2"], use_math_verify=False)
-    monkeypatch.setattr(rewards, "_math_verify", lambda: None)
-    with pytest.raises(ImportError, match="pip install math-verify"):
+    monkeypatch.setattr(answers, "math_verify_module", lambda: None)
+    with pytest.raises(ImportError, match=r"pip install 'lightning-reasonattn\[math\]'"):
         numeric_answer_reward(None, ["2"], ["2"], use_math_verify=True)
 
 
@@ -257,17 +257,19 @@ class FakeMathVerify:
     calls = []
 
     @staticmethod
-    def parse(text):
+    def parse(text, parsing_timeout=5):
+        assert parsing_timeout is None  # the budget is ours (answers.call_with_budget), not math-verify's alarm
         FakeMathVerify.calls.append(text)
         return text.strip("$ ")
 
     @staticmethod
-    def verify(gold, answer):
+    def verify(gold, answer, timeout_seconds=5):
+        assert timeout_seconds is None
         return gold == answer
 
 
 def test_numeric_answer_reward_defers_to_math_verify(monkeypatch):
-    monkeypatch.setattr(rewards, "_math_verify", lambda: FakeMathVerify)
+    monkeypatch.setattr(answers, "math_verify_module", lambda: FakeMathVerify)
     FakeMathVerify.calls.clear()
     completions = ["<answer>\\sqrt{2}</answer>", "<answer>\\sqrt{3}</answer>", "<answer>2</answer>"]
     got = numeric_answer_reward(None, completions, ["\\sqrt{2}", "\\sqrt{2}", "2"])
@@ -343,16 +345,36 @@ def test_score_completions_weights_and_names():
     assert total.tolist() == [1.0, 3.0]
 
 
-def test_score_completions_passes_columns_trl_style():
+def test_score_completions_passes_trl_keywords():
     seen = {}
 
     def spy(prompts, completions, **kwargs):
         seen.update(kwargs, prompts=prompts, completions=completions)
+        kwargs["log_metric"]("spy/seen", 2.0)
+        kwargs["log_extra"]("note", ["x", "y"])
         return torch.tensor([0.25, 0.75])  # a tensor is accepted too
 
-    total, _ = score_completions([spy], None, ["p0", "p1"], ["c0", "c1"], {"answer": ["1", "2"], "trainer_state": 7})
+    state = rewards.TrainerState(global_step=3, max_steps=10, epoch=0.0)
+    log = rewards.RewardLog()
+    total, _ = score_completions(
+        [spy], None, ["p0", "p1"], ["c0", "c1"], {"answer": ["1", "2"]},
+        completion_ids=[[5, 6], [7]], trainer_state=state, log=log,
+    )  # fmt: skip
     assert total.tolist() == [0.25, 0.75]
-    assert seen == {"answer": ["1", "2"], "trainer_state": 7, "prompts": ["p0", "p1"], "completions": ["c0", "c1"]}
+    hooks = {k: seen.pop(k) for k in ("log_metric", "log_extra")}
+    assert all(callable(h) for h in hooks.values())
+    assert seen == {
+        "answer": ["1", "2"],
+        "prompts": ["p0", "p1"],
+        "completions": ["c0", "c1"],
+        "completion_ids": [[5, 6], [7]],
+        "trainer_state": state,
+    }
+    assert log.metrics == {"spy/seen": [2.0]} and log.extra == {"note": ["x", "y"]}
+    with pytest.raises(ValueError, match="Column 'trainer_state' clashes with the keyword"):
+        score_completions([spy], None, ["p"], ["c"], {"trainer_state": [1]})
+    with pytest.raises(ValueError, match="Got 1 completion_ids for 2 completions"):
+        score_completions([spy], None, ["p0", "p1"], ["c0", "c1"], completion_ids=[[1]])
 
 
 @pytest.mark.parametrize(
@@ -362,7 +384,7 @@ def test_score_completions_passes_columns_trl_style():
         ([1.0, 2.0, 3.0, 4.0], r"'bad' returned 4 values for 3 completions"),
         ([1.0, math.nan, 0.0], r"'bad' returned nan at prompt index 1 \(prompt 'q1'\)"),
         ([1.0, 0.0, math.inf], r"'bad' returned inf at prompt index 2"),
-        ([None, 0.0, 0.0], r"'bad' returned None at prompt index 0"),
+        ([None, "0", 0.0], r"'bad' returned '0' at prompt index 1"),  # None is allowed, a string is not
         ([1.0, "1.0", 0.0], r"'bad' returned '1.0' at prompt index 1"),
         (1.0, r"'bad' returned float, not a list"),
     ],
