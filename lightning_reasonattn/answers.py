@@ -11,20 +11,20 @@ Every function here reads model output, so each one is bounded by construction, 
 
 With the optional ``math-verify`` package (``pip install 'lightning-reasonattn[math]'``), :func:`math_verify_equal`
 compares LaTeX answers such as ``\\frac{2}{\\sqrt{2}}`` and ``\\sqrt{2}``. Its parser takes up to seconds on
-some short inputs (nested parentheses, power towers such as ``9^{9^{9}}``), so it only ever sees a short
-answer (:data:`MATH_VERIFY_MAX_CHARS`) that passes cheap shape checks (:func:`math_verify_candidate`), and
-each call runs under a wall-clock budget (:data:`MATH_VERIFY_TIMEOUT`) after which the answer counts as
-"not equal".
+some short inputs (nested parentheses), and sympy minutes on others (``9^{{9}^{9}}``), so it only ever sees a
+short answer (:data:`MATH_VERIFY_MAX_CHARS`) that passes cheap shape checks (:func:`math_verify_candidate`),
+and it runs in a child process that is killed after :data:`MATH_VERIFY_TIMEOUT` seconds (the answer then counts
+as "not equal").
 """
 
 from __future__ import annotations
 
 import functools
-import logging
+import importlib.util
 import re
-import signal
-import threading
 from fractions import Fraction
+
+from .math_verify_worker import MathVerifyWorker
 
 MAX_SCAN_CHARS = 10_000
 """Only this many trailing characters of a completion are searched for its answer."""
@@ -32,10 +32,10 @@ MAX_NUMBER_DIGITS = 100
 """A number with more digits than this (integer and fraction part together) reads as no number."""
 MATH_VERIFY_MAX_CHARS = 200
 """math-verify sees at most this many characters of a completion (its answer block, or its tail)."""
-MATH_VERIFY_MAX_NESTING = 3
+MATH_VERIFY_MAX_NESTING = 2
 """Answers with parentheses or brackets nested deeper than this skip math-verify (its parser is slow on them)."""
-MATH_VERIFY_TIMEOUT = 0.25
-"""Default wall-clock budget, in seconds, of one math-verify comparison (main thread, POSIX only)."""
+MATH_VERIFY_TIMEOUT = 1.0
+"""Default time limit, in seconds, of one math-verify comparison (the child process is killed after it)."""
 
 _ANSWER_OPEN, _ANSWER_CLOSE = "<answer>", "</answer>"
 _DIGITS = re.compile(r"[0-9]+")
@@ -142,17 +142,20 @@ def parse_number(text: str, strict: bool = False) -> Fraction | None:
 
 
 @functools.lru_cache(maxsize=1)
-def math_verify_module():
-    """The ``math_verify`` module, or ``None`` when it is not installed."""
-    try:
-        import math_verify
-    except ImportError:
-        return None
-    # math-verify warns once that its own (whole-second, signal.alarm) timeout is off: this module bounds the
-    # time itself, so that warning is dropped, and only that one.
-    for name in ("math_verify.parser", "math_verify.grader"):
-        logging.getLogger(name).addFilter(lambda record: "Timeout is disabled" not in record.getMessage())
-    return math_verify
+def has_math_verify() -> bool:
+    """Whether the ``math_verify`` package is installed (it is never imported in this process)."""
+    return importlib.util.find_spec("math_verify") is not None
+
+
+_WORKER: MathVerifyWorker | None = None
+
+
+def math_verify_worker() -> MathVerifyWorker:
+    """The process-wide :class:`~lightning_reasonattn.math_verify_worker.MathVerifyWorker` (made on first use)."""
+    global _WORKER
+    if _WORKER is None:
+        _WORKER = MathVerifyWorker()
+    return _WORKER
 
 
 def _latex_env(text: str) -> str:
@@ -175,7 +178,8 @@ def math_verify_candidate(text: str) -> str | None:
 
     The content of the last ``<answer>`` block (as LaTeX) when there is one, else the last
     :data:`MATH_VERIFY_MAX_CHARS` characters. ``None`` when that answer block is longer than
-    :data:`MATH_VERIFY_MAX_CHARS`, or the candidate holds a number longer than :data:`MAX_NUMBER_DIGITS` digits,
+    :data:`MATH_VERIFY_MAX_CHARS`, or the candidate holds a number longer than :data:`MAX_NUMBER_DIGITS` digits
+    (thousands separators removed),
     parentheses nested deeper than :data:`MATH_VERIFY_MAX_NESTING`, a power inside an exponent, an exponent of
     five digits or more, or a factorial of a bracketed expression or of a number of four digits or more: shapes on
     which math-verify's parser or sympy takes seconds, or more.
@@ -197,7 +201,7 @@ def math_verify_candidate(text: str) -> str | None:
         return None
     candidate = _latex_env(block) if block is not None else text[-MATH_VERIFY_MAX_CHARS:]
     if (
-        any(len(run) > MAX_NUMBER_DIGITS for run in _DIGITS.findall(candidate))
+        any(len(run) > MAX_NUMBER_DIGITS for run in _DIGITS.findall(_THOUSANDS.sub("", candidate)))
         or _nesting(candidate) > MATH_VERIFY_MAX_NESTING
         or _EXPLODING.search(candidate)
     ):
@@ -205,75 +209,22 @@ def math_verify_candidate(text: str) -> str | None:
     return candidate
 
 
-class _OutOfTime(Exception):
-    pass
-
-
-def _raise_out_of_time(signum, frame):
-    raise _OutOfTime
-
-
-def call_with_budget(fn, seconds: float | None, *args):
-    """``fn(*args)``, interrupted after ``seconds`` of wall-clock time (raising ``TimeoutError``).
-
-    The budget is a ``SIGALRM`` timer, so it applies in the main thread of a POSIX process only, and not while
-    another ``SIGALRM`` timer is running; elsewhere (or with ``seconds=None``) ``fn`` runs unbounded.
-
-    Args:
-        fn: the function to call.
-        seconds: the budget; ``None`` or ``<= 0`` for none.
-        *args: its arguments.
-
-    Returns:
-        What ``fn`` returns.
-
-    Raises:
-        TimeoutError: the budget ran out.
-    """
-    usable = (
-        seconds is not None
-        and seconds > 0
-        and hasattr(signal, "setitimer")
-        and threading.current_thread() is threading.main_thread()
-        and signal.getitimer(signal.ITIMER_REAL)[0] == 0
-    )
-    if not usable:
-        return fn(*args)
-    previous = signal.signal(signal.SIGALRM, _raise_out_of_time)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        return fn(*args)
-    except _OutOfTime:
-        raise TimeoutError(f"gave up after {seconds:g} s") from None
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def math_verify_equal(gold: str, completion: str, timeout: float | None = MATH_VERIFY_TIMEOUT) -> bool:
-    """Whether math-verify finds the completion's answer equal to ``gold``, within a time budget.
+    """Whether math-verify finds the completion's answer equal to ``gold``, within a time limit.
+
+    The comparison runs in a child process (see :mod:`lightning_reasonattn.math_verify_worker`) that is killed
+    when it takes longer than ``timeout``: a hard limit, in any thread.
 
     Args:
         gold: the reference answer's text (plain or LaTeX).
         completion: the completion's text; only :func:`math_verify_candidate` of it is read.
-        timeout: seconds for parsing both and comparing (see :func:`call_with_budget`); ``None``: no budget
-            (the shape checks still apply).
+        timeout: seconds for parsing both and comparing; ``None``: no limit (the shape checks still apply).
 
     Returns:
         ``True`` if equal; ``False`` if not, if math-verify fails or runs out of time, if the candidate is
         refused, or if math-verify is not installed.
     """
-    module = math_verify_module()
     candidate = math_verify_candidate(completion)
-    if module is None or candidate is None or len(gold) > MATH_VERIFY_MAX_CHARS:
+    if not has_math_verify() or candidate is None or len(gold) > MATH_VERIFY_MAX_CHARS:
         return False
-
-    def compare() -> bool:
-        reference = module.parse(_latex_env(gold), parsing_timeout=None)
-        answer = module.parse(candidate, parsing_timeout=None)
-        return bool(module.verify(reference, answer, timeout_seconds=None))
-
-    try:
-        return call_with_budget(compare, timeout)
-    except Exception:  # a parse failure or the budget running out: not shown equal
-        return False
+    return math_verify_worker().equal(_latex_env(gold), candidate, timeout)

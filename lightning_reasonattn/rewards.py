@@ -267,7 +267,7 @@ def numeric_answer_reward(
         >>> numeric_answer_reward(None, ["so 40 + 2 = \\\\boxed{42}", "I think 41"], ["#### 42", 42])
         [1.0, 0.0]
     """
-    installed = _answers.math_verify_module() is not None
+    installed = use_math_verify is not False and _answers.has_math_verify()
     if use_math_verify and not installed:
         raise ImportError(
             "numeric_answer_reward(use_math_verify=True) needs math-verify: pip install 'lightning-reasonattn[math]'"
