@@ -472,8 +472,8 @@ def reward_metrics(
     Example:
         >>> nan = float("nan")
         >>> out = reward_metrics(torch.tensor([1.0, nan, 0.0, 1.0]), {"f": torch.tensor([1.0, nan, 0.0, 1.0])}, 2)
-        >>> [round(out[k].item(), 3) for k in ("reward", "reward_std", "frac_reward_zero_std", "rewards/f/mean")]
-        [0.667, 0.577, 0.5, 0.667]
+        >>> tuple(round(out[k].item(), 3) for k in ("reward", "reward_std", "frac_reward_zero_std", "rewards/f/mean"))
+        (0.667, 0.577, 0.5, 0.667)
     """
     values = {"reward": total.nanmean(), "reward_std": nanstd(total)}
     if group_size is not None:
