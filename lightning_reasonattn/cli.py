@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -111,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("fit", "validate", "export"):  # RL fine-tuning: LightningCLI owns their arguments
         from .grpo.cli import run_export, run_fit
+
+        if os.getcwd() not in sys.path:  # as `trl grpo`: reward functions may live in ./my_rewards.py
+            sys.path.insert(0, os.getcwd())
 
         return run_export(argv[1:]) if argv[0] == "export" else run_fit(argv[1:], argv[0])
     args = build_parser().parse_args(argv)

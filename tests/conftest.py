@@ -84,7 +84,9 @@ def text_hash_reward(prompts, completions, **columns):
     """A fixed pseudo-random value per completion text: equal texts, equal rewards; other texts, other rewards."""
     import hashlib
 
-    return [int(hashlib.sha256(c.encode()).hexdigest()[:8], 16) / 16**8 for c in completions]
+    from lightning_reasonattn.rewards import completion_text  # chat prompts give [{"role", "content"}] completions
+
+    return [int(hashlib.sha256(completion_text(c).encode()).hexdigest()[:8], 16) / 16**8 for c in completions]
 
 
 class LargestTensor(TorchDispatchMode):

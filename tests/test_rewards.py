@@ -10,7 +10,7 @@ from fractions import Fraction
 import pytest
 import torch
 
-from lightning_reasonattn import rewards
+from lightning_reasonattn import answers, rewards
 from lightning_reasonattn.rewards import (
     ArithmeticParseError,
     RewardError,
@@ -246,34 +246,33 @@ def test_numeric_answer_reward_errors(monkeypatch):
         numeric_answer_reward(None, ["2"], [math.nan], use_math_verify=False)
     with pytest.raises(ValueError, match="'answer' must hold one value per completion"):
         numeric_answer_reward(None, ["2", "3"], ["2"], use_math_verify=False)
-    monkeypatch.setattr(rewards, "_math_verify", lambda: None)
-    with pytest.raises(ImportError, match="pip install math-verify"):
+    monkeypatch.setattr(answers, "has_math_verify", lambda: False)
+    with pytest.raises(ImportError, match=r"pip install 'lightning-reasonattn\[math\]'"):
         numeric_answer_reward(None, ["2"], ["2"], use_math_verify=True)
 
 
-class FakeMathVerify:
-    """Stands in for math_verify: equal when the parsed strings match."""
+class FakeWorker:
+    """Stands in for the math-verify process: equal when the texts match without their $ signs."""
 
-    calls = []
+    def __init__(self):
+        self.calls = []
 
-    @staticmethod
-    def parse(text):
-        FakeMathVerify.calls.append(text)
-        return text.strip("$ ")
-
-    @staticmethod
-    def verify(gold, answer):
-        return gold == answer
+    def equal(self, gold, answer, timeout):
+        self.calls.append((gold, answer, timeout))
+        return gold.strip("$ ") == answer.strip("$ ")
 
 
 def test_numeric_answer_reward_defers_to_math_verify(monkeypatch):
-    monkeypatch.setattr(rewards, "_math_verify", lambda: FakeMathVerify)
-    FakeMathVerify.calls.clear()
+    worker = FakeWorker()
+    monkeypatch.setattr(answers, "has_math_verify", lambda: True)
+    monkeypatch.setattr(answers, "math_verify_worker", lambda: worker)
     completions = ["<answer>\\sqrt{2}</answer>", "<answer>\\sqrt{3}</answer>", "<answer>2</answer>"]
-    got = numeric_answer_reward(None, completions, ["\\sqrt{2}", "\\sqrt{2}", "2"])
+    got = numeric_answer_reward(None, completions, ["\\sqrt{2}", "\\sqrt{2}", "2"], math_verify_timeout=0.3)
     assert got == [1.0, 0.0, 1.0]
-    assert "$\\sqrt{2}$" in FakeMathVerify.calls  # the reference, wrapped as LaTeX
-    assert len(FakeMathVerify.calls) == 4  # the plain number 2 was settled without math-verify
+    assert worker.calls[0] == ("$\\sqrt{2}$", "$\\sqrt{2}$", 0.3)  # both wrapped as LaTeX, with the time limit
+    assert len(worker.calls) == 2  # the plain number 2 was settled without math-verify
+    assert numeric_answer_reward(None, ["<answer>9^{9^{9}}</answer>"], ["\\sqrt{2}"]) == [0.0]
+    assert len(worker.calls) == 2  # a refused candidate never reaches math-verify
 
 
 # ------------------------------------------------------------------------------------------- format
@@ -343,16 +342,36 @@ def test_score_completions_weights_and_names():
     assert total.tolist() == [1.0, 3.0]
 
 
-def test_score_completions_passes_columns_trl_style():
+def test_score_completions_passes_trl_keywords():
     seen = {}
 
     def spy(prompts, completions, **kwargs):
         seen.update(kwargs, prompts=prompts, completions=completions)
+        kwargs["log_metric"]("spy/seen", 2.0)
+        kwargs["log_extra"]("note", ["x", "y"])
         return torch.tensor([0.25, 0.75])  # a tensor is accepted too
 
-    total, _ = score_completions([spy], None, ["p0", "p1"], ["c0", "c1"], {"answer": ["1", "2"], "trainer_state": 7})
+    state = rewards.TrainerState(global_step=3, max_steps=10, epoch=0.0)
+    log = rewards.RewardLog()
+    total, _ = score_completions(
+        [spy], None, ["p0", "p1"], ["c0", "c1"], {"answer": ["1", "2"]},
+        completion_ids=[[5, 6], [7]], trainer_state=state, log=log,
+    )  # fmt: skip
     assert total.tolist() == [0.25, 0.75]
-    assert seen == {"answer": ["1", "2"], "trainer_state": 7, "prompts": ["p0", "p1"], "completions": ["c0", "c1"]}
+    hooks = {k: seen.pop(k) for k in ("log_metric", "log_extra")}
+    assert all(callable(h) for h in hooks.values())
+    assert seen == {
+        "answer": ["1", "2"],
+        "prompts": ["p0", "p1"],
+        "completions": ["c0", "c1"],
+        "completion_ids": [[5, 6], [7]],
+        "trainer_state": state,
+    }
+    assert log.metrics == {"spy/seen": [2.0]} and log.extra == {"note": ["x", "y"]}
+    with pytest.raises(ValueError, match="Column 'trainer_state' clashes with the keyword"):
+        score_completions([spy], None, ["p"], ["c"], {"trainer_state": [1]})
+    with pytest.raises(ValueError, match="Got 1 completion_ids for 2 completions"):
+        score_completions([spy], None, ["p0", "p1"], ["c0", "c1"], completion_ids=[[1]])
 
 
 @pytest.mark.parametrize(
@@ -362,7 +381,7 @@ def test_score_completions_passes_columns_trl_style():
         ([1.0, 2.0, 3.0, 4.0], r"'bad' returned 4 values for 3 completions"),
         ([1.0, math.nan, 0.0], r"'bad' returned nan at prompt index 1 \(prompt 'q1'\)"),
         ([1.0, 0.0, math.inf], r"'bad' returned inf at prompt index 2"),
-        ([None, 0.0, 0.0], r"'bad' returned None at prompt index 0"),
+        ([None, "0", 0.0], r"'bad' returned '0' at prompt index 1"),  # None is allowed, a string is not
         ([1.0, "1.0", 0.0], r"'bad' returned '1.0' at prompt index 1"),
         (1.0, r"'bad' returned float, not a list"),
     ],
@@ -426,3 +445,48 @@ def test_combine_rewards_trl_call_with_chat_completions():
     assert got == [1.5, 1.0, 0.5]
     with pytest.raises(RewardError, match="'countdown_reward' raised TypeError.*prompt index 0"):
         reward(prompts=prompts, completions=completions)  # the numbers and target columns are missing
+
+
+# ------------------------------------------------------------------------------- bounded math-verify
+
+
+@pytest.mark.parametrize(
+    ("completion", "candidate"),
+    [
+        ("<answer>\\sqrt{2}</answer>", "$\\sqrt{2}$"),
+        ("<answer>$x^2 + y^2$</answer>", "$x^2 + y^2$"),  # two powers side by side are no tower
+        ("<answer>10^{-12}</answer>", "$10^{-12}$"),
+        ("<answer>5! + 100!</answer>", "$5! + 100!$"),
+        ("<answer>((1 + 2) * [3])</answer>", "$((1 + 2) * [3])$"),  # nesting 2
+        ("no tags, " + "x" * 300 + " so 42", ("x" * 300 + " so 42")[-answers.MATH_VERIFY_MAX_CHARS :]),
+        ("<answer>" + "1" * (answers.MATH_VERIFY_MAX_CHARS + 1) + "</answer>", None),  # too long
+        ("<answer>" + "9" * (answers.MAX_NUMBER_DIGITS + 1) + "</answer>", None),
+        ("<answer>" + ",".join(["999"] * 40) + "</answer>", None),  # 120 digits once the separators go
+        ("<answer>(((1)))</answer>", None),  # nesting 3
+        ("<answer>9^{9^{9}}</answer>", None),
+        ("<answer>9^9^9</answer>", None),
+        ("<answer>2^{ 99999}</answer>", None),
+        ("<answer>(10^{10})!</answer>", None),
+        ("<answer>1000!</answer>", None),
+    ],
+)
+def test_math_verify_candidate(completion, candidate):
+    assert answers.math_verify_candidate(completion) == candidate
+
+
+def test_math_verify_runs_in_a_process_with_a_hard_time_limit():
+    pytest.importorskip("math_verify")
+    from lightning_reasonattn.math_verify_worker import MathVerifyWorker
+
+    worker = MathVerifyWorker()
+    try:
+        assert worker.equal("$\\sqrt{2}$", "$\\frac{2}{\\sqrt{2}}$", timeout=60) is True
+        assert worker.equal("$\\sqrt{2}$", "$\\sqrt{3}$", timeout=60) is False
+        first = worker._proc.pid
+        # 9^(9^9): an integer of 370 million digits, computed in C where no signal reaches; minutes of work
+        assert worker.equal("$42$", "$9^{{9}^{9}}$", timeout=0.5) is False
+        assert worker._proc.pid != first  # the child was killed, a new one started
+        assert worker.equal("$\\frac{1}{2}$", "$0.5$", timeout=60) is True  # and it answers
+    finally:
+        worker.close()
+    assert worker._proc is None

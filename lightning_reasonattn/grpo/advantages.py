@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..reward_protocol import nanstd
+
 SCALES = ("group", "batch", "none")
 SIGN_MODES = ("both", "positive")
 
@@ -11,17 +13,19 @@ SIGN_MODES = ("both", "positive")
 def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-4) -> torch.Tensor:
     """``A_i = (r_i - mean(group)) / (std + eps)``, one advantage per completion.
 
-    Completions are laid out group by group: ``rewards[p * G + j]`` is completion ``j`` of prompt ``p``.
+    Completions are laid out group by group: ``rewards[p * G + j]`` is completion ``j`` of prompt ``p``. A NaN
+    reward (a completion no reward function applies to, see :mod:`lightning_reasonattn.reward_protocol`) is
+    left out of its group's mean and std and gets advantage 0, as in TRL.
 
     Args:
-        rewards: ``[P * G]`` rewards.
+        rewards: ``[P * G]`` rewards, NaN where there is none.
         group_size: ``G``, completions per prompt.
         scale: ``"group"`` divides by the group's std (GRPO), ``"batch"`` by the std of the whole batch,
             ``"none"`` does not divide (Dr. GRPO). The std is the unbiased one, as in TRL.
         eps: added to the std, so a group of equal rewards gets advantage 0, never NaN.
 
     Returns:
-        ``[P * G]`` float32 advantages.
+        ``[P * G]`` float32 advantages, all finite.
     """
     if scale not in SCALES:
         raise ValueError(f"scale={scale!r} is unknown: use one of {', '.join(SCALES)}.")
@@ -33,14 +37,11 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group
             f"({group_size}) rewards."
         )
     r = rewards.float().view(-1, group_size)
-    centred = r - r.mean(1, keepdim=True)
+    centred = r - r.nanmean(1, keepdim=True)
     if scale == "none":
-        return centred.flatten()
-    if scale == "group":
-        std = r.std(1, keepdim=True) if group_size > 1 else torch.zeros_like(r[:, :1])
-    else:
-        std = rewards.float().std() if rewards.numel() > 1 else torch.zeros(())
-    return (centred / (std + eps)).flatten()
+        return centred.nan_to_num(0.0).flatten()
+    std = nanstd(r, 1) if scale == "group" else nanstd(rewards.float())
+    return (centred / (std + eps)).nan_to_num(0.0).flatten()
 
 
 def token_advantages(

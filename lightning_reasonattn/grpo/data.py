@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -20,42 +20,117 @@ BUILTIN_REWARDS: dict[str, Callable] = {
 DEFAULT_REWARDS = {"countdown": ["countdown"], "arithmetic": ["numeric"]}
 
 
-def task_records(task: TaskSettings, chat: bool) -> tuple[list[dict], list[dict]]:
-    """``(train, test)`` records of a task (a file gives all its records to train and none to test)."""
+def task_records(
+    task: TaskSettings, chat: bool, reward_funcs: Sequence[Callable] = ()
+) -> tuple[list[dict], list[dict]]:
+    """``(train, test)`` records of a task (a file gives all its records to train and none to test).
+
+    Args:
+        task: which task, or which file.
+        chat: prompts as chat messages (generated tasks).
+        reward_funcs: the run's reward functions: every column one of them requires (see
+            :func:`~lightning_reasonattn.reward_protocol.required_columns`) must be in the records, so that a file
+            without its answer column is refused here, when it is read, rather than at the first step.
+
+    Raises:
+        ValueError: an unknown task or missing file, or records without a column a reward function requires.
+    """
     if task.name == "countdown":
-        return countdown_splits(task.n_train, task.n_test, task.seed, chat=chat)
-    if task.name == "arithmetic":
-        return arithmetic_splits(
+        train, test = countdown_splits(task.n_train, task.n_test, task.seed, chat=chat)
+    elif task.name == "arithmetic":
+        train, test = arithmetic_splits(
             task.n_train, task.n_test, task.seed, difficulty=task.difficulty, chat=chat, style=task.style
         )
-    if not Path(task.name).exists():
+    elif not Path(task.name).exists():
         raise ValueError(
             f"task name={task.name!r} is neither 'countdown', 'arithmetic' nor an existing file or folder: pass one "
             "of those (a JSONL / JSON / parquet file or a dataset folder)."
         )
-    return load_prompts(task.name, task.prompt_column, task.answer_column), []
+    else:
+        train, test = load_prompts(task.name, task.prompt_column, task.answer_column), []
+    check_reward_columns(reward_funcs, train or test, task.name)
+    return train, test
+
+
+def check_reward_columns(funcs: Sequence[Callable], records: Sequence[dict], source: str) -> None:
+    """Raise when ``records`` lack a column one of ``funcs`` requires (records share their columns).
+
+    Args:
+        funcs: reward functions.
+        records: prompt records (their first one is checked: :func:`~lightning_reasonattn.tasks.load_prompts`
+            has made sure every record has the same columns).
+        source: the task name or file, for the message.
+
+    Raises:
+        ValueError: naming the function, the column, the columns there are, and the fix.
+    """
+    if not records:
+        return
+    columns = set(records[0]) - {"prompt"}
+    for fn in funcs:
+        missing = [c for c in rw.required_columns(fn) if c not in columns]
+        if missing:
+            hint = " (map the file's answer column with task.answer_column)" if "answer" in missing else ""
+            raise ValueError(
+                f"reward function {rw.reward_name(fn)!r} needs column {missing[0]!r}, but the records of {source} have"
+                f" {sorted(columns) or 'no columns besides prompt'}{hint}: add the column to every record, or"
+                " choose a reward function for these columns."
+            )
+
+
+def _import_reward(name: str) -> Callable:
+    """The function at ``package.module:function`` or ``package.module.function``."""
+    if ":" in name:
+        module_name, _, attr = name.partition(":")
+    else:
+        module_name, _, attr = name.rpartition(".")
+    if not module_name or not attr:
+        raise ValueError(f"reward function {name!r} is not an import path")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name and (module_name == err.name or module_name.startswith(err.name + ".")):
+            raise ValueError(f"no module named {err.name!r}") from None
+        # the module exists, but something it imports is missing
+        raise ImportError(f"reward module {module_name!r} could not be imported: {err}") from err
+    fn = module
+    for part in attr.split("."):
+        if not hasattr(fn, part):
+            raise ValueError(f"module {module_name!r} has no attribute {attr!r}")
+        fn = getattr(fn, part)
+    if not callable(fn):
+        raise ValueError(f"{name!r} is a {type(fn).__name__}, not a function")
+    return fn
 
 
 def reward_functions(settings: RewardSettings, task: TaskSettings) -> tuple[list[Callable], list[float] | None]:
-    """Resolve reward names to functions (built-in names or ``package.module:function`` import paths)."""
+    """Resolve reward names to functions.
+
+    A name is a built-in (:data:`BUILTIN_REWARDS`; these take priority), or an import path in either form,
+    ``package.module:function`` or TRL's ``package.module.function``. ``reasonattn fit`` puts the working
+    directory on ``sys.path`` first, as ``trl grpo`` does, so ``my_rewards.correct`` finds ``./my_rewards.py``.
+
+    Raises:
+        ValueError: no function for the task, or a name that is neither built in nor importable.
+    """
     names = settings.functions or DEFAULT_REWARDS.get(task.name, [])
     if not names:
         raise ValueError(
             f"no reward function for task {task.name!r}: set rewards.functions, e.g. ['numeric'] or "
-            "['my_package.rewards:my_reward']."
+            "['my_package.rewards.my_reward']."
         )
     funcs = []
     for name in names:
         if name in BUILTIN_REWARDS:
             funcs.append(BUILTIN_REWARDS[name])
             continue
-        module, _, attr = name.partition(":")
         try:
-            funcs.append(getattr(importlib.import_module(module), attr))
-        except (ImportError, AttributeError, ValueError) as err:
+            funcs.append(_import_reward(name))
+        except ValueError as err:
             raise ValueError(
-                f"reward function {name!r} not found ({err}): use one of {sorted(BUILTIN_REWARDS)} or "
-                "'package.module:function'."
+                f"reward function {name!r} not found ({err}): use one of {sorted(BUILTIN_REWARDS)}, or an import "
+                "path 'package.module:function' or 'package.module.function' (a module in the working directory"
+                " counts for reasonattn fit)."
             ) from None
     return funcs, settings.weights
 

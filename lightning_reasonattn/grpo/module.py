@@ -16,6 +16,7 @@ The reference policy for the KL penalty is the same model with its adapter disab
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 import warnings
@@ -28,7 +29,7 @@ import torch
 from ..callbacks import measuring
 from ..functional.credit import RHYTHM_STRATEGIES, STRATEGIES, credit_gamma
 from ..models import LoraSettings, add_lora, lean_lora_casts, load_model, lost_update_fraction
-from ..rewards import score_completions
+from ..reward_protocol import RewardLog, TrainerState, conversational_completions, reward_metrics, score_completions
 from .advantages import group_advantages, token_advantages
 from .data import PromptStream, reward_functions, task_records
 from .loss import minibatches, policy_loss
@@ -66,6 +67,7 @@ class Scored:
     entropy: torch.Tensor | None = None  # [B, T]
     gamma: torch.Tensor | None = None  # [B, T]
     traces: list = field(default_factory=list)  # RhythmTrace (or None) per row block, in row order
+    log: RewardLog = field(default_factory=RewardLog)  # what the reward functions logged
 
 
 class RhythmGRPO(pl.LightningModule):
@@ -173,7 +175,7 @@ class RhythmGRPO(pl.LightningModule):
         """``(train, test)`` records, made once (20k Countdown problems take a while)."""
         if self._splits is None:
             chat = self.task.chat if self.task.chat is not None else self.tokenizer.chat_template is not None
-            self._splits = task_records(self.task, chat)
+            self._splits = task_records(self.task, chat, self.reward_funcs)
         return self._splits
 
     def train_dataloader(self):
@@ -274,11 +276,10 @@ class RhythmGRPO(pl.LightningModule):
         With one iteration (the default, as in the paper) no separate pass is made: the update's own forward
         is the measurement (see :meth:`update`), as TRL also skips the old-log-prob pass then.
         """
-        rewards, per_function = score_completions(
-            self.reward_funcs, self.reward_weights, rollouts.prompts, rollouts.texts, rollouts.columns
-        )
+        log = RewardLog()
+        rewards, per_function = self.score_rewards(rollouts, log)
         advantages = group_advantages(rewards.to(self.device), self.group_size, self.loss_settings.scale_rewards)
-        scored = Scored(rewards, per_function, advantages)
+        scored = Scored(rewards, per_function, advantages, log=log)
         if self.loss_settings.num_iterations == 1:
             return scored
         old, ent, gammas = [], [], []
@@ -293,6 +294,23 @@ class RhythmGRPO(pl.LightningModule):
                 scored.traces.append(part.trace)
         scored.old_logp, scored.entropy, scored.gamma = torch.cat(old), torch.cat(ent), torch.cat(gammas)
         return scored
+
+    def score_rewards(self, rollouts: Rollouts, log: RewardLog | None = None):
+        """``(total, per_function)`` rewards of the rollouts, reward functions called as TRL calls them.
+
+        Conversational prompts give ``[{"role": "assistant", "content": text}]`` completions; every function
+        also gets ``completion_ids``, ``trainer_state``, ``log_extra``/``log_metric`` (into ``log``) and the
+        dataset columns (see :mod:`lightning_reasonattn.reward_protocol`).
+        """
+        prompts, completions = conversational_completions(rollouts.prompts, rollouts.texts)
+        ids = rollouts.ids[:, -rollouts.width :].cpu()
+        completion_ids = [row[keep].tolist() for row, keep in zip(ids, rollouts.completion_mask.cpu(), strict=True)]
+        state = None
+        if self._trainer is not None:
+            t = self.trainer
+            state = TrainerState(global_step=t.global_step, max_steps=t.max_steps, epoch=float(t.current_epoch))
+        return score_completions(self.reward_funcs, self.reward_weights, prompts, completions, rollouts.columns,
+                                 completion_ids=completion_ids, trainer_state=state, log=log)  # fmt: skip
 
     def credit(self, rollouts: Rollouts, rows: slice, trace, entropy: torch.Tensor) -> torch.Tensor:
         """``[b, T]`` gamma of the completion tokens of ``rows`` (1 for ``uniform``), from the strategy."""
@@ -382,14 +400,14 @@ class RhythmGRPO(pl.LightningModule):
     def validation_step(self, batch: list[dict], batch_idx: int) -> None:
         """Held-out reward: one greedy completion per prompt, logged as ``val/reward`` (and per function)."""
         rollouts = self.rollout(batch, group_size=1, temperature=0.0)
-        rewards, per_function = score_completions(
-            self.reward_funcs, self.reward_weights, rollouts.prompts, rollouts.texts, rollouts.columns
-        )
+        log = RewardLog()
+        rewards, per_function = self.score_rewards(rollouts, log)
         values = {
-            "val/reward": rewards.mean(),
+            "val/reward": rewards.nanmean(),  # NaN-aware: over the completions some reward function applies to
             "val/completions/mean_length": rollouts.completion_mask.sum(-1).float().mean(),
         }
-        values |= {f"val/rewards/{name}/mean": r.mean() for name, r in per_function.items()}
+        values |= {f"val/rewards/{name}/mean": r.nanmean() for name, r in per_function.items()}
+        values |= {f"val/{name}": torch.tensor(v) for name, v in log.metric_means().items()}
         for name, value in values.items():
             self.log(
                 name,
@@ -404,13 +422,10 @@ class RhythmGRPO(pl.LightningModule):
     def _log_step(self, rollouts: Rollouts, scored: Scored, stats: dict) -> None:
         gamma = scored.gamma
         g = self.group_size
-        r = scored.rewards
         lengths = rollouts.completion_mask.sum(-1).float()
         m = rollouts.completion_mask
         values = {
-            "reward": r.mean(),
-            "reward_std": r.std() if r.numel() > 1 else torch.zeros(()),
-            "frac_reward_zero_std": (r.view(-1, g).std(1) == 0).float().mean(),
+            **reward_metrics(scored.rewards, scored.per_function, g, scored.log),  # NaN-aware, TRL's names
             "completions/mean_length": lengths.mean(),
             "completions/min_length": lengths.min(),
             "completions/max_length": lengths.max(),
@@ -423,9 +438,6 @@ class RhythmGRPO(pl.LightningModule):
         }
         if self.device.type == "cuda":
             values["memory/peak_gib"] = torch.tensor(torch.cuda.max_memory_allocated(self.device) / 2**30)
-        for name, rewards in scored.per_function.items():
-            values[f"rewards/{name}/mean"] = rewards.mean()
-            values[f"rewards/{name}/std"] = rewards.std() if rewards.numel() > 1 else torch.zeros(())
         if scored.traces and scored.traces[0] is not None:
             width = rollouts.width
             values["credit/preplan_rate"] = torch.cat([t.preplan[:, -width:] for t in scored.traces])[m].float().mean()
@@ -446,13 +458,15 @@ class RhythmGRPO(pl.LightningModule):
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as fh:
             for i in range(0, len(rollouts.texts), self.group_size):  # first completion of every prompt
+                reward = float(scored.rewards[i])
                 row = {
                     "step": self.global_step,
                     "prompt": rollouts.prompts[i],
                     "completion": rollouts.texts[i],
-                    "reward": float(scored.rewards[i]),
+                    "reward": None if math.isnan(reward) else reward,  # null: no reward function applied
+                    **{k: v[i] for k, v in scored.log.extra.items() if len(v) == len(rollouts.texts)},  # log_extra
                 }
-                fh.write(json.dumps(row) + "\n")
+                fh.write(json.dumps(row, default=str) + "\n")  # log_extra values may be any type
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:

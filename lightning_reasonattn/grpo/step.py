@@ -23,7 +23,11 @@ from ..functional.trace import RhythmTrace
 
 
 def prompt_text(tokenizer, prompt) -> tuple[str, bool]:
-    """``(text, add_special_tokens)``: chat messages go through the chat template; strings stay raw."""
+    """``(text, add_special_tokens)``: chat messages go through the chat template; strings stay raw.
+
+    Messages that end with an assistant message are continued from it (``continue_final_message``), so the
+    completion extends that prefix; otherwise the template opens a new assistant turn.
+    """
     if isinstance(prompt, str):
         return prompt, True
     if getattr(tokenizer, "chat_template", None) is None:
@@ -31,7 +35,12 @@ def prompt_text(tokenizer, prompt) -> tuple[str, bool]:
             "a prompt is a list of chat messages but the tokenizer has no chat template: give plain-text prompts "
             "or a tokenizer with a chat template."
         )
-    return tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False), False
+    # a prompt that ends with an assistant message is a prefix for the model to continue (as in TRL)
+    prefix = isinstance(prompt[-1], dict) and prompt[-1].get("role") == "assistant" if prompt else False
+    text = tokenizer.apply_chat_template(
+        prompt, add_generation_prompt=not prefix, continue_final_message=prefix, tokenize=False
+    )
+    return text, False
 
 
 def encode_prompts(tokenizer, prompts: list, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:

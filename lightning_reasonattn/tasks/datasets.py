@@ -181,7 +181,8 @@ def load_prompts(
 
     Raises:
         FileNotFoundError: no such file or folder.
-        ValueError: an unknown file type, a missing column, a bad split or an empty dataset.
+        ValueError: an unknown file type, a missing column, records with different columns (a record without
+            the answer column is refused here, not when training reaches it), a bad split or an empty dataset.
         ImportError: parquet or a folder without the ``datasets`` package.
 
     Example::
@@ -215,7 +216,21 @@ def load_prompts(
             " prompt_column=, answer_column= or rename=."
         )
     rows = rows[:limit] if limit is not None else rows
+    _check_same_columns(rows, path)
     return [_renamed(row, renames, i, path) for i, row in enumerate(rows)]
+
+
+def _check_same_columns(rows: list[dict[str, Any]], path: Path) -> None:
+    """Every record has the columns of the first: a reward function gets one value per completion of each."""
+    first = set(rows[0])
+    for index, row in enumerate(rows):
+        if set(row) != first:
+            missing, extra = sorted(first - set(row)), sorted(set(row) - first)
+            what = f"has no column {missing[0]!r}" if missing else f"has column {extra[0]!r}"
+            raise ValueError(
+                f"{path}: record {index} {what} that record 0 {'has' if missing else 'lacks'}; every record needs the"
+                f" same columns ({sorted(first)}): add the missing one (null is a value) or drop the extra one."
+            )
 
 
 def _renamed(row: Mapping[str, Any], renames: Mapping[str, str], index: int, path: Path) -> dict[str, Any]:
