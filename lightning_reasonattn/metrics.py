@@ -134,8 +134,8 @@ class RhythmCoupling(Metric):
         >>> attn = (causal / causal.sum(-1, keepdim=True)).expand(1, 1, 2, 40, 40)  # [B, L_sel, H, N, N]
         >>> m = RhythmCoupling()
         >>> m.update(rhythm_from_attentions(attn, torch.arange(40)[None] >= 8, horizon=(2, 10)))
-        >>> [name for name in m.compute() if name.startswith("fai_preceded")]
-        ['fai_preceded_rate', 'fai_preceded_shuffled', 'fai_preceded_lift']
+        >>> print(*[name for name in m.compute() if name.startswith("fai_preceded")])
+        fai_preceded_rate fai_preceded_shuffled fai_preceded_lift
     """
 
     full_state_update = False

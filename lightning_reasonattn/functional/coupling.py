@@ -1,6 +1,7 @@
 """Coupling statistics of the rhythm: peaks, peaks near peaks against shuffled positions, and token entropy.
 
-Definitions (docs/rhythm.md, section "Coupling statistics"):
+Definitions (docs/rhythm.md, section "Coupling statistics"; one definition, shared by ``RhythmCoupling`` and
+``reasonattn survey``):
 
 * A **peak** of a signal ``v`` (``[*batch, N]``, NaN where undefined) is a position ``t`` where ``v[t]`` is
   finite, among ``top_fraction(v, top)`` (default the top 20%), and a local maximum: ``v[t] > v[t-1]``
@@ -236,16 +237,13 @@ def response_counts(
         q: top fraction of preplan and anchor tokens. look_back: look-back of dominated anchors.
 
     Returns:
-        float64 ``[B]`` tensors:
-
-        * the :func:`coupling_counts` of both peak directions (without the 0.1 aliases);
-        * token sets, with the same windows and shuffle: ``anchors``, ``anchor_preceded`` (anchors with a
-          preplan token in ``[t - k, t]``), ``anchor_preceded_shuffled``; ``preplans``, ``preplan_followed``
-          (preplan tokens with an anchor in ``[t, t + k]``), ``preplan_followed_shuffled``; ``dominated``;
-        * entropy sums and counts: ``entropy_sum``/``entropy_count`` (all response tokens),
-          ``entropy_waad_peak_sum``/``_count`` (at WAAD peaks), ``entropy_jump_peak_sum``/``_count`` (at peaks
-          of the WAAD jumps);
-        * ``waad_sum``/``waad_count`` and ``fai_sum``/``fai_count`` over the finite values of the response.
+        float64 ``[B]`` tensors. The :func:`coupling_counts` of both peak directions (without the 0.1
+        aliases). Token sets, with the same windows and shuffle: ``anchors``, ``anchor_preceded`` (anchors with
+        a preplan token in ``[t - k, t]``), ``anchor_preceded_shuffled``; ``preplans``, ``preplan_followed``
+        (preplan tokens with an anchor in ``[t, t + k]``), ``preplan_followed_shuffled``; ``dominated``.
+        Entropy sums and counts: ``entropy_sum``/``entropy_count`` (all response tokens),
+        ``entropy_waad_peak_sum``/``_count`` (at WAAD peaks), ``entropy_jump_peak_sum``/``_count`` (at peaks of
+        the WAAD jumps). ``waad_sum``/``waad_count`` and ``fai_sum``/``fai_count`` over the finite values.
     """
     from .trace import select_tokens
 
