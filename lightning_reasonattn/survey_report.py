@@ -25,6 +25,7 @@ table.survey td,table.survey th{padding:.25rem .6rem}
 table.survey td.l,table.survey th.l{text-align:left}
 table.survey tr.paper td{font-weight:600}
 table.survey td.na{color:#9ca3af}
+table.survey td.sub{padding-left:1.6rem;color:#4b5563}
 .note{font-size:.85rem;color:#4b5563;max-width:60rem}
 ol.resp{font-size:.85rem;padding-left:1.4rem}ol.resp li{margin:.2rem 0}
 .preview{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;color:#4b5563;font-size:.8rem}
@@ -33,13 +34,16 @@ pre.settings{font-size:.78rem;background:#f9fafb;border:1px solid #e5e7eb;paddin
 
 
 def _num(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
+    """``digits`` decimals, or ``digits`` significant digits for small values (a mean FAI is ~0.003)."""
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}f}" if value == 0 or abs(value) >= 0.1 else f"{value:#.{digits}g}"
 
 
 def _interval(row: dict[str, Any], digits: int = 3) -> str:
     if row["low"] is None or row["high"] is None:
         return "n/a"
-    return f"[{row['low']:.{digits}f}, {row['high']:.{digits}f}]"
+    return f"[{_num(row['low'], digits)}, {_num(row['high'], digits)}]"
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -101,12 +105,14 @@ def profiles_figure(result: dict[str, Any]):
 
 def _row_html(row: dict[str, Any]) -> str:
     cls = ' class="paper"' if row["key"] == "fai_preceded_rate" else ""
-    value = _num(row["value"])
-    interval = _interval(row)
+    label = row["label"]
+    label_cls = "l sub" if label.startswith("... ") else "l"
+    label = label.removeprefix("... ")
     paper = row["paper_text"]
     return (
-        f'<tr{cls} title="{html.escape(row["formula"], quote=True)}"><td class="l">{html.escape(row["label"])}</td>'
-        f"<td>{value}</td><td>{interval}</td><td{' class=na' if paper == '-' else ''}>{html.escape(paper)}</td></tr>"
+        f'<tr{cls} title="{html.escape(row["formula"], quote=True)}">'
+        f'<td class="{label_cls}">{html.escape(label)}</td><td>{_num(row["value"])}</td><td>{_interval(row)}</td>'
+        f"<td{' class=na' if paper == '-' else ''}>{html.escape(paper)}</td></tr>"
     )
 
 
@@ -162,7 +168,7 @@ def survey_html(result: dict[str, Any], images: dict[str, bytes] | None = None) 
         "<h2>Coupling statistics</h2>",
         '<table class="survey">',
         f'<tr><th class="l">statistic</th><th>value</th><th>{level}% CI</th>'
-        f'<th title="{html.escape(PAPER_SOURCE, quote=True)}">paper</th></tr>',
+        f'<th title="{html.escape(PAPER_SOURCE, quote=True)}">paper (Qwen3-4B-Base)</th></tr>',
         *(_row_html(row) for row in result["table"]),
         "</table>",
         f'<p class="note">{html.escape(note)} Paper: {html.escape(PAPER_SOURCE)}.</p>',
