@@ -6,6 +6,7 @@ from .functional import RhythmTrace, credit_gamma
 from .grpo import RhythmGRPO
 from .metrics import FutureAttentionInfluence, RhythmCoupling, WindowedAverageAttentionDistance
 from .report_callback import RhythmReport
+from .survey import SurveySettings, run_survey
 
 __version__ = "0.1.0"
 
@@ -16,10 +17,12 @@ __all__ = [
     "RhythmGRPO",
     "RhythmReport",
     "RhythmTrace",
+    "SurveySettings",
     "WindowedAverageAttentionDistance",
     "__version__",
     "capture_group_maps",
     "capture_rhythm",
     "credit_gamma",
     "rhythm_capture",
+    "run_survey",
 ]

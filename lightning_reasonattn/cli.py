@@ -4,6 +4,7 @@ Subcommands:
 
 * ``analyze``: generate a response to a prompt and print the rhythm of that response token by token
   (WAAD, its jumps, FAI, and the preplan / anchor / dominated / introductory marks), then a summary.
+* ``survey``: the coupling statistics of the rhythm over many sampled responses (``survey_cli.py``).
 
 Example:
     $ reasonattn analyze --max-new-tokens 64 --json rhythm.json
@@ -94,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     an.add_argument("--no-report", dest="report", action="store_const", const=None, help="write no report")
     an.set_defaults(handler=analyze)
+    from .survey_cli import add_survey_parser
+
+    add_survey_parser(sub)
     return parser
 
 

@@ -10,7 +10,8 @@ import torch
 from torchmetrics import Metric
 
 from .functional._checks import check_positive_int
-from .functional.coupling import coupling_counts, local_peaks
+from .functional.bootstrap import profile_sums
+from .functional.coupling import coupling_counts, entropy_counts, local_peaks
 from .functional.trace import RhythmTrace
 
 
@@ -57,11 +58,9 @@ class _ResponseMean(Metric):
         self.total += torch.where(use, v, torch.zeros_like(v)).sum()
         self.count += use.sum()
         if self.num_buckets:
-            rank = mask.long().cumsum(-1) - 1  # index of each response token within its response
-            length = mask.sum(-1, keepdim=True).clamp_min(1)
-            bucket = (rank * self.num_buckets // length).clamp(0, self.num_buckets - 1)
-            self.bucket_total.scatter_add_(0, bucket[use], v[use])
-            self.bucket_count.scatter_add_(0, bucket[use], torch.ones_like(v[use]))
+            sums, counts = profile_sums(v, mask, self.num_buckets)
+            self.bucket_total += sums.sum(0)
+            self.bucket_count += counts.sum(0)
 
     def update_from_trace(self, trace: RhythmTrace) -> None:
         self.update(getattr(trace, self.signal), trace.response_mask)
@@ -106,31 +105,56 @@ class FutureAttentionInfluence(_ResponseMean):
 
 
 class RhythmCoupling(Metric):
-    """How tightly anchors follow preplan peaks, and how uncertain the model is at those peaks.
+    """How tightly anchors and preplan peaks go together, and how uncertain the model is at the peaks.
 
-    With peaks as in :func:`~lightning_reasonattn.functional.coupling.local_peaks` (local maxima among
-    the top ``top`` fraction):
+    With peaks as in :func:`~lightning_reasonattn.functional.coupling.local_peaks` (local maxima among the top
+    ``top`` fraction) and a window of ``k`` tokens, in both directions (docs/rhythm.md, "Coupling statistics"):
 
-    * ``coupling_rate``: share of WAAD peaks with an FAI peak at or within ``k`` tokens after them;
-    * ``coupling_baseline``: the same share over every response position (= shuffled peak positions);
-    * ``coupling_lift``: rate / baseline (> 1: anchors follow preplan peaks more than chance);
+    * ``fai_preceded_rate``: share of FAI peaks with a WAAD peak at or within ``k`` tokens before them (the
+      paper's statistic: 52.5%); ``fai_preceded_shuffled``: the same share expected with the FAI peaks of each
+      response at shuffled positions (the paper: 36.9%); ``fai_preceded_lift``: their ratio;
+    * ``waad_followed_rate``, ``waad_followed_shuffled``, ``waad_followed_lift``: the other direction, the share
+      of WAAD peaks with an FAI peak at or within ``k`` tokens after them;
+    * ``coupling_rate``, ``coupling_baseline``, ``coupling_lift``: the 0.1 names of the ``waad_followed_*``
+      values, kept for existing dashboards (the baseline is now the per-response shuffle, as above);
     * ``entropy_at_peaks``, ``entropy_mean``, ``entropy_lift``: mean token entropy at WAAD peaks, over all
       response tokens, and their ratio (needs ``entropy`` in :meth:`update`).
 
+    A lift above 1 means the two kinds of peaks meet more often than chance. Every value is a ratio of sums
+    over all responses seen.
+
     Args:
-        k: look-ahead in tokens (default 3).
+        k: look-ahead / look-back in tokens (default 3).
         top: peak fraction (default 0.2).
+
+    Example:
+        >>> import torch
+        >>> from lightning_reasonattn.functional import rhythm_from_attentions
+        >>> causal = torch.ones(40, 40).tril()
+        >>> attn = (causal / causal.sum(-1, keepdim=True)).expand(1, 1, 2, 40, 40)  # [B, L_sel, H, N, N]
+        >>> m = RhythmCoupling()
+        >>> m.update(rhythm_from_attentions(attn, torch.arange(40)[None] >= 8, horizon=(2, 10)))
+        >>> print(*[name for name in m.compute() if name.startswith("fai_preceded")])
+        fai_preceded_rate fai_preceded_shuffled fai_preceded_lift
     """
 
     full_state_update = False
     is_differentiable = False
     higher_is_better = None
+    _COUNTS = (
+        "waad_peaks",
+        "waad_followed",
+        "waad_followed_shuffled",
+        "fai_peaks",
+        "fai_preceded",
+        "fai_preceded_shuffled",
+    )
 
     def __init__(self, k: int = 3, top: float = 0.2, **kwargs):
         super().__init__(**kwargs)
         self.k = k
         self.top = top
-        for name in ("peak_hits", "peaks", "base_hits", "positions", "ent_peak", "n_peak", "ent_all", "n_all"):
+        for name in (*self._COUNTS, "ent_peak", "n_peak", "ent_all", "n_all"):
             self.add_state(name, torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, trace: RhythmTrace, entropy: torch.Tensor | None = None) -> None:
@@ -140,29 +164,28 @@ class RhythmCoupling(Metric):
             trace: the rhythm of the batch.
             entropy: ``[B, N]`` token entropies aligned to the tokens (see ``token_entropy``), optional.
         """
+        device = self.waad_peaks.device
         counts = coupling_counts(trace.waad, trace.fai, trace.response_mask, self.k, self.top)
-        for name, value in counts.items():
-            setattr(self, name, getattr(self, name) + value.to(self.peaks.device))
+        for name in self._COUNTS:
+            setattr(self, name, getattr(self, name) + counts[name].to(device))
         if entropy is not None:
-            mask = trace.response_mask.bool() & torch.isfinite(entropy)
-            ent = torch.where(mask, entropy.detach().double(), torch.zeros((), dtype=torch.float64))
-            at_peaks = local_peaks(trace.waad, self.top) & mask
-            self.ent_peak += ent[at_peaks].sum().to(self.peaks.device)
-            self.n_peak += at_peaks.sum().to(self.peaks.device)
-            self.ent_all += ent.sum().to(self.peaks.device)
-            self.n_all += mask.sum().to(self.peaks.device)
+            ent = entropy_counts(entropy, trace.response_mask, local_peaks(trace.waad, self.top))
+            self.ent_peak += ent["sum_at"].sum().to(device)
+            self.n_peak += ent["count_at"].sum().to(device)
+            self.ent_all += ent["sum_all"].sum().to(device)
+            self.n_all += ent["count_all"].sum().to(device)
 
     def compute(self) -> dict[str, torch.Tensor]:
-        rate = _ratio(self.peak_hits, self.peaks)
-        base = _ratio(self.base_hits, self.positions)
+        out = {}
+        for direction, peaks in (("fai_preceded", self.fai_peaks), ("waad_followed", self.waad_peaks)):
+            hits, shuffled = getattr(self, direction), getattr(self, f"{direction}_shuffled")
+            out[f"{direction}_rate"] = _ratio(hits, peaks)
+            out[f"{direction}_shuffled"] = _ratio(shuffled, peaks)
+            out[f"{direction}_lift"] = _ratio(hits, shuffled)
+        out["coupling_rate"] = out["waad_followed_rate"]
+        out["coupling_baseline"] = out["waad_followed_shuffled"]
+        out["coupling_lift"] = out["waad_followed_lift"]
         ent_peak = _ratio(self.ent_peak, self.n_peak)
         ent_all = _ratio(self.ent_all, self.n_all)
-        out = {
-            "coupling_rate": rate,
-            "coupling_baseline": base,
-            "coupling_lift": _ratio(rate, base),
-            "entropy_at_peaks": ent_peak,
-            "entropy_mean": ent_all,
-            "entropy_lift": _ratio(ent_peak, ent_all),
-        }
+        out.update(entropy_at_peaks=ent_peak, entropy_mean=ent_all, entropy_lift=_ratio(ent_peak, ent_all))
         return {name: value.float() for name, value in out.items()}

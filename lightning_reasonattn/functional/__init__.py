@@ -14,6 +14,8 @@ from .attention import (
     split_heads,
     waad,
 )
+from .bootstrap import bootstrap_ci, profile_sums
+from .coupling import coupling_counts, local_peaks, response_counts, token_entropy
 from .credit import RHYTHM_STRATEGIES, STRATEGIES, credit_gamma
 from .logprobs import chunked_logprobs
 from .tokens import (
@@ -32,7 +34,9 @@ __all__ = [
     "STRATEGIES",
     "RhythmTrace",
     "anchor_tokens",
+    "bootstrap_ci",
     "chunked_logprobs",
+    "coupling_counts",
     "credit_gamma",
     "dominated_anchors",
     "fai",
@@ -41,12 +45,16 @@ __all__ = [
     "head_backward_distance",
     "horizon_band",
     "intro_tokens",
+    "local_peaks",
     "lower_median",
     "preplan_tokens",
+    "profile_sums",
+    "response_counts",
     "rhythm_from_attentions",
     "select_layers",
     "select_tokens",
     "split_heads",
+    "token_entropy",
     "top_fraction",
     "trace_from_head_stats",
     "waad",

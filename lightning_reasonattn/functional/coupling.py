@@ -1,16 +1,24 @@
-"""Coupling statistics of the rhythm: peaks, "an FAI peak follows a WAAD peak", and token entropy.
+"""Coupling statistics of the rhythm: peaks, peaks near peaks against shuffled positions, and token entropy.
 
-Definitions (docs/metrics.md):
+Definitions (docs/rhythm.md, section "Coupling statistics"; one definition, shared by ``RhythmCoupling`` and
+``reasonattn survey``):
 
 * A **peak** of a signal ``v`` (``[*batch, N]``, NaN where undefined) is a position ``t`` where ``v[t]`` is
   finite, among ``top_fraction(v, top)`` (default the top 20%), and a local maximum: ``v[t] > v[t-1]``
   and ``v[t] >= v[t+1]``, a neighbour that is NaN or outside the sequence counting as lower. (The first
   position of a plateau is the peak.)
-* A position ``t`` is **followed** by an FAI peak when some FAI peak lies in ``[t, t + k]`` (coincides
-  or follows within ``k`` tokens).
-* The **coupling rate** is the fraction of WAAD peaks that are followed by an FAI peak; the **baseline**
-  is the same fraction over every response position, which is exactly the expected rate of WAAD peaks
-  placed at uniformly shuffled response positions (no random draw needed); the **lift** is their ratio.
+* Two directions, for a look-ahead/look-back of ``k`` tokens:
+
+  - **WAAD peak followed by an FAI peak** (``waad_followed``): some FAI peak lies in ``[t, t + k]``;
+  - **FAI peak preceded by a WAAD peak** (``fai_preceded``): some WAAD peak lies in ``[t - k, t]``. This is
+    the paper's statistic ("an FAI peak follows or coincides with a WAAD peak", 52.5% vs 36.9%).
+
+* The **shuffled** value of a direction is the expected count of hits when the source peaks of each
+  response are placed at uniformly random distinct positions among those where the source signal is
+  defined (every response token for WAAD; those with a finite FAI for FAI). By linearity of expectation
+  it is exact, no random draw needed: ``peaks * (candidates that hit) / candidates``, per response.
+  **rate** = hits / peaks, **shuffled rate** = shuffled / peaks, **lift** = hits / shuffled (summed over
+  responses before dividing: a ratio of sums).
 * The **token entropy** of response token ``t`` is the entropy of the distribution it was sampled from:
   the softmax of logits row ``t - 1``.
 """
@@ -22,6 +30,8 @@ import torch
 from ._checks import check_fraction, check_positive_int
 from .attention import as_float
 from .tokens import top_fraction
+
+LOOKS = ("ahead", "back")
 
 
 def local_peaks(values: torch.Tensor, top: float = 0.2) -> torch.Tensor:
@@ -42,45 +52,131 @@ def local_peaks(values: torch.Tensor, top: float = 0.2) -> torch.Tensor:
     return top_fraction(v, top) & (low > left) & (low >= right)
 
 
-def followed_by(targets: torch.Tensor, k: int) -> torch.Tensor:
-    """``out[t]`` is True when some ``targets[u]`` is True for ``u`` in ``[t, t + k]``.
+def _check_k(k: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValueError(f"k={k!r} is invalid: the look-ahead must be an integer >= 0.")
+    return k
+
+
+def within(targets: torch.Tensor, k: int, look: str = "ahead") -> torch.Tensor:
+    """``out[t]`` is True when some ``targets[u]`` is True for ``u`` in ``[t, t + k]`` (``look="ahead"``) or in
+    ``[t - k, t]`` (``look="back"``), positions outside the sequence ignored.
 
     Args:
         targets: ``[*batch, N]`` bool.
-        k: look-ahead in tokens (>= 0).
+        k: window in tokens (>= 0; 0 means the same position only).
+        look: ``"ahead"`` or ``"back"``.
 
     Returns:
         ``[*batch, N]`` bool.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise ValueError(f"k={k!r} is invalid: the look-ahead must be an integer >= 0.")
+    k = _check_k(k)
+    if look not in LOOKS:
+        raise ValueError(f"look={look!r} is invalid: use 'ahead' or 'back'.")
     n = targets.shape[-1]
     csum = torch.nn.functional.pad(targets.long().cumsum(-1), (1, 0))  # csum[i] = count before i
     t = torch.arange(n, device=targets.device)
-    return (csum[..., (t + k + 1).clamp(max=n)] - csum[..., t]) > 0
+    if look == "ahead":
+        return (csum[..., (t + k + 1).clamp(max=n)] - csum[..., t]) > 0
+    return (csum[..., t + 1] - csum[..., (t - k).clamp(min=0)]) > 0
+
+
+def followed_by(targets: torch.Tensor, k: int) -> torch.Tensor:
+    """``out[t]``: some ``targets[u]`` is True for ``u`` in ``[t, t + k]`` (``within(targets, k, "ahead")``)."""
+    return within(targets, k, "ahead")
+
+
+def preceded_by(targets: torch.Tensor, k: int) -> torch.Tensor:
+    """``out[t]``: some ``targets[u]`` is True for ``u`` in ``[t - k, t]`` (``within(targets, k, "back")``)."""
+    return within(targets, k, "back")
+
+
+def shuffled_hits(
+    sources: torch.Tensor, targets: torch.Tensor, candidates: torch.Tensor, k: int, look: str
+) -> dict[str, torch.Tensor]:
+    """Per row: how many ``sources`` have a ``targets`` event within ``k`` tokens, and how many at shuffled positions.
+
+    Args:
+        sources: ``[*batch, N]`` bool, the events counted (e.g. FAI peaks); must lie inside ``candidates``.
+        targets: ``[*batch, N]`` bool, the events looked for (e.g. WAAD peaks).
+        candidates: ``[*batch, N]`` bool, where a source can be (the shuffle's support).
+        k: window in tokens. look: ``"ahead"`` (``[t, t + k]``) or ``"back"`` (``[t - k, t]``).
+
+    Returns:
+        float64 ``[*batch]`` tensors ``events`` (sources), ``hits`` (sources with a target in their window) and
+        ``shuffled`` (expected hits of the same number of sources at uniformly random distinct candidate
+        positions: ``events * (candidates with a target in their window) / candidates``; 0 without candidates).
+    """
+    near = within(targets.bool(), k, look)
+    candidates = candidates.bool()
+    sources = sources.bool() & candidates
+    events = sources.sum(-1).double()
+    support = candidates.sum(-1).double()
+    open_hits = (near & candidates).sum(-1).double()
+    shuffled = torch.where(support > 0, events * open_hits / support.clamp_min(1), torch.zeros_like(events))
+    return {"events": events, "hits": (near & sources).sum(-1).double(), "shuffled": shuffled}
 
 
 def coupling_counts(
-    waad: torch.Tensor, fai: torch.Tensor, response_mask: torch.Tensor, k: int = 3, top: float = 0.2
+    waad: torch.Tensor,
+    fai: torch.Tensor,
+    response_mask: torch.Tensor,
+    k: int = 3,
+    top: float = 0.2,
+    per_response: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Counts behind the coupling rate and its shuffled baseline, summed over the batch.
+    """Counts behind both coupling directions and their shuffled baselines.
 
     Args:
         waad: ``[B, N]``; fai: ``[B, N]``; response_mask: ``[B, N]`` bool.
-        k: look-ahead in tokens. top: peak fraction.
+        k: look-ahead / look-back in tokens. top: peak fraction.
+        per_response: return ``[B]`` tensors instead of sums over the batch.
 
     Returns:
-        float64 scalars ``peak_hits`` (WAAD peaks followed by an FAI peak), ``peaks`` (WAAD peaks),
-        ``base_hits`` (response positions followed by an FAI peak) and ``positions`` (response positions).
+        float64 counts: ``waad_peaks``, ``waad_followed`` (WAAD peaks with an FAI peak in ``[t, t + k]``),
+        ``waad_followed_shuffled`` (its expectation at shuffled WAAD-peak positions); ``fai_peaks``,
+        ``fai_preceded`` (FAI peaks with a WAAD peak in ``[t - k, t]``, the paper's direction),
+        ``fai_preceded_shuffled``; ``positions`` (response tokens). ``peaks`` and ``peak_hits`` are the
+        0.1 names of ``waad_peaks`` and ``waad_followed``.
     """
     mask = response_mask.bool()
     waad_peaks = local_peaks(waad, top) & mask
-    hit = followed_by(local_peaks(fai, top) & mask, k)
+    fai_peaks = local_peaks(fai, top) & mask
+    forward = shuffled_hits(waad_peaks, fai_peaks, mask & torch.isfinite(as_float(waad)), k, "ahead")
+    backward = shuffled_hits(fai_peaks, waad_peaks, mask & torch.isfinite(as_float(fai)), k, "back")
+    out = {
+        "waad_peaks": forward["events"],
+        "waad_followed": forward["hits"],
+        "waad_followed_shuffled": forward["shuffled"],
+        "fai_peaks": backward["events"],
+        "fai_preceded": backward["hits"],
+        "fai_preceded_shuffled": backward["shuffled"],
+        "positions": mask.sum(-1).double(),
+    }
+    out["peaks"], out["peak_hits"] = out["waad_peaks"], out["waad_followed"]
+    return out if per_response else {name: value.sum() for name, value in out.items()}
+
+
+def entropy_counts(entropy: torch.Tensor, response_mask: torch.Tensor, at: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-row sums behind "mean token entropy at ``at`` / mean over the response".
+
+    Args:
+        entropy: ``[B, N]`` token entropies (NaN where unknown), aligned as :func:`token_entropy`.
+        response_mask: ``[B, N]`` bool.
+        at: ``[B, N]`` bool, the positions of interest (e.g. WAAD peaks).
+
+    Returns:
+        float64 ``[B]``: ``sum_at``, ``count_at``, ``sum_all``, ``count_all`` over response tokens with a
+        finite entropy.
+    """
+    use = response_mask.bool() & torch.isfinite(entropy)
+    ent = torch.where(use, entropy.detach().double(), torch.zeros((), dtype=torch.float64, device=entropy.device))
+    here = use & at.bool()
     return {
-        "peak_hits": (hit & waad_peaks).sum().double(),
-        "peaks": waad_peaks.sum().double(),
-        "base_hits": (hit & mask).sum().double(),
-        "positions": mask.sum().double(),
+        "sum_at": (ent * here).sum(-1),
+        "count_at": here.sum(-1).double(),
+        "sum_all": ent.sum(-1),
+        "count_all": use.sum(-1).double(),
     }
 
 
@@ -115,3 +211,72 @@ def token_entropy(logits: torch.Tensor, chunk: int = 256) -> torch.Tensor:
     """
     nan = torch.full((logits.shape[0], 1), float("nan"), device=logits.device)
     return torch.cat([nan, logits_entropy(logits[:, :-1], chunk)], dim=1)
+
+
+def response_counts(
+    waad: torch.Tensor,
+    fai: torch.Tensor,
+    response_mask: torch.Tensor,
+    entropy: torch.Tensor | None = None,
+    k: int = 3,
+    top: float = 0.2,
+    q: float = 0.4,
+    look_back: int = 3,
+) -> dict[str, torch.Tensor]:
+    """Every per-response count behind the survey's statistics (docs/rhythm.md, "Coupling statistics").
+
+    The token sets (preplan, anchor, locally dominated) are selected from the two signals by
+    :func:`~lightning_reasonattn.functional.select_tokens`, as in a :class:`RhythmTrace`.
+
+    Args:
+        waad: ``[B, N]``, NaN outside the response; fai: ``[B, N]``, NaN where undefined.
+        response_mask: ``[B, N]`` bool.
+        entropy: ``[B, N]`` token entropies aligned as :func:`token_entropy` (optional; without it the entropy
+            counts are 0 and the entropy statistics undefined).
+        k: coupling window in tokens. top: peak fraction.
+        q: top fraction of preplan and anchor tokens. look_back: look-back of dominated anchors.
+
+    Returns:
+        float64 ``[B]`` tensors. The :func:`coupling_counts` of both peak directions (without the 0.1
+        aliases). Token sets, with the same windows and shuffle: ``anchors``, ``anchor_preceded`` (anchors with
+        a preplan token in ``[t - k, t]``), ``anchor_preceded_shuffled``; ``preplans``, ``preplan_followed``
+        (preplan tokens with an anchor in ``[t, t + k]``), ``preplan_followed_shuffled``; ``dominated``.
+        Entropy sums and counts: ``entropy_sum``/``entropy_count`` (all response tokens),
+        ``entropy_waad_peak_sum``/``_count`` (at WAAD peaks), ``entropy_jump_peak_sum``/``_count`` (at peaks of
+        the WAAD jumps). ``waad_sum``/``waad_count`` and ``fai_sum``/``fai_count`` over the finite values.
+    """
+    from .trace import select_tokens
+
+    mask = response_mask.bool()
+    waad, fai = as_float(waad).masked_fill(~mask, float("nan")), as_float(fai).masked_fill(~mask, float("nan"))
+    sets = select_tokens(waad, fai, q, look_back)
+    out = coupling_counts(waad, fai, mask, k, top, per_response=True)
+    del out["peaks"], out["peak_hits"]
+    anchors = shuffled_hits(sets["anchor"], sets["preplan"], mask & torch.isfinite(fai), k, "back")
+    preplans = shuffled_hits(sets["preplan"], sets["anchor"], mask & torch.isfinite(sets["waad_jumps"]), k, "ahead")
+    out.update(
+        anchors=anchors["events"],
+        anchor_preceded=anchors["hits"],
+        anchor_preceded_shuffled=anchors["shuffled"],
+        preplans=preplans["events"],
+        preplan_followed=preplans["hits"],
+        preplan_followed_shuffled=preplans["shuffled"],
+        dominated=(sets["dominated"] & mask).sum(-1).double(),
+    )
+    if entropy is None:
+        entropy = torch.full(mask.shape, float("nan"), device=mask.device)
+    at_waad = entropy_counts(entropy, mask, local_peaks(waad, top))
+    at_jump = entropy_counts(entropy, mask, local_peaks(sets["waad_jumps"], top))
+    out.update(
+        entropy_sum=at_waad["sum_all"],
+        entropy_count=at_waad["count_all"],
+        entropy_waad_peak_sum=at_waad["sum_at"],
+        entropy_waad_peak_count=at_waad["count_at"],
+        entropy_jump_peak_sum=at_jump["sum_at"],
+        entropy_jump_peak_count=at_jump["count_at"],
+    )
+    for name, v in (("waad", waad.double()), ("fai", fai.double())):
+        use = torch.isfinite(v)
+        out[f"{name}_sum"] = torch.where(use, v, torch.zeros_like(v)).sum(-1)
+        out[f"{name}_count"] = use.sum(-1).double()
+    return out

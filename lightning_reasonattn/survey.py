@@ -1,0 +1,512 @@
+"""``reasonattn survey``: the coupling statistics of the rhythm over many sampled responses (the paper's Table 2).
+
+For a causal LM and a set of prompts it samples one response per prompt (batched ``generate`` on left-padded
+prompts), measures each batch in one forward pass (the rhythm captured in the same pass whose logits give the
+token entropies) and keeps the per-token WAAD, FAI and entropy of every response. The reduction
+(:mod:`lightning_reasonattn.survey_table`) counts per response and pools: every statistic is a ratio of sums over
+responses, with a percentile bootstrap interval over responses. Definitions: docs/rhythm.md, "Coupling
+statistics".
+
+Resumable: each finished batch is written to ``OUT/batches/NNNNN.json`` (plain JSON); a re-run with the same
+output folder skips the batches whose prompts are unchanged, and refuses a folder made with other settings.
+
+Python use::
+
+    from lightning_reasonattn.survey import SurveySettings, run_survey
+
+    result = run_survey(SurveySettings(prompts="countdown", n=256), "survey_out")
+    print(result["table"][0])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+
+from .functional._checks import check_fraction, check_horizon, check_positive_int, check_window
+
+
+def arithmetic_prompts(n: int, seed: int, chat: bool) -> list[dict[str, Any]]:
+    """``n`` arithmetic problems (difficulty 3, R1-style reasoning prompt); see ``tasks.generate_arithmetic``."""
+    from .tasks import generate_arithmetic
+
+    return generate_arithmetic(n, seed, chat=chat, style="r1")
+
+
+def countdown_prompts(n: int, seed: int, chat: bool) -> list[dict[str, Any]]:
+    """``n`` Countdown problems (3 to 4 numbers, R1-style prompt); see ``tasks.generate_countdown``."""
+    from .tasks import generate_countdown
+
+    return generate_countdown(n, seed, chat=chat)
+
+
+PROMPT_SETS: dict[str, Callable[[int, int, bool], list[dict[str, Any]]]] = {
+    "arithmetic": arithmetic_prompts,
+    "countdown": countdown_prompts,
+}
+"""Built-in prompt sets for ``--prompts NAME``: ``name -> fn(n, seed, chat)`` returning records with a
+``"prompt"`` (chat messages when ``chat``). Register another set by adding an entry."""
+
+CHAT_MODES = ("auto", "on", "off")
+BATCHES = "batches"
+SETTINGS_FILE = "survey_settings.json"
+
+
+@dataclass
+class SurveySettings:
+    """Everything that decides a survey's numbers (and a few things that only decide how it runs).
+
+    Attributes:
+        model: checkpoint folder or hub name; ``None`` is the embedded default model.
+        prompts: a built-in set (a key of :data:`PROMPT_SETS`) or a ``.jsonl``/``.json``/``.parquet`` file.
+        prompt_column: the prompt column of a file.
+        n: number of prompts (one response each); a file with fewer records gives fewer.
+        max_new_tokens: response length limit.
+        temperature: sampling temperature (``0``: greedy); ``top_p``, ``top_k`` (``0``: off) cut the distribution.
+        batch_size: prompts per batch (generation and measuring).
+        seed: seed of the prompt generator and of the sampling (each batch draws from its own derived seed).
+        chat: ``"auto"`` (use the tokenizer's chat template when it has one), ``"on"`` or ``"off"``.
+        layers, window, horizon, head_fraction: capture settings, see :func:`~lightning_reasonattn.capture_rhythm`.
+        q: top fraction of preplan and anchor tokens.
+        k: coupling window in tokens (``[t, t + k]`` ahead, ``[t - k, t]`` back).
+        peak_top: peaks are local maxima among this top fraction of a signal.
+        num_buckets: resolution of the position-normalised profiles.
+        n_boot, level: bootstrap resamples and interval coverage (reporting only).
+        reports: per-response reports of this many most and least coupled responses (reporting only).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (not part of the fingerprint).
+    """
+
+    model: str | None = None
+    prompts: str = "arithmetic"
+    prompt_column: str = "prompt"
+    n: int = 128
+    max_new_tokens: int = 200
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    batch_size: int = 8
+    seed: int = 0
+    chat: str = "auto"
+    layers: str | list[int] = "middle"
+    window: int = 10
+    horizon: tuple[int, int] = (10, 100)
+    head_fraction: float = 0.3
+    q: float = 0.4
+    k: int = 3
+    peak_top: float = 0.2
+    num_buckets: int = 20
+    n_boot: int = 2000
+    level: float = 0.95
+    reports: int = 5
+    device: str = "auto"
+    _reporting: tuple[str, ...] = field(
+        default=("n", "q", "k", "peak_top", "num_buckets", "n_boot", "level", "reports", "device"), repr=False
+    )
+
+    def __post_init__(self):
+        for name in ("n", "max_new_tokens", "batch_size", "num_buckets", "n_boot"):
+            check_positive_int(getattr(self, name), name)
+        check_window(self.window)
+        self.horizon = check_horizon(tuple(self.horizon))
+        for name in ("head_fraction", "q", "peak_top", "level", "top_p"):
+            check_fraction(getattr(self, name), name)
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 0:
+            raise ValueError(f"k={self.k!r} is invalid: the coupling window must be an integer >= 0 (default 3).")
+        if not (isinstance(self.temperature, (int, float)) and self.temperature >= 0):
+            raise ValueError(f"temperature={self.temperature!r} is invalid: pass a number >= 0 (0 decodes greedily).")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
+            raise ValueError(f"top_k={self.top_k!r} is invalid: pass an integer >= 0 (0 keeps every token).")
+        if isinstance(self.reports, bool) or not isinstance(self.reports, int) or self.reports < 0:
+            raise ValueError(f"reports={self.reports!r} is invalid: pass an integer >= 0 (0 writes none).")
+        if self.chat not in CHAT_MODES:
+            raise ValueError(f"chat={self.chat!r} is invalid: use one of {', '.join(CHAT_MODES)}.")
+
+    def measured(self) -> dict[str, Any]:
+        """The settings that decide what a batch measures (what the fingerprint covers); the statistics'
+        settings (``q``, ``k``, ``peak_top``, ``num_buckets``) and ``n`` are not among them, so changing those
+        reuses every finished batch."""
+        return {key: value for key, value in self.as_dict().items() if key not in self._reporting}
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every setting, as plain JSON values."""
+        out = {key: value for key, value in asdict(self).items() if key != "_reporting"}
+        out["horizon"] = list(out["horizon"])
+        return out
+
+    def fingerprint(self) -> str:
+        """A short hash of :meth:`measured`: two runs with the same fingerprint measure the same batches."""
+        text = json.dumps(self.measured(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------- prompts
+def survey_prompts(settings: SurveySettings, tokenizer) -> list[Any]:
+    """The prompts of a survey: strings (used as they are) or chat messages (formatted by the chat template).
+
+    Raises:
+        ValueError: an unknown set name that is not a file either, or ``chat="on"`` without a chat template.
+    """
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    if settings.chat == "on" and not has_template:
+        raise ValueError("chat='on' but the tokenizer has no chat template: pass --chat off (plain-text prompts).")
+    chat = settings.chat == "on" or (settings.chat == "auto" and has_template)
+    if settings.prompts in PROMPT_SETS:
+        records = PROMPT_SETS[settings.prompts](settings.n, settings.seed, chat)
+    else:
+        path = Path(settings.prompts)
+        if not path.exists():
+            raise ValueError(
+                f"--prompts {settings.prompts!r} is neither a built-in set ({', '.join(PROMPT_SETS)}) nor an existing "
+                "file: pass one of those names or a .jsonl, .json or .parquet file with a prompt column."
+            )
+        from .tasks import load_prompts
+
+        records = load_prompts(path, prompt_column=settings.prompt_column, limit=settings.n)
+    prompts = [r["prompt"] for r in records]
+    return [[{"role": "user", "content": p}] if chat and isinstance(p, str) else p for p in prompts]
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def batch_seed(seed: int, index: int) -> int:
+    """The sampling seed of batch ``index``: the same whichever batches a resumed run skips."""
+    return int(hashlib.sha256(f"{seed}:{index}".encode()).hexdigest()[:8], 16)
+
+
+def _eos_ids(model, tokenizer) -> list[int]:
+    ids = set()
+    for eos in (tokenizer.eos_token_id, getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
+        if isinstance(eos, int):
+            ids.add(eos)
+        elif isinstance(eos, (list, tuple)):
+            ids.update(int(e) for e in eos)
+    return sorted(ids)
+
+
+# ------------------------------------------------------------------------------------------- one batch
+@torch.no_grad()
+def measure_batch(model, tokenizer, prompts: list[Any], settings: SurveySettings, seed: int) -> list[dict[str, Any]]:
+    """Sample one response per prompt, capture the batch's rhythm and entropies in one forward, count.
+
+    Args:
+        model: a transformers causal LM.
+        tokenizer: its tokenizer (with a pad token).
+        prompts: strings or chat messages.
+        settings: the survey's settings.
+        seed: the sampling seed of this batch.
+
+    Returns:
+        one record per response: ``prompt_ids`` and ``response_ids`` (unpadded; the response ends with its EOS
+        when it has one), ``truncated``, and the per-token ``waad``, ``fai`` and ``entropy`` of the response
+        tokens (``None`` where undefined). Statistics are computed from these later, so changing ``k``, ``q``,
+        ``peak_top`` or ``num_buckets`` needs no new measurement.
+    """
+    from .grpo.rollout import sample
+    from .grpo.step import encode_prompts, measured_logprobs
+
+    device = next(model.parameters()).device
+    ids, mask = encode_prompts(tokenizer, prompts, device)
+    torch.manual_seed(seed)
+    done = sample(
+        model,
+        ids,
+        mask,
+        _eos_ids(model, tokenizer),
+        tokenizer.pad_token_id,
+        settings.max_new_tokens,
+        settings.temperature,
+        settings.top_p,
+        settings.top_k or None,
+    )
+    width = done.ids.shape[1]
+    input_ids = torch.cat([ids, done.ids], 1)
+    attention = torch.cat([mask, done.mask.long()], 1)
+    response = torch.zeros_like(attention, dtype=torch.bool)
+    response[:, -width:] = done.mask
+    rhythm = dict(
+        layers=settings.layers,
+        window=settings.window,
+        horizon=settings.horizon,
+        head_fraction=settings.head_fraction,
+    )
+    # The entropy of the model's own distribution (temperature 1), whatever the sampling temperature.
+    _, entropy, trace = measured_logprobs(model, input_ids, attention, response, width, 1.0, rhythm)
+    signals = {"waad": trace.waad[:, -width:], "fai": trace.fai[:, -width:], "entropy": entropy}
+    records = []
+    for row in range(len(prompts)):
+        keep = done.mask[row]
+        records.append(
+            {
+                "prompt_ids": ids[row][mask[row].bool()].tolist(),
+                "response_ids": done.ids[row][keep].tolist(),
+                "truncated": bool(done.truncated[row]),
+                **{name: _floats(value[row][keep]) for name, value in signals.items()},
+            }
+        )
+    return records
+
+
+def _floats(values: torch.Tensor) -> list[float | None]:
+    """A signal as JSON numbers (``None`` for NaN)."""
+    return [None if v != v else v for v in values.float().cpu().tolist()]
+
+
+# ------------------------------------------------------------------------------------------- the folder
+def prepare_folder(out_dir: str | Path, settings: SurveySettings) -> Path:
+    """Create ``out_dir`` (or check that it was made with the same settings) and write its settings file.
+
+    Raises:
+        ValueError: the folder holds a survey made with other settings (the message lists them).
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file: pass a folder (it is created if needed).")
+    saved_path = out / SETTINGS_FILE
+    if saved_path.exists():
+        try:
+            saved = json.loads(saved_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{saved_path} is unreadable ({exc}): delete it or pass another --out folder.") from None
+        if saved.get("fingerprint") != settings.fingerprint():
+            old, new = saved.get("settings", {}), settings.measured()
+            changed = [f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in sorted(new) if old.get(k) != new[k]]
+            raise ValueError(
+                f"{out} holds a survey made with other settings ({'; '.join(changed) or 'unknown'}): "
+                "rerun with those settings to resume it, or pass another --out folder."
+            )
+    elif (out / BATCHES).exists():
+        raise ValueError(f"{out} has a {BATCHES}/ folder but no {SETTINGS_FILE}: pass another --out folder.")
+    (out / BATCHES).mkdir(parents=True, exist_ok=True)
+    record = {"fingerprint": settings.fingerprint(), "settings": settings.measured()}
+    _write_json(saved_path, record)
+    return out
+
+
+def _write_json(path: Path, value: Any) -> None:
+    """Write atomically: an interrupted run leaves the old file or none, never half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, allow_nan=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _load_batch(path: Path, digest: str) -> list[dict[str, Any]] | None:
+    """The finished batch at ``path`` if it is complete and holds the same prompts, else ``None``."""
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(saved, dict) or saved.get("prompts") != digest or not isinstance(saved.get("responses"), list):
+        return None
+    return saved["responses"]
+
+
+class _Progress:
+    """One stderr line per batch (rewritten in place on a terminal): responses done, responses/s, time left."""
+
+    def __init__(self, total: int, stream: TextIO | None):
+        self.total, self.stream = total, stream
+        self.done = self.measured = 0
+        self.start = time.perf_counter()
+
+    def update(self, count: int, measured: bool) -> None:
+        self.done += count
+        self.measured += count if measured else 0
+        if self.stream is None:
+            return
+        seconds = time.perf_counter() - self.start
+        rate = self.measured / seconds if seconds > 0 and self.measured else 0.0
+        left = (self.total - self.done) / rate if rate else 0.0
+        width = 24
+        filled = round(width * self.done / max(1, self.total))
+        line = (
+            f"survey [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} responses, "
+            f"{rate:.2f} responses/s, {left / 60:.1f} min left"
+        )
+        tty = getattr(self.stream, "isatty", lambda: False)()
+        end = "" if tty and self.done < self.total else "\n"
+        print(("\r" if tty else "") + line, end=end, file=self.stream, flush=True)
+
+
+# ------------------------------------------------------------------------------------------- the run
+def collect(
+    model, tokenizer, settings: SurveySettings, out: Path, stream: TextIO | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Measure (or reuse) every batch of the survey; return the responses in prompt order and run facts."""
+    prompts = survey_prompts(settings, tokenizer)
+    if not prompts:
+        raise ValueError(f"--prompts {settings.prompts!r} holds no prompt.")
+    size = settings.batch_size
+    progress = _Progress(len(prompts), stream)
+    responses: list[dict[str, Any]] = []
+    reused = measured = 0
+    measuring = 0.0
+    for index in range(math.ceil(len(prompts) / size)):
+        chunk = prompts[index * size : (index + 1) * size]
+        digest = _digest(chunk)
+        path = out / BATCHES / f"{index:05d}.json"
+        found = _load_batch(path, digest) if path.exists() else None
+        fresh = found is None
+        if fresh:
+            start = time.perf_counter()
+            found = measure_batch(model, tokenizer, chunk, settings, batch_seed(settings.seed, index))
+            _write_json(path, {"prompts": digest, "responses": found})
+            measuring += time.perf_counter() - start
+            measured += len(chunk)
+        else:
+            reused += 1
+        for offset, record in enumerate(found):
+            responses.append({**record, "prompt_index": index * size + offset})
+        progress.update(len(chunk), fresh)
+    facts = {
+        "batches": math.ceil(len(prompts) / size),
+        "reused_batches": reused,
+        "measured_responses": measured,
+        "measuring_s": round(measuring, 1),
+        "responses_per_s": round(measured / measuring, 3) if measuring > 0 else None,
+    }
+    return responses, facts
+
+
+# ------------------------------------------------------------------------------------------- reports and result
+def write_response_reports(
+    model,
+    tokenizer,
+    responses: list[dict[str, Any]],
+    per_response: list[dict[str, Any]],
+    indices: list[int],
+    out: Path,
+    name: str,
+    settings: SurveySettings,
+) -> list[dict[str, Any]]:
+    """The rhythm report of each chosen response (measured alone, without padding) in ``out/responses/NAME-i``.
+
+    Returns:
+        one entry per response: ``index``, ``prompt_index``, ``lift``, ``fai_peaks``, ``tokens``, ``preview`` and
+        ``report`` (the page's path relative to ``out``).
+    """
+    from .capture import capture_rhythm
+    from .cli import write_analysis_report
+
+    device = next(model.parameters()).device
+    items = []
+    for rank, index in enumerate(indices, 1):
+        record = responses[index]
+        ids = torch.tensor([record["prompt_ids"] + record["response_ids"]], device=device)
+        mask = torch.zeros_like(ids, dtype=torch.bool)
+        mask[:, len(record["prompt_ids"]) :] = True
+        trace = capture_rhythm(
+            model,
+            ids,
+            response_mask=mask,
+            layers=settings.layers,
+            window=settings.window,
+            horizon=settings.horizon,
+            head_fraction=settings.head_fraction,
+            q=settings.q,
+        ).to("cpu")
+        lift = per_response[index]["lift"]
+        folder = Path("responses") / f"{name}-{rank}"
+        title = f"response {index} ({name} coupled #{rank}, lift {lift:.2f})"
+        paths = write_analysis_report(model, tokenizer, ids.cpu(), trace, str(out / folder), title)
+        items.append(
+            {
+                "index": index,
+                "prompt_index": record["prompt_index"],
+                "lift": lift,
+                "fai_peaks": per_response[index]["fai_peaks"],
+                "tokens": len(record["response_ids"]),
+                "preview": tokenizer.decode(record["response_ids"][:60]),
+                "report": paths["html"].relative_to(out).as_posix(),
+            }
+        )
+    return items
+
+
+def _machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def run_survey(
+    settings: SurveySettings,
+    out_dir: str | Path,
+    model=None,
+    tokenizer=None,
+    progress: TextIO | bool = True,
+) -> dict[str, Any]:
+    """Run a survey (or finish one) and write ``survey.json``, ``table.md``, ``profiles.png``, ``index.html`` and
+    the per-response reports into ``out_dir``.
+
+    Args:
+        settings: what to measure.
+        out_dir: output folder; a folder of an unfinished survey with the same settings is resumed.
+        model: an already loaded causal LM (default: loaded from ``settings.model``).
+        tokenizer: its tokenizer (given with ``model``).
+        progress: show the progress line on standard error (``True``), not at all (``False``), or on a stream.
+
+    Returns:
+        the ``survey.json`` record: ``settings``, ``fingerprint``, ``model``, ``run`` (date, machine, times),
+        ``table``, ``profiles``, ``coupled`` (most / least coupled responses) and ``per_response``.
+
+    Raises:
+        ValueError: bad settings, prompts or output folder (the message says the fix).
+    """
+    from .models import DEFAULT_MODEL, load_model
+    from .survey_report import write_survey_files
+    from .survey_table import rank_coupled, summarize
+
+    out = prepare_folder(out_dir, settings)
+    if model is None:
+        model, tokenizer = load_model(settings.model, device=settings.device)
+    elif tokenizer is None:
+        raise ValueError("run_survey got a model without its tokenizer: pass both, or neither to load settings.model.")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    start = time.perf_counter()
+    stream = sys.stderr if progress is True else (progress or None)
+    responses, facts = collect(model, tokenizer, settings, out, stream)
+    result = {
+        "model": settings.model or DEFAULT_MODEL,
+        "fingerprint": settings.fingerprint(),
+        "settings": settings.as_dict(),
+        **summarize(
+            responses,
+            settings.k,
+            settings.peak_top,
+            settings.q,
+            settings.num_buckets,
+            settings.n_boot,
+            settings.level,
+            settings.seed,
+        ),
+    }
+    most, least = rank_coupled(result["per_response"], settings.reports)
+    result["coupled"] = {
+        name: write_response_reports(model, tokenizer, responses, result["per_response"], chosen, out, name, settings)
+        for name, chosen in (("most", most), ("least", least))
+    }
+    device = next(model.parameters()).device
+    result["run"] = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "machine": _machine(device),
+        "device": str(device),
+        "wall_s": round(time.perf_counter() - start, 1),
+        **facts,
+    }
+    write_survey_files(out, result)
+    return result

@@ -1,0 +1,215 @@
+"""Rendering of a survey: the table as text and Markdown, the profiles as a PNG, and one self-contained HTML page.
+
+Pure rendering of the ``survey.json`` record (see :mod:`lightning_reasonattn.survey`); the page has the style of
+the per-response rhythm report (:mod:`lightning_reasonattn.report`), embeds its picture as a ``data:`` URI and
+links the per-response reports with relative links. Response text is model output: it is only ever escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+from .report import _CSS, FAI_RGB, MISSING_MATPLOTLIB, WAAD_RGB, _hex, _matplotlib, _one_line, figure_png
+from .survey_table import MIN_PEAKS_TO_RANK
+
+PAPER_SOURCE = "Qwen3-4B-Base on GSM8K (Li et al., arXiv 2510.13554)"
+
+_SURVEY_CSS = """
+table.survey{font-size:.88rem;margin:.4rem 0 1rem}
+table.survey td,table.survey th{padding:.25rem .6rem}
+table.survey td.l,table.survey th.l{text-align:left}
+table.survey tr.paper td{font-weight:600}
+table.survey td.na{color:#9ca3af}
+table.survey td.sub{padding-left:1.6rem;color:#4b5563}
+.note{font-size:.85rem;color:#4b5563;max-width:60rem}
+ol.resp{font-size:.85rem;padding-left:1.4rem}ol.resp li{margin:.2rem 0}
+.preview{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;color:#4b5563;font-size:.8rem}
+pre.settings{font-size:.78rem;background:#f9fafb;border:1px solid #e5e7eb;padding:.5rem;overflow-x:auto}
+"""
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    """``digits`` decimals, or ``digits`` significant digits for small values (a mean FAI is ~0.003)."""
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}f}" if value == 0 or abs(value) >= 0.1 else f"{value:#.{digits}g}"
+
+
+def _interval(row: dict[str, Any], digits: int = 3) -> str:
+    if row["low"] is None or row["high"] is None:
+        return "n/a"
+    return f"[{_num(row['low'], digits)}, {_num(row['high'], digits)}]"
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The table as fixed-width text: statistic, value, interval, the paper's value."""
+    level = round(100 * result["settings"]["level"])
+    width = max(len(row["label"]) for row in result["table"])
+    lines = [f"{'statistic':<{width}}  {'value':>7}  {f'{level}% CI':>16}  {'paper':>6}"]
+    for row in result["table"]:
+        lines.append(f"{row['label']:<{width}}  {_num(row['value']):>7}  {_interval(row):>16}  {row['paper_text']:>6}")
+    return "\n".join(lines)
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    """The table in Markdown (for docs and issues)."""
+    level = round(100 * result["settings"]["level"])
+    lines = [
+        f"| statistic | value | {level}% CI | paper |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for row in result["table"]:
+        label = row["label"].replace("|", "\\|")
+        lines.append(f"| {label} | {_num(row['value'])} | {_interval(row)} | {row['paper_text']} |")
+    return "\n".join(lines)
+
+
+def profiles_figure(result: dict[str, Any]):
+    """matplotlib figure: mean WAAD and FAI over relative position in the response, with the bootstrap band.
+
+    Raises:
+        ImportError: matplotlib is not installed.
+    """
+    Figure, FigureCanvasAgg, _ = _matplotlib()
+    profiles = result["profiles"]
+    buckets = profiles["buckets"]
+    x = [(i + 0.5) / buckets for i in range(buckets)]
+    fig = Figure(figsize=(11, 3.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2)
+    level = round(100 * result["settings"]["level"])
+    for ax, name, rgb, label in (
+        (axes[0], "waad", WAAD_RGB, "WAAD (local heads)"),
+        (axes[1], "fai", FAI_RGB, "FAI (global heads)"),
+    ):
+        curve = profiles[name]
+        nan = float("nan")
+        mean = [nan if v is None else v for v in curve["mean"]]
+        low = [nan if v is None else v for v in curve["low"]]
+        high = [nan if v is None else v for v in curve["high"]]
+        ax.fill_between(x, low, high, color=_hex(rgb), alpha=0.2, lw=0, label=f"{level}% bootstrap interval")
+        ax.plot(x, mean, color=_hex(rgb), lw=1.6, marker="o", ms=3, label=f"mean {label}")
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("relative position in the response (0 = first token, 1 = last)")
+        ax.set_ylabel(name.upper())
+        ax.set_title(f"{label}, {result['responses']} responses", fontsize=10, loc="left")
+        ax.grid(alpha=0.25)
+        ax.legend(fontsize=8, loc="best", framealpha=0.85)
+    return fig
+
+
+def _row_html(row: dict[str, Any]) -> str:
+    cls = ' class="paper"' if row["key"] == "fai_preceded_rate" else ""
+    label = row["label"]
+    label_cls = "l sub" if label.startswith("... ") else "l"
+    label = label.removeprefix("... ")
+    paper = row["paper_text"]
+    return (
+        f'<tr{cls} title="{html.escape(row["formula"], quote=True)}">'
+        f'<td class="{label_cls}">{html.escape(label)}</td><td>{_num(row["value"])}</td><td>{_interval(row)}</td>'
+        f"<td{' class=na' if paper == '-' else ''}>{html.escape(paper)}</td></tr>"
+    )
+
+
+def _response_list(items: list[dict[str, Any]]) -> str:
+    if not items:
+        return f'<p class="note">No response has {MIN_PEAKS_TO_RANK} FAI peaks or more.</p>'
+    out = ['<ol class="resp">']
+    for item in items:
+        link = f'<a href="{html.escape(item["report"], quote=True)}">report</a>' if item.get("report") else "no report"
+        preview = html.escape(_one_line(item["preview"]))
+        out.append(
+            f"<li>response {item['index']} (prompt {item['prompt_index']}): lift {_num(item['lift'], 2)}, "
+            f"{item['fai_peaks']} FAI peaks, {item['tokens']} tokens, {link}"
+            f'<br><span class="preview">{preview}</span></li>'
+        )
+    out.append("</ol>")
+    return "\n".join(out)
+
+
+def survey_html(result: dict[str, Any], images: dict[str, bytes] | None = None) -> str:
+    """The survey as one self-contained HTML page (inline CSS, embedded PNG, no script, no network).
+
+    Args:
+        result: the ``survey.json`` record.
+        images: ``{name: PNG bytes}`` to embed (the profiles).
+    """
+    s, run = result["settings"], result["run"]
+    level = round(100 * s["level"])
+    title = f"Rhythm survey of {result['model']}"
+    facts = (
+        f"{result['responses']} responses ({result['response_tokens']} tokens, {result['truncated']} cut at "
+        f"{s['max_new_tokens']} tokens) to the prompts {s['prompts']!r}, sampled at temperature {s['temperature']} "
+        f"(top-p {s['top_p']}, top-k {s['top_k'] or 'off'}); peaks: local maxima among the top "
+        f"{s['peak_top']:.0%} of a signal; window k = {s['k']} tokens. {run['date']}, {run['machine']}; "
+        f"{run['measured_responses']} responses measured in this run at "
+        f"{_num(run['responses_per_s'], 2)} responses/s."
+    )
+    note = (
+        "The paper's 52.5% vs 36.9% is the bold row: the share of FAI peaks that have a WAAD peak at the same "
+        f"token or within the {s['k']} tokens before. The shuffled value places each response's peaks at random "
+        "positions (exact expectation); lift = rate / shuffled, above 1 when the peaks meet more often than chance. "
+        f"Intervals: {level}% percentile bootstrap over responses ({s['n_boot']} resamples); every value is a ratio "
+        "of sums over responses. Hover a row for its formula."
+    )
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{html.escape(title)}</title>",
+        f"<style>{_CSS}{_SURVEY_CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="summary">{html.escape(facts)}</p>',
+        "<h2>Coupling statistics</h2>",
+        '<table class="survey">',
+        f'<tr><th class="l">statistic</th><th>value</th><th>{level}% CI</th>'
+        f'<th title="{html.escape(PAPER_SOURCE, quote=True)}">paper (Qwen3-4B-Base)</th></tr>',
+        *(_row_html(row) for row in result["table"]),
+        "</table>",
+        f'<p class="note">{html.escape(note)} Paper: {html.escape(PAPER_SOURCE)}.</p>',
+        "<h2>Profiles over the response</h2>",
+    ]
+    for name, png in (images or {}).items():
+        data = base64.b64encode(png).decode("ascii")
+        out.append(f'<img alt="{html.escape(name, quote=True)}" src="data:image/png;base64,{data}">')
+    out += [
+        "<h2>Most coupled responses</h2>",
+        _response_list(result["coupled"]["most"]),
+        "<h2>Least coupled responses</h2>",
+        _response_list(result["coupled"]["least"]),
+        f'<p class="note">Ranked by their own lift in the paper\'s direction, among responses with at least '
+        f"{MIN_PEAKS_TO_RANK} FAI peaks.</p>",
+        "<details><summary>Settings</summary>",
+        f'<pre class="settings">{html.escape(json.dumps(s, indent=1))}</pre></details>',
+        "</body></html>",
+    ]
+    return "\n".join(out)
+
+
+def write_survey_files(out_dir: str | Path, result: dict[str, Any], dpi: int = 90) -> dict[str, Path]:
+    """Write ``survey.json``, ``table.md``, ``profiles.png`` (with matplotlib) and ``index.html`` into ``out_dir``.
+
+    Returns:
+        ``{"json": path, "table": path, "profiles": path, "html": path}`` for the files written.
+    """
+    out = Path(out_dir)
+    paths = {"json": out / "survey.json", "table": out / "table.md"}
+    paths["json"].write_text(json.dumps(result, indent=1, allow_nan=False), encoding="utf-8")
+    paths["table"].write_text(markdown_table(result) + "\n", encoding="utf-8")
+    images = {}
+    try:
+        figure = profiles_figure(result)
+    except ImportError:
+        warnings.warn(MISSING_MATPLOTLIB, stacklevel=2)
+    else:
+        images["profiles"] = figure_png(figure, dpi)
+        paths["profiles"] = out / "profiles.png"
+        paths["profiles"].write_bytes(images["profiles"])
+    paths["html"] = out / "index.html"
+    paths["html"].write_text(survey_html(result, images), encoding="utf-8")
+    return paths

@@ -1,0 +1,179 @@
+"""``reasonattn survey`` end to end on tiny random models, checked against an unpadded, unbatched re-measurement."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightning_reasonattn import cli, testing
+from lightning_reasonattn.capture import capture_rhythm
+from lightning_reasonattn.functional.coupling import token_entropy
+from lightning_reasonattn.metrics import RhythmCoupling
+from lightning_reasonattn.models import load_model
+from lightning_reasonattn.survey import SurveySettings
+
+
+@pytest.fixture(scope="module")
+def tiny_arithmetic(tmp_path_factory) -> Path:
+    """A random 4-layer Llama whose tokenizer knows the characters of the built-in arithmetic prompts."""
+    from lightning_reasonattn.tasks import generate_arithmetic
+
+    texts = tuple(r["prompt"][1]["content"] for r in generate_arithmetic(8, chat=True))
+    path = tmp_path_factory.mktemp("tiny-arith")
+    return testing.tiny_checkpoint(path, texts=texts, vocab_size=300, hidden_size=32, intermediate_size=64)
+
+
+@pytest.fixture(scope="module")
+def tiny_small_vocab(tmp_path_factory) -> Path:
+    """A random model over 25 tokens, so that its samples often end with EOS before the length limit."""
+    path = tmp_path_factory.mktemp("tiny-eos")
+    return testing.tiny_checkpoint(path, texts=("1+2=3*4-5",), vocab_size=24, hidden_size=32, intermediate_size=64)
+
+
+def _batches(out: Path) -> list[dict]:
+    responses = []
+    for path in sorted((out / "batches").glob("*.json")):
+        responses += json.loads(path.read_text())["responses"]
+    return responses
+
+
+def _remeasure(model_path: Path, responses: list[dict]):
+    """Each response alone, without padding: its trace and token entropies from a plain forward."""
+    model, _ = load_model(str(model_path))
+    found = []
+    for r in responses:
+        ids = torch.tensor([r["prompt_ids"] + r["response_ids"]])
+        mask = torch.zeros_like(ids, dtype=torch.bool)
+        mask[:, len(r["prompt_ids"]) :] = True
+        trace, out = capture_rhythm(model, ids, response_mask=mask, return_outputs=True)
+        found.append((trace, token_entropy(out.logits), mask))
+    return found
+
+
+def _stored(values: list) -> torch.Tensor:
+    return torch.tensor([float("nan") if v is None else v for v in values])
+
+
+def _run(tmp_path, model: Path, *extra: str, out: str = "out") -> int:
+    argv = ["survey", "--model", str(model), "--device", "cpu", "--out", str(tmp_path / out), "--boot", "300"]
+    return cli.main([*argv, *extra])
+
+
+def test_survey_end_to_end_matches_unbatched_measurement(tiny_arithmetic, tmp_path, capsys):
+    args = ("--n", "4", "--batch-size", "3", "--max-new-tokens", "48", "--reports", "1", "--peak-top", "0.4")
+    assert _run(tmp_path, tiny_arithmetic, *args) == 0
+    printed = capsys.readouterr()
+    out = tmp_path / "out"
+    result = json.loads((out / "survey.json").read_text())
+    assert {"survey.json", "table.md", "profiles.png", "index.html", "batches"} <= {p.name for p in out.iterdir()}
+    assert result["responses"] == 4 and len(list((out / "batches").glob("*.json"))) == 2  # batches of 3 and 1
+    assert "responses/s" in printed.err and "FAI peaks preceded by or at a WAAD peak" in printed.out
+
+    # The stored per-token signals equal those of each response measured alone (left padding and batching
+    # change nothing), and the pooled statistics equal RhythmCoupling's over those single measurements.
+    responses = _batches(out)
+    metric = RhythmCoupling(k=3, top=0.4)
+    for r, (trace, entropy, mask) in zip(responses, _remeasure(tiny_arithmetic, responses), strict=True):
+        torch.testing.assert_close(_stored(r["waad"]), trace.waad[mask], equal_nan=True, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(_stored(r["fai"]), trace.fai[mask], equal_nan=True, atol=1e-6, rtol=1e-4)
+        torch.testing.assert_close(_stored(r["entropy"]), entropy[mask], atol=1e-4, rtol=1e-4)
+        metric.update(trace, entropy)
+    expected = metric.compute()
+    table = {row["key"]: row for row in result["table"]}
+    for key, name in (
+        ("fai_preceded_rate", "fai_preceded_rate"),
+        ("fai_preceded_lift", "fai_preceded_lift"),
+        ("waad_followed_rate", "waad_followed_rate"),
+        ("entropy_waad_peak_ratio", "entropy_lift"),
+        ("entropy_mean", "entropy_mean"),
+    ):
+        assert table[key]["value"] == pytest.approx(expected[name].item(), rel=1e-4), key
+        assert table[key]["low"] <= table[key]["value"] <= table[key]["high"]
+    assert table["fai_preceded_rate"]["paper"] == 0.525
+
+    # The page: the table, the paper's values, the embedded profiles, working links to the per-response reports.
+    page = (out / "index.html").read_text()
+    assert "0.525" in page and "data:image/png;base64," in page
+    links = re.findall(r'href="([^"]+)"', page)
+    reports = result["coupled"]["most"] + result["coupled"]["least"]
+    assert links == [item["report"] for item in reports] and links
+    for link in links:
+        assert (out / link).is_file() and not Path(link).is_absolute()
+
+
+def test_survey_eos_resume_and_refusal(tiny_small_vocab, tmp_path, capsys):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"question": q}) + "\n" for q in ("1+2", "3*4-5", "12", "4-3", "2*2", "5")))
+    args = ["--prompts", str(prompts), "--prompt-column", "question", "--n", "6", "--batch-size", "4"]
+    args += ["--max-new-tokens", "24", "--reports", "0"]
+    assert _run(tmp_path, tiny_small_vocab, *args) == 0
+    out = tmp_path / "out"
+    first = json.loads((out / "survey.json").read_text())
+    responses = _batches(out)
+    eos = 2  # <|im_end|>
+    ended = [r for r in responses if not r["truncated"]]
+    assert ended and any(r["truncated"] for r in responses)
+    for r in responses:
+        assert len(r["waad"]) == len(r["fai"]) == len(r["entropy"]) == len(r["response_ids"])
+        assert eos not in r["response_ids"][:-1]  # nothing after the first EOS
+        assert (r["response_ids"][-1] == eos) != r["truncated"]
+        assert len(r["response_ids"]) == 24 or not r["truncated"]
+    for r, (trace, _, mask) in zip(responses, _remeasure(tiny_small_vocab, responses), strict=True):
+        torch.testing.assert_close(_stored(r["fai"]), trace.fai[mask], equal_nan=True, atol=1e-6, rtol=1e-4)
+    assert first["truncated"] == sum(r["truncated"] for r in responses)
+
+    # Resume: nothing is measured again; a lost batch is measured again, identically.
+    batch1 = (out / "batches" / "00001.json").read_text()
+    (out / "batches" / "00001.json").unlink()
+    capsys.readouterr()
+    assert _run(tmp_path, tiny_small_vocab, *args) == 0
+    again = json.loads((out / "survey.json").read_text())
+    assert again["run"]["reused_batches"] == 1 and again["run"]["measured_responses"] == 2
+    assert (out / "batches" / "00001.json").read_text() == batch1
+    assert again["table"] == first["table"]
+
+    # The statistics' settings reuse every batch; a generation setting is refused with the reason.
+    assert _run(tmp_path, tiny_small_vocab, *args, "--k", "1") == 0
+    assert json.loads((out / "survey.json").read_text())["run"]["measured_responses"] == 0
+    capsys.readouterr()
+    assert _run(tmp_path, tiny_small_vocab, *args[:-4], "--max-new-tokens", "30", "--reports", "0") == 1
+    err = capsys.readouterr().err
+    assert "max_new_tokens: 24 there, 30 now" in err and "another --out" in err
+
+
+def test_survey_bad_input_is_reported(tiny_small_vocab, tmp_path, capsys):
+    assert _run(tmp_path, tiny_small_vocab, "--prompts", "gsm9k", "--n", "2") == 1
+    err = capsys.readouterr().err
+    assert "'gsm9k' is neither a built-in set (arithmetic, countdown)" in err
+    (tmp_path / "file").write_text("x")
+    assert _run(tmp_path, tiny_small_vocab, "--n", "2", out="file") == 1
+    assert "is a file: pass a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["survey", "--top-p", "1.5"])
+    assert "not a number in (0, 1]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"n": 0}, "n=0"),
+        ({"k": -1}, "k=-1"),
+        ({"temperature": -1.0}, "temperature=-1.0"),
+        ({"chat": "maybe"}, "chat='maybe'"),
+        ({"horizon": (5, 2)}, "horizon=(5, 2)"),
+    ],
+)
+def test_survey_settings_reject_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        SurveySettings(**kwargs)
+
+
+def test_fingerprint_covers_what_is_measured_only():
+    base = SurveySettings()
+    assert SurveySettings(k=1, q=0.3, peak_top=0.1, n=999, n_boot=10).fingerprint() == base.fingerprint()
+    assert SurveySettings(temperature=0.7).fingerprint() != base.fingerprint()
+    assert SurveySettings(layers=[1, 2]).fingerprint() != base.fingerprint()
