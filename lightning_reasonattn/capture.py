@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextvars
 import sys
 import warnings
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -131,6 +132,9 @@ def _not_causal(model_name: str, layer: int, where: str) -> TypeError:
     )
 
 
+_CAUSAL_CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> layers found causal
+
+
 def check_causal(base: torch.nn.Module, layers: list[int]) -> None:
     """Refuse a model whose attention at a selected layer is not causal (``module.is_causal`` False).
 
@@ -138,13 +142,21 @@ def check_causal(base: torch.nn.Module, layers: list[int]) -> None:
     ``is_decoder=False``, Gemma2 with ``use_bidirectional_attention=True``); the capture always applies a
     causal mask, so such a model would be measured as if it were causal. Cross-attention modules are skipped.
 
+    The walk over the modules is done once per model and layer selection (a few milliseconds for a 28-layer
+    model); a flag changed later is still caught by the attention wrapper, at the forward.
+
     Raises:
         TypeError: naming the layer and module, and the fix.
     """
+    checked = _CAUSAL_CHECKED.setdefault(base, set())
+    if checked.issuperset(layers):
+        return
     for module in base.modules():
-        layer = getattr(module, "layer_idx", None)
-        if layer in layers and not getattr(module, "is_causal", True) and "Cross" not in type(module).__name__:
+        attrs = vars(module)  # plain attributes: no nn.Module.__getattr__ miss (an exception) per module
+        layer = attrs.get("layer_idx")
+        if layer in layers and not attrs.get("is_causal", True) and "Cross" not in type(module).__name__:
             raise _not_causal(type(base).__name__, layer, f"{type(module).__name__}.is_causal=False")
+    checked.update(layers)
 
 
 def _check_masks(response_mask, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:
