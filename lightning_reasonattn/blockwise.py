@@ -90,6 +90,35 @@ class BlockAttention:
         return torch.softmax(scores, dim=-1)
 
 
+_ONE_FORWARD = (
+    "run exactly one full forward over the same [B, N] batch inside the block (use_cache=False, no "
+    "past_key_values, no generate inside the block); open a new rhythm_capture block for each forward."
+)
+
+
+def admit(layer: int, query: torch.Tensor, key: torch.Tensor, key_mask: torch.Tensor, seen: set[int]) -> None:
+    """Refuse a layer call that is not part of the one full ``[B, N]`` forward a capture measures; O(1), no sync.
+
+    A forward of other length (a prefill of ``N - 1`` tokens, a decode step of ``generate``) would not line up
+    with the masks; a second forward would add its sums to the first one's and double head distances and FAI.
+
+    Raises:
+        RuntimeError: with the shapes seen and expected, and the fix.
+    """
+    b, n = key_mask.shape
+    if query.shape[0] != b or query.shape[2] != n or key.shape[2] != n:
+        raise RuntimeError(
+            f"layer {layer} ran {query.shape[2]} queries over {key.shape[2]} keys for {query.shape[0]} sequences, "
+            f"but the masks given to the capture are [{b}, {n}]: {_ONE_FORWARD}"
+        )
+    if layer in seen:
+        raise RuntimeError(
+            f"second forward of layer {layer} inside one rhythm_capture block: its statistics would add to the "
+            f"first forward's and double head distances, WAAD and FAI: {_ONE_FORWARD}"
+        )
+    seen.add(layer)
+
+
 def _layer_attention(layer, query, key, mask, key_mask, scaling, kwargs, stop) -> BlockAttention:
     return BlockAttention(
         layer, query, key, mask, key_mask, scaling, kwargs.get("softcap"), kwargs.get("sliding_window"), stop
@@ -120,6 +149,7 @@ class StatsRecorder:
 
     def observe(self, layer: int, query: torch.Tensor, key: torch.Tensor, mask, scaling, kwargs) -> None:
         """Reduce the attention of one layer (see :class:`BlockAttention` for the arguments)."""
+        admit(layer, query, key, self.key_mask, self.seen)
         b, h, n, _ = query.shape
         dev = query.device
         if self.head_dist is None:
@@ -127,7 +157,6 @@ class StatsRecorder:
             self.head_dist = torch.zeros(b, n_sel, h, device=dev, dtype=torch.float64)
             self.head_waad = torch.zeros(b, n_sel, h, n, device=dev)
             self.head_fai = torch.zeros(b, n_sel, h, n, device=dev)
-        self.seen.add(layer)
         slot = self.slots[layer]
         resp = self.response_mask.to(dev)
         rows = resp.any(0).nonzero()
@@ -195,8 +224,8 @@ class MapRecorder:
     seen: set[int] = field(default_factory=set)
 
     def observe(self, layer: int, query: torch.Tensor, key: torch.Tensor, mask, scaling, kwargs) -> None:
+        admit(layer, query, key, self.key_mask, self.seen)
         b, h = query.shape[:2]
-        self.seen.add(layer)
         slot = self.slots[layer]
         attn = _layer_attention(layer, query, key, mask, self.key_mask, scaling, kwargs, self.stop)
         width = self.stop - self.start

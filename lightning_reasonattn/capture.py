@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextvars
 import sys
 import warnings
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -30,6 +31,8 @@ from .blockwise import MapRecorder, StatsRecorder
 from .functional._checks import (
     check_fraction,
     check_horizon,
+    check_mask_dtype,
+    check_mask_values,
     check_positive_int,
     check_response_mask,
     check_window,
@@ -55,6 +58,11 @@ def _wrapped_attention(base_name: str):
         recorder = _ACTIVE.get()
         layer = getattr(module, "layer_idx", None)
         if recorder is not None and layer in recorder.slots:
+            # sdpa's rule: the call's is_causal, else the module's (a flag can change after the block opened)
+            causal = kwargs.get("is_causal")
+            if not (getattr(module, "is_causal", True) if causal is None else causal):
+                where = f"{type(module).__name__}.is_causal=False" if causal is None else "is_causal=False passed"
+                raise _not_causal("the model", layer, where)
             with torch.no_grad():
                 recorder.observe(layer, query.detach(), key.detach(), attention_mask, scaling, kwargs)
         return out
@@ -116,6 +124,61 @@ def unwrap_causal_lm(model: torch.nn.Module):
     return inner
 
 
+def _not_causal(model_name: str, layer: int, where: str) -> TypeError:
+    return TypeError(
+        f"{model_name} runs bidirectional attention at layer {layer} ({where}): the rhythm is defined on causal "
+        "attention, so it would be measured as if causal, and be wrong. Capture a causal decoder (a decoder-only "
+        "model from AutoModelForCausalLM); a BERT-like model trained as a decoder loads with is_decoder=True."
+    )
+
+
+_CAUSAL_CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> layers found causal
+
+
+def check_causal(base: torch.nn.Module, layers: list[int]) -> None:
+    """Refuse a model whose attention at a selected layer is not causal (``module.is_causal`` False).
+
+    transformers' attention functions read ``module.is_causal`` (e.g. ``BertLMHeadModel`` with
+    ``is_decoder=False``, Gemma2 with ``use_bidirectional_attention=True``); the capture always applies a
+    causal mask, so such a model would be measured as if it were causal. Cross-attention modules are skipped.
+
+    The walk over the modules is done once per model and layer selection (a few milliseconds for a 28-layer
+    model); a flag changed later is still caught by the attention wrapper, at the forward.
+
+    Raises:
+        TypeError: naming the layer and module, and the fix.
+    """
+    checked = _CAUSAL_CHECKED.setdefault(base, set())
+    if checked.issuperset(layers):
+        return
+    for module in base.modules():
+        attrs = vars(module)  # plain attributes: no nn.Module.__getattr__ miss (an exception) per module
+        layer = attrs.get("layer_idx")
+        if layer in layers and not attrs.get("is_causal", True) and "Cross" not in type(module).__name__:
+            raise _not_causal(type(base).__name__, layer, f"{type(module).__name__}.is_causal=False")
+    checked.update(layers)
+
+
+def _check_masks(response_mask, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[B, N]`` bool masks from the ones given to :func:`rhythm_capture`: shapes and dtypes only, no sync."""
+    if isinstance(response_mask, torch.Tensor) and response_mask.ndim != 2:
+        raise ValueError(
+            f"response_mask has shape {tuple(response_mask.shape)}: pass a [B, N] tensor, one row per sequence "
+            "(add a batch dim with [None]), True at response tokens."
+        )
+    shape = tuple(getattr(response_mask, "shape", ("B", "N")))
+    response_mask = check_response_mask(response_mask, shape)
+    if attention_mask is None:
+        return response_mask, torch.ones(shape, dtype=torch.bool, device=response_mask.device)
+    if not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != shape:
+        got = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
+        raise ValueError(
+            f"attention_mask has shape {got}, expected {shape} like response_mask (1 at real tokens, 0 at padding)."
+        )
+    check_mask_dtype(attention_mask, "attention_mask", "1 at real tokens, 0 at padding")
+    return response_mask, attention_mask.bool()
+
+
 @contextmanager
 def rhythm_capture(
     model: torch.nn.Module,
@@ -134,13 +197,15 @@ def rhythm_capture(
             out = model(input_ids, attention_mask=attention_mask, use_cache=False)
         trace = rec.trace(head_fraction=0.3, q=0.4, k=3)
 
-    Run exactly one full forward (no KV cache) over the ``[B, N]`` batch inside the block. The model's
-    attention implementation is restored on exit, even after an error.
+    Run exactly one full forward (no KV cache) over the ``[B, N]`` batch inside the block: a second forward,
+    a forward of another length (a prefill of ``N - 1`` tokens) or ``generate`` inside the block raises a
+    ``RuntimeError`` from the forward, since its sums would not line up with the masks or would add to the
+    first forward's. The model's attention implementation is restored on exit, even after an error.
 
     Args:
         model: a transformers causal LM, possibly peft-wrapped or bitsandbytes-quantized.
-        response_mask: ``[B, N]`` bool, True at response tokens.
-        attention_mask: ``[B, N]``, 0 at padding (default: no padding).
+        response_mask: ``[B, N]`` bool (or 0/1 integers), True at response tokens.
+        attention_mask: ``[B, N]`` bool or 0/1 integers, 0 at padding (default: no padding).
         layers: ``"middle"``, ``"all"`` or layer indices.
         window: WAAD window ``W``.
         horizon: FAI horizon ``(lo, hi)``.
@@ -148,19 +213,25 @@ def rhythm_capture(
 
     Yields:
         a recorder whose ``trace(head_fraction, q, k)`` returns the :class:`RhythmTrace`.
+
+    Raises:
+        TypeError: ``model`` is not a causal LM, its attention at a selected layer is not causal, or a mask
+            is a float tensor.
+        ValueError: a bad parameter or mask shape; the message names the value and the fix.
+        RuntimeError: (from the forward) not one full ``[B, N]`` forward inside the block.
     """
     base = unwrap_causal_lm(model)
     window = check_window(window)
     horizon = check_horizon(horizon)
     block_size = check_positive_int(block_size, "block_size")
+    response_mask, key_mask = _check_masks(response_mask, attention_mask)
     text_config = base.config.get_text_config()
     selected = select_layers(text_config.num_hidden_layers, layers)
-    if attention_mask is None:
-        attention_mask = torch.ones(response_mask.shape, dtype=torch.bool, device=response_mask.device)
+    check_causal(base, selected)
     recorder = StatsRecorder(
         slots={layer: i for i, layer in enumerate(selected)},
-        response_mask=response_mask.bool(),
-        key_mask=attention_mask.bool(),
+        response_mask=response_mask,
+        key_mask=key_mask,
         window=window,
         horizon=horizon,
         block_size=block_size,
@@ -209,20 +280,30 @@ class _Handle:
 
 
 def _check_inputs(input_ids, attention_mask, response_mask):
+    """The batch of :func:`capture_rhythm`: shapes, dtypes and 0/1 values (a few syncs, once per call)."""
     if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2:
         got = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
         raise ValueError(f"input_ids must be a [B, N] tensor of token ids, got {got}; add a batch dim with [None].")
+    if input_ids.dtype.is_floating_point or input_ids.dtype.is_complex or input_ids.dtype == torch.bool:
+        raise TypeError(
+            f"input_ids has dtype {input_ids.dtype}: token ids must be an integer tensor (torch.long, as a "
+            "tokenizer returns them); convert whole-number ids with input_ids.long()."
+        )
     shape = tuple(input_ids.shape)
     if attention_mask is None:
         attention_mask = torch.ones(shape, dtype=torch.long, device=input_ids.device)
-    elif tuple(attention_mask.shape) != shape:
+    elif not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != shape:
+        got = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
         raise ValueError(
-            f"attention_mask has shape {tuple(attention_mask.shape)}, expected {shape} like input_ids "
-            "(1 at real tokens, 0 at padding)."
+            f"attention_mask has shape {got}, expected {shape} like input_ids (1 at real tokens, 0 at padding)."
         )
+    check_mask_dtype(attention_mask, "attention_mask", "1 at real tokens, 0 at padding")
+    check_mask_values(attention_mask, "attention_mask")
     if response_mask is None:
         raise ValueError("response_mask is required: a [B, N] bool tensor, True at the response tokens.")
-    response_mask = check_response_mask(response_mask, shape).to(input_ids.device)
+    checked = check_response_mask(response_mask, shape)  # a tensor of that shape, not float
+    check_mask_values(response_mask, "response_mask")
+    response_mask = checked.to(input_ids.device)
     if not response_mask.any():
         raise ValueError(
             "response_mask has no response token: set True at the positions of the generated response "
@@ -257,9 +338,9 @@ def capture_rhythm(
 
     Args:
         model: a transformers causal LM (peft-wrapped and bitsandbytes-quantized models work).
-        input_ids: ``[B, N]`` prompt + response token ids.
-        attention_mask: ``[B, N]``, 1 at real tokens, 0 at padding (default: all ones).
-        response_mask: ``[B, N]`` bool, True at response tokens (required).
+        input_ids: ``[B, N]`` integer (``torch.long``) prompt + response token ids.
+        attention_mask: ``[B, N]`` bool or 0/1 integers, 1 at real tokens, 0 at padding (default: all ones).
+        response_mask: ``[B, N]`` bool or 0/1 integers, True at response tokens (required).
         layers: ``"middle"`` (5 evenly spaced layers from ``L // 3`` to ``2L // 3``), ``"all"`` or indices.
         window: WAAD window ``W`` (>= 1).
         horizon: FAI horizon ``(lo, hi)``, ``0 <= lo <= hi``.
@@ -273,8 +354,12 @@ def capture_rhythm(
         the :class:`RhythmTrace`, or ``(trace, outputs)`` with ``return_outputs=True``.
 
     Raises:
-        TypeError: ``model`` is not a causal LM.
+        TypeError: ``model`` is not a causal LM or its attention is not causal; ``input_ids`` is not an
+            integer tensor; a mask is a float tensor (bool or 0/1 integers are expected).
         ValueError: a bad parameter or mask; the message names the value and the fix.
+
+    Warns:
+        UserWarning: once per process, when ``horizon`` is longer than every response (FAI all NaN, no anchors).
     """
     unwrap_causal_lm(model)
     head_fraction = check_fraction(head_fraction, "head_fraction")
@@ -390,6 +475,7 @@ def capture_group_maps(
     if not 0 <= start < stop <= n:
         raise ValueError(f"span={span!r} is invalid for {n} tokens: pass (start, stop) with 0 <= start < stop <= {n}.")
     attention_mask, _ = _check_inputs(input_ids, attention_mask, trace.response_mask.to(input_ids.device))
+    check_causal(base, trace.layers)
     recorder = MapRecorder(
         slots={layer: i for i, layer in enumerate(trace.layers)},
         key_mask=attention_mask.bool(),

@@ -1,46 +1,89 @@
-"""Argument checks shared by the functional math. Every error names the bad value and the fix."""
+"""Argument checks shared by the functional math. Every error names the bad value and the fix.
+
+Numbers: any integral scalar (``int``, ``numpy.int64``...) is accepted where an integer is meant and any real
+scalar (``float``, ``numpy.float32``...) where a fraction is meant; they come back as plain Python ``int`` and
+``float``. Booleans are refused where a number is meant.
+"""
 
 from __future__ import annotations
+
+import numbers
 
 import torch
 
 
+def as_int(value) -> int | None:
+    """``value`` as a Python int if it is an integral scalar (not a bool), else None."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_" or not isinstance(value, numbers.Integral):
+        return None
+    return int(value)
+
+
+def as_real(value) -> float | None:
+    """``value`` as a Python float if it is a real scalar (not a bool), else None."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_" or not isinstance(value, numbers.Real):
+        return None
+    return float(value)
+
+
 def check_window(window: int) -> int:
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+    w = as_int(window)
+    if w is None or w < 1:
         raise ValueError(f"window={window!r} is invalid: the WAAD window must be an integer >= 1 (default 10).")
-    return window
+    return w
 
 
 def check_horizon(horizon) -> tuple[int, int]:
+    message = (
+        f"horizon={horizon!r} is invalid: pass a pair (lo, hi) of integers with 0 <= lo <= hi, for example (10, 100)."
+    )
     try:
         lo, hi = horizon
     except (TypeError, ValueError):
-        raise ValueError(
-            f"horizon={horizon!r} is invalid: pass a pair (lo, hi) of integers with 0 <= lo <= hi, "
-            "for example (10, 100)."
-        ) from None
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi)) or lo < 0 or lo > hi:
-        raise ValueError(
-            f"horizon={horizon!r} is invalid: pass a pair (lo, hi) of integers with 0 <= lo <= hi, "
-            "for example (10, 100)."
-        )
+        raise ValueError(message) from None
+    lo, hi = as_int(lo), as_int(hi)
+    if lo is None or hi is None or lo < 0 or lo > hi:
+        raise ValueError(message)
     return lo, hi
 
 
 def check_fraction(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
+    x = as_real(value)
+    if x is None or not 0.0 < x <= 1.0:
         raise ValueError(f"{name}={value!r} is invalid: it must be a number in (0, 1], for example 0.3 or 0.4.")
-    return float(value)
+    return x
 
 
 def check_positive_int(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    x = as_int(value)
+    if x is None or x < 1:
         raise ValueError(f"{name}={value!r} is invalid: it must be an integer >= 1.")
-    return value
+    return x
+
+
+def check_mask_dtype(mask: torch.Tensor, name: str, meaning: str) -> None:
+    """Refuse a floating (or complex) mask: ``0.5`` would silently read as True. O(1), no device sync."""
+    if mask.dtype.is_floating_point or mask.dtype.is_complex:
+        raise TypeError(
+            f"{name} has dtype {mask.dtype}: a mask must be bool (or integer 0/1), {meaning}; a float mask is "
+            f"ambiguous (0.5 would count as True). Convert it explicitly, e.g. {name}.bool() or ({name} > 0.5)."
+        )
+
+
+def check_mask_values(mask: torch.Tensor, name: str) -> None:
+    """Refuse an integer mask holding anything but 0 and 1 (one device sync: call it once per batch)."""
+    if mask.dtype == torch.bool:
+        return
+    bad = mask[(mask != 0) & (mask != 1)]
+    if bad.numel():
+        raise ValueError(
+            f"{name} holds values other than 0 and 1 ({bad[0].item()}): pass a bool mask or 0/1 integers "
+            f"(packed-sequence ids are not supported; split the sequences into rows)."
+        )
 
 
 def check_response_mask(response_mask: torch.Tensor, shape: tuple[int, ...] | torch.Size) -> torch.Tensor:
-    """Return ``response_mask`` as bool after checking that it is a tensor of ``shape``."""
+    """Return ``response_mask`` as bool after checking that it is a bool or integer tensor of ``shape``."""
     if not isinstance(response_mask, torch.Tensor):
         raise TypeError(
             f"response_mask must be a torch.Tensor of shape {tuple(shape)} (True at response tokens), "
@@ -51,4 +94,5 @@ def check_response_mask(response_mask: torch.Tensor, shape: tuple[int, ...] | to
             f"response_mask has shape {tuple(response_mask.shape)}, expected {tuple(shape)}: pass one row per "
             "sequence and one entry per token (prompt + response, padding included), True at response tokens."
         )
+    check_mask_dtype(response_mask, "response_mask", "True at response tokens")
     return response_mask.bool()

@@ -11,9 +11,11 @@ Conventions (see docs/rhythm.md):
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
-from ._checks import check_fraction, check_horizon, check_window
+from ._checks import as_int, check_fraction, check_horizon, check_window
 
 
 def select_layers(num_layers: int, layers: str | int | list[int] | tuple[int, ...] = "middle") -> list[int]:
@@ -33,17 +35,21 @@ def select_layers(num_layers: int, layers: str | int | list[int] | tuple[int, ..
         if layers == "all":
             return list(range(num_layers))
         raise ValueError(f"layers={layers!r} is invalid: use 'middle', 'all' or a list of layer indices.")
-    chosen = [layers] if isinstance(layers, int) else list(layers)
+    try:
+        chosen = [layers] if as_int(layers) is not None else list(layers)
+    except TypeError:
+        chosen = [layers]  # not iterable: refused below, by name
     if not chosen:
         raise ValueError("layers=[] selects no layer: use 'middle', 'all' or a non-empty list of indices.")
     out = set()
     for idx in chosen:
-        if isinstance(idx, bool) or not isinstance(idx, int) or not -num_layers <= idx < num_layers:
+        i = as_int(idx)
+        if i is None or not -num_layers <= i < num_layers:
             raise ValueError(
                 f"layer index {idx!r} is out of range for a model with {num_layers} layers: "
                 f"use integers in [0, {num_layers - 1}] (or negative ones from the end)."
             )
-        out.add(idx % num_layers)
+        out.add(i % num_layers)
     return sorted(out)
 
 
@@ -171,7 +177,35 @@ def fai_counts(response_mask: torch.Tensor, horizon: tuple[int, int] = (10, 100)
     s = torch.arange(n, device=r.device)
     start = (s + lo).clamp(max=n)
     stop = (s + hi + 1).clamp(max=n)
-    return csum[..., stop] - csum[..., start]
+    counts = csum[..., stop] - csum[..., start]
+    if not _WARNED_SHORT_RESPONSES:
+        _warn_if_no_fai(response_mask.bool(), counts, (lo, hi))
+    return counts
+
+
+_WARNED_SHORT_RESPONSES = False  # the warning below comes once per process
+
+
+def _warn_if_no_fai(response_mask: torch.Tensor, counts: torch.Tensor, horizon: tuple[int, int]) -> None:
+    """Warn (once) when FAI is undefined at every response token: every response is <= ``lo`` tokens long.
+
+    One device sync per call until it has warned, so call it once per batch (at the end of a capture).
+    """
+    global _WARNED_SHORT_RESPONSES
+    if bool(((counts > 0) & response_mask).any()) or not bool(response_mask.any()):
+        return  # the usual case costs one sync
+    longest = int(response_mask.sum(-1).max())
+    _WARNED_SHORT_RESPONSES = True
+    lo, hi = horizon
+    fit = (longest // 10, max(longest // 10, 4 * longest // 5))
+    warnings.warn(
+        f"horizon={horizon!r} is longer than every response (the longest response has {longest} tokens): FAI is "
+        f"NaN at every token and there are no anchors, since FAI[s] needs a response token at s + lo "
+        f"(a response of at least lo + 1 = {lo + 1} tokens). Pass a shorter horizon, e.g. horizon={fit!r} for "
+        f"{longest}-token responses. (This warning is shown once per process.)",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def fai(attn: torch.Tensor, response_mask: torch.Tensor, horizon: tuple[int, int] = (10, 100)) -> torch.Tensor:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_fraction
+from ._checks import as_real, check_fraction
 from .tokens import top_fraction
 from .trace import RhythmTrace, select_tokens
 
@@ -60,10 +60,12 @@ def credit_gamma(
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy={strategy!r} is unknown: use one of {', '.join(STRATEGIES)}.")
-    if isinstance(gamma_amp, bool) or not isinstance(gamma_amp, (int, float)) or gamma_amp <= 0:
+    amp, share = as_real(gamma_amp), as_real(alpha)
+    if amp is None or not amp > 0:
         raise ValueError(f"gamma_amp={gamma_amp!r} is invalid: it must be a number > 0 (the paper uses 1.5).")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+    if share is None or not 0.0 <= share <= 1.0:
         raise ValueError(f"alpha={alpha!r} is invalid: it must be a number in [0, 1] (default 0.5).")
+    alpha = share
     if trace is None and (strategy in RHYTHM_STRATEGIES or response_mask is None):
         raise ValueError(
             f"strategy={strategy!r} needs a RhythmTrace (from capture_rhythm)"
@@ -71,7 +73,7 @@ def credit_gamma(
         )
     mask = (trace.response_mask if trace is not None else response_mask).bool()
     q_used = (trace.q if trace is not None else 0.4) if q is None else check_fraction(q, "q")
-    bonus = float(gamma_amp) - 1.0
+    bonus = amp - 1.0
     with torch.no_grad():
         if strategy == "uniform":
             extra = torch.zeros(mask.shape, device=mask.device)

@@ -1,0 +1,103 @@
+"""`make test`'s docs build fails on any docs warning.
+
+The docs command is read from the Makefile with ``make -n`` (printed, not run: nothing is installed) and run on a
+tiny site in a temporary folder that uses this project's ``validation`` settings, once clean and once with each
+kind of warning planted: a griffe docstring warning (a grouped parameter), a link to a missing page, a link to a
+missing anchor (an INFO message unless mkdocs.yml promotes it).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CLEAN_MODULE = '''
+def add(a: int, b: int) -> int:
+    """Add two numbers.
+
+    Args:
+        a: the first.
+        b: the second.
+    """
+    return a + b
+'''
+
+PAGES = {"index.md": "# Home\n\nSee [the API](api.md#mod.add).\n\n## Section\n", "api.md": "# API\n\n::: mod.add\n"}
+
+PLANTS = {
+    "griffe grouped parameter": ("mod.py", "a: the first.\n        b: the second.", "a, b: the two numbers."),
+    "missing page": ("docs/index.md", "(api.md#mod.add)", "(nowhere.md)"),
+    "missing anchor": ("docs/index.md", "(api.md#mod.add)", "(index.md#no-such-heading)"),
+}
+
+
+def docs_command() -> list[str]:
+    """The mkdocs command of `make test`, as make would run it with this interpreter's environment."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed: `make test` cannot run here either")
+    venv = Path(sys.executable).parent.parent
+    printed = subprocess.run(
+        [make, "-n", "-o", str(venv / ".reasonattn-installed"), f"VENV={venv}", "test"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    lines = [line for line in printed.splitlines() if "mkdocs build" in line]
+    assert len(lines) == 1, printed
+    return shlex.split(lines[0])
+
+
+def tiny_site(path: Path, plant: str | None = None) -> Path:
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
+    site = {
+        "site_name": "tiny",
+        "nav": ["index.md", "api.md"],
+        "validation": config.get("validation", {}),
+        "plugins": [{"mkdocstrings": {"handlers": {"python": {"paths": ["."]}}}}],
+    }
+    (path / "docs").mkdir(parents=True)
+    (path / "mkdocs.yml").write_text(yaml.safe_dump(site), encoding="utf-8")
+    (path / "mod.py").write_text(CLEAN_MODULE, encoding="utf-8")
+    for name, text in PAGES.items():
+        (path / "docs" / name).write_text(text, encoding="utf-8")
+    if plant is not None:
+        file, old, new = PLANTS[plant]
+        text = (path / file).read_text(encoding="utf-8")
+        assert old in text
+        (path / file).write_text(text.replace(old, new), encoding="utf-8")
+    return path
+
+
+def build(path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "PYTHONPATH": str(path)}
+    return subprocess.run(docs_command(), cwd=path, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_the_docs_command_is_strict_and_not_quiet():
+    command = docs_command()
+    assert "--strict" in command and "--quiet" not in command and "-q" not in command
+
+
+def test_a_clean_site_builds(tmp_path):
+    result = build(tiny_site(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARNING" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("plant", sorted(PLANTS))
+def test_any_docs_warning_fails_the_build(tmp_path, plant):
+    result = build(tiny_site(tmp_path, plant))
+    log = result.stdout + result.stderr
+    assert result.returncode != 0, log
+    assert "WARNING" in log  # shown, so the reader sees what to fix
