@@ -45,7 +45,8 @@ class RhythmReport(Callback):
     validation, ``N`` = ``trainer.global_step``). A :class:`~lightning.pytorch.loggers.TensorBoardLogger`
     also gets the two pictures as images and a Markdown summary as text, under ``{prefix}{train|val}/``.
     Loggers that cannot take images (CSVLogger and others) get nothing; when no TensorBoardLogger is attached
-    the files are the report, and a warning says so once. Only global rank 0 reports.
+    the files are the report, and a warning says so once. Only global rank 0 reports (on its own batch); under
+    DDP the other ranks carry on without waiting for it.
 
     Like :class:`~lightning_reasonattn.callbacks.AttentionRhythmMonitor` it leaves training alone: the
     forwards run in eval mode without gradients (no dropout, so no random number is drawn), the training flags
@@ -128,6 +129,7 @@ class RhythmReport(Callback):
         self.capture_kwargs = capture_kwargs
         self.inputs = BatchInputs(input_ids_key, attention_mask_key, labels_key, response_mask_key, batch_to_inputs)
         self._model: torch.nn.Module | None = None
+        self._root: Path | None = None
         self._last_step = -1
         self._warned = False
         self.last_report: dict[str, Path] = {}
@@ -136,6 +138,9 @@ class RhythmReport(Callback):
     # ------------------------------------------------------------------ set-up
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._model = find_causal_lm(pl_module, self.model_attr)
+        # trainer.log_dir is a broadcast from rank 0: read it here, where every rank is, not in _report, which
+        # only rank 0 passes (the other ranks would never join the broadcast: a hang or a closed connection).
+        self._root = Path(trainer.log_dir or trainer.default_root_dir) / self.dirname
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._model = None
@@ -188,7 +193,7 @@ class RhythmReport(Callback):
         tokens = self._decode(input_ids[0].tolist())
         step = trainer.global_step
         name = f"step_{step}" if split == "train" else f"val_step_{step}"
-        root = Path(trainer.log_dir or trainer.default_root_dir) / self.dirname
+        root = self._root
         title = f"Rhythm report, {split} step {step}"
         paths = write_report(root / name, trace, tokens, maps, span, title=title, dpi=self.dpi)
         self.last_report = paths
