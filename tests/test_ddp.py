@@ -196,6 +196,22 @@ def test_unsupported_strategies_are_refused():
         module.setup("fit")
 
 
+def test_ranks_share_each_step_and_the_held_out_split():
+    from lightning_reasonattn.grpo.data import HeldOut, PromptStream
+
+    records = [{"prompt": str(i)} for i in range(10)]
+    one = PromptStream(records, 4, seed=1)
+    shares = [PromptStream(records, 4, seed=1, rank=r, world_size=2) for r in range(2)]
+    for step in (0, 1, 2, 7):  # 4 prompts a step over 10 records: steps 2 and 7 cross a pass boundary
+        assert shares[0].share(step) + shares[1].share(step) == one.batch(step)
+        assert len(shares[0].share(step)) == 2
+    with pytest.raises(ValueError, match="batch_size=3 does not split over 2"):
+        PromptStream(records, 3, rank=0, world_size=2)
+    held = [HeldOut(records[:5], 2, rank=r, world_size=2) for r in range(2)]
+    assert [len(h) for h in held] == [1, 2]  # 2 and 3 problems in batches of 2
+    assert [r for h in held for batch in h for r in batch] == records[:5]  # each exactly once, none repeated
+
+
 def test_held_out_split_smaller_than_the_world_is_refused():
     from lightning_reasonattn.grpo.distributed import check_held_out
 

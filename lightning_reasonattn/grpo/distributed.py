@@ -83,6 +83,13 @@ def gather_rows(strategy: Any, tensor: torch.Tensor) -> torch.Tensor:
     return strategy.all_gather(tensor).flatten(0, 1)
 
 
+def gather_columns(strategy: Any, columns: list[torch.Tensor], device: torch.device | str) -> torch.Tensor:
+    """``[K, N]``: ``K`` per-completion columns (``[B]`` each, any dtype) of every rank, in float64 (exact for
+    counts and float32 values), in one gather."""
+    local = torch.stack([c.to(device, torch.float64) for c in columns], 1)  # [B, K]
+    return gather_rows(strategy, local).T
+
+
 def sum_and_max_over_ranks(
     strategy: Any, values: dict[str, torch.Tensor | float], device: torch.device | str
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -43,8 +43,8 @@ from .distributed import (
     check_split,
     check_strategy,
     frozen_names,
+    gather_columns,
     gather_objects,
-    gather_rows,
     rng_states,
     run_seed,
     set_rng_states,
@@ -54,51 +54,10 @@ from .loss import minibatches, policy_loss
 from .rollout import DenseRollout, resolve_backend, sample
 from .settings import CreditSettings, LossSettings, OptimSettings, RewardSettings, SamplingSettings, TaskSettings
 from .step import completion_logprobs, encode_prompts, measured_logprobs, score
+from .step_data import Completed, Rollouts, Scored
 from .step_metrics import LOSS_STATS, completion_metrics, token_means, token_sums, update_means
 
 SAMPLE_STREAM, CREDIT_STREAM = 1, 2  # the keyed random streams of a run: sampling, the random credit strategy
-
-
-@dataclass
-class Rollouts:
-    prompts: list  # [B] prompt of every completion (each prompt repeated G times)
-    columns: dict  # dataset columns, one value per completion
-    ids: torch.Tensor  # [B, P + T] prompt (left-padded) + completion (right-padded)
-    mask: torch.Tensor  # [B, P + T] attention mask
-    completion_mask: torch.Tensor  # [B, T] bool
-    truncated: torch.Tensor  # [B] bool
-    texts: list[str]
-    seconds: float
-    step: int | None = None  # the prompt stream's batch: keys the random draws (None: the process RNG)
-    prompt_index: torch.Tensor | None = None  # [B] global index of each row's prompt in the step's batch
-    sample_index: torch.Tensor | None = None  # [B] index of each row in its group (0 .. G - 1)
-
-    @property
-    def width(self) -> int:
-        return self.completion_mask.shape[1]
-
-
-@dataclass
-class Completed:
-    """Per-completion values of the whole step: every rank's rows, in rank order (``[N]`` each)."""
-
-    rewards: torch.Tensor
-    per_function: dict[str, torch.Tensor]
-    lengths: torch.Tensor
-    truncated: torch.Tensor
-    loss_tokens: torch.Tensor  # tokens each completion puts in the loss
-
-
-@dataclass
-class Scored:
-    rewards: torch.Tensor  # [B] this rank's
-    per_function: dict[str, torch.Tensor]
-    advantages: torch.Tensor  # [B]
-    step: Completed | None = None  # over all ranks
-    old_logp: torch.Tensor | None = None  # [B, T]; None: the update's first forward measures (one iteration)
-    entropy: torch.Tensor | None = None  # [B, T]
-    gamma: torch.Tensor | None = None  # [B, T]
-    traces: list = field(default_factory=list)  # RhythmTrace (or None) per row block, in row order
 
 
 class RhythmGRPO(pl.LightningModule):
@@ -223,6 +182,10 @@ class RhythmGRPO(pl.LightningModule):
     def _world_size(self) -> int:
         return self.trainer.world_size if self._trainer is not None else 1
 
+    @property
+    def _strategy(self):
+        return self.trainer.strategy if self._trainer is not None else None
+
     def train_dataloader(self):
         """This rank's share of every step's prompts (all of them on one process)."""
         train, _ = self._task_splits()
@@ -305,7 +268,7 @@ class RhythmGRPO(pl.LightningModule):
         prompt_index = (torch.arange(len(records)) + first).repeat_interleave(g)
         sample_index = torch.arange(g).repeat(len(records))
         prompts = [r["prompt"] for r in records for _ in range(g)]
-        columns = {key: [r[key] for r in records for _ in range(g)] for key in records[0] if key != "prompt"}
+        columns = {col: [r[col] for r in records for _ in range(g)] for col in records[0] if col != "prompt"}
         ids, mask = encode_prompts(self.tokenizer, [r["prompt"] for r in records], self.device)
         ids, mask = ids.repeat_interleave(g, 0), mask.repeat_interleave(g, 0)
         sampler = self._dense.model if self._dense is not None else self.policy
@@ -379,9 +342,7 @@ class RhythmGRPO(pl.LightningModule):
         """Every rank's per-completion values, in one gather (float64 keeps rewards and counts exact)."""
         columns = [rewards, *per_function.values(), rollouts.completion_mask.sum(-1), rollouts.truncated,
                    self._loss_mask(rollouts).sum(-1)]  # fmt: skip
-        local = torch.stack([c.to(self.device, torch.float64) for c in columns], 1)  # [B, K]
-        strategy = self.trainer.strategy if self._trainer is not None else None
-        table = gather_rows(strategy, local).T  # [K, N]
+        table = gather_columns(self._strategy, columns, self.device)  # [K, N]
         names = list(per_function)
         return Completed(table[0], dict(zip(names, table[1 : 1 + len(names)], strict=True)), table[-3],
                          table[-2].bool(), table[-1])  # fmt: skip
@@ -529,8 +490,7 @@ class RhythmGRPO(pl.LightningModule):
         local["tokens_per_sec/rollout"] = m.sum() / max(rollouts.seconds, 1e-9)
         if self.device.type == "cuda":  # the step's own high-water mark, the largest over the ranks
             local["memory/peak_gib"] = torch.tensor(torch.cuda.max_memory_allocated(self.device) / 2**30)
-        strategy = self.trainer.strategy if self._trainer is not None else None
-        total, largest = sum_and_max_over_ranks(strategy, local, self.device)
+        total, largest = sum_and_max_over_ranks(self._strategy, local, self.device)
         values |= token_means(total) | update_means(total, largest, self._world_size)
         batch = rollouts.ids.shape[0]
         for name, value in values.items():  # equal on every rank: nothing left for Lightning to reduce
