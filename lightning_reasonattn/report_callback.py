@@ -63,9 +63,13 @@ class RhythmReport(Callback):
         dpi: resolution of the pictures.
         dirname: folder of the reports inside ``trainer.log_dir``.
         prefix: TensorBoard tag prefix.
-        model_attr, input_ids_key, attention_mask_key, labels_key, response_mask_key, batch_to_inputs: how to
-            find the model and read a batch, exactly as in
-            :class:`~lightning_reasonattn.callbacks.AttentionRhythmMonitor`.
+        model_attr: how to find the model, exactly as in
+            :class:`~lightning_reasonattn.callbacks.AttentionRhythmMonitor`; likewise the next five.
+        input_ids_key: batch key of the token ids.
+        attention_mask_key: batch key of the padding mask.
+        labels_key: batch key of labels (response tokens: ``labels != -100``).
+        response_mask_key: batch key of a bool response mask, used instead of labels when given.
+        batch_to_inputs: ``fn(batch) -> {"input_ids", "response_mask", "attention_mask"?}`` for custom batches.
         capture_kwargs: passed to :func:`~lightning_reasonattn.capture_rhythm` (``layers``, ``window``,
             ``horizon``, ``head_fraction``, ``q``, ``block_size``...).
 

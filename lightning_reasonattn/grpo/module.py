@@ -67,10 +67,15 @@ class RhythmGRPO(pl.LightningModule):
         model: hub name or local checkpoint; ``None``: the embedded default (SmolLM2-135M-Instruct).
         quantization: ``nf4`` (default), ``fp4``, ``int8`` or ``none``. double_quant: 4-bit constants quantized.
         lora: adapter settings. gradient_checkpointing: recompute activations in the update.
-        task, rewards: prompts and reward functions. prompts_per_step: prompts per step, over all processes
-            (each of ``W`` processes takes ``prompts_per_step / W`` of them).
+        task: where the prompts come from.
+        rewards: the reward functions.
+        prompts_per_step: prompts per step, over all processes (each of ``W`` processes takes
+            ``prompts_per_step / W`` of them).
         group_size: completions per prompt (``G``).
-        sampling, credit, loss, optim: see :mod:`lightning_reasonattn.grpo.settings`.
+        sampling: rollout settings (see :mod:`lightning_reasonattn.grpo.settings`, as for the next three).
+        credit: which tokens get extra credit.
+        loss: the policy update.
+        optim: AdamW on the adapter.
         score_batch_size: rollouts per no-grad scoring forward.
         log_completions_every_n_steps: write sample completions to ``<log_dir>/completions.jsonl``.
         eval_batch_size: held-out prompts per validation batch (one greedy completion each); validation runs

@@ -115,7 +115,9 @@ class KeyedSampling:
     Args:
         keys: ``[B]`` int64 row keys, e.g. ``mix(seed, step, prompt_index, j)``.
         prompt_width: ``P``, the width of the (left-padded) prompt batch: decode position = ``len - P``.
-        temperature: > 0. top_p: in ``(0, 1]``. top_k: ``None`` or ``0`` for no top-k.
+        temperature: > 0.
+        top_p: in ``(0, 1]``.
+        top_k: ``None`` or ``0`` for no top-k.
     """
 
     def __init__(self, keys: torch.Tensor, prompt_width: int, temperature: float, top_p: float = 1.0,

@@ -24,7 +24,8 @@ def completion_metrics(
     Args:
         rewards: ``[N]`` weighted rewards, group by group (``rewards[p * G + j]``).
         per_function: ``{name: [N]}`` unweighted rewards of each function.
-        lengths: ``[N]`` completion lengths in tokens. truncated: ``[N]`` no EOS within the budget.
+        lengths: ``[N]`` completion lengths in tokens.
+        truncated: ``[N]`` no EOS within the budget.
         group_size: ``G``.
 
     Returns:
@@ -61,8 +62,11 @@ def token_sums(
     """Sums over the completion tokens of one process, to be added over processes.
 
     Args:
-        mask: ``[B, T]`` bool completion tokens. entropy, gamma: ``[B, T]``.
-        preplan, anchor: ``[B, T]`` bool token sets of the trace (rhythm strategies), else ``None``.
+        mask: ``[B, T]`` bool completion tokens.
+        entropy: ``[B, T]`` token entropies.
+        gamma: ``[B, T]`` credit multipliers.
+        preplan: ``[B, T]`` bool preplan tokens of the trace (rhythm strategies), else ``None``.
+        anchor: ``[B, T]`` bool anchor tokens, likewise.
 
     Returns:
         ``tokens`` (the count), ``entropy``, ``gamma``, ``amplified`` (tokens with ``gamma != 1``) and, with a
