@@ -31,11 +31,11 @@ TESTS = Path(__file__).resolve().parent
 TIMEOUT_S = 420  # generous for a loaded 2-core machine; a hang (the old RhythmReport) never ends by itself
 
 
-def run_two_processes(script: str, *args: str) -> None:
-    """Run ``tests/<script> ARGS 2`` (Lightning launches the second rank); kill the whole group on timeout."""
+def start_two_processes(script: str, *args: str) -> subprocess.Popen:
+    """Start ``tests/<script> ARGS 2`` (Lightning launches the second rank) in its own process group."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
     env.pop("LOCAL_RANK", None)  # a leftover would make Lightning think the ranks are launched already
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, str(TESTS / script), *args, "2"],
         env=env,
         stdout=subprocess.PIPE,
@@ -43,6 +43,10 @@ def run_two_processes(script: str, *args: str) -> None:
         text=True,
         start_new_session=True,
     )
+
+
+def finish(proc: subprocess.Popen, script: str) -> None:
+    """Wait for a :func:`start_two_processes` run; on timeout kill its whole group (both ranks) and fail."""
     try:
         out, _ = proc.communicate(timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -67,17 +71,20 @@ def grpo_runs(tmp_path_factory):
     """``(one, two)``: the folders of the runs of ``ddp_grpo.py`` on one and on two processes."""
     root = tmp_path_factory.mktemp("ddp-grpo")
     model = str(tiny_checkpoint(root / "model"))
-    run_two_processes("ddp_grpo.py", str(root / "two"), model)
+    two = start_two_processes("ddp_grpo.py", str(root / "two"), model)
     one = root / "one"
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    try:
+    try:  # meanwhile, the same runs on this one process
         ddp_grpo.run(one, model, 1, "uniform", 2, "uniform")
         ddp_grpo.run(one, model, 1, "coupled", 3, "coupled")
+        finish(two, "ddp_grpo.py")
         # the two-process run's step-2 checkpoint, resumed on one process
         ckpt = root / "two" / "coupled" / "ckpt" / "epoch=0-step=2.ckpt"
         ddp_grpo.run(one, model, 1, "resumed_from_two", 3, "coupled", ckpt_path=str(ckpt))
     finally:
+        if two.poll() is None:
+            os.killpg(two.pid, signal.SIGKILL)
         torch.set_num_threads(torch_threads)
     return one, root / "two"
 
@@ -183,6 +190,7 @@ def test_a_step_that_does_not_split_is_refused():
     module._trainer = fake_trainer(DDPStrategy(), 2)
     with pytest.raises(MisconfigurationException, match=r"prompts_per_step=3 .* over 2 processes.*e\.g\. 2 or 4"):
         module.setup("fit")
+    module.setup("validate")  # validation does not split the training prompts
     module._trainer = fake_trainer(DDPStrategy(), 3)
     module.setup("fit")  # 3 prompts over 3 processes: one each
     module._trainer = fake_trainer(SingleDeviceStrategy("cpu"), 1)
@@ -224,11 +232,14 @@ def test_held_out_split_smaller_than_the_world_is_refused():
 def test_monitor_and_report_under_ddp(tmp_path):
     """2 processes: the report is drawn (the old code hung or lost its connection at trainer.log_dir), the
     monitor's values are those of one process over all 4 sequences, and nothing warns about sync_dist."""
-    run_two_processes("ddp_callbacks.py", str(tmp_path / "two"))
+    two = start_two_processes("ddp_callbacks.py", str(tmp_path / "two"))
+    try:
+        one = ddp_callbacks.validate(tmp_path / "one", devices=1, report=False)  # meanwhile, on this process
+    finally:
+        finish(two, "ddp_callbacks.py")
     result = json.loads((tmp_path / "two" / "result.json").read_text())
-    assert result["reports"] == ["step_1", "step_2", "val_step_1", "val_step_2"]
+    assert result["reports"] == ["step_1", "val_step_1"]
     assert not [w for w in result["warnings"] if "sync_dist" in w and "rhythm/" in w], result["warnings"]
-    one = ddp_callbacks.validate(tmp_path / "one", devices=1)
     assert set(one) == set(result["val"]) and "rhythm/val/waad_profile/01" in one
     for name, value in one.items():
         assert result["val"][name] == pytest.approx(value, rel=1e-5, nan_ok=True), name

@@ -146,7 +146,8 @@ class RhythmGRPO(pl.LightningModule):
     # ------------------------------------------------------------------ set-up
     def setup(self, stage: str) -> None:
         check_strategy(self.trainer.strategy)
-        check_split(self.prompts_per_step, self.trainer.world_size)
+        if stage == "fit":  # validation splits the held-out problems, whatever their number
+            check_split(self.prompts_per_step, self.trainer.world_size)
         if self._seed is None:
             self._seed = run_seed(self.trainer.strategy)
 
