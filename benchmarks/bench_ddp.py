@@ -12,7 +12,8 @@ runs, as are the prompts, ``prompts_per_step`` (the global batch, split over the
 the completion length (random weights never sample EOS, so every completion has ``--max-new-tokens`` tokens).
 The step time is measured on rank 0 from the start to the end of each training step (the ranks are in lockstep:
 each step ends with DDP's gradient all-reduce); the first ``--warmup`` steps are not counted; the table gives
-the median. Target: 2 processes >= 1.7x the steps/s of 1 process.
+the median, with the median CPU time rank 0 spent in a step (on a busy machine the CPU time shows how the work
+divides when the wall time cannot). Target: 2 processes >= 1.7x the steps/s of 1 process.
 """
 
 from __future__ import annotations
@@ -59,14 +60,17 @@ def worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
 
     class StepTimer(pl.Callback):
+        """Wall time and this process's CPU time of every training step."""
+
         def __init__(self):
-            self.seconds: list[float] = []
+            self.seconds: list[tuple[float, float]] = []
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            self._start = time.perf_counter()
+            self._start = (time.perf_counter(), time.process_time())
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            self.seconds.append(time.perf_counter() - self._start)
+            wall, cpu = self._start
+            self.seconds.append((time.perf_counter() - wall, time.process_time() - cpu))
 
     pl.seed_everything(0, verbose=False)
     module = RhythmGRPO(
@@ -117,21 +121,26 @@ def main(args: argparse.Namespace) -> None:
             env = {**os.environ, "OMP_NUM_THREADS": "1"}
             subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             times = json.loads(out.read_text())
-            rows.append((devices, statistics.median(times), min(times), max(times)))
+            wall, cpu = [t[0] for t in times], [t[1] for t in times]
+            rows.append((devices, statistics.median(wall), min(wall), max(wall), statistics.median(cpu)))
     print(
         f"global batch: {args.prompts} prompts x {args.group} completions x {args.max_new_tokens} new tokens; "
         f"Llama hidden {args.hidden}, {args.layers} layers, NF4 + LoRA r=16; {args.accelerator}, "
         f"{args.steps} steps measured after {args.warmup}"
     )
-    print(f"{'processes':>9} | {'step s (median)':>15} | {'min':>6} | {'max':>6} | {'steps/s':>7} | {'vs 1':>6}")
-    print("-" * 64)
-    base = next((median for devices, median, _, _ in rows if devices == 1), None)
-    for devices, median, low, high in rows:
-        ratio = f"{base / median:5.2f}x" if base else "   -  "
-        print(f"{devices:>9} | {median:>15.3f} | {low:>6.3f} | {high:>6.3f} | {1 / median:>7.3f} | {ratio:>6}")
+    head = f"{'processes':>9} | {'step s (median)':>15} | {'min':>6} | {'max':>6} | {'rank-0 CPU s':>12} | "
+    print(head + f"{'steps/s':>7} | {'vs 1':>6}")
+    print("-" * (len(head) + 17))
+    base = next((row for row in rows if row[0] == 1), None)
+    for devices, median, low, high, cpu in rows:
+        ratio = f"{base[1] / median:5.2f}x" if base else "   -  "
+        cells = f"{devices:>9} | {median:>15.3f} | {low:>6.3f} | {high:>6.3f} | {cpu:>12.3f} | "
+        print(cells + f"{1 / median:>7.3f} | {ratio:>6}")
     if base and len(rows) > 1:
-        devices, median = rows[-1][0], rows[-1][1]
-        print(f"\nscaling: {devices} processes = {base / median:.2f}x the steps/s of 1 (target >= 1.7x for 2)")
+        devices, median, cpu = rows[-1][0], rows[-1][1], rows[-1][4]
+        print(f"\nscaling: {devices} processes = {base[1] / median:.2f}x the steps/s of 1 (target >= 1.7x for 2)")
+        print(f"CPU time of a step on rank 0: {cpu / base[4]:.2f} of one process's (ideal 1/{devices})")
+        print(f"load average at the end (other work on this machine): {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
