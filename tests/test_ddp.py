@@ -233,9 +233,12 @@ def test_monitor_and_report_under_ddp(tmp_path):
     """2 processes: the report is drawn (the old code hung or lost its connection at trainer.log_dir), the
     monitor's values are those of one process over all 4 sequences, and nothing warns about sync_dist."""
     two = start_two_processes("ddp_callbacks.py", str(tmp_path / "two"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         one = ddp_callbacks.validate(tmp_path / "one", devices=1, report=False)  # meanwhile, on this process
     finally:
+        torch.set_num_threads(threads)
         finish(two, "ddp_callbacks.py")
     result = json.loads((tmp_path / "two" / "result.json").read_text())
     assert result["reports"] == ["step_1", "val_step_1"]

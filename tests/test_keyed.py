@@ -8,6 +8,15 @@ from lightning_reasonattn.functional.keyed import hash32, keyed_uniform, mix
 from lightning_reasonattn.grpo.rollout import KeyedSampling, sample
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: a second thread only waits for the first (and on a busy machine, for a long time)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def lowbias32(x: int) -> int:
     """Chris Wellons' lowbias32 on Python ints (the reference: plain uint32 arithmetic)."""
     x &= 0xFFFFFFFF
