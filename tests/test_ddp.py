@@ -159,18 +159,19 @@ def test_resume_on_another_world_size_continues_the_run(grpo_runs):
 def test_each_rank_restores_its_own_rng_state():
     from lightning_reasonattn.grpo.distributed import rng_states
 
-    states = []
-    for seed in (11, 12):
-        torch.manual_seed(seed)
-        states.append(rng_states())
     module = small_module()
-    module._trainer = types.SimpleNamespace(global_rank=1)
-    torch.manual_seed(0)
-    module.on_load_checkpoint({"rng_states": states, "sampling_seed": 5})
-    assert torch.equal(torch.get_rng_state(), states[1]["torch"]) and module._seed == 5
-    module._trainer = types.SimpleNamespace(global_rank=2)  # resumed on more processes than were saved
-    with pytest.warns(UserWarning, match="RNG states of 2 process"):
-        module.on_load_checkpoint({"rng_states": states})
+    with torch.random.fork_rng(devices=[]):  # leave the suite's RNG as it was
+        states = []
+        for seed in (11, 12):
+            torch.manual_seed(seed)
+            states.append(rng_states())
+        module._trainer = types.SimpleNamespace(global_rank=1)
+        torch.manual_seed(0)
+        module.on_load_checkpoint({"rng_states": states, "sampling_seed": 5})
+        assert torch.equal(torch.get_rng_state(), states[1]["torch"]) and module._seed == 5
+        module._trainer = types.SimpleNamespace(global_rank=2)  # resumed on more processes than were saved
+        with pytest.warns(UserWarning, match="RNG states of 2 process"):
+            module.on_load_checkpoint({"rng_states": states})
 
 
 def small_module(**kwargs):
