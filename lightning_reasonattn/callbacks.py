@@ -271,12 +271,10 @@ class AttentionRhythmMonitor(Callback):
         for metric in (metrics[f"{split}_waad"], metrics[f"{split}_fai"], metrics[f"{split}_coupling"]):
             metric.reset()
         named = {f"{self.prefix}{split}/{name}": value for name, value in values.items()}
-        if split == "val":
-            for name, value in named.items():  # one value per epoch, already reduced over ranks
-                pl_module.log(name, value, on_step=False, on_epoch=True, sync_dist=False, batch_size=1)
-            return
-        # A value logged with self.log from on_train_batch_end stays in Lightning's step results and is
-        # written again at every later step; write it once to the loggers instead, like LearningRateMonitor.
+        # Written to the loggers directly, like LearningRateMonitor, for both splits: a train value logged with
+        # self.log from on_train_batch_end would stay in Lightning's step results and be written again at every
+        # later step; and the values are already reduced over the ranks by torchmetrics' compute(), so there is
+        # nothing for Lightning to sync (self.log(..., sync_dist=False) of an epoch value would warn under DDP).
         step = getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", trainer.global_step)
         for logger in trainer.loggers:
             logger.log_metrics({name: float(value) for name, value in named.items()}, step=step)

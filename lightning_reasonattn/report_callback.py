@@ -45,7 +45,8 @@ class RhythmReport(Callback):
     validation, ``N`` = ``trainer.global_step``). A :class:`~lightning.pytorch.loggers.TensorBoardLogger`
     also gets the two pictures as images and a Markdown summary as text, under ``{prefix}{train|val}/``.
     Loggers that cannot take images (CSVLogger and others) get nothing; when no TensorBoardLogger is attached
-    the files are the report, and a warning says so once. Only global rank 0 reports.
+    the files are the report, and a warning says so once. Only global rank 0 reports (on its own batch); under
+    DDP the other ranks carry on without waiting for it.
 
     Like :class:`~lightning_reasonattn.callbacks.AttentionRhythmMonitor` it leaves training alone: the
     forwards run in eval mode without gradients (no dropout, so no random number is drawn), the training flags
@@ -62,9 +63,13 @@ class RhythmReport(Callback):
         dpi: resolution of the pictures.
         dirname: folder of the reports inside ``trainer.log_dir``.
         prefix: TensorBoard tag prefix.
-        model_attr, input_ids_key, attention_mask_key, labels_key, response_mask_key, batch_to_inputs: how to
-            find the model and read a batch, exactly as in
-            :class:`~lightning_reasonattn.callbacks.AttentionRhythmMonitor`.
+        model_attr: how to find the model, exactly as in
+            :class:`~lightning_reasonattn.callbacks.AttentionRhythmMonitor`; likewise the next five.
+        input_ids_key: batch key of the token ids.
+        attention_mask_key: batch key of the padding mask.
+        labels_key: batch key of labels (response tokens: ``labels != -100``).
+        response_mask_key: batch key of a bool response mask, used instead of labels when given.
+        batch_to_inputs: ``fn(batch) -> {"input_ids", "response_mask", "attention_mask"?}`` for custom batches.
         capture_kwargs: passed to :func:`~lightning_reasonattn.capture_rhythm` (``layers``, ``window``,
             ``horizon``, ``head_fraction``, ``q``, ``block_size``...).
 
@@ -128,6 +133,7 @@ class RhythmReport(Callback):
         self.capture_kwargs = capture_kwargs
         self.inputs = BatchInputs(input_ids_key, attention_mask_key, labels_key, response_mask_key, batch_to_inputs)
         self._model: torch.nn.Module | None = None
+        self._root: Path | None = None
         self._last_step = -1
         self._warned = False
         self.last_report: dict[str, Path] = {}
@@ -136,6 +142,9 @@ class RhythmReport(Callback):
     # ------------------------------------------------------------------ set-up
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._model = find_causal_lm(pl_module, self.model_attr)
+        # trainer.log_dir is a broadcast from rank 0: read it here, where every rank is, not in _report, which
+        # only rank 0 passes (the other ranks would never join the broadcast: a hang or a closed connection).
+        self._root = Path(trainer.log_dir or trainer.default_root_dir) / self.dirname
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._model = None
@@ -188,7 +197,7 @@ class RhythmReport(Callback):
         tokens = self._decode(input_ids[0].tolist())
         step = trainer.global_step
         name = f"step_{step}" if split == "train" else f"val_step_{step}"
-        root = Path(trainer.log_dir or trainer.default_root_dir) / self.dirname
+        root = self._root
         title = f"Rhythm report, {split} step {step}"
         paths = write_report(root / name, trace, tokens, maps, span, title=title, dpi=self.dpi)
         self.last_report = paths

@@ -164,21 +164,3 @@ def test_batch_without_the_keys(tmp_path):
     monitor = AttentionRhythmMonitor(every_n_steps=1, labels_key="targets")
     with pytest.raises(KeyError, match=r"not \['targets'\]"):
         trainer(tmp_path, [monitor], max_steps=1).fit(UserModule(), DataLoader(samples(2), batch_size=2))
-
-
-def _validate(tmp_path, devices):
-    module = UserModule()
-    monitor = AttentionRhythmMonitor(num_buckets=2)
-    kw = dict(strategy="ddp_spawn") if devices > 1 else {}
-    t = trainer(tmp_path, [monitor], devices=devices, **kw)
-    t.validate(module, DataLoader(samples(4, seed=5), batch_size=1), verbose=False)
-    return {k: v.item() for k, v in t.callback_metrics.items() if k.startswith("rhythm/")}
-
-
-def test_ddp_two_processes_equal_one_process(tmp_path):
-    """Two gloo processes, each seeing half of the validation data, log the values of one process over all."""
-    one = _validate(tmp_path / "one", devices=1)
-    two = _validate(tmp_path / "two", devices=2)
-    assert set(one) == set(two) and "rhythm/val/waad_profile/01" in one
-    for name, value in one.items():
-        assert two[name] == pytest.approx(value, rel=1e-5, nan_ok=True), name

@@ -97,3 +97,22 @@ def test_minibatch_shares_reproduce_the_whole_batch(loss_type, size):
         for rows, w in minibatches(mask, size, loss_type)
     )
     assert parts.item() == pytest.approx(whole.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("loss_type", ["token-mean", "seq-mean-token-mean", "dr-grpo"])
+@pytest.mark.parametrize(("world", "size"), [(2, 2), (3, None), (3, 1)])
+def test_minibatch_shares_under_ddp_average_to_the_whole_batch(loss_type, world, size):
+    """Each of ``world`` ranks weighs its own rows; DDP averages over ranks: that average is the whole loss."""
+    from lightning_reasonattn.grpo.loss import minibatches
+
+    torch.manual_seed(1)
+    per_token = torch.rand(6 * world, 7)
+    mask = torch.rand(6 * world, 7) > 0.4
+    mask[0] = False  # a row without tokens, on rank 0 only: the ranks' token counts differ
+    whole = aggregate(per_token, mask, loss_type, max_len=8)
+    ranks = []
+    for r in range(world):
+        rows = slice(6 * r, 6 * (r + 1))
+        batches = minibatches(mask[rows], size, loss_type, world_size=world, global_tokens=mask.sum())
+        ranks.append(sum(aggregate(per_token[rows][b], mask[rows][b], loss_type, max_len=8) * w for b, w in batches))
+    assert (sum(ranks) / world).item() == pytest.approx(whole.item(), rel=1e-6)

@@ -36,6 +36,7 @@ def credit_gamma(
     normalize: bool = False,
     entropy: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    scores: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-token advantage multipliers.
 
@@ -51,6 +52,8 @@ def credit_gamma(
         response_mask: ``[B, N]`` bool, when ``trace`` is None.
         entropy: ``[B, N]`` token entropies of the policy, required by ``entropy``.
         generator: random source of ``random`` (seed it for reproducible runs).
+        scores: ``[B, N]`` random scores for ``random`` instead of ``torch.rand(generator=generator)`` (e.g. keyed
+            per token, so that a token's draw does not depend on its batch); the top ``q`` of each response win.
 
     Returns:
         ``[B, N]`` float32 with no gradient; 1 outside the response.
@@ -78,7 +81,11 @@ def credit_gamma(
         if strategy == "uniform":
             extra = torch.zeros(mask.shape, device=mask.device)
         elif strategy == "random":
-            scores = torch.rand(mask.shape, generator=generator, device="cpu").to(mask.device)
+            if scores is None:
+                scores = torch.rand(mask.shape, generator=generator, device="cpu")
+            elif tuple(scores.shape) != tuple(mask.shape):
+                raise ValueError(f"scores has shape {tuple(scores.shape)}: expected {tuple(mask.shape)}.")
+            scores = scores.float().to(mask.device)
             extra = bonus * top_fraction(_on_response(scores, mask), q_used).float()
         elif strategy == "entropy":
             if entropy is None or tuple(entropy.shape) != tuple(mask.shape):

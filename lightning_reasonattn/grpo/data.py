@@ -10,6 +10,7 @@ import torch
 
 from .. import rewards as rw
 from ..tasks import arithmetic_splits, countdown_splits, load_prompts
+from .distributed import shard
 from .settings import RewardSettings, TaskSettings
 
 BUILTIN_REWARDS: dict[str, Callable] = {
@@ -140,15 +141,30 @@ class PromptStream:
 
     Each pass over the records follows its own seeded permutation. Iteration starts at ``start()`` (the
     trainer's step when training resumes), so a resumed run sees exactly the prompts it would have seen.
+    ``batch_size`` is the global number of prompts per step; process ``rank`` of ``world_size`` iterates over
+    its contiguous share of each batch (prompts ``rank * b .. (rank + 1) * b - 1``, ``b = batch_size / W``), so
+    the processes together see the batches of one process, whatever their number.
     """
 
-    def __init__(self, records: list[dict], batch_size: int, seed: int = 0, start: Callable[[], int] = lambda: 0):
+    def __init__(
+        self,
+        records: list[dict],
+        batch_size: int,
+        seed: int = 0,
+        start: Callable[[], int] = lambda: 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         if not records:
             raise ValueError("the task has no prompt records: check the task name, file and columns.")
+        if batch_size % world_size:
+            raise ValueError(f"batch_size={batch_size} does not split over {world_size} processes.")
         self.records = records
         self.batch_size = batch_size
         self.seed = seed
         self.start = start
+        self.rank = rank
+        self.world_size = world_size
         self._orders: dict[int, list[int]] = {}
 
     def _order(self, epoch: int) -> list[int]:
@@ -165,8 +181,30 @@ class PromptStream:
             out.append(self.records[self._order(epoch)[pos]])
         return out
 
+    def share(self, i: int) -> list[dict]:
+        """This process's share of batch ``i``."""
+        return shard(self.batch(i), self.rank, self.world_size)
+
     def __iter__(self) -> Iterator[list[dict]]:
         i = self.start()
         while True:
-            yield self.batch(i)
+            yield self.share(i)
             i += 1
+
+
+class HeldOut:
+    """The held-out records of process ``rank`` in batches of ``batch_size`` (a batch is a list of records).
+
+    Process ``rank`` of ``world_size`` takes the contiguous share ``records[rank * n // W : (rank + 1) * n // W]``;
+    a plain iterable, so Lightning adds no distributed sampler (which would repeat records to even out).
+    """
+
+    def __init__(self, records: list[dict], batch_size: int, rank: int = 0, world_size: int = 1):
+        mine = shard(records, rank, world_size)
+        self.batches = [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[dict]]:
+        return iter(self.batches)

@@ -31,13 +31,26 @@ def aggregate(per_token: torch.Tensor, mask: torch.Tensor, loss_type: str, max_l
     return (per_token * m).sum() / (per_token.shape[0] * width)
 
 
-def minibatches(mask: torch.Tensor, size: int | None, loss_type: str) -> list[tuple[slice, torch.Tensor]]:
+def minibatches(
+    mask: torch.Tensor,
+    size: int | None,
+    loss_type: str,
+    world_size: int = 1,
+    global_tokens: torch.Tensor | None = None,
+) -> list[tuple[slice, torch.Tensor]]:
     """Mini-batches of rows and the weight of each, so that ``sum_i w_i * aggregate(batch_i)`` equals
     ``aggregate(whole batch)`` for ``loss_type`` (gradient accumulation without changing the loss).
 
+    Under DDP each of ``world_size`` processes holds an equal share of the batch's rows and its gradient is
+    averaged with the others'; the weights then make the average over processes equal the whole batch's loss:
+    for ``token-mean`` ``w_i = W * tokens_i / global_tokens`` (tokens of all processes), for the other losses
+    (means over rows, every process having as many) the local row shares.
+
     Args:
-        mask: ``[B, T]`` tokens that count.
+        mask: ``[B, T]`` tokens that count (this process's rows).
         size: rows per mini-batch (``None``: one mini-batch).
+        world_size: ``W``, processes whose gradients are averaged.
+        global_tokens: the number of counted tokens over all processes (``token-mean``; default: this mask's).
 
     Returns:
         ``[(rows, weight)]``: ``weight`` is the share of the batch's tokens (``token-mean``) or rows (others).
@@ -46,12 +59,12 @@ def minibatches(mask: torch.Tensor, size: int | None, loss_type: str) -> list[tu
         raise ValueError(f"loss_type={loss_type!r} is unknown: use one of {', '.join(LOSS_TYPES)}.")
     n = mask.shape[0]
     size = size or n
-    total = mask.sum().clamp_min(1)
+    total = (mask.sum() if global_tokens is None else global_tokens).clamp_min(1)
     out = []
     for b0 in range(0, n, size):
         rows = slice(b0, min(b0 + size, n))
         if loss_type == "token-mean":
-            out.append((rows, mask[rows].sum() / total))
+            out.append((rows, mask[rows].sum() * world_size / total))
         else:
             out.append((rows, torch.tensor((rows.stop - b0) / n)))
     return out

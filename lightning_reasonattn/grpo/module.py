@@ -11,75 +11,72 @@ forward, whose detached log-probabilities are the old ones (ratio 1); with ``num
 scoring pass that gives the old log-probabilities. Either way there is no extra pass for the attention.
 
 The reference policy for the KL penalty is the same model with its adapter disabled; no copy is made.
+
+On several processes (Lightning's DDP) each rank rolls out its contiguous, whole-group share of the step's
+prompts, sampled with keyed randomness (``rollout.KeyedSampling``), so the ranks together sample what one
+process samples; rewards and lengths are gathered (metrics, ``scale_rewards: batch``), the loss weights make
+DDP's averaged gradient the gradient of the whole step's loss, and every logged value is over all ranks.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import random
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+import torchmetrics
+from torch.nn.parallel import DistributedDataParallel
 
 from ..callbacks import measuring
 from ..functional.credit import RHYTHM_STRATEGIES, STRATEGIES, credit_gamma
+from ..functional.keyed import keyed_uniform, mix
 from ..models import LoraSettings, add_lora, lean_lora_casts, load_model, lost_update_fraction
-from ..reward_protocol import RewardLog, TrainerState, conversational_completions, reward_metrics, score_completions
+from ..reward_protocol import RewardLog, TrainerState, conversational_completions, score_completions
 from .advantages import group_advantages, token_advantages
-from .data import PromptStream, reward_functions, task_records
+from .data import HeldOut, PromptStream, reward_functions, task_records
+from .distributed import (
+    check_held_out,
+    check_split,
+    check_strategy,
+    frozen_names,
+    gather_columns,
+    gather_objects,
+    rng_states,
+    run_seed,
+    set_rng_states,
+    sum_and_max_over_ranks,
+)
 from .loss import minibatches, policy_loss
 from .rollout import DenseRollout, resolve_backend, sample
 from .settings import CreditSettings, LossSettings, OptimSettings, RewardSettings, SamplingSettings, TaskSettings
 from .step import completion_logprobs, encode_prompts, measured_logprobs, score
+from .step_data import Completed, Rollouts, Scored
+from .step_metrics import LOSS_STATS, completion_metrics, token_means, token_sums, update_means
 
-
-def _as_is(batch):
-    return batch
-
-
-@dataclass
-class Rollouts:
-    prompts: list  # [B] prompt of every completion (each prompt repeated G times)
-    columns: dict  # dataset columns, one value per completion
-    ids: torch.Tensor  # [B, P + T] prompt (left-padded) + completion (right-padded)
-    mask: torch.Tensor  # [B, P + T] attention mask
-    completion_mask: torch.Tensor  # [B, T] bool
-    truncated: torch.Tensor  # [B] bool
-    texts: list[str]
-    seconds: float
-
-    @property
-    def width(self) -> int:
-        return self.completion_mask.shape[1]
-
-
-@dataclass
-class Scored:
-    rewards: torch.Tensor  # [B]
-    per_function: dict[str, torch.Tensor]
-    advantages: torch.Tensor  # [B]
-    old_logp: torch.Tensor | None = None  # [B, T]; None: the update's first forward measures (one iteration)
-    entropy: torch.Tensor | None = None  # [B, T]
-    gamma: torch.Tensor | None = None  # [B, T]
-    traces: list = field(default_factory=list)  # RhythmTrace (or None) per row block, in row order
-    log: RewardLog = field(default_factory=RewardLog)  # what the reward functions logged
+SAMPLE_STREAM, CREDIT_STREAM = 1, 2  # the keyed random streams of a run: sampling, the random credit strategy
 
 
 class RhythmGRPO(pl.LightningModule):
-    """GRPO with rhythm credit on a (4-bit, LoRA) causal LM, on one device.
+    """GRPO with rhythm credit on a (4-bit, LoRA) causal LM, on one device or several (Lightning's DDP).
 
     Args:
         model: hub name or local checkpoint; ``None``: the embedded default (SmolLM2-135M-Instruct).
         quantization: ``nf4`` (default), ``fp4``, ``int8`` or ``none``. double_quant: 4-bit constants quantized.
         lora: adapter settings. gradient_checkpointing: recompute activations in the update.
-        task, rewards: prompts and reward functions. prompts_per_step: prompts per step.
+        task: where the prompts come from.
+        rewards: the reward functions.
+        prompts_per_step: prompts per step, over all processes (each of ``W`` processes takes
+            ``prompts_per_step / W`` of them).
         group_size: completions per prompt (``G``).
-        sampling, credit, loss, optim: see :mod:`lightning_reasonattn.grpo.settings`.
+        sampling: rollout settings (see :mod:`lightning_reasonattn.grpo.settings`, as for the next three).
+        credit: which tokens get extra credit.
+        loss: the policy update.
+        optim: AdamW on the adapter.
         score_batch_size: rollouts per no-grad scoring forward.
         log_completions_every_n_steps: write sample completions to ``<log_dir>/completions.jsonl``.
         eval_batch_size: held-out prompts per validation batch (one greedy completion each); validation runs
@@ -131,7 +128,8 @@ class RhythmGRPO(pl.LightningModule):
         self.tokenizer = None
         self._dense: DenseRollout | None = None
         self._splits: tuple[list[dict], list[dict]] | None = None
-        self._random = torch.Generator().manual_seed(self.credit_settings.seed)
+        self._seed: int | None = None  # of the keyed sampling: the run's seed (kept in checkpoints)
+        self._val_means = torch.nn.ModuleDict()  # held-out means, made at the first validation batch
         self.reward_funcs, self.reward_weights = reward_functions(self.reward_settings, self.task)
 
     def _check_settings(self) -> None:
@@ -147,6 +145,13 @@ class RhythmGRPO(pl.LightningModule):
             raise ValueError(f"group_size={self.group_size}: GRPO compares completions of a prompt; use >= 2.")
 
     # ------------------------------------------------------------------ set-up
+    def setup(self, stage: str) -> None:
+        check_strategy(self.trainer.strategy)
+        if stage == "fit":  # validation splits the held-out problems, whatever their number
+            check_split(self.prompts_per_step, self.trainer.world_size)
+        if self._seed is None:
+            self._seed = run_seed(self.trainer.strategy)
+
     def configure_model(self) -> None:
         if self.policy is not None:
             return
@@ -156,6 +161,8 @@ class RhythmGRPO(pl.LightningModule):
         )
         self.policy = add_lora(base, self.lora, self.gradient_checkpointing)
         self.policy.train()
+        # Under DDP only the adapter is synchronised (and averaged): every rank loads the same frozen base.
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, frozen_names(self))
 
     def configure_optimizers(self):
         params = [p for p in self.policy.parameters() if p.requires_grad]
@@ -178,17 +185,29 @@ class RhythmGRPO(pl.LightningModule):
             self._splits = task_records(self.task, chat, self.reward_funcs)
         return self._splits
 
+    @property
+    def _world_size(self) -> int:
+        return self.trainer.world_size if self._trainer is not None else 1
+
+    @property
+    def _strategy(self):
+        return self.trainer.strategy if self._trainer is not None else None
+
     def train_dataloader(self):
+        """This rank's share of every step's prompts (all of them on one process)."""
         train, _ = self._task_splits()
-        steps_done = lambda: self.global_step // self.loss_settings.num_iterations  # noqa: E731
-        return PromptStream(train, self.prompts_per_step, self.task.seed, start=steps_done)
+        return PromptStream(train, self.prompts_per_step, self.task.seed, start=self._stream_step,
+                            rank=self.global_rank, world_size=self._world_size)  # fmt: skip
+
+    def _stream_step(self) -> int:
+        """The prompt stream's batch of the coming training step (a function of the step, so resumable)."""
+        return self.global_step // self.loss_settings.num_iterations
 
     def val_dataloader(self):
-        """The held-out split in fixed batches (empty for a task read from a file: it has no held-out part)."""
+        """This rank's share of the held-out split in fixed batches (none for a task read from a file)."""
         _, test = self._task_splits()
-        n = self.eval_batch_size
-        batches = [test[i : i + n] for i in range(0, len(test), n)]
-        return torch.utils.data.DataLoader(batches, batch_size=None, collate_fn=_as_is)  # a batch = list of records
+        check_held_out(len(test), self._world_size)
+        return HeldOut(test, self.eval_batch_size, self.global_rank, self._world_size)
 
     def on_fit_start(self) -> None:
         # Lightning warns that a checkpoint taken every n steps under manual optimization holds the weights
@@ -229,21 +248,34 @@ class RhythmGRPO(pl.LightningModule):
     def training_step(self, batch: list[dict], batch_idx: int) -> torch.Tensor:
         if self.device.type == "cuda":  # logged as memory/peak_gib: the step's own high-water mark
             torch.cuda.reset_peak_memory_stats(self.device)
+        key = (self._stream_step(), self.global_rank * len(batch))  # this rank's first prompt in the step's batch
         with lean_lora_casts(self.policy):  # under bf16-mixed: no float32 copy of each LoRA input kept
-            rollouts = self.rollout(batch)
+            rollouts = self.rollout(batch, key=key)
             scored = self.score(rollouts)
-            loss, stats = self.update(rollouts, scored)  # credit is applied inside, once the trace exists
-        self._log_step(rollouts, scored, {"loss": float(loss), **stats})
+            loss, sums = self.update(rollouts, scored)  # credit is applied inside, once the trace exists
+        self._log_step(rollouts, scored, sums)
         return loss
 
-    def rollout(self, records: list[dict], group_size: int | None = None, temperature: float | None = None) -> Rollouts:
+    def rollout(
+        self,
+        records: list[dict],
+        group_size: int | None = None,
+        temperature: float | None = None,
+        key: tuple[int, int] | None = None,
+    ) -> Rollouts:
         """Sample ``G`` completions for each prompt of ``records`` (left-padded batch, no grad).
 
         ``group_size`` and ``temperature`` override the settings (validation: one greedy completion, ``0``).
+        ``key = (step, first)``: ``records`` are prompts ``first, first + 1, ...`` of the step's batch, and the
+        sampling of completion ``j`` of prompt ``i`` is keyed by ``(run seed, step, i, j)`` (``None``: sampled from
+        the process RNG).
         """
         g = group_size or self.group_size
+        step, first = key if key is not None else (None, 0)
+        prompt_index = (torch.arange(len(records)) + first).repeat_interleave(g)
+        sample_index = torch.arange(g).repeat(len(records))
         prompts = [r["prompt"] for r in records for _ in range(g)]
-        columns = {key: [r[key] for r in records for _ in range(g)] for key in records[0] if key != "prompt"}
+        columns = {col: [r[col] for r in records for _ in range(g)] for col in records[0] if col != "prompt"}
         ids, mask = encode_prompts(self.tokenizer, [r["prompt"] for r in records], self.device)
         ids, mask = ids.repeat_interleave(g, 0), mask.repeat_interleave(g, 0)
         sampler = self._dense.model if self._dense is not None else self.policy
@@ -252,14 +284,20 @@ class RhythmGRPO(pl.LightningModule):
         start = time.perf_counter()
         s = self.sampling
         t = s.temperature if temperature is None else temperature
-        out = sample(sampler, ids, mask, eos_ids, self.tokenizer.pad_token_id, s.max_new_tokens, t, s.top_p, s.top_k)
+        keys = None
+        if step is not None and t > 0:
+            seed = self._seed if self._seed is not None else 0
+            keys = mix(seed, SAMPLE_STREAM, step, prompt_index, sample_index).to(self.device)
+        out = sample(sampler, ids, mask, eos_ids, self.tokenizer.pad_token_id, s.max_new_tokens, t, s.top_p, s.top_k,
+                     keys=keys)  # fmt: skip
         seconds = time.perf_counter() - start
         texts = self.tokenizer.batch_decode(
             out.ids.masked_fill(~out.mask, self.tokenizer.pad_token_id), skip_special_tokens=True
         )
         full_ids = torch.cat([ids, out.ids], 1)
         full_mask = torch.cat([mask, out.mask.long()], 1)
-        return Rollouts(prompts, columns, full_ids, full_mask, out.mask, out.truncated, texts, seconds)
+        return Rollouts(prompts, columns, full_ids, full_mask, out.mask, out.truncated, texts, seconds,
+                        step, prompt_index, sample_index)  # fmt: skip
 
     @property
     def _rhythm(self) -> dict | None:
@@ -278,8 +316,12 @@ class RhythmGRPO(pl.LightningModule):
         """
         log = RewardLog()
         rewards, per_function = self.score_rewards(rollouts, log)
-        advantages = group_advantages(rewards.to(self.device), self.group_size, self.loss_settings.scale_rewards)
-        scored = Scored(rewards, per_function, advantages, log=log)
+        completed = self._gather_completed(rollouts, rewards, per_function)
+        # On the whole step's rewards (the group ones need only this rank's; "batch" needs every rank's)
+        every = group_advantages(completed.rewards.float(), self.group_size, self.loss_settings.scale_rewards)
+        offset = self.global_rank * len(rollouts.texts)
+        advantages = every[offset : offset + len(rollouts.texts)]
+        scored = Scored(rewards, per_function, advantages, completed, log=log)
         if self.loss_settings.num_iterations == 1:
             return scored
         old, ent, gammas = [], [], []
@@ -312,6 +354,31 @@ class RhythmGRPO(pl.LightningModule):
         return score_completions(self.reward_funcs, self.reward_weights, prompts, completions, rollouts.columns,
                                  completion_ids=completion_ids, trainer_state=state, log=log)  # fmt: skip
 
+    def _loss_mask(self, rollouts: Rollouts) -> torch.Tensor:
+        """``[B, T]`` completion tokens in the loss (without truncated completions if ``mask_truncated``)."""
+        mask = rollouts.completion_mask
+        if self.loss_settings.mask_truncated:  # completions that hit max_new_tokens stay out of the loss
+            mask = mask & ~rollouts.truncated[:, None]
+        return mask
+
+    def _gather_completed(self, rollouts: Rollouts, rewards: torch.Tensor, per_function: dict) -> Completed:
+        """Every rank's per-completion values, in one gather (float64 keeps rewards and counts exact)."""
+        columns = [rewards, *per_function.values(), rollouts.completion_mask.sum(-1), rollouts.truncated,
+                   self._loss_mask(rollouts).sum(-1)]  # fmt: skip
+        table = gather_columns(self._strategy, columns, self.device)  # [K, N]
+        names = list(per_function)
+        return Completed(table[0], dict(zip(names, table[1 : 1 + len(names)], strict=True)), table[-3],
+                         table[-2].bool(), table[-1])  # fmt: skip
+
+    def _credit_scores(self, rollouts: Rollouts, rows: slice, shape: torch.Size) -> torch.Tensor | None:
+        """``[b, N]`` keyed random scores of the ``random`` strategy: ``(seed, step, prompt, j, position)``."""
+        if rollouts.step is None:
+            return None
+        c = self.credit_settings
+        keys = mix(c.seed, CREDIT_STREAM, rollouts.step, rollouts.prompt_index[rows], rollouts.sample_index[rows])
+        positions = torch.arange(shape[1]) - (shape[1] - rollouts.width)  # 0 at the first completion token
+        return keyed_uniform(mix(keys[:, None], positions[None, :])).float()
+
     def credit(self, rollouts: Rollouts, rows: slice, trace, entropy: torch.Tensor) -> torch.Tensor:
         """``[b, T]`` gamma of the completion tokens of ``rows`` (1 for ``uniform``), from the strategy."""
         c = self.credit_settings
@@ -324,7 +391,8 @@ class RhythmGRPO(pl.LightningModule):
             full_entropy[:, -width:] = entropy
         gamma = credit_gamma(
             trace, c.strategy, response_mask=response, q=c.q if trace is None else None, gamma_amp=c.gamma_amp,
-            alpha=c.alpha, normalize=c.normalize, entropy=full_entropy, generator=self._random,
+            alpha=c.alpha, normalize=c.normalize, entropy=full_entropy,
+            scores=self._credit_scores(rollouts, rows, response.shape) if c.strategy == "random" else None,
         )  # fmt: skip
         return gamma[:, -width:]
 
@@ -342,18 +410,28 @@ class RhythmGRPO(pl.LightningModule):
         )
         return logp, trace, entropy
 
-    def update(self, rollouts: Rollouts, scored: Scored):
-        """``num_iterations`` optimizer steps of the clipped surrogate, accumulating over mini-batches."""
+    def update(self, rollouts: Rollouts, scored: Scored) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``num_iterations`` optimizer steps of the clipped surrogate, accumulating over mini-batches.
+
+        Under DDP every ``manual_backward`` all-reduces (averages) the adapter's gradients over the ranks; the
+        mini-batch weights (:func:`~lightning_reasonattn.grpo.loss.minibatches`, with the token count of all
+        ranks) make that average the gradient of the whole step's loss, so clipping and the optimizer step see
+        the same gradient on every rank, the one a single process would compute.
+
+        Returns:
+            ``(loss, sums)``: this rank's share of the loss (times the world size, as weighted) and its sums for
+            the logs: ``loss``, ``loss_tokens``, the token sums of ``kl`` and the clip ratios,
+            ``tokens_per_sec/update``.
+        """
         ls = self.loss_settings
         opt = self.optimizers()
         sched = self.lr_schedulers()
-        mask = rollouts.completion_mask
-        if ls.mask_truncated:  # completions that hit max_new_tokens stay out of the loss
-            mask = mask & ~rollouts.truncated[:, None]
-        batches = minibatches(mask, ls.mini_batch_size, ls.loss_type)
+        mask = self._loss_mask(rollouts)
+        global_tokens = scored.step.loss_tokens.sum().long() if scored.step is not None else None
+        batches = minibatches(mask, ls.mini_batch_size, ls.loss_type, self._world_size, global_tokens)
         single_pass = scored.old_logp is None
         start = time.perf_counter()
-        stats_sum: dict[str, float] = {}
+        sums = {key: torch.zeros((), device=self.device, dtype=torch.float64) for key in LOSS_STATS}
         loss_value = torch.zeros((), device=self.device)
         gammas, entropies = [], []
         for _ in range(ls.num_iterations):
@@ -381,8 +459,9 @@ class RhythmGRPO(pl.LightningModule):
                 )  # fmt: skip
                 self.manual_backward(loss * share)  # accumulated shares add up to the whole batch's loss
                 loss_value = loss_value + loss.detach() * share / ls.num_iterations
-                for key, value in stats.items():
-                    stats_sum[key] = stats_sum.get(key, 0.0) + float(value) * float(share) / ls.num_iterations
+                count = mask[sl].sum()  # the stats are means over these tokens: keep sums, to add over ranks
+                for key in LOSS_STATS:
+                    sums[key] = sums[key] + stats[key].double() * count / ls.num_iterations
             if ls.max_grad_norm is not None:
                 self.clip_gradients(opt, gradient_clip_val=ls.max_grad_norm, gradient_clip_algorithm="norm")
             opt.step()
@@ -394,56 +473,57 @@ class RhythmGRPO(pl.LightningModule):
             self._dense.sync()
         seconds = time.perf_counter() - start
         tokens = rollouts.mask.sum().item() * ls.num_iterations
-        stats_sum["tokens_per_sec/update"] = tokens / max(seconds, 1e-9)
-        return loss_value, stats_sum
+        sums |= {"loss": loss_value, "loss_tokens": mask.sum(), "tokens_per_sec/update": tokens / max(seconds, 1e-9)}
+        return loss_value, sums
 
     def validation_step(self, batch: list[dict], batch_idx: int) -> None:
-        """Held-out reward: one greedy completion per prompt, logged as ``val/reward`` (and per function)."""
+        """Held-out reward: one greedy completion per prompt, logged as ``val/reward`` (and per function).
+
+        Each rank holds a share of the held-out problems; the values are torchmetrics ``MeanMetric`` s, whose
+        sums and counts are added over the ranks when Lightning computes them at the epoch's end, so
+        ``val/reward`` is the mean over all the problems (Lightning's own ``sync_dist`` mean of a tensor would
+        weigh each rank alike, and rounds their summed batch sizes down under gloo).
+        """
         rollouts = self.rollout(batch, group_size=1, temperature=0.0)
         log = RewardLog()
         rewards, per_function = self.score_rewards(rollouts, log)
-        values = {
-            "val/reward": rewards.nanmean(),  # NaN-aware: over the completions some reward function applies to
-            "val/completions/mean_length": rollouts.completion_mask.sum(-1).float().mean(),
-        }
-        values |= {f"val/rewards/{name}/mean": r.nanmean() for name, r in per_function.items()}
-        values |= {f"val/{name}": torch.tensor(v) for name, v in log.metric_means().items()}
+        # NaN where no reward function applies: the means below leave those out (MeanMetric nan_strategy)
+        values = {"val/reward": rewards, "val/completions/mean_length": rollouts.completion_mask.sum(-1)}
+        values |= {f"val/rewards/{name}/mean": r for name, r in per_function.items()}
+        values |= {f"val/{name}": torch.tensor(v) for name, v in log.metrics.items()}
         for name, value in values.items():
-            self.log(
-                name,
-                value.float().cpu(),
-                on_step=False,
-                on_epoch=True,
-                batch_size=len(batch),
-                prog_bar=name == "val/reward",
-            )
+            key = name.replace(".", "_")  # a module name
+            if key not in self._val_means:
+                self._val_means[key] = torchmetrics.MeanMetric(nan_strategy="ignore").to(self.device)
+            self._val_means[key].update(value.to(self.device, torch.float32))
+            self.log(name, self._val_means[key], on_step=False, on_epoch=True, batch_size=len(batch),
+                     prog_bar=name == "val/reward", metric_attribute=f"_val_means.{key}")  # fmt: skip
 
     # ------------------------------------------------------------------ logging
-    def _log_step(self, rollouts: Rollouts, scored: Scored, stats: dict) -> None:
-        gamma = scored.gamma
-        g = self.group_size
-        lengths = rollouts.completion_mask.sum(-1).float()
+    def _log_step(self, rollouts: Rollouts, scored: Scored, update_sums: dict[str, torch.Tensor]) -> None:
+        """Log the step's values over all ranks' completions (each rank logs the same numbers)."""
+        done = scored.step
+        logged = RewardLog()  # log_metric values of every rank
+        for metrics in gather_objects(scored.log.metrics, self._world_size):
+            for name, seen in metrics.items():
+                logged.metrics.setdefault(name, []).extend(seen)
+        values = completion_metrics(
+            done.rewards, done.per_function, done.lengths, done.truncated, self.group_size, logged
+        )
         m = rollouts.completion_mask
-        values = {
-            **reward_metrics(scored.rewards, scored.per_function, g, scored.log),  # NaN-aware, TRL's names
-            "completions/mean_length": lengths.mean(),
-            "completions/min_length": lengths.min(),
-            "completions/max_length": lengths.max(),
-            "completions/clipped_ratio": rollouts.truncated.float().mean(),
-            "entropy": scored.entropy[m].mean(),
-            "credit/amplified_frac": (gamma[m] != 1).float().mean(),
-            "credit/mean_gamma": gamma[m].mean(),
-            "tokens_per_sec/rollout": torch.tensor(m.sum().item() / max(rollouts.seconds, 1e-9)),
-            **{k: torch.tensor(v) for k, v in stats.items()},
-        }
-        if self.device.type == "cuda":
-            values["memory/peak_gib"] = torch.tensor(torch.cuda.max_memory_allocated(self.device) / 2**30)
+        preplan = anchor = None
         if scored.traces and scored.traces[0] is not None:
             width = rollouts.width
-            values["credit/preplan_rate"] = torch.cat([t.preplan[:, -width:] for t in scored.traces])[m].float().mean()
-            values["credit/anchor_rate"] = torch.cat([t.anchor[:, -width:] for t in scored.traces])[m].float().mean()
+            preplan = torch.cat([t.preplan[:, -width:] for t in scored.traces])
+            anchor = torch.cat([t.anchor[:, -width:] for t in scored.traces])
+        local = token_sums(m, scored.entropy, scored.gamma, preplan, anchor) | update_sums
+        local["tokens_per_sec/rollout"] = m.sum() / max(rollouts.seconds, 1e-9)
+        if self.device.type == "cuda":  # the step's own high-water mark, the largest over the ranks
+            local["memory/peak_gib"] = torch.tensor(torch.cuda.max_memory_allocated(self.device) / 2**30)
+        total, largest = sum_and_max_over_ranks(self._strategy, local, self.device)
+        values |= token_means(total) | update_means(total, largest, self._world_size)
         batch = rollouts.ids.shape[0]
-        for name, value in values.items():
+        for name, value in values.items():  # equal on every rank: nothing left for Lightning to reduce
             bar = name in ("reward", "tokens_per_sec/rollout")
             self.log(name, value.float().cpu(), prog_bar=bar, on_step=True, on_epoch=False, batch_size=batch)
         every = self.log_completions_every_n_steps
@@ -451,43 +531,48 @@ class RhythmGRPO(pl.LightningModule):
             self._write_completions(rollouts, scored)
 
     def _write_completions(self, rollouts: Rollouts, scored: Scored) -> None:
-        log_dir = self.trainer.log_dir if self._trainer is not None else None
-        if not log_dir or self.trainer.global_rank != 0:
+        """Append the first completion of every prompt of the step (all ranks') to ``completions.jsonl``."""
+        log_dir = self.trainer.log_dir if self._trainer is not None else None  # a broadcast: every rank reads it
+        n = len(rollouts.texts)
+        extra = {k: v for k, v in scored.log.extra.items() if len(v) == n}  # log_extra columns, one value each
+        rows = []
+        for i in range(0, n, self.group_size):  # the first completion of every prompt
+            reward = float(scored.rewards[i])
+            rows.append({"step": self.global_step, "prompt": rollouts.prompts[i], "completion": rollouts.texts[i],
+                         "reward": None if math.isnan(reward) else reward,  # null: no reward function applied
+                         **{k: v[i] for k, v in extra.items()}})  # fmt: skip
+        every_rank = gather_objects(rows, self._world_size)
+        if not log_dir or self.global_rank != 0:
             return
         path = Path(log_dir) / "completions.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as fh:
-            for i in range(0, len(rollouts.texts), self.group_size):  # first completion of every prompt
-                reward = float(scored.rewards[i])
-                row = {
-                    "step": self.global_step,
-                    "prompt": rollouts.prompts[i],
-                    "completion": rollouts.texts[i],
-                    "reward": None if math.isnan(reward) else reward,  # null: no reward function applied
-                    **{k: v[i] for k, v in scored.log.extra.items() if len(v) == len(rollouts.texts)},  # log_extra
-                }
+            for row in (row for part in every_rank for row in part):
                 fh.write(json.dumps(row, default=str) + "\n")  # log_extra values may be any type
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         trainable = {name for name, p in self.named_parameters() if p.requires_grad}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
-        checkpoint["rng_states"] = {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "python": random.getstate(),
-            "credit_random": self._random.get_state(),
-        }
+        # Lightning writes the checkpoint on rank 0 only, but calls this hook on every rank: gather each
+        # rank's RNG states (they drive only LoRA dropout: sampling and random credit are keyed).
+        checkpoint["rng_states"] = gather_objects(rng_states(), self._world_size)
+        checkpoint["sampling_seed"] = self._seed
         checkpoint["reasonattn_settings"] = {
             "credit": asdict(self.credit_settings),
             "loss": asdict(self.loss_settings),
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        rng = checkpoint.get("rng_states")
-        if rng:
-            torch.set_rng_state(rng["torch"])
-            if rng["cuda"] and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
-            random.setstate(rng["python"])
-            self._random.set_state(rng["credit_random"])
+        if checkpoint.get("sampling_seed") is not None:
+            self._seed = checkpoint["sampling_seed"]
+        states = checkpoint.get("rng_states") or []
+        states = states if isinstance(states, list) else [states]  # one dict: a checkpoint of an older version
+        if self.global_rank < len(states):
+            set_rng_states(states[self.global_rank])
+        elif states:
+            warnings.warn(
+                f"the checkpoint holds the RNG states of {len(states)} process(es); process {self.global_rank} "
+                "keeps its seeded state. Only LoRA dropout draws from it (sampling is keyed to the prompt).",
+                stacklevel=2,
+            )
