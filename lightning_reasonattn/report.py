@@ -560,7 +560,9 @@ def rhythm_markdown(trace: RhythmTrace, tokens: list[str], index: int = 0, title
     """A short Markdown summary of one sequence (for TensorBoard's text panel, which shows no full page).
 
     Args:
-        trace, tokens, index: as in :func:`rhythm_html`.
+        trace: the rhythm, as in :func:`rhythm_html`.
+        tokens: the text of every token, as in :func:`rhythm_html`.
+        index: which sequence of the batch, as in :func:`rhythm_html`.
         title: first line, in bold (escaped).
         top: how many anchor and preplan tokens are listed (the highest FAI and the largest WAAD jumps).
 
@@ -612,7 +614,11 @@ def write_report(
 
     Args:
         out_dir: folder, created if needed.
-        trace, tokens, maps, span, index: as in :func:`rhythm_figures` and :func:`rhythm_html`.
+        trace: the rhythm, as in :func:`rhythm_figures`.
+        tokens: the text of every token, as in :func:`rhythm_figures`.
+        maps: the group attention maps, as in :func:`rhythm_figures`.
+        span: the heatmaps' window of positions, as in :func:`rhythm_figures`.
+        index: which sequence of the batch, as in :func:`rhythm_html`.
         title: the page's heading.
         dpi: resolution of the PNGs (90 gives about 1000 x 450 pixels per figure).
         embed_images: also embed the PNGs in the page (``data:`` URIs), so the page alone holds everything.

@@ -62,9 +62,13 @@ class RhythmReport(Callback):
         dpi: resolution of the pictures.
         dirname: folder of the reports inside ``trainer.log_dir``.
         prefix: TensorBoard tag prefix.
-        model_attr, input_ids_key, attention_mask_key, labels_key, response_mask_key, batch_to_inputs: how to
-            find the model and read a batch, exactly as in
+        model_attr: the module attribute holding the model, as in
             :class:`~lightning_reasonattn.callbacks.AttentionRhythmMonitor`.
+        input_ids_key: batch key of the token ids, as in ``AttentionRhythmMonitor``.
+        attention_mask_key: batch key of the attention mask, as in ``AttentionRhythmMonitor``.
+        labels_key: batch key of the labels, as in ``AttentionRhythmMonitor``.
+        response_mask_key: batch key of the response mask, as in ``AttentionRhythmMonitor``.
+        batch_to_inputs: a function reading a batch, as in ``AttentionRhythmMonitor``.
         capture_kwargs: passed to :func:`~lightning_reasonattn.capture_rhythm` (``layers``, ``window``,
             ``horizon``, ``head_fraction``, ``q``, ``block_size``...).
 
