@@ -232,7 +232,6 @@ def run_fit(argv: list[str], subcommand: str = "fit", started: _RunStarted | Non
             args=[subcommand, *argv],
             started=started or _RunStarted(),
             save_config_callback=SaveConfigSafely,
-            save_config_kwargs={"overwrite": True},
             parser_kwargs={**kwargs, subcommand: kwargs},
             auto_configure_optimizers=False,
         )

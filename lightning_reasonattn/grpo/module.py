@@ -504,12 +504,12 @@ class RhythmGRPO(pl.LightningModule):
         from lightning.pytorch.trainer.states import TrainerFn
         from lightning.pytorch.utilities import rank_zero_info
 
-        training = self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
-        path = self.trainer.ckpt_path if self._trainer is not None else None
-        rank_zero_info(check_resume(checkpoint, dict(self.hparams), path or "the checkpoint", training))
-        apply_optim_settings(checkpoint, self.optim.lr, self.optim.weight_decay, self._warmup)
-        if not training:  # validation takes the adapter only: no checkpoint callback to restore (nor warn about)
-            checkpoint.pop("callbacks", None)
+        if self._trainer is not None:  # (load_from_checkpoint builds the module from the checkpoint's own settings)
+            training = self.trainer.state.fn == TrainerFn.FITTING
+            rank_zero_info(check_resume(checkpoint, dict(self.hparams), self.trainer.ckpt_path, training))
+            apply_optim_settings(checkpoint, self.optim.lr, self.optim.weight_decay, self._warmup)
+            if not training:  # validation takes the adapter only: no checkpoint callback to restore (nor warn about)
+                checkpoint.pop("callbacks", None)
         rng = checkpoint.get("rng_states")
         if rng:
             torch.set_rng_state(rng["torch"])
