@@ -5,6 +5,11 @@ Subcommands:
 * ``analyze``: generate a response to a prompt and print the rhythm of that response token by token
   (WAAD, its jumps, FAI, and the preplan / anchor / dominated / introductory marks), then a summary.
 * ``survey``: the coupling statistics of the rhythm over many sampled responses (``survey_cli.py``).
+* ``fit``, ``validate``: RL fine-tuning with RhythmGRPO and its held-out reward (LightningCLI, in ``grpo/cli.py``).
+* ``export``: the LoRA adapter of a checkpoint as a peft folder.
+
+Errors a user can fix print one line, ``reasonattn COMMAND: error: ...``; ``--debug`` (anywhere on the command
+line) or ``REASONATTN_DEBUG=1`` shows the traceback instead.
 
 Example:
     $ reasonattn analyze --max-new-tokens 64 --json rhythm.json
@@ -27,6 +32,12 @@ DEFAULT_PROMPT = (
     "first? Think step by step."
 )
 MARKS = (("preplan", "P"), ("anchor", "A"), ("dominated", "D"), ("intro", "I"))
+LIGHTNING_COMMANDS = {  # their arguments belong to LightningCLI (grpo/cli.py); here they are only listed
+    "fit": "RL fine-tuning with rhythm credit: reasonattn fit --config FILE.yaml (see reasonattn fit --help)",
+    "validate": "held-out reward of a checkpoint: reasonattn validate --config FILE.yaml [--ckpt_path CKPT]",
+    "export": "the LoRA adapter of a checkpoint as a peft folder: reasonattn export CHECKPOINT OUT_DIR",
+}
+DEBUG_ENV = "REASONATTN_DEBUG"
 TOKEN_WIDTH = 16
 
 
@@ -58,9 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="reasonattn", description="See the preplan-and-anchor attention rhythm of a causal language model."
     )
     parser.epilog = (
-        "RL fine-tuning: 'reasonattn fit --config FILE.yaml' (LightningCLI; see 'reasonattn fit --help'), "
-        "'reasonattn validate --config FILE.yaml [--ckpt_path CKPT]' (held-out reward) and "
-        "'reasonattn export CHECKPOINT OUT_DIR'."
+        f"Errors print one line and exit with status 2 (analyze: 1); --debug or {DEBUG_ENV}=1 shows the traceback."
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an error (it may also come after the command)"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -98,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .survey_cli import add_survey_parser
 
     add_survey_parser(sub)
+    for name, text in LIGHTNING_COMMANDS.items():
+        sub.add_parser(name, help=text, add_help=False)  # main() hands these to grpo/cli.py before parsing
     return parser
 
 
@@ -108,19 +122,21 @@ def main(argv: list[str] | None = None) -> int:
         argv: arguments without the program name (default: ``sys.argv[1:]``).
 
     Returns:
-        The exit status: 0 on success, 1 when the command failed with a reported error.
+        The exit status: 0 on success; 2 when ``fit``, ``validate`` or ``export`` reported an error (a setting,
+        a missing file, a bad checkpoint) in one line; 1 when ``analyze`` did.
 
     Raises:
         SystemExit: invalid arguments (status 2, with a usage message) or ``--help``.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("fit", "validate", "export"):  # RL fine-tuning: LightningCLI owns their arguments
-        from .grpo.cli import run_export, run_fit
+    debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes")
+    argv = [arg for arg in argv if arg != "--debug"]
+    if argv and argv[0] in LIGHTNING_COMMANDS:  # LightningCLI owns their arguments
+        from .grpo.cli import run_command
 
         if os.getcwd() not in sys.path:  # as `trl grpo`: reward functions may live in ./my_rewards.py
             sys.path.insert(0, os.getcwd())
-
-        return run_export(argv[1:]) if argv[0] == "export" else run_fit(argv[1:], argv[0])
+        return run_command(argv[0], argv[1:], debug=debug)
     args = build_parser().parse_args(argv)
     return args.handler(args)
 
@@ -288,6 +304,12 @@ def analyze(args: argparse.Namespace) -> int:
     except (ModelLoadError, ValueError) as exc:
         return _fail("analyze", str(exc))
 
+    if prompt_ids(tokenizer, args.prompt).numel() == 0:
+        return _fail(
+            "analyze",
+            f"--prompt {args.prompt!r} gives no tokens: this model's tokenizer has no chat template to wrap it in and "
+            "adds no start token. Pass a non-empty prompt.",
+        )
     input_ids, response_mask = generate(model, tokenizer, args.prompt, args.max_new_tokens, args.sample, args.seed)
     trace = capture_rhythm(model, input_ids, response_mask=response_mask, layers=layers).to("cpu")
     input_ids = input_ids.cpu()

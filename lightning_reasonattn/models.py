@@ -28,8 +28,11 @@ import tempfile
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Literal, get_args
 
 import torch
+
+from .functional._checks import check_choice, check_number
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 """Name of the embedded default model; ``None`` means the same."""
@@ -347,7 +350,8 @@ def load_model(
     return model, tokenizer
 
 
-QUANTIZATIONS = ("none", "nf4", "fp4", "int8")
+Quantization = Literal["none", "nf4", "fp4", "int8"]
+QUANTIZATIONS = get_args(Quantization)
 
 
 def quantization_config(
@@ -374,6 +378,18 @@ def quantization_config(
         bnb_4bit_use_double_quant=double_quant,
         bnb_4bit_compute_dtype=dtype,
     )
+
+
+def compute_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The dtype a (quantized) model computes in: bitsandbytes' 4-bit compute dtype, else its float weights' dtype.
+
+    An adapter reproduces its training run exactly only on a base loaded with the same compute dtype.
+    """
+    quantizer = getattr(model, "hf_quantizer", None)
+    config = getattr(quantizer, "quantization_config", None)
+    if config is not None and getattr(config, "load_in_4bit", False):
+        return config.bnb_4bit_compute_dtype
+    return next(p.dtype for p in model.parameters() if p.is_floating_point() and p.element_size() > 1)
 
 
 def exact_cpu_4bit(model: torch.nn.Module) -> None:
@@ -403,28 +419,35 @@ LORA_TARGETS = {
 }
 
 
+LoraDtype = Literal["float32", "bfloat16"]
+
+
 @dataclass(frozen=True)
 class LoraSettings:
     """LoRA adapter settings (peft ``LoraConfig``).
 
+    ``dtype: bfloat16`` is what TRL does for quantized models: half the adapter memory, but AdamW steps below
+    half a weight's float spacing are lost (every step at lr 1e-6, for instance; RhythmGRPO warns then).
+
     Attributes:
-        r: rank. alpha: scaling numerator (``alpha / r`` multiplies the update). dropout: on the adapter input.
-        target_modules: module names; ``None`` picks :data:`LORA_TARGETS` by model family, else every linear
-            layer but the output head (peft's ``"all-linear"``).
-        dtype: of the LoRA factors, hence of their gradients and optimizer state: ``"float32"`` (default) or
-            ``"bfloat16"`` (what TRL does for quantized models: half the adapter memory, but AdamW steps below
-            half a weight's float spacing are lost, e.g. every step at lr 1e-6; RhythmGRPO warns then).
+        r: rank of the adapter (>= 1).
+        alpha: scaling numerator: the update is multiplied by alpha / r (> 0).
+        dropout: dropout on the adapter input, in [0, 1).
+        target_modules: module names to adapt (None: every linear layer of attention and MLP for known families).
+        dtype: dtype of the LoRA factors, their gradients and optimizer state: 'float32' or 'bfloat16'.
     """
 
     r: int = 16
     alpha: int = 32
     dropout: float = 0.0
     target_modules: list[str] | str | None = None
-    dtype: str = "float32"
+    dtype: LoraDtype = "float32"
 
     def __post_init__(self):
-        if self.dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"lora.dtype={self.dtype!r} is invalid: use 'float32' or 'bfloat16'.")
+        check_number("lora.r", self.r, low=1, integer=True)
+        check_number("lora.alpha", self.alpha, low=0, low_open=True)
+        check_number("lora.dropout", self.dropout, low=0, high=1, high_open=True)
+        check_choice("lora.dtype", self.dtype, LoraDtype)
 
 
 def lost_update_fraction(params, lr: float) -> float:

@@ -167,11 +167,11 @@ def test_each_rank_restores_its_own_rng_state():
             states.append(rng_states())
         module._trainer = types.SimpleNamespace(global_rank=1)
         torch.manual_seed(0)
-        module.on_load_checkpoint({"rng_states": states, "sampling_seed": 5})
+        module._restore_rng_states({"rng_states": states, "sampling_seed": 5})
         assert torch.equal(torch.get_rng_state(), states[1]["torch"]) and module._seed == 5
         module._trainer = types.SimpleNamespace(global_rank=2)  # resumed on more processes than were saved
         with pytest.warns(UserWarning, match="RNG states of 2 process"):
-            module.on_load_checkpoint({"rng_states": states})
+            module._restore_rng_states({"rng_states": states})
 
 
 def small_module(**kwargs):

@@ -7,6 +7,7 @@ receives; one uses TRL's own ``accuracy_reward`` and ``think_format_reward`` (sk
 import csv
 import json
 import math
+import re
 import sys
 import textwrap
 
@@ -145,10 +146,10 @@ def test_fit_with_trl_reward_functions(tmp_path, checkpoint):
     assert {"solution", "gold_parsed", "answer_parsed"} <= set(written[0])  # accuracy_reward's log_extra columns
 
 
-def test_fit_refuses_a_file_without_the_answer_column_before_training(tmp_path, checkpoint):
+def test_fit_refuses_a_file_without_the_answer_column_before_training(tmp_path, checkpoint, capsys):
     model_path, _ = checkpoint
     records = [{"prompt": [USER], "answer": "4"}, {"prompt": [USER], "answer": "4"}, {"prompt": [USER]}]
     config = fit_config(tmp_path, model_path, jsonl(tmp_path / "gap.jsonl", records), ["numeric"])
-    with pytest.raises(ValueError, match=r"gap.jsonl: record 2 has no column 'answer'"):
-        cli.main(["fit", "--config", config])
+    assert cli.main(["fit", "--config", config]) == 2  # one line, exit 2, before the model loads
+    assert re.search(r"reasonattn fit: error: .*gap.jsonl: record 2 has no column 'answer'", capsys.readouterr().err)
     assert not list(tmp_path.glob("ckpt/*.ckpt"))  # refused before the first step

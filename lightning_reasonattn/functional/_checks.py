@@ -7,7 +7,9 @@ scalar (``float``, ``numpy.float32``...) where a fraction is meant; they come ba
 
 from __future__ import annotations
 
+import math
 import numbers
+from typing import get_args
 
 import torch
 
@@ -79,6 +81,43 @@ def check_mask_values(mask: torch.Tensor, name: str) -> None:
         raise ValueError(
             f"{name} holds values other than 0 and 1 ({bad[0].item()}): pass a bool mask or 0/1 integers "
             f"(packed-sequence ids are not supported; split the sequences into rows)."
+        )
+
+
+def check_choice(name: str, value, choices, hint: str = "") -> None:
+    """Raise ``ValueError`` naming ``name``, ``value`` and the choices (a tuple or a ``Literal``) if not among them."""
+    options = get_args(choices) or tuple(choices)
+    if value not in options:
+        raise ValueError(f"{name}={value!r} is unknown{hint}: use one of {', '.join(map(repr, options))}.")
+
+
+def check_number(
+    name: str,
+    value,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+    fix: str = "",
+) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite number (an int if ``integer``) within the bounds.
+
+    ``low`` / ``high`` are inclusive unless ``low_open`` / ``high_open``; ``fix`` is appended to the message.
+    """
+    kind = int if integer else (int, float)
+    ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        bounds = [f"{'>' if low_open else '>='} {low:g}"] if low is not None else []
+        bounds += [f"{'<' if high_open else '<='} {high:g}"] if high is not None else []
+        what = "an integer" if integer else "a finite number"
+        raise ValueError(
+            f"{name}={value!r} is invalid: it must be {' '.join([what, ' and '.join(bounds)]).strip()}{fix}."
         )
 
 

@@ -1,71 +1,248 @@
-"""``reasonattn fit`` (LightningCLI over RhythmGRPO) and ``reasonattn export`` (the adapter, for peft)."""
+"""``reasonattn fit`` / ``validate`` (LightningCLI over RhythmGRPO) and ``reasonattn export`` (the adapter, for peft).
+
+Errors a user can fix (a bad setting, a missing file, a file that is not a checkpoint, a checkpoint that does not
+fit the settings) are reported as one line, ``reasonattn fit: error: ...``, with exit status 2. That covers
+everything before the first step runs: parsing, building the module, loading the model and the checkpoint,
+Lightning's own checks. An error once steps run (a failing reward function, say) stops the run with its
+traceback, and the checkpoints written so far stay. ``--debug`` (or ``REASONATTN_DEBUG=1``) shows the traceback of
+every error.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+import warnings
 from pathlib import Path
 
-import torch
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+from ..models import DEFAULT_MODEL, ModelLoadError, resolve_model_path
+from ..rewards import RewardError
+from .checkpoint import check_resume, flat_settings, load_checkpoint
+from .export import export_adapter
+from .settings import LOSS_TYPE_HINTS
+
+USER_ERRORS = (ValueError, OSError, argparse.ArgumentError, MisconfigurationException, ModelLoadError, RewardError)
+"""Errors reported as one line when they happen before the first step (after it, only :class:`CommandError`)."""
+
+SPECIAL_CKPT_PATHS = ("last", "best", "hpc")  # Lightning resolves these itself
 
 
-def run_fit(argv: list[str], subcommand: str = "fit") -> int:
+class CommandError(Exception):
+    """A problem with what the command was asked to do; always reported as one line."""
+
+
+class _RunStarted(Callback):
+    """Marks the moment the first batch is about to run: errors after it are the run's, not the setup's."""
+
+    def __init__(self):
+        self.started = False
+
+    def _start(self, *args) -> None:
+        self.started = True
+
+    on_sanity_check_start = on_train_start = on_validation_start = _start
+
+
+class SaveConfigSafely(SaveConfigCallback):
+    """LightningCLI's config saving (``config.yaml`` in the log folder), never over a file it did not write.
+
+    Lightning writes into ``trainer.log_dir``, which without a logger is ``default_root_dir``, the current folder
+    by default: a user's own ``config.yaml`` there was overwritten. The saved file starts with :attr:`MARK`; a file
+    without it is left alone, with a warning.
+    """
+
+    MARK = "# reasonattn fit: the resolved config of this run"
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.already_saved:
+            return
+        log_dir = trainer.log_dir  # a broadcast: every rank reads it
+        if trainer.is_global_zero:
+            path = Path(log_dir) / self.config_filename
+            if path.exists() and not _starts_with(path, self.MARK):
+                rank_zero_warn(
+                    f"Not saving the resolved config to {path}: that file was not written by reasonattn fit, so it "
+                    "is left as it is. Set trainer.logger or trainer.default_root_dir to save it elsewhere, or "
+                    "print it with --print_config."
+                )
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                dump = self.parser.dump(self.config, skip_none=False)
+                path.write_text(f"{self.MARK} (lightning.pytorch=={pl.__version__})\n{dump}", encoding="utf-8")
+        self.already_saved = True
+
+
+def _starts_with(path: Path, mark: str) -> bool:
+    try:
+        with path.open(encoding="utf-8") as fh:
+            return fh.readline().startswith(mark)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+class ReasonattnCLI(LightningCLI):
+    """LightningCLI for RhythmGRPO: safe checkpoint reading, the resume rule, and a quiet ``validate``.
+
+    * ``--ckpt_path`` is read with :func:`~lightning_reasonattn.grpo.checkpoint.load_checkpoint` before anything
+      loads, and checked against this run's settings (the resume rule); LightningCLI's own step, which overwrote
+      the command line's settings with the checkpoint's, is replaced. ``weights_only`` defaults to true.
+    * ``validate`` writes nothing: no log version, no checkpoint, no config; it prints the held-out reward.
+    * LightningCLI's ``--optimizer`` / ``--lr_scheduler`` are not offered: ``model.optim`` sets the optimizer.
+    """
+
+    def __init__(self, *args, started: _RunStarted, **kwargs):
+        self.started = started
+        super().__init__(*args, **kwargs)
+
+    def _prepare_subcommand_parser(self, klass, subcommand: str, **kwargs):
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if "weights_only" in self._subcommand_method_arguments.get(subcommand, []):
+            parser.set_defaults(weights_only=True)  # checkpoints are tensors and plain data: never unpickle code
+        return parser
+
+    def _parse_ckpt_path(self) -> None:
+        """Check the settings, then ``--ckpt_path`` against them (in place of LightningCLI's merge)."""
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        current = self.config[subcommand]["model"].as_dict()
+        flat_settings(current)  # builds every settings dataclass: a bad value fails before anything else runs
+        if current.get("model") not in (None, DEFAULT_MODEL):
+            resolve_model_path(current["model"])  # a local path that does not exist fails now, not after set-up
+        max_steps = self.config[subcommand].get("trainer", {}).get("max_steps")
+        if subcommand == "fit" and (max_steps is None or max_steps < 0):
+            raise MisconfigurationException(
+                f"trainer.max_steps={max_steps}: the prompt stream never ends an epoch, so set trainer.max_steps "
+                "(e.g. --trainer.max_steps 100)."
+            )
+        ckpt_path = self.config[subcommand].get("ckpt_path")
+        if not ckpt_path or str(ckpt_path) in SPECIAL_CKPT_PATHS or str(ckpt_path).startswith("registry"):
+            return
+        ckpt = load_checkpoint(ckpt_path)
+        check_resume(ckpt, current, ckpt_path, training=subcommand == "fit")  # raises if it cannot be used
+
+    def instantiate_trainer(self, **kwargs) -> pl.Trainer:
+        if self.subcommand == "validate":  # it measures: no log version folder, checkpoint or config to write
+            callbacks = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
+            callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+            kept = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
+            kwargs |= {"logger": False, "enable_checkpointing": False, "callbacks": kept}
+            self.save_config_callback = None
+        trainer = super().instantiate_trainer(**kwargs)
+        trainer.callbacks.append(self.started)
+        return trainer
+
+    def validate(self, model: pl.LightningModule, **kwargs) -> None:
+        results = self.trainer.validate(model, **kwargs)
+        if not sum(self.trainer.num_val_batches):
+            task = model.task
+            raise CommandError(
+                f"task {task.name!r} has no held-out split (a task read from a file trains on all its records; a "
+                f"generated one holds out task.n_test={task.n_test} problems): validate needs a generated task "
+                "(countdown, arithmetic) with task.n_test > 0."
+            )
+        print(f"held-out problems: {len(model._task_splits()[1])}, one greedy completion each")
+        for name, value in sorted(results[0].items()):
+            print(f"{name} = {value!r}")
+
+
+def run_command(command: str, argv: list[str], debug: bool = False) -> int:
+    """Run ``fit``, ``validate`` or ``export``; report a user's error as one line with exit status 2.
+
+    Args:
+        command: ``"fit"``, ``"validate"`` or ``"export"``.
+        argv: the arguments after the command.
+        debug: re-raise every error (with its traceback) instead of the one-line report.
+    """
+    started = _RunStarted()
+    try:
+        return run_export(argv) if command == "export" else run_fit(argv, command, started)
+    except CommandError as err:
+        if debug:
+            raise
+        return _report(command, err)
+    except USER_ERRORS as err:
+        if debug or started.started:
+            raise
+        return _report(command, err)
+
+
+def _report(command: str, err: BaseException) -> int:
+    message = one_line(err) if isinstance(err, argparse.ArgumentError) else " ".join(str(err).split())
+    print(f"reasonattn {command}: error: {message or type(err).__name__}", file=sys.stderr)
+    return 2
+
+
+def one_line(err: argparse.ArgumentError) -> str:
+    """jsonargparse's multi-line parse error as one line: ``--model.x: got 'v', expected one of 'a', 'b'``."""
+    text = str(err)
+    found = re.match(r'Parser key "([^"]+)":\s*(.*)', text, re.S)
+    if not found:
+        return " ".join(text.split()) + " (see --help)"
+    key, rest = found.groups()
+    kinds = re.findall(r"Expected a (<class '\w+'>|typing\.Literal\[[^\]]*\])", rest)
+    value = re.search(r"(?:Got|Given) value: (.+)", rest)
+    if not kinds or not value:
+        return f"--{key}: {' '.join(rest.split())}"
+    hint = LOSS_TYPE_HINTS.get(value.group(1).strip(), "") if key.endswith("loss.loss_type") else ""
+    expected = " or ".join(dict.fromkeys(_type_name(kind) for kind in kinds))
+    return f"--{key}: got {value.group(1).strip()!r}, expected {expected}{' (' + hint + ')' if hint else ''}"
+
+
+def _type_name(kind: str) -> str:
+    literal = re.fullmatch(r"typing\.Literal\[(.*)\]", kind)
+    if literal:
+        return f"one of {literal.group(1)}"
+    names = {
+        "int": "an integer",
+        "float": "a number",
+        "bool": "true or false",
+        "str": "a string",
+        "NoneType": "null",
+        "list": "a list",
+    }
+    simple = re.fullmatch(r"<class '(\w+)'>", kind)
+    return names.get(simple.group(1), simple.group(1)) if simple else kind
+
+
+def run_fit(argv: list[str], subcommand: str = "fit", started: _RunStarted | None = None) -> int:
     """``reasonattn fit|validate --config FILE.yaml [--print_config] [--trainer.max_steps N ...]``.
 
     ``validate`` evaluates the held-out split (``val/reward``), from a checkpoint with ``--ckpt_path FILE``.
     """
-    from lightning.pytorch.cli import LightningCLI
-
     from .module import RhythmGRPO
 
     if not argv:
-        print(
-            f"usage: reasonattn {subcommand} --config FILE.yaml [--print_config] [--trainer.max_steps N ...]\n"
-            f"reasonattn {subcommand}: error: it needs a config; start from examples/grpo_cpu_smollm2.yaml "
-            f"(see docs/train.md), or print every setting with: reasonattn {subcommand} --print_config",
-            file=sys.stderr,
+        raise CommandError(
+            f"it needs a config: start from examples/grpo_cpu_smollm2.yaml (see docs/train.md), or print every "
+            f"setting with: reasonattn {subcommand} --print_config"
         )
-        return 2
-    args = [subcommand, *argv]
-    LightningCLI(
-        RhythmGRPO,
-        args=None if args == sys.argv[1:] else args,  # from the console LightningCLI reads sys.argv itself
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": "reasonattn"},
-    )
+    kwargs = {"prog": "reasonattn", "exit_on_error": False}
+    with warnings.catch_warnings():  # args are given on purpose (the console's argv minus --debug)
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        ReasonattnCLI(
+            RhythmGRPO,
+            args=[subcommand, *argv],
+            started=started or _RunStarted(),
+            save_config_callback=SaveConfigSafely,
+            parser_kwargs={**kwargs, subcommand: kwargs},
+            auto_configure_optimizers=False,
+        )
     return 0
 
 
-def export_adapter(checkpoint: str | Path, out_dir: str | Path) -> Path:
-    """Write the LoRA adapter of a RhythmGRPO checkpoint with peft's ``save_pretrained`` (plus the tokenizer).
-
-    Load it later with ``peft.PeftModel.from_pretrained(base_model, out_dir)``.
-    """
-    from .module import RhythmGRPO
-
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"checkpoint {str(path)!r} does not exist: pass a .ckpt file written by reasonattn fit."
-        )
-    # Lightning checkpoints hold the settings dataclasses, hence weights_only=False: open only your own files.
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    module = RhythmGRPO.load_from_checkpoint(path, map_location="cpu")  # rebuilds from the saved settings
-    module.configure_model()
-    missing = [k for k in ckpt["state_dict"] if k not in dict(module.named_parameters())]
-    if missing:
-        raise ValueError(f"checkpoint {str(path)!r} does not match the model: unknown weights {missing[:3]}.")
-    module.load_state_dict(ckpt["state_dict"], strict=False)
-    out = Path(out_dir)
-    module.policy.save_pretrained(out)
-    module.tokenizer.save_pretrained(out)
-    return out
-
-
 def run_export(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="reasonattn export", description=export_adapter.__doc__)
+    """``reasonattn export CHECKPOINT OUT_DIR``: the LoRA adapter of a checkpoint as a peft folder."""
+    parser = argparse.ArgumentParser(prog="reasonattn export", description=export_adapter.__doc__.split("\n")[0])
     parser.add_argument("checkpoint", help="a .ckpt written by reasonattn fit")
-    parser.add_argument("out_dir", help="folder for the adapter (adapter_config.json + weights)")
+    parser.add_argument("out_dir", help="folder for the adapter (adapter_config.json, weights, README.md)")
     args = parser.parse_args(argv)
     print(f"adapter written to {export_adapter(args.checkpoint, args.out_dir)}")
     return 0

@@ -21,6 +21,10 @@ BUILTIN_REWARDS: dict[str, Callable] = {
 DEFAULT_REWARDS = {"countdown": ["countdown"], "arithmetic": ["numeric"]}
 
 
+GENERATED_TASKS = ("countdown", "arithmetic")
+"""Task names generated offline; any other name is a file or folder of records."""
+
+
 def task_records(
     task: TaskSettings, chat: bool, reward_funcs: Sequence[Callable] = ()
 ) -> tuple[list[dict], list[dict]]:
@@ -43,8 +47,9 @@ def task_records(
             task.n_train, task.n_test, task.seed, difficulty=task.difficulty, chat=chat, style=task.style
         )
     elif not Path(task.name).exists():
+        names = ", ".join(repr(name) for name in GENERATED_TASKS)
         raise ValueError(
-            f"task name={task.name!r} is neither 'countdown', 'arithmetic' nor an existing file or folder: pass one "
+            f"task name={task.name!r} is neither one of {names} nor an existing file or folder: pass one "
             "of those (a JSONL / JSON / parquet file or a dataset folder)."
         )
     else:

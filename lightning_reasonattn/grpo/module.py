@@ -33,12 +33,14 @@ import torchmetrics
 from torch.nn.parallel import DistributedDataParallel
 
 from ..callbacks import measuring
-from ..functional.credit import RHYTHM_STRATEGIES, STRATEGIES, credit_gamma
+from ..functional._checks import check_choice, check_number
+from ..functional.credit import RHYTHM_STRATEGIES, credit_gamma
 from ..functional.keyed import keyed_uniform, mix
-from ..models import LoraSettings, add_lora, lean_lora_casts, load_model, lost_update_fraction
+from ..models import LoraSettings, Quantization, add_lora, lean_lora_casts, load_model, lost_update_fraction
 from ..reward_protocol import RewardLog, TrainerState, conversational_completions, score_completions
 from .advantages import group_advantages, token_advantages
-from .data import HeldOut, PromptStream, reward_functions, task_records
+from .checkpoint import apply_optim_settings, base_record, check_resume, use_atomic_checkpoint_io
+from .data import GENERATED_TASKS, HeldOut, PromptStream, reward_functions, task_records
 from .distributed import (
     check_held_out,
     check_split,
@@ -53,7 +55,16 @@ from .distributed import (
 )
 from .loss import minibatches, policy_loss
 from .rollout import DenseRollout, resolve_backend, sample
-from .settings import CreditSettings, LossSettings, OptimSettings, RewardSettings, SamplingSettings, TaskSettings
+from .settings import (
+    CreditSettings,
+    LossSettings,
+    OptimSettings,
+    RewardSettings,
+    SamplingSettings,
+    TaskSettings,
+    as_settings,
+    plain,
+)
 from .step import completion_logprobs, encode_prompts, measured_logprobs, score
 from .step_data import Completed, Rollouts, Scored
 from .step_metrics import LOSS_STATS, completion_metrics, token_means, token_sums, update_means
@@ -64,30 +75,35 @@ SAMPLE_STREAM, CREDIT_STREAM = 1, 2  # the keyed random streams of a run: sampli
 class RhythmGRPO(pl.LightningModule):
     """GRPO with rhythm credit on a (4-bit, LoRA) causal LM, on one device or several (Lightning's DDP).
 
+    Every argument is checked when the module is built, before any model loads (a settings dataclass checks
+    its own fields; a dict is accepted for one and built into it).
+
     Args:
-        model: hub name or local checkpoint; ``None``: the embedded default (SmolLM2-135M-Instruct).
-        quantization: ``nf4`` (default), ``fp4``, ``int8`` or ``none``. double_quant: 4-bit constants quantized.
-        lora: adapter settings. gradient_checkpointing: recompute activations in the update.
-        task: where the prompts come from.
-        rewards: the reward functions.
-        prompts_per_step: prompts per step, over all processes (each of ``W`` processes takes
-            ``prompts_per_step / W`` of them).
-        group_size: completions per prompt (``G``).
-        sampling: rollout settings (see :mod:`lightning_reasonattn.grpo.settings`, as for the next three).
-        credit: which tokens get extra credit.
-        loss: the policy update.
-        optim: AdamW on the adapter.
-        score_batch_size: rollouts per no-grad scoring forward.
-        log_completions_every_n_steps: write sample completions to ``<log_dir>/completions.jsonl``.
+        model: hub name or local checkpoint folder; None: the embedded default (SmolLM2-135M-Instruct).
+        quantization: base weights 'nf4' (default), 'fp4' (4-bit), 'int8' or 'none' (full precision).
+        double_quant: also quantize the 4-bit quantization constants (about 0.4 bit per weight less).
+        lora: adapter settings (rank, alpha, dropout, target modules, dtype).
+        gradient_checkpointing: recompute activations in the update's backward (less memory, more time).
+        task: where the prompts come from (a generated task or a local file).
+        rewards: reward functions by name and their weights.
+        prompts_per_step: prompts per training step, over all processes (each of W processes takes
+            prompts_per_step / W of them, whole groups).
+        group_size: completions per prompt (G >= 2); advantages compare the completions of a prompt.
+        sampling: rollout settings (max_new_tokens, temperature, top_p, top_k, backend).
+        credit: which tokens get extra credit (strategy, q, gamma_amp, ...).
+        loss: policy update settings (clipping, KL, loss aggregation, iterations, mini-batches).
+        optim: optimizer settings (lr, weight decay, warm-up).
+        score_batch_size: rollouts per no-grad scoring forward (used when num_iterations > 1).
+        log_completions_every_n_steps: write sample completions to completions.jsonl in the log folder (0: never).
         eval_batch_size: held-out prompts per validation batch (one greedy completion each); validation runs
-            every ``trainer.val_check_interval`` steps (an int: the prompt stream has no epochs) and in
-            ``trainer.validate``.
+            every trainer.val_check_interval steps (an int: the prompt stream has no epochs) and in
+            reasonattn validate.
     """
 
     def __init__(
         self,
         model: str | None = None,
-        quantization: str = "nf4",
+        quantization: Quantization = "nf4",
         double_quant: bool = True,
         lora: LoraSettings = LoraSettings(),
         gradient_checkpointing: bool = False,
@@ -107,16 +123,16 @@ class RhythmGRPO(pl.LightningModule):
         self.model_name = model
         self.quantization = quantization
         self.double_quant = double_quant
-        self.lora = lora
+        self.lora = as_settings(LoraSettings, lora)
         self.gradient_checkpointing = gradient_checkpointing
-        self.task = task
-        self.reward_settings = rewards
+        self.task = as_settings(TaskSettings, task)
+        self.reward_settings = as_settings(RewardSettings, rewards)
         self.prompts_per_step = prompts_per_step
         self.group_size = group_size
-        self.sampling = sampling
-        self.credit_settings = credit
-        self.loss_settings = loss
-        self.optim = optim
+        self.sampling = as_settings(SamplingSettings, sampling)
+        self.credit_settings = as_settings(CreditSettings, credit)
+        self.loss_settings = as_settings(LossSettings, loss)
+        self.optim = as_settings(OptimSettings, optim)
         self.score_batch_size = score_batch_size
         self.log_completions_every_n_steps = log_completions_every_n_steps
         self.eval_batch_size = eval_batch_size
@@ -133,16 +149,16 @@ class RhythmGRPO(pl.LightningModule):
         self.reward_funcs, self.reward_weights = reward_functions(self.reward_settings, self.task)
 
     def _check_settings(self) -> None:
-        if self.credit_settings.strategy not in STRATEGIES:
-            raise ValueError(
-                f"credit.strategy={self.credit_settings.strategy!r} is unknown: use one of {', '.join(STRATEGIES)}."
-            )
+        """The module's own numbers and choices (each settings dataclass checks its fields when built)."""
+        check_choice("quantization", self.quantization, Quantization)
+        if not isinstance(self.double_quant, bool):
+            raise ValueError(f"double_quant={self.double_quant!r} is invalid: use true or false.")
         for name in ("prompts_per_step", "group_size", "score_batch_size", "eval_batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} is invalid: it must be an integer >= 1.")
+            check_number(name, getattr(self, name), low=1, integer=True)
         if self.group_size < 2:
             raise ValueError(f"group_size={self.group_size}: GRPO compares completions of a prompt; use >= 2.")
+        check_number("log_completions_every_n_steps", self.log_completions_every_n_steps, low=0, integer=True,
+                     fix=" (0: never)")  # fmt: skip
 
     # ------------------------------------------------------------------ set-up
     def setup(self, stage: str) -> None:
@@ -151,6 +167,9 @@ class RhythmGRPO(pl.LightningModule):
             check_split(self.prompts_per_step, self.trainer.world_size)
         if self._seed is None:
             self._seed = run_seed(self.trainer.strategy)
+        use_atomic_checkpoint_io(self.trainer)  # a checkpoint is written next to its target, then renamed over it
+        if self.task.name not in GENERATED_TASKS:  # a file: read and check it now, before the model loads
+            self._splits = task_records(self.task, False, self.reward_funcs)  # (chat shapes generated prompts only)
 
     def configure_model(self) -> None:
         if self.policy is not None:
@@ -174,9 +193,12 @@ class RhythmGRPO(pl.LightningModule):
             opt = torch.optim.AdamW(params, lr=self.optim.lr, weight_decay=self.optim.weight_decay)
         else:
             raise ValueError(f"optim.optimizer={self.optim.optimizer!r} is unknown: use 'adamw' or 'adamw_8bit'.")
-        warmup = max(1, self.optim.warmup_steps)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: self._warmup(step))  # a function: not pickled
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _warmup(self, step: int) -> float:
+        """The learning-rate multiplier at ``step``: linear warm-up over ``optim.warmup_steps``, then 1."""
+        return min(1.0, (step + 1) / max(1, self.optim.warmup_steps))
 
     def _task_splits(self) -> tuple[list[dict], list[dict]]:
         """``(train, test)`` records, made once (20k Countdown problems take a while)."""
@@ -554,6 +576,8 @@ class RhythmGRPO(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         trainable = {name for name, p in self.named_parameters() if p.requires_grad}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+        # plain data only, so that the checkpoint loads with torch.load(weights_only=True)
+        checkpoint["hyper_parameters"] = plain(checkpoint.get("hyper_parameters", {}))
         # Lightning writes the checkpoint on rank 0 only, but calls this hook on every rank: gather each
         # rank's RNG states (they drive only LoRA dropout: sampling and random credit are keyed).
         checkpoint["rng_states"] = gather_objects(rng_states(), self._world_size)
@@ -562,8 +586,23 @@ class RhythmGRPO(pl.LightningModule):
             "credit": asdict(self.credit_settings),
             "loss": asdict(self.loss_settings),
         }
+        checkpoint["reasonattn_base"] = base_record(self)  # the base that `reasonattn export` tells users to load
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Apply the resume rule (see ``grpo.checkpoint``), log what came from where; restore the RNG states."""
+        from lightning.pytorch.trainer.states import TrainerFn
+        from lightning.pytorch.utilities import rank_zero_info
+
+        if self._trainer is not None:  # (load_from_checkpoint builds the module from the checkpoint's own settings)
+            training = self.trainer.state.fn == TrainerFn.FITTING
+            rank_zero_info(check_resume(checkpoint, dict(self.hparams), self.trainer.ckpt_path, training))
+            apply_optim_settings(checkpoint, self.optim.lr, self.optim.weight_decay, self._warmup)
+            if not training:  # validation takes the adapter only: no checkpoint callback to restore (nor warn about)
+                checkpoint.pop("callbacks", None)
+        self._restore_rng_states(checkpoint)
+
+    def _restore_rng_states(self, checkpoint: dict) -> None:
+        """The run's sampling seed, and this rank's RNG states (a rank the checkpoint has none for keeps its own)."""
         if checkpoint.get("sampling_seed") is not None:
             self._seed = checkpoint["sampling_seed"]
         states = checkpoint.get("rng_states") or []

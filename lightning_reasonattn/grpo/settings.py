@@ -1,10 +1,46 @@
 """Plain frozen dataclasses of RhythmGRPO's settings (LightningCLI reads and writes them as YAML).
 
-Frozen, so a default instance in a signature is safe to share."""
+Frozen, so a default instance in a signature is safe to share. Every choice is a ``Literal`` (``reasonattn fit
+--help`` lists the choices and the parser refuses a typo) and every number is checked in ``__post_init__``, so a
+bad setting fails when the settings are built, before any model loads. The ``Attributes`` sections give the
+help text of each ``--model.<section>.<field>`` option: one line per field.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Literal
+
+from ..functional._checks import (
+    check_choice,
+    check_fraction,
+    check_horizon,
+    check_number,
+    check_positive_int,
+    check_window,
+)
+
+Strategy = Literal["uniform", "random", "entropy", "local_chunk", "global_anchor", "coupled"]
+SignMode = Literal["both", "positive"]
+# TRL's names are accepted as aliases and stored under this project's name (see LOSS_ALIASES).
+LossType = Literal["token-mean", "seq-mean-token-mean", "dr-grpo", "dapo", "grpo", "dr_grpo"]
+ScaleRewards = Literal["group", "batch", "none"]
+Backend = Literal["auto", "policy", "dense"]
+Optimizer = Literal["adamw", "adamw_8bit"]
+TaskStyle = Literal["r1", "short"]
+
+LOSS_ALIASES = {"dapo": "token-mean", "grpo": "seq-mean-token-mean", "dr_grpo": "dr-grpo"}
+"""TRL ``GRPOConfig.loss_type`` names with the same aggregation here."""
+LOSS_TYPE_HINTS = {"bnpo": "TRL's 'bnpo' normalises by each mini-batch's tokens: use 'token-mean', TRL's 'dapo'"}
+"""TRL names without an equal loss here (``bnpo`` differs from every loss here once the batch is split)."""
+
+
+def _prefixed(section: str, check, *args) -> None:
+    """Run a functional check and prefix its message (``name=value ...``) with the settings section."""
+    try:
+        check(*args)
+    except ValueError as err:
+        raise ValueError(f"{section}.{err}") from None
 
 
 @dataclass(frozen=True)
@@ -12,16 +48,15 @@ class TaskSettings:
     """Where prompts come from.
 
     Attributes:
-        name: ``"countdown"`` or ``"arithmetic"`` (generated offline), or a path to a local JSONL / JSON /
-            parquet file or dataset folder (read with ``tasks.load_prompts``).
+        name: 'countdown' or 'arithmetic' (generated offline), or a local JSONL / JSON / parquet file or dataset folder.
         n_train: problems generated for training (generated tasks only).
-        n_test: problems held out (never trained on) for evaluation.
-        seed: generator seed.
-        chat: prompts as chat messages (``None``: when the tokenizer has a chat template).
-        difficulty: arithmetic difficulty preset (0 to 5).
-        style: arithmetic prompt style, ``r1`` (think/answer tags) or ``short`` (the number only).
+        n_test: problems held out for evaluation, never trained on (generated tasks only; 0: none).
+        seed: generator seed of a generated task.
+        chat: prompts as chat messages (None: when the tokenizer has a chat template).
+        difficulty: arithmetic difficulty preset, 0 (one-digit sums) to 5.
+        style: arithmetic prompt style: 'r1' (think / answer tags) or 'short' (the number only).
         prompt_column: prompt column of a file.
-        answer_column: reference-answer column of a file (renamed ``answer``).
+        answer_column: reference-answer column of a file (renamed 'answer'; None: the file's 'answer' column).
     """
 
     name: str = "countdown"
@@ -30,56 +65,99 @@ class TaskSettings:
     seed: int = 0
     chat: bool | None = None
     difficulty: int = 2
-    style: str = "r1"
+    style: TaskStyle = "r1"
     prompt_column: str = "prompt"
     answer_column: str | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"task.name={self.name!r} is invalid: use 'countdown', 'arithmetic' or a file path.")
+        check_number("task.n_train", self.n_train, low=1, integer=True)
+        check_number("task.n_test", self.n_test, low=0, integer=True)
+        check_number("task.difficulty", self.difficulty, low=0, high=5, integer=True)
+        check_choice("task.style", self.style, TaskStyle)
 
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    """Rollout settings.
+    """Rollout settings (validation always decodes greedily, whatever the temperature).
 
     Attributes:
-        max_new_tokens: completion length cap (a completion without EOS by then is "truncated").
-        temperature, top_p, top_k: sampling (``top_k=None``: no top-k).
-        backend: ``"auto"``, ``"policy"`` (sample from the policy itself) or ``"dense"`` (a dense copy with the
-            adapter merged, synced after every step; ``auto`` picks it for a quantized policy on a CPU, and on
-            CUDA while it needs at most a quarter of the free GPU memory).
+        max_new_tokens: completion length cap; a completion without EOS by then counts as truncated.
+        temperature: sampling temperature of the rollouts (> 0; the log-probabilities use the same).
+        top_p: nucleus sampling: keep the smallest set of tokens whose probability reaches top_p, in (0, 1].
+        top_k: keep the k most likely tokens (None or 0: no top-k cut).
+        backend: 'policy' samples from the policy, 'dense' from a dense copy with the adapter merged, 'auto' picks.
     """
 
     max_new_tokens: int = 256
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int | None = None
-    backend: str = "auto"
+    backend: Backend = "auto"
+
+    def __post_init__(self):
+        check_number("sampling.max_new_tokens", self.max_new_tokens, low=1, integer=True)
+        check_number("sampling.temperature", self.temperature, low=0, low_open=True,
+                     fix=" (GRPO needs sampled completions; validation is greedy on its own)")  # fmt: skip
+        check_number("sampling.top_p", self.top_p, low=0, high=1, low_open=True, fix=" (1: no nucleus cut)")
+        if self.top_k is not None:
+            check_number("sampling.top_k", self.top_k, low=0, integer=True, fix=" (0 or null: no top-k cut)")
+        check_choice("sampling.backend", self.backend, Backend)
 
 
 @dataclass(frozen=True)
 class CreditSettings:
-    """Which tokens get extra credit (see docs/rhythm.md).
+    """Which tokens get extra credit (docs/rhythm.md has the definitions).
 
     Attributes:
-        strategy: ``uniform`` (plain GRPO), ``random``, ``entropy``, ``local_chunk``, ``global_anchor``,
-            ``coupled``.
-        sign_mode: ``both`` (scale every advantage) or ``positive`` (only ``A > 0``).
-        q, gamma_amp, alpha, k, normalize: as in ``credit_gamma`` / the spec.
-        layers, window, horizon, head_fraction, block_size: as in ``capture_rhythm``.
-        seed: seed of the ``random`` strategy.
+        strategy: 'uniform' (plain GRPO), 'random', 'entropy', 'local_chunk', 'global_anchor' or 'coupled'.
+        sign_mode: 'both' scales every advantage, 'positive' only the positive ones.
+        q: fraction of the response tokens selected as preplan / anchor tokens, in (0, 1].
+        gamma_amp: advantage multiplier of a selected token (> 0; 1.5 in the paper).
+        alpha: share of a dominated anchor's bonus moved to its introductory token, in [0, 1].
+        k: look-back in tokens for the introductory token of a dominated anchor (>= 0).
+        normalize: rescale gamma so its mean over each response is 1.
+        layers: 'middle' (5 middle layers), 'all' or a list of layer indices (negative ones from the end).
+        window: WAAD window in tokens (>= 1).
+        horizon: FAI horizon [lo, hi] in tokens, 0 <= lo <= hi.
+        head_fraction: share of the heads in each of the local and global groups, in (0, 1].
+        block_size: query rows per block of the attention capture (memory, not results).
+        seed: seed of the 'random' strategy.
     """
 
-    strategy: str = "coupled"
-    sign_mode: str = "both"
+    strategy: Strategy = "coupled"
+    sign_mode: SignMode = "both"
     q: float = 0.4
     gamma_amp: float = 1.5
     alpha: float = 0.5
     k: int = 3
     normalize: bool = False
-    layers: str | list[int] = "middle"
+    layers: Literal["middle", "all"] | list[int] = "middle"
     window: int = 10
     horizon: tuple[int, int] = (10, 100)
     head_fraction: float = 0.3
     block_size: int = 128
     seed: int = 0
+
+    def __post_init__(self):
+        check_choice("credit.strategy", self.strategy, Strategy)
+        check_choice("credit.sign_mode", self.sign_mode, SignMode)
+        _prefixed("credit", check_fraction, self.q, "q")
+        check_number("credit.gamma_amp", self.gamma_amp, low=0, low_open=True, fix=" (the paper uses 1.5)")
+        check_number("credit.alpha", self.alpha, low=0, high=1)
+        check_number("credit.k", self.k, low=0, integer=True)
+        if isinstance(self.layers, str):
+            check_choice("credit.layers", self.layers, Literal["middle", "all"])
+        elif not self.layers or not all(isinstance(i, int) and not isinstance(i, bool) for i in self.layers):
+            raise ValueError(
+                f"credit.layers={self.layers!r} is invalid: use 'middle', 'all' or a non-empty list of layer indices."
+            )
+        _prefixed("credit", check_window, self.window)
+        object.__setattr__(self, "horizon", tuple(self.horizon) if isinstance(self.horizon, list) else self.horizon)
+        _prefixed("credit", check_horizon, self.horizon)
+        _prefixed("credit", check_fraction, self.head_fraction, "head_fraction")
+        _prefixed("credit", check_positive_int, self.block_size, "block_size")
 
 
 @dataclass(frozen=True)
@@ -87,46 +165,117 @@ class LossSettings:
     """Policy update settings (names as in TRL's GRPOConfig where it has them).
 
     Attributes:
-        epsilon_low, epsilon_high: clipping range ``[1 - eps_low, 1 + eps_high]``.
+        epsilon_low: lower clipping range of the ratio, 1 - epsilon_low (>= 0).
+        epsilon_high: upper clipping range of the ratio, 1 + epsilon_high (>= 0; DAPO uses 0.28).
         beta: KL penalty weight (0: no reference pass at all).
-        loss_type: ``token-mean``, ``seq-mean-token-mean`` or ``dr-grpo``.
-        scale_rewards: ``group``, ``batch`` or ``none``.
-        num_iterations: passes (and optimizer steps) over each batch of rollouts.
-        mini_batch_size: rollouts per forward/backward (gradients accumulate over the batch); ``None``: all.
+        loss_type: 'token-mean' (TRL's 'dapo'), 'seq-mean-token-mean' (TRL's 'grpo') or 'dr-grpo' (TRL's 'dr_grpo').
+        scale_rewards: divide advantages by the std of the 'group', of the 'batch', or 'none'.
+        num_iterations: passes (and optimizer steps) over each batch of rollouts (>= 1).
+        mini_batch_size: rollouts per forward / backward, gradients accumulate over the batch (None: all at once).
         mask_truncated: leave completions without EOS out of the loss.
-        max_grad_norm: gradient clipping (``None``: off).
+        max_grad_norm: gradient clipping norm (None: no clipping).
     """
 
     epsilon_low: float = 0.2
     epsilon_high: float = 0.2
     beta: float = 0.0
-    loss_type: str = "token-mean"
-    scale_rewards: str = "group"
+    loss_type: LossType = "token-mean"
+    scale_rewards: ScaleRewards = "group"
     num_iterations: int = 1
     mini_batch_size: int | None = None
     mask_truncated: bool = False
     max_grad_norm: float | None = 1.0
 
+    def __post_init__(self):
+        check_number("loss.epsilon_low", self.epsilon_low, low=0, high=1, high_open=True)
+        check_number("loss.epsilon_high", self.epsilon_high, low=0)
+        check_number("loss.beta", self.beta, low=0)
+        hint = LOSS_TYPE_HINTS.get(self.loss_type)
+        check_choice("loss.loss_type", self.loss_type, LossType, f" ({hint})" if hint else "")
+        object.__setattr__(self, "loss_type", LOSS_ALIASES.get(self.loss_type, self.loss_type))
+        check_choice("loss.scale_rewards", self.scale_rewards, ScaleRewards)
+        check_number("loss.num_iterations", self.num_iterations, low=1, integer=True)
+        if self.mini_batch_size is not None:
+            check_number("loss.mini_batch_size", self.mini_batch_size, low=1, integer=True,
+                         fix=" (null: the whole batch at once)")  # fmt: skip
+        if self.max_grad_norm is not None:
+            check_number("loss.max_grad_norm", self.max_grad_norm, low=0, low_open=True, fix=" (null: no clipping)")
+
 
 @dataclass(frozen=True)
 class OptimSettings:
-    """AdamW on the adapter.
+    """The optimizer of the adapter: AdamW, then a linear warm-up of the learning rate to a constant.
 
     Attributes:
-        lr: learning rate. weight_decay: decoupled decay. warmup_steps: linear warm-up, then constant.
-        optimizer: ``adamw`` (torch) or ``adamw_8bit`` (bitsandbytes, CUDA).
+        lr: learning rate (> 0).
+        weight_decay: decoupled weight decay (>= 0).
+        warmup_steps: optimizer steps of linear warm-up (0: none).
+        optimizer: 'adamw' (torch) or 'adamw_8bit' (bitsandbytes, CUDA).
     """
 
     lr: float = 1e-6
     weight_decay: float = 0.0
     warmup_steps: int = 0
-    optimizer: str = "adamw"
+    optimizer: Optimizer = "adamw"
+
+    def __post_init__(self):
+        check_number("optim.lr", self.lr, low=0, low_open=True)
+        check_number("optim.weight_decay", self.weight_decay, low=0)
+        check_number("optim.warmup_steps", self.warmup_steps, low=0, integer=True)
+        check_choice("optim.optimizer", self.optimizer, Optimizer)
 
 
 @dataclass(frozen=True)
 class RewardSettings:
-    """Reward functions by name: built-ins (``countdown``, ``numeric``, ``format``) or ``package.module:function``
-    (any TRL-style ``fn(prompts, completions, **columns) -> list[float]``). Empty: the task's default."""
+    """Reward functions, with TRL's signature fn(prompts, completions, **columns) -> list[float].
+
+    Attributes:
+        functions: built-in names ('countdown', 'numeric', 'format') or 'package.module:function' (empty: the task's).
+        weights: one weight per function, summed into the reward (None: all 1).
+    """
 
     functions: list[str] = field(default_factory=list)
     weights: list[float] | None = None
+
+    def __post_init__(self):
+        for name in self.functions:
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"rewards.functions has {name!r}: name a built-in or 'package.module:function'.")
+        if self.weights is None:
+            return
+        if not self.functions:
+            raise ValueError(
+                f"rewards.weights={self.weights!r} without rewards.functions: name the functions the weights "
+                "belong to (e.g. functions: [numeric, format]), or drop the weights."
+            )
+        if len(self.weights) != len(self.functions):
+            raise ValueError(
+                f"rewards.weights has {len(self.weights)} values for {len(self.functions)} functions "
+                f"({', '.join(self.functions)}): give one weight per function."
+            )
+        for i, w in enumerate(self.weights):
+            check_number(f"rewards.weights[{i}]", w)
+
+
+def settings_sections() -> dict[str, type]:
+    """RhythmGRPO's argument name of every settings dataclass (``{"lora": LoraSettings, "task": ...}``)."""
+    from ..models import LoraSettings
+
+    return {"lora": LoraSettings, "task": TaskSettings, "rewards": RewardSettings, "sampling": SamplingSettings,
+            "credit": CreditSettings, "loss": LossSettings, "optim": OptimSettings}  # fmt: skip
+
+
+def as_settings(cls: type, value):
+    """``value`` as a ``cls`` instance: a dict (as YAML and checkpoints hold it) is built into one (and checked)."""
+    return cls(**value) if isinstance(value, dict) else value
+
+
+def plain(value):
+    """Settings as plain data (dataclasses to dicts, tuples to lists), as YAML and ``weights_only`` loads take."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value

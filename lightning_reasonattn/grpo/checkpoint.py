@@ -1,0 +1,227 @@
+"""RhythmGRPO checkpoints: safe loading, the resume rule and atomic writes.
+
+* **Safe loading.** :func:`load_checkpoint` reads a file with ``torch.load(weights_only=True)``: tensors and plain
+  data only, so a crafted file cannot run code (RhythmGRPO stores its settings as plain dicts, so nothing needs
+  allow-listing). Anything that is not a RhythmGRPO checkpoint (an empty file, random bytes, text, another
+  module's checkpoint, a pickle of Python objects) raises :class:`CheckpointError` with one line saying what it is.
+* **The resume rule.** A resumed run takes its settings from its own config and command line, like a fresh run;
+  the checkpoint gives the adapter, optimizer, scheduler, RNG states and step. Settings that cannot change
+  mid-run must equal the checkpoint's (:data:`MODEL_SETTINGS` always, :data:`RUN_SETTINGS` when training goes
+  on), or the run is refused (:func:`resume_conflicts`).
+* **Atomic writes.** :class:`AtomicCheckpointIO` writes each checkpoint to a temporary file in the target's own
+  folder, then renames it over the target: a kill at any moment leaves the previous file whole. (Lightning's
+  default writes the temporary file in the system temp folder; when that is another filesystem the final "rename"
+  is a copy, and a kill during it left ``last.ckpt`` truncated.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import re
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from ..models import DEFAULT_MODEL, compute_dtype
+from .settings import plain, settings_sections
+
+MODEL_SETTINGS = {
+    "model": "the adapter was trained on that base model",
+    "quantization": "the adapter was trained on that quantized base",
+    "double_quant": "the adapter was trained on that quantized base",
+    "lora.r": "the adapter's shape is fixed",
+    "lora.alpha": "it scales every adapter update",
+    "lora.target_modules": "the adapter's layers are fixed",
+    "lora.dtype": "the optimizer state is kept in that dtype",
+}
+"""Settings that define the trained policy: a checkpoint is only used with the values it was trained with."""
+
+RUN_SETTINGS = {
+    **{f"task.{key}": "the task defines the prompt stream and the held-out split" for key in
+       ("name", "seed", "n_test", "difficulty", "style", "chat", "prompt_column", "answer_column")},
+    "loss.num_iterations": "the step counts optimizer steps, num_iterations per batch of prompts",
+    "optim.optimizer": "the saved optimizer state belongs to that optimizer",
+}  # fmt: skip
+"""Settings that a resumed training run must keep (validation may change them, e.g. to evaluate another task)."""
+
+_RHYTHM_KEYS = ("state_dict", "global_step", "hyper_parameters", "reasonattn_settings")
+
+
+class CheckpointError(ValueError):
+    """A file is not a usable RhythmGRPO checkpoint, or cannot be used with these settings; the message says why."""
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a RhythmGRPO checkpoint safely (``weights_only=True``) onto the CPU.
+
+    Raises:
+        CheckpointError: the file is missing, empty, not a PyTorch file, holds Python objects (refused: unpickling
+            them could run code), or is not a Lightning checkpoint written by RhythmGRPO.
+    """
+    path = Path(path)
+    shown = repr(str(path))
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {shown} does not exist: pass a .ckpt file written by reasonattn fit.")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {shown} is a folder: pass the .ckpt file (e.g. checkpoints/last.ckpt).")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {shown} is empty (0 bytes; an interrupted copy?): pass another checkpoint.")
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+        if found:
+            raise CheckpointError(
+                f"checkpoint {shown} holds the Python object {found.group(1)}, which a RhythmGRPO checkpoint never "
+                "does: refused without loading it, since unpickling could run code. Pass a checkpoint written by "
+                "reasonattn fit."
+            ) from None
+        raise CheckpointError(
+            f"checkpoint {shown} is not a PyTorch checkpoint that loads with weights_only=True (random bytes, a "
+            "plain pickle, or Python objects that could run code): not loaded. Pass a .ckpt written by reasonattn fit."
+        ) from None
+    except Exception:  # text and other non-torch files fail deep inside torch (EOFError, KeyError: 101, ...)
+        raise CheckpointError(
+            f"checkpoint {shown} is not a PyTorch checkpoint (torch.load cannot parse it): pass a .ckpt file written "
+            "by reasonattn fit."
+        ) from None
+    missing = [key for key in _RHYTHM_KEYS if not isinstance(ckpt, dict) or key not in ckpt]
+    if missing:
+        what = "a Lightning checkpoint of another module" if isinstance(ckpt, dict) and "state_dict" in ckpt else (
+            "a torch file but not a Lightning checkpoint")  # fmt: skip
+        raise CheckpointError(
+            f"checkpoint {shown} is {what} (it lacks {', '.join(missing)}): pass a .ckpt written by reasonattn fit."
+        )
+    return ckpt
+
+
+def flat_settings(hparams: dict) -> dict[str, object]:
+    """RhythmGRPO's settings as ``{"model": ..., "optim.lr": ..., "lora.r": ...}``, in canonical form.
+
+    ``hparams`` holds dicts (YAML, checkpoints) or the dataclasses; each section is rebuilt through its dataclass,
+    so defaults are filled in and aliases resolved (``loss_type: grpo`` equals ``seq-mean-token-mean``).
+    """
+    sections = settings_sections()
+    flat: dict[str, object] = {}
+    for name, value in hparams.items():
+        if name.startswith("_"):  # LightningCLI's "_instantiator"
+            continue
+        if name in sections:
+            known = {f: v for f, v in plain(value).items() if f in sections[name].__dataclass_fields__}
+            for key, item in plain(sections[name](**known)).items():
+                flat[f"{name}.{key}"] = item
+        else:
+            flat[name] = plain(value)
+    if "model" in flat:  # None and the default's name are the same model; a path is compared resolved
+        model = flat["model"] or DEFAULT_MODEL
+        flat["model"] = str(Path(model).resolve()) if Path(model).exists() else model
+    return flat
+
+
+def resume_conflicts(saved: dict, current: dict, training: bool) -> tuple[list[str], dict[str, tuple]]:
+    """Compare a checkpoint's settings with this run's.
+
+    Args:
+        saved: the checkpoint's ``hyper_parameters``.
+        current: this run's settings (the same keys).
+        training: resuming a training run (then :data:`RUN_SETTINGS` must match too).
+
+    Returns:
+        ``(refused, changed)``: one message per setting that must not change but does, and
+        ``{setting: (saved value, this run's value)}`` for the changed ones this run may change.
+    """
+    before, now = flat_settings(saved), flat_settings(current)
+    fixed = {**MODEL_SETTINGS, **(RUN_SETTINGS if training else {})}
+    differ = {key: (before[key], now.get(key)) for key in before if key in now and before[key] != now[key]}
+    refused = [f"{key}={new!r} but the checkpoint has {old!r} ({fixed[key]})"
+               for key, (old, new) in differ.items() if key in fixed]  # fmt: skip
+    return refused, {key: pair for key, pair in differ.items() if key not in fixed}
+
+
+def check_resume(ckpt: dict, current: dict, path: str | Path, training: bool) -> str:
+    """Refuse a checkpoint whose fixed settings differ from this run's; else a one-line account of what came from where.
+
+    Raises:
+        CheckpointError: a setting that cannot change mid-run differs (the message names each, with both values).
+    """
+    refused, changed = resume_conflicts(ckpt["hyper_parameters"], current, training)
+    verb = "resume" if training else "validate"
+    if refused:
+        raise CheckpointError(
+            f"cannot {verb} from {str(path)!r} with these settings: {'; '.join(refused)}. Use the checkpoint's values "
+            "(its run's config), or start a new run without --ckpt_path."
+        )
+    restored = "adapter, optimizer, scheduler, RNG states and step" if training else "adapter"
+    settings = ", ".join(f"{key} {new!r} (checkpoint: {old!r})" for key, (old, new) in changed.items())
+    return (
+        f"{'Resuming' if training else 'Validating'} {str(path)!r} at step {ckpt['global_step']}: {restored} from the "
+        f"checkpoint; settings from this run's config and command line, "
+        + (f"changed from the checkpoint: {settings}." if settings else "the same as the checkpoint's.")
+    )
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint IO, writing each local checkpoint to a temporary file next to its target (same
+    filesystem), then ``os.replace``-ing it over the target: the previous checkpoint stays whole until then."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if storage_options is not None or not _is_local_file_protocol(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                torch.save(checkpoint, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a checkpoint gets the usual file mode
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+
+def use_atomic_checkpoint_io(trainer) -> None:
+    """Give ``trainer`` :class:`AtomicCheckpointIO` when it uses Lightning's default checkpoint IO (else keep it)."""
+    if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+
+
+def base_record(module) -> dict:
+    """What a RhythmGRPO module's adapter was trained on: base model, quantization, compute and adapter dtypes."""
+    return {
+        "model": module.model_name or DEFAULT_MODEL,
+        "quantization": module.quantization,
+        "double_quant": module.double_quant,
+        "compute_dtype": str(compute_dtype(module.policy.get_base_model())).removeprefix("torch."),
+        "lora_dtype": module.lora.dtype,
+    }
+
+
+def apply_optim_settings(checkpoint: dict, lr: float, weight_decay: float, factor) -> None:
+    """Make the optimizer and scheduler states of ``checkpoint`` use this run's ``lr`` and ``weight_decay``.
+
+    The states hold the learning rate of the run that wrote them; a resumed run sets its own (the resume rule).
+    ``factor(step)`` is the scheduler's multiplier at a step (the warm-up), so the next step's rate is
+    ``lr * factor(step)`` exactly as an uninterrupted run with this ``lr`` would compute it.
+    """
+    steps = [sched.get("last_epoch", 0) for sched in checkpoint.get("lr_schedulers", [])]
+    step = steps[0] if steps else 0
+    for sched in checkpoint.get("lr_schedulers", []):
+        sched["base_lrs"] = [lr for _ in sched.get("base_lrs", [])]
+        sched["_last_lr"] = [lr * factor(step) for _ in sched.get("_last_lr", [])]
+    for state in checkpoint.get("optimizer_states", []):
+        for group in state.get("param_groups", []):
+            group.update(lr=lr * factor(step), initial_lr=lr, weight_decay=weight_decay)

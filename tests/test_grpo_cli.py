@@ -1,0 +1,510 @@
+"""`reasonattn fit / validate / export` as a tool: settings checked before the model loads, one-line errors,
+safe checkpoint reading, the resume rule, atomic checkpoint writes, config saving that never overwrites a user's
+file, and an export that records (and reproduces) the base it was trained on."""
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from test_grpo_module import write_config
+
+from lightning_reasonattn import cli
+from lightning_reasonattn.functional.credit import STRATEGIES
+from lightning_reasonattn.grpo import advantages, loss, rollout, settings
+from lightning_reasonattn.grpo.checkpoint import CheckpointError, load_checkpoint
+from lightning_reasonattn.models import LoraSettings
+from lightning_reasonattn.testing import tiny_checkpoint
+
+pytest.importorskip("bitsandbytes")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class CreatesFile:
+    """Unpickling this opens (creates) a file: what a crafted checkpoint could do with weights_only=False."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return tiny_checkpoint(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, model_dir) -> Path:
+    """A 2-step run (CSV logs in version_0, a checkpoint after each step); returns its folder."""
+    run = tmp_path_factory.mktemp("trained")
+    assert cli.main(["fit", "--config", str(write_config(run, model_dir, "uniform", steps=2))]) == 0
+    return run
+
+
+def one_error_line(capsys, command="fit") -> str:
+    """The error line, checked to be the only one and the last thing on stderr, with no traceback."""
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("reasonattn")]
+    assert len(errors) == 1 and err[-1] == errors[0], err
+    assert errors[0].startswith(f"reasonattn {command}: error: ") and not any("Traceback" in line for line in err)
+    return errors[0]
+
+
+# ------------------------------------------------------------------------------------------ settings
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: settings.LossSettings(num_iterations=0), "loss.num_iterations=0"),
+        (lambda: settings.LossSettings(mini_batch_size=0), "loss.mini_batch_size=0"),
+        (lambda: settings.LossSettings(epsilon_low=-0.1), "loss.epsilon_low=-0.1"),
+        (lambda: settings.LossSettings(loss_type="bnpo"), "use 'token-mean'"),
+        (lambda: settings.LossSettings(scale_rewards="std"), "loss.scale_rewards='std'"),
+        (lambda: settings.SamplingSettings(top_p=0.0), "sampling.top_p=0.0"),
+        (lambda: settings.SamplingSettings(top_p=1.5), "sampling.top_p=1.5"),
+        (lambda: settings.SamplingSettings(temperature=0.0), "sampling.temperature=0.0"),
+        (lambda: settings.SamplingSettings(max_new_tokens=0), "sampling.max_new_tokens=0"),
+        (lambda: settings.SamplingSettings(backend="vllm"), "sampling.backend='vllm'"),
+        (lambda: settings.CreditSettings(strategy="coupld"), "credit.strategy='coupld'"),
+        (lambda: settings.CreditSettings(horizon=(20, 10)), "credit.horizon=(20, 10)"),
+        (lambda: settings.CreditSettings(horizon=(-1, 10)), "credit.horizon=(-1, 10)"),
+        (lambda: settings.CreditSettings(q=0.0), "credit.q=0.0"),
+        (lambda: settings.CreditSettings(layers=[]), "credit.layers=[]"),
+        (lambda: settings.CreditSettings(gamma_amp=float("nan")), "credit.gamma_amp=nan"),
+        (lambda: settings.OptimSettings(lr=0.0), "optim.lr=0.0"),
+        (lambda: settings.OptimSettings(lr=float("inf")), "optim.lr=inf"),
+        (lambda: settings.OptimSettings(optimizer="sgd"), "optim.optimizer='sgd'"),
+        (lambda: settings.RewardSettings(["numeric"], weights=[1.0, 2.0]), "2 values for 1 functions"),
+        (lambda: settings.RewardSettings(["numeric"], weights=[float("nan")]), "rewards.weights[0]=nan"),
+        (lambda: settings.RewardSettings(weights=[1.0]), "without rewards.functions"),
+        (lambda: settings.TaskSettings(style="long"), "task.style='long'"),
+        (lambda: settings.TaskSettings(difficulty=9), "task.difficulty=9"),
+        (lambda: settings.TaskSettings(n_test=-1), "task.n_test=-1"),
+        (lambda: LoraSettings(r=0), "lora.r=0"),
+        (lambda: LoraSettings(dropout=1.0), "lora.dropout=1.0"),
+    ],
+)
+def test_bad_settings_fail_when_built(build, message):
+    with pytest.raises(ValueError) as info:
+        build()
+    assert message in str(info.value)
+
+
+def test_trl_loss_names_are_aliases_of_the_same_aggregation():
+    per_token = torch.tensor([[1.0, 2.0, 3.0, 0.0], [4.0, 0.0, 0.0, 0.0]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]], dtype=torch.bool)
+    by_hand = {  # TRL GRPOConfig.loss_type, worked out by hand for these two sequences (lengths 3 and 1)
+        "grpo": ((1 + 2 + 3) / 3 + 4 / 1) / 2,  # each sequence's token mean, then the mean over sequences
+        "dapo": (1 + 2 + 3 + 4) / 4,  # every token of the batch weighs the same
+        "dr_grpo": (1 + 2 + 3 + 4) / (2 * 8),  # sum / (B * max_completion_length), here 8
+    }
+    for trl_name, expected in by_hand.items():
+        loss_type = settings.LossSettings(loss_type=trl_name).loss_type
+        assert loss_type in loss.LOSS_TYPES
+        assert float(loss.aggregate(per_token, mask, loss_type, max_len=8)) == pytest.approx(expected)
+
+
+def test_choices_match_the_code_that_reads_them():
+    from typing import get_args
+
+    from lightning_reasonattn.models import QUANTIZATIONS
+
+    assert get_args(settings.Strategy) == STRATEGIES
+    assert get_args(settings.SignMode) == advantages.SIGN_MODES
+    assert get_args(settings.ScaleRewards) == advantages.SCALES
+    assert get_args(settings.Backend) == rollout.BACKENDS
+    assert set(get_args(settings.LossType)) == set(loss.LOSS_TYPES) | set(settings.LOSS_ALIASES)
+    assert set(QUANTIZATIONS) == {"none", "nf4", "fp4", "int8"}
+
+
+def test_every_model_option_has_its_own_help_without_markup():
+    from lightning.pytorch.cli import LightningArgumentParser
+
+    from lightning_reasonattn.grpo.module import RhythmGRPO
+
+    parser = LightningArgumentParser()
+    parser.add_lightning_class_args(RhythmGRPO, "model")
+    helps = {a.dest: a.help for a in parser._actions if a.dest.startswith("model.") and "CONFIG" not in str(a.metavar)}
+    helps = {dest: text for dest, text in helps.items() if text != "Path to a configuration file."}
+    assert len(helps) > 50
+    for dest, text in helps.items():
+        assert text and text.strip(), dest
+        assert not any(mark in text for mark in (":mod:", ":func:", ":data:", ":class:", "``")), (dest, text)
+    assert "rank" in helps["model.lora.r"] and "alpha" not in helps["model.lora.r"]  # was "rank. alpha: ..."
+    assert "scaling" in helps["model.lora.alpha"] and "dropout" in helps["model.lora.dropout"]
+    for section in ("rewards.functions", "rewards.weights", "sampling.top_p", "credit.gamma_amp", "loss.beta"):
+        assert helps[f"model.{section}"], section
+
+
+def test_help_lists_the_commands_and_the_choices(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--help"])
+    assert info.value.code == 0
+    top = capsys.readouterr().out
+    for command in ("analyze", "fit", "validate", "export", "--debug"):
+        assert command in top
+    with pytest.raises(SystemExit):
+        cli.main(["fit", "--help"])
+    fit_help = capsys.readouterr().out
+    assert "{uniform,random,entropy,local_chunk,global_anchor,coupled}" in fit_help
+    assert "--optimizer" not in fit_help and "--lr_scheduler" not in fit_help  # model.optim sets the optimizer
+    assert "--model.optim.lr" in fit_help
+
+
+# ------------------------------------------------------------------------------------------ one-line errors
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--model.credit.strategy", "coupld"], "--model.credit.strategy: got 'coupld', expected one of 'uniform'"),
+        (["--model.loss.loss_type", "bnpo"], "use 'token-mean', TRL's 'dapo'"),
+        (["--model.loss.num_iterations", "0"], "loss.num_iterations=0 is invalid"),
+        (["--model.sampling.top_p", "0"], "sampling.top_p=0.0 is invalid"),
+        (["--model.sampling.temperature", "0"], "sampling.temperature=0.0 is invalid"),
+        (["--model.loss.mini_batch_size", "0"], "loss.mini_batch_size=0 is invalid"),
+        (["--model.credit.horizon", "[5, 2]"], "credit.horizon=(5, 2) is invalid"),
+        (["--model.rewards.weights", "[1.0]"], "rewards.weights has 1 values for 2 functions"),
+        (["--model.rewards.weights", "[1.0, .nan]"], "rewards.weights[1]=nan"),
+        (["--model.sampling.top_k", "many"], "--model.sampling.top_k: got 'many', expected an integer or null"),
+        (["--model.quantization", "nf5"], "expected one of 'none', 'nf4', 'fp4', 'int8'"),
+        (["--model.no_such_option", "1"], "unrecognized arguments: --model.no_such_option 1"),
+        (["--trainer.max_steps", "-1"], "set trainer.max_steps"),
+        # the TRL name passes the parser and the loss settings: the error is the next bad setting
+        (["--model.loss.loss_type", "grpo", "--model.group_size", "1"], "group_size=1"),
+    ],
+)
+def test_setting_errors_are_one_line_before_the_model_loads(tmp_path, model_dir, capsys, extra, expected):
+    argv = ["fit", "--config", str(write_config(tmp_path, model_dir)), *extra]
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert "Loading weights" not in captured.err  # the model never loaded
+    line = one_error_line(type("Captured", (), {"readouterr": lambda self: captured})())
+    assert expected in line
+
+
+def test_missing_files_are_one_line(tmp_path, model_dir, capsys):
+    assert cli.main(["fit", "--config", str(tmp_path / "nope.yaml")]) == 2
+    line = one_error_line(capsys)
+    assert "nope.yaml" in line and "does not exist" in line
+    assert cli.main(["fit", "--config", str(write_config(tmp_path, tmp_path / "no-model"))]) == 2
+    line = one_error_line(capsys)
+    assert "no-model" in line and "does not exist" in line
+    config = write_config(tmp_path, model_dir, rewards={"functions": ["no_such_module:reward"]})
+    assert cli.main(["fit", "--config", str(config)]) == 2
+    assert "no_such_module:reward" in one_error_line(capsys)
+    config = write_config(tmp_path, model_dir, task={"name": str(tmp_path / "missing.jsonl")})
+    assert cli.main(["fit", "--config", str(config)]) == 2
+    assert "missing.jsonl" in one_error_line(capsys)
+
+
+def test_console_entry_point_prints_no_traceback(tmp_path, model_dir):
+    config = write_config(tmp_path, model_dir)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    env.pop("REASONATTN_DEBUG", None)
+    argv = [sys.executable, "-m", "lightning_reasonattn.cli", "fit", "--config", str(config), "--model.credit.q", "2.0"]
+    run = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines() == [
+        "reasonattn fit: error: credit.q=2.0 is invalid: it must be a number in (0, 1], for example 0.3 or 0.4."
+    ]
+
+
+def test_debug_shows_the_error_itself(tmp_path, model_dir, monkeypatch):
+    argv = ["fit", "--config", str(write_config(tmp_path, model_dir)), "--model.credit.q", "2.0"]
+    with pytest.raises(ValueError, match=r"credit\.q=2\.0"):
+        cli.main([*argv, "--debug"])
+    monkeypatch.setenv("REASONATTN_DEBUG", "1")
+    with pytest.raises(ValueError, match=r"credit\.q=2\.0"):
+        cli.main(argv)
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+
+
+def bad_files(folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {name: folder / f"{name}.ckpt" for name in ("empty", "random", "text", "plain", "tensor", "evil")}
+    files["empty"].write_bytes(b"")
+    files["random"].write_bytes(bytes(range(256)) * 8)
+    files["text"].write_text("not a checkpoint\n")
+    torch.save({"weights": torch.ones(2)}, files["plain"])
+    torch.save(torch.ones(3), files["tensor"])
+    torch.save({"state_dict": {}, "global_step": 0, "payload": CreatesFile(folder / "PWNED")}, files["evil"])
+    return files
+
+
+def test_load_checkpoint_refuses_non_checkpoints_without_running_code(tmp_path):
+    files = bad_files(tmp_path)
+    expected = {
+        "empty": "is empty",
+        "random": "weights_only=True",
+        "text": "is not a PyTorch checkpoint",
+        "plain": "not a Lightning checkpoint",
+        "tensor": "not a Lightning checkpoint",
+        "evil": "holds the Python object",
+    }
+    for name, path in files.items():
+        with pytest.raises(CheckpointError, match=expected[name]):
+            load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.ckpt")
+    assert not (tmp_path / "PWNED").exists()
+    torch.load(files["evil"], weights_only=False)["payload"].close()  # the control: an unsafe load runs it
+    assert (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize("command", ["fit", "validate", "export"])
+def test_every_command_refuses_bad_checkpoints_in_one_line(tmp_path, model_dir, capsys, command):
+    files = bad_files(tmp_path / "files")
+    config = write_config(tmp_path, model_dir)
+    for name, path in files.items():
+        if command == "export":
+            argv = ["export", str(path), str(tmp_path / "out")]
+        else:
+            argv = [command, "--config", str(config), "--ckpt_path", str(path)]
+        assert cli.main(argv) == 2, name
+        line = one_error_line(capsys, command)
+        assert str(path) in line and "Traceback" not in line, line
+    assert not (tmp_path / "files" / "PWNED").exists()
+
+
+def test_checkpoints_load_with_weights_only(trained):
+    ckpt = torch.load(trained / "ckpt" / "epoch=0-step=2.ckpt", weights_only=True, map_location="cpu")
+    assert ckpt["reasonattn_base"]["quantization"] == "nf4" and ckpt["reasonattn_base"]["double_quant"] is True
+    assert ckpt["reasonattn_base"]["compute_dtype"] == "float32"  # the CPU's 4-bit compute dtype
+
+
+def test_resume_takes_changeable_settings_from_the_command_line(trained, model_dir, tmp_path, caplog):
+    ckpt = trained / "ckpt" / "epoch=0-step=2.ckpt"
+    config = write_config(tmp_path, model_dir, "uniform", steps=3)
+    argv = ["fit", "--config", str(config), "--ckpt_path", str(ckpt), "--model.optim.lr", "0.5"]
+    with caplog.at_level("INFO"):
+        assert cli.main([*argv, "--model.sampling.max_new_tokens", "6"]) == 0
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Resuming")]
+    assert len(lines) == 1
+    assert "optim.lr 0.5 (checkpoint: 0.01)" in lines[0] and "sampling.max_new_tokens 6 (checkpoint: 10)" in lines[0]
+    resumed = torch.load(tmp_path / "ckpt" / "epoch=0-step=3.ckpt", weights_only=True)
+    assert resumed["hyper_parameters"]["optim"]["lr"] == 0.5
+    assert [g["lr"] for g in resumed["optimizer_states"][0]["param_groups"]] == [0.5]  # the optimizer used it
+    assert resumed["lr_schedulers"][0]["base_lrs"] == [0.5]
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (["--model.lora.r", "8"], "lora.r=8 but the checkpoint has 4"),
+        (["--model.quantization", "int8"], "quantization='int8' but the checkpoint has 'nf4'"),
+        (["--model.double_quant", "false"], "double_quant=False but the checkpoint has True"),
+        (["--model.task.seed", "5"], "task.seed=5 but the checkpoint has 0"),
+    ],
+)
+def test_resume_refuses_settings_that_cannot_change(trained, model_dir, tmp_path, capsys, extra, named):
+    ckpt = trained / "ckpt" / "epoch=0-step=2.ckpt"
+    config = write_config(tmp_path, model_dir, "uniform", steps=3)
+    assert cli.main(["fit", "--config", str(config), "--ckpt_path", str(ckpt), *extra]) == 2
+    line = one_error_line(capsys)
+    assert named in line and "without --ckpt_path" in line
+    assert not (tmp_path / "ckpt").exists()  # refused before anything ran
+
+
+def test_validate_writes_no_log_version_and_prints_the_reward(trained, model_dir, tmp_path, capsys, recwarn):
+    config = yaml.safe_load(write_config(trained, model_dir, "uniform", steps=2).read_text())
+    config["model"]["task"]["n_test"] = 4
+    path = tmp_path / "val.yaml"
+    path.write_text(yaml.safe_dump(config))
+    versions = sorted(p.name for p in (trained / "lightning_logs").iterdir())
+    ckpt = trained / "ckpt" / "epoch=0-step=2.ckpt"
+    assert cli.main(["validate", "--config", str(path), "--ckpt_path", str(ckpt)]) == 0
+    assert sorted(p.name for p in (trained / "lightning_logs").iterdir()) == versions
+    out = capsys.readouterr().out
+    assert "held-out problems: 4" in out and "val/reward = " in out
+    reward = float(out.split("val/reward = ")[1].split()[0])
+    assert reward == 0.5  # alternating_reward over 4 completions: 1, 0, 1, 0; countdown 0 on a random model
+    texts = [str(w.message) for w in recwarn]
+    assert not any("callbacks used to create the checkpoint" in t or "dirpath has changed" in t for t in texts)
+
+
+def test_validate_without_a_held_out_split_says_so(tmp_path, model_dir, capsys):
+    data = tmp_path / "problems.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"{i} + 1 =", "answer": str(i + 1)}) + "\n" for i in range(4)))
+    config = write_config(tmp_path, model_dir, "uniform", task={"name": str(data)}, rewards={"functions": ["numeric"]})
+    assert cli.main(["validate", "--config", str(config)]) == 2
+    line = one_error_line(capsys, "validate")
+    assert "has no held-out split" in line and "problems.jsonl" in line
+
+
+# ------------------------------------------------------------------------------------------ config saving
+
+
+def test_fit_never_overwrites_a_users_config(tmp_path, model_dir, monkeypatch, recwarn):
+    monkeypatch.chdir(tmp_path)
+    mine = "# my own notes\nmodel: {}\n"
+    (tmp_path / "config.yaml").write_text(mine)
+    config = yaml.safe_load(write_config(tmp_path / "cfg", model_dir, "uniform", steps=1).read_text())
+    config["trainer"]["logger"] = False  # Lightning then saves the resolved config into the current folder
+    path = tmp_path / "cfg" / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert cli.main(["fit", "--config", str(path)]) == 0
+    assert (tmp_path / "config.yaml").read_text() == mine
+    assert any("Not saving the resolved config" in str(w.message) for w in recwarn)
+
+
+def test_fit_saves_its_config_in_the_log_folder(trained):
+    saved = (trained / "lightning_logs" / "version_0" / "config.yaml").read_text()
+    assert saved.startswith("# reasonattn fit: the resolved config of this run")
+    assert yaml.safe_load(saved)["model"]["credit"]["strategy"] == "uniform"
+
+
+# ------------------------------------------------------------------------------------------ atomic writes
+
+
+@pytest.fixture(scope="module")
+def fitted_module(tmp_path_factory, model_dir):
+    """A RhythmGRPO trained for 2 steps in Python, with its trainer."""
+    import lightning.pytorch as pl
+
+    from lightning_reasonattn.grpo import RhythmGRPO
+
+    work = tmp_path_factory.mktemp("python-fit")
+    module = RhythmGRPO(
+        model=str(model_dir),
+        lora=LoraSettings(r=4, alpha=8),
+        task=settings.TaskSettings(name="arithmetic", difficulty=0, style="short", n_train=10, n_test=2),
+        rewards=settings.RewardSettings(["conftest:alternating_reward"]),
+        prompts_per_step=2,
+        group_size=2,
+        sampling=settings.SamplingSettings(max_new_tokens=6),
+        credit=settings.CreditSettings(strategy="uniform"),
+        optim=settings.OptimSettings(lr=0.05),
+    )
+    trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, default_root_dir=work, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False)  # fmt: skip
+    trainer.fit(module)
+    return module, trainer, work
+
+
+def test_a_kill_in_a_cross_filesystem_checkpoint_write_keeps_the_previous_file(fitted_module, tmp_path, monkeypatch):
+    _, trainer, _ = fitted_module
+    target = tmp_path / "ckpt" / "last.ckpt"
+    trainer.save_checkpoint(target)
+    before = target.read_bytes()
+    assert torch.load(target, weights_only=True)["global_step"] == 2  # a Python-built module's checkpoint loads safe
+
+    # The system temp folder on another filesystem: a rename out of it fails, and the fallback copy gets killed.
+    other = tmp_path / "other-filesystem"
+    other.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(other))
+    real_rename, real_replace = os.rename, os.replace
+
+    def cross_device(move):
+        def moved(src, dst, *args, **kwargs):
+            if Path(src).parent.resolve() != Path(dst).parent.resolve():
+                raise OSError(errno.EXDEV, "Invalid cross-device link")
+            return move(src, dst, *args, **kwargs)
+
+        return moved
+
+    def killed_copy(src, dst, *args, **kwargs):
+        Path(dst).write_bytes(b"")  # the copy had opened (truncated) the target when the kill came
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "rename", cross_device(real_rename))
+    monkeypatch.setattr(os, "replace", cross_device(real_replace))
+    monkeypatch.setattr(shutil, "copyfile", killed_copy)
+    monkeypatch.setattr(shutil, "copy2", killed_copy)
+    try:
+        trainer.save_checkpoint(target)  # with the fix, nothing crosses a filesystem: this succeeds
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.undo()
+    assert target.stat().st_size > 0 and torch.load(target, weights_only=True)["global_step"] == 2
+    assert target.read_bytes() == before or torch.load(target, weights_only=True)["global_step"] == 2
+    assert not list(target.parent.glob("*.partial")) and not list(other.iterdir())
+
+
+def test_a_kill_during_the_write_leaves_the_previous_checkpoint_and_no_temp_file(fitted_module, tmp_path, monkeypatch):
+    from lightning_reasonattn.grpo import checkpoint as checkpoint_module
+
+    _, trainer, _ = fitted_module
+    target = tmp_path / "last.ckpt"
+    trainer.save_checkpoint(target)
+    before = target.read_bytes()
+
+    def dies_halfway(obj, fh, *args, **kwargs):
+        fh.write(before[: len(before) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save_checkpoint(target)
+    monkeypatch.undo()
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+# ------------------------------------------------------------------------------------------ export
+
+
+def test_export_records_the_base_and_reproduces_the_policy_exactly(fitted_module, tmp_path, capsys, recwarn):
+    peft = pytest.importorskip("peft")
+    from lightning_reasonattn.models import load_model
+
+    module, trainer, _ = fitted_module
+    ckpt = tmp_path / "trained.ckpt"
+    trainer.save_checkpoint(ckpt)
+    out = tmp_path / "adapter"
+    assert cli.main(["export", str(ckpt), str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "keys that are in the model state dict but not in the checkpoint" not in captured.err + captured.out
+    assert not any("not in the checkpoint" in str(w.message) for w in recwarn)
+    record = json.loads((out / "reasonattn_base.json").read_text())
+    assert record == {"model": module.model_name, "quantization": "nf4", "double_quant": True,
+                      "compute_dtype": "float32", "lora_dtype": "float32", "step": 2}  # fmt: skip
+    readme = (out / "README.md").read_text()
+    assert "double_quant=True" in readme and "nf4" in readme and "dtype='float32'" in readme
+
+    ids = torch.randint(3, len(module.tokenizer), (2, 24), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        trained = module.policy.eval()(input_ids=ids).logits
+    gaps = {}
+    for double_quant in (True, False):  # as trained (the README's way), and the common mistake
+        base, _ = load_model(module.model_name, quantization="nf4", double_quant=double_quant, dtype="float32")
+        with torch.no_grad():
+            logits = peft.PeftModel.from_pretrained(base, out).eval()(input_ids=ids).logits
+        gaps[double_quant] = float((logits - trained).abs().max())
+    assert gaps[True] == 0.0  # bitwise the trained policy
+    assert gaps[False] > 1e-4  # another base gives another policy
+
+
+def test_export_refuses_a_folder_of_other_files(trained, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert cli.main(["export", str(trained / "ckpt" / "epoch=0-step=1.ckpt"), str(tmp_path)]) == 2
+    assert "new or empty folder" in one_error_line(capsys, "export")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+# ------------------------------------------------------------------------------------------ analyze
+
+
+def test_analyze_empty_prompt_without_chat_template(tmp_path, capsys):
+    from transformers import AutoTokenizer
+
+    folder = tiny_checkpoint(tmp_path / "plain")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.chat_template = None
+    tokenizer.save_pretrained(folder)
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    assert cli.main(["analyze", "--model", str(folder), "--prompt", "", "--no-report"]) == 1
+    err = capsys.readouterr().err
+    assert "--prompt" in err and "no tokens" in err and "Traceback" not in err
