@@ -89,6 +89,16 @@ def text_hash_reward(prompts, completions, **columns):
     return [int(hashlib.sha256(completion_text(c).encode()).hexdigest()[:8], 16) / 16**8 for c in completions]
 
 
+def partial_hash_reward(prompts, completions, log_metric=None, **columns):
+    """:func:`text_hash_reward` where its first hex digit is even, ``None`` (does not apply) elsewhere; logs each
+    completion's value (0 where None) with ``log_metric``, so the logged mean is over all completions."""
+    values = [v if int(v * 16) % 2 == 0 else None for v in text_hash_reward(prompts, completions)]
+    for v in values:
+        if log_metric is not None:
+            log_metric("partial_seen", 0.0 if v is None else v)
+    return values
+
+
 class LargestTensor(TorchDispatchMode):
     """While active (re-enterable), records the element count of the largest tensor any op returns."""
 

@@ -7,7 +7,8 @@ the same runs on one process by calling :func:`run` in-process, with the same se
 Runs (each under ``OUT/<name>``: CSV logs, checkpoints after every step, completions.jsonl):
 
 * ``uniform``: 2 steps, ``scale_rewards: group``;
-* ``coupled``: 3 steps, ``scale_rewards: batch``, three mini-batches per step, held-out validation after step 2
+* ``coupled``: 3 steps, a reward that returns None for some completions and logs a metric,
+  ``scale_rewards: batch``, three mini-batches per step, held-out validation after step 2
   (5 problems: 3 and 2 per rank);
 * ``resumed``: ``coupled`` again, resumed from its step-2 checkpoint.
 """
@@ -39,7 +40,9 @@ def module_kwargs(model: str, strategy: str) -> dict:
         quantization="nf4",
         lora=LoraSettings(r=4, alpha=8),
         task=TaskSettings(name="countdown", n_train=20, n_test=5),
-        rewards=RewardSettings(functions=["conftest:text_hash_reward"]),  # a value per text: equal iff same text
+        # a value per text: equal iff same text; the coupled runs' reward does not apply to some completions
+        # (None: NaN-aware sums and means over all ranks) and logs a value per completion with log_metric
+        rewards=RewardSettings(functions=[f"conftest:{'partial' if strategy == 'coupled' else 'text'}_hash_reward"]),
         prompts_per_step=4,
         group_size=3,
         sampling=SamplingSettings(max_new_tokens=10, temperature=0.9, top_k=40),
@@ -77,7 +80,7 @@ def run(out: Path, model: str, devices: int, name: str, steps: int, strategy: st
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    trainer.fit(module, ckpt_path=ckpt_path, weights_only=False)  # our own file: it holds the settings dataclasses
+    trainer.fit(module, ckpt_path=ckpt_path)  # checkpoints are plain data: they load with weights_only=True
     return trainer
 
 
