@@ -8,7 +8,9 @@ missing anchor (an INFO message unless mkdocs.yml promotes it).
 
 from __future__ import annotations
 
+import importlib
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -101,3 +103,53 @@ def test_any_docs_warning_fails_the_build(tmp_path, plant):
     log = result.stdout + result.stderr
     assert result.returncode != 0, log
     assert "WARNING" in log  # shown, so the reader sees what to fix
+
+
+# Docstrings use mkdocstrings cross-references (``[`name`][dotted.path]``); a Sphinx role such as ``:func:`x``` is
+# shown raw on the API page and in help().
+RAW_ROLE = re.compile(r":(?:func|class|mod|meth|attr|data|obj|exc):`")
+CROSS_REF = re.compile(r"\[`[^`\]]+`\]\[(lightning_reasonattn(?:\.\w+)+)\]")
+PACKAGE_FILES = sorted((ROOT / "lightning_reasonattn").rglob("*.py"))
+
+
+def raw_roles(text: str) -> list[int]:
+    """1-based lines of ``text`` that hold a Sphinx role."""
+    return [number for number, line in enumerate(text.splitlines(), 1) if RAW_ROLE.search(line)]
+
+
+def test_raw_role_scan_finds_a_role():
+    text = '"""Docs.\n\n    See :func:`~lightning_reasonattn.capture_rhythm` and [`waad`][waad].\n"""\n'
+    assert raw_roles(text) == [3]
+    assert raw_roles(text.replace(":func:`~lightning_reasonattn.capture_rhythm`", "``capture_rhythm``")) == []
+
+
+def test_package_has_no_raw_sphinx_roles():
+    found = [
+        f"{path.relative_to(ROOT).as_posix()}:{line}"
+        for path in PACKAGE_FILES
+        for line in raw_roles(path.read_text(encoding="utf-8"))
+    ]
+    assert not found, f"Sphinx roles left (write [`name`][dotted.path] instead): {found}"
+
+
+def test_full_path_cross_references_name_real_objects():
+    """A dotted target must exist: docstrings of modules not on the API page are never checked by the build."""
+    targets = {t for path in PACKAGE_FILES for t in CROSS_REF.findall(path.read_text(encoding="utf-8"))}
+    assert len(targets) > 10
+    missing = []
+    for target in sorted(targets):
+        parts = target.split(".")
+        for split in range(len(parts), 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:split]))
+            except ImportError:
+                continue
+            try:
+                for name in parts[split:]:
+                    obj = getattr(obj, name)
+            except AttributeError:
+                missing.append(target)
+            break
+        else:
+            missing.append(target)
+    assert not missing, missing
