@@ -135,10 +135,13 @@ class AttentionRhythmMonitor(Callback):
     batches, it runs [`capture_rhythm`][lightning_reasonattn.capture_rhythm] on the batch in one extra no-grad forward
     pass and logs, under ``{prefix}{train|val}/``:
 
-    * ``waad``, ``fai``: means over the response tokens (and ``waad_profile/i``, ``fai_profile/i`` over
-      ``num_buckets`` slices of relative position, if set);
-    * ``coupling_rate``, ``coupling_baseline``, ``coupling_lift``, ``entropy_at_peaks``, ``entropy_mean``,
-      ``entropy_lift`` (see [`RhythmCoupling`][lightning_reasonattn.metrics.RhythmCoupling]).
+    * ``waad``, ``fai``: means over the response tokens, and with ``num_buckets`` set, ``waad_profile/00``,
+      ``fai_profile/00``, ... over that many slices of relative position in the response;
+    * ``fai_preceded_rate``, ``fai_preceded_shuffled``, ``fai_preceded_lift`` (the paper's direction: FAI peaks
+      with a WAAD peak at or before them), ``waad_followed_rate``, ``waad_followed_shuffled``,
+      ``waad_followed_lift`` (WAAD peaks with an FAI peak at or after them), ``entropy_at_peaks``,
+      ``entropy_mean``, ``entropy_lift``: the values of
+      [`RhythmCoupling`][lightning_reasonattn.metrics.RhythmCoupling], each once.
 
     It leaves training alone: the forward runs in eval mode without gradients (no dropout draw, so the RNG
     stream is untouched), the training flags are restored, and the model's attention implementation is

@@ -116,8 +116,6 @@ class RhythmCoupling(Metric):
       response at shuffled positions (the paper: 36.9%); ``fai_preceded_lift``: their ratio;
     * ``waad_followed_rate``, ``waad_followed_shuffled``, ``waad_followed_lift``: the other direction, the share
       of WAAD peaks with an FAI peak at or within ``k`` tokens after them;
-    * ``coupling_rate``, ``coupling_baseline``, ``coupling_lift``: the 0.1 names of the ``waad_followed_*``
-      values, kept for existing dashboards (the baseline is now the per-response shuffle, as above);
     * ``entropy_at_peaks``, ``entropy_mean``, ``entropy_lift``: mean token entropy at WAAD peaks, over all
       response tokens, and their ratio (needs ``entropy`` in [`update`][update]).
 
@@ -183,9 +181,6 @@ class RhythmCoupling(Metric):
             out[f"{direction}_rate"] = _ratio(hits, peaks)
             out[f"{direction}_shuffled"] = _ratio(shuffled, peaks)
             out[f"{direction}_lift"] = _ratio(hits, shuffled)
-        out["coupling_rate"] = out["waad_followed_rate"]
-        out["coupling_baseline"] = out["waad_followed_shuffled"]
-        out["coupling_lift"] = out["waad_followed_lift"]
         ent_peak = _ratio(self.ent_peak, self.n_peak)
         ent_all = _ratio(self.ent_all, self.n_all)
         out.update(entropy_at_peaks=ent_peak, entropy_mean=ent_all, entropy_lift=_ratio(ent_peak, ent_all))

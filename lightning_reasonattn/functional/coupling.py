@@ -136,8 +136,7 @@ def coupling_counts(
         float64 counts: ``waad_peaks``, ``waad_followed`` (WAAD peaks with an FAI peak in ``[t, t + k]``),
         ``waad_followed_shuffled`` (its expectation at shuffled WAAD-peak positions); ``fai_peaks``,
         ``fai_preceded`` (FAI peaks with a WAAD peak in ``[t - k, t]``, the paper's direction),
-        ``fai_preceded_shuffled``; ``positions`` (response tokens). ``peaks`` and ``peak_hits`` are the
-        0.1 names of ``waad_peaks`` and ``waad_followed``.
+        ``fai_preceded_shuffled``; ``positions`` (response tokens).
     """
     mask = response_mask.bool()
     waad_peaks = local_peaks(waad, top) & mask
@@ -153,7 +152,6 @@ def coupling_counts(
         "fai_preceded_shuffled": backward["shuffled"],
         "positions": mask.sum(-1).double(),
     }
-    out["peaks"], out["peak_hits"] = out["waad_peaks"], out["waad_followed"]
     return out if per_response else {name: value.sum() for name, value in out.items()}
 
 
@@ -251,7 +249,6 @@ def response_counts(
     waad, fai = as_float(waad).masked_fill(~mask, float("nan")), as_float(fai).masked_fill(~mask, float("nan"))
     sets = select_tokens(waad, fai, q, look_back)
     out = coupling_counts(waad, fai, mask, k, top, per_response=True)
-    del out["peaks"], out["peak_hits"]
     anchors = shuffled_hits(sets["anchor"], sets["preplan"], mask & torch.isfinite(fai), k, "back")
     preplans = shuffled_hits(sets["preplan"], sets["anchor"], mask & torch.isfinite(sets["waad_jumps"]), k, "ahead")
     out.update(
