@@ -153,3 +153,49 @@ def test_full_path_cross_references_name_real_objects():
         else:
             missing.append(target)
     assert not missing, missing
+
+
+API_PAGE = ROOT / "docs" / "api.md"
+# Modules the API page leaves out: command-line handlers, internals behind the capture, test helpers.
+NOT_ON_THE_API_PAGE = {
+    "lightning_reasonattn.blockwise": "the capture's internals, behind capture_rhythm",
+    "lightning_reasonattn.cli": "the reasonattn command",
+    "lightning_reasonattn.grpo": "a package whose names are rendered from their modules",
+    "lightning_reasonattn.grpo.cli": "the fit / validate / export commands",
+    "lightning_reasonattn.grpo.data": "RhythmGRPO's data plumbing",
+    "lightning_reasonattn.survey_cli": "the survey command",
+    "lightning_reasonattn.testing": "tiny models for tests and docs examples",
+}
+
+
+def api_page_modules() -> list[str]:
+    return re.findall(r"^::: (\S+)", API_PAGE.read_text(encoding="utf-8"), flags=re.M)
+
+
+def test_every_public_module_is_on_the_api_page_once():
+    import pkgutil
+
+    import lightning_reasonattn
+
+    rendered = api_page_modules()
+    assert len(rendered) == len(set(rendered)), rendered
+    for info in pkgutil.walk_packages(lightning_reasonattn.__path__, "lightning_reasonattn."):
+        name = info.name
+        if name in NOT_ON_THE_API_PAGE or any(part.startswith("_") for part in name.split(".")):
+            continue
+        package = name.rsplit(".", 1)[0]  # functional.* and tasks.*: their package re-exports the public names
+        assert name in rendered or package in rendered, f"{name} is not on docs/api.md"
+
+
+def test_rewards_page_lists_what_is_not_rendered_elsewhere():
+    """rewards re-exports the reward protocol and the answer parsing; the page shows those once, in their modules."""
+    griffe = pytest.importorskip("griffe")  # what mkdocstrings reads the package with
+
+    rewards = griffe.load("lightning_reasonattn", search_paths=[str(ROOT)])["rewards"]
+    homes = ("lightning_reasonattn.reward_protocol", "lightning_reasonattn.answers")
+    elsewhere = {name for name in rewards.exports if rewards[name].canonical_path.rsplit(".", 1)[0] in homes}
+    text = API_PAGE.read_text(encoding="utf-8")
+    block = text[text.index("::: lightning_reasonattn.rewards\n") :].split("\n\n")[0]
+    listed = re.findall(r"^\s+- (\w+)$", block, flags=re.M)
+    assert set(homes) <= set(api_page_modules())
+    assert len(elsewhere) > 10 and sorted(listed) == sorted(set(rewards.exports) - elsewhere)
