@@ -152,7 +152,7 @@ def test_help_lists_the_commands_and_the_choices(capsys):
         cli.main(["--help"])
     assert info.value.code == 0
     top = capsys.readouterr().out
-    for command in ("analyze", "fit", "validate", "export", "--debug"):
+    for command in ("analyze", "survey", "fit", "validate", "export", "--debug"):
         assert command in top
     with pytest.raises(SystemExit):
         cli.main(["fit", "--help"])
