@@ -2,19 +2,19 @@
 
 Every function here reads model output, so each one is bounded by construction, whatever the input:
 
-- only the last :data:`MAX_SCAN_CHARS` characters of a completion are searched;
-- a number longer than :data:`MAX_NUMBER_DIGITS` digits reads as *no number* (Python refuses to convert
+- only the last [`MAX_SCAN_CHARS`][MAX_SCAN_CHARS] characters of a completion are searched;
+- a number longer than [`MAX_NUMBER_DIGITS`][MAX_NUMBER_DIGITS] digits reads as *no number* (Python refuses to convert
   strings of more than 4300 digits to ``int``, and no real answer is that long), so a completion made of a
   million ``7`` s scores 0 instead of raising;
 - only ASCII digits count (``"٤٢"`` is no number);
 - the regular expressions have no nested repetition (linear time).
 
-With the optional ``math-verify`` package (``pip install 'lightning-reasonattn[math]'``), :func:`math_verify_equal`
-compares LaTeX answers such as ``\\frac{2}{\\sqrt{2}}`` and ``\\sqrt{2}``. Its parser takes up to seconds on
-some short inputs (nested parentheses), and sympy minutes on others (``9^{{9}^{9}}``), so it only ever sees a
-short answer (:data:`MATH_VERIFY_MAX_CHARS`) that passes cheap shape checks (:func:`math_verify_candidate`),
-and it runs in a child process that is killed after :data:`MATH_VERIFY_TIMEOUT` seconds (the answer then counts
-as "not equal").
+With the optional ``math-verify`` package (``pip install 'lightning-reasonattn[math]'``),
+[`math_verify_equal`][math_verify_equal] compares LaTeX answers such as ``\\frac{2}{\\sqrt{2}}`` and ``\\sqrt{2}``. Its
+parser takes up to seconds on some short inputs (nested parentheses), and sympy minutes on others (``9^{{9}^{9}}``), so
+it only ever sees a short answer ([`MATH_VERIFY_MAX_CHARS`][MATH_VERIFY_MAX_CHARS]) that passes cheap shape checks
+([`math_verify_candidate`][math_verify_candidate]), and it runs in a child process that is killed after
+[`MATH_VERIFY_TIMEOUT`][MATH_VERIFY_TIMEOUT] seconds (the answer then counts as "not equal").
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ _EXPLODING = re.compile(r"\^\s*(?:\{[^{}]*|[0-9a-zA-Z]\s*)\^|\^\s*\{?\s*-?\s*[0-
 
 
 def extract_answer_block(text: str) -> str | None:
-    """The content of the last complete ``<answer>...</answer>`` in the last :data:`MAX_SCAN_CHARS` characters.
+    """The content of the last complete ``<answer>...</answer>`` in the last [`MAX_SCAN_CHARS`][MAX_SCAN_CHARS]
+    characters.
 
     Args:
         text: a completion's text.
@@ -78,7 +79,7 @@ def _last_boxed(text: str) -> str | None:
 def extract_numeric_answer(text: str) -> str | None:
     """The text that holds the final answer of a math completion or of a reference answer.
 
-    Looks in the last :data:`MAX_SCAN_CHARS` characters, inside the last ``<answer>`` block if any, for the
+    Looks in the last [`MAX_SCAN_CHARS`][MAX_SCAN_CHARS] characters, inside the last ``<answer>`` block if any, for the
     last ``\\boxed{...}``, else the text after the last ``####`` (GSM8K), else the whole text.
 
     Args:
@@ -111,7 +112,7 @@ def parse_number(text: str, strict: bool = False) -> Fraction | None:
 
     Returns:
         The number as a Fraction, or ``None`` if there is none, a zero denominator, or more than
-        :data:`MAX_NUMBER_DIGITS` digits in it.
+        [`MAX_NUMBER_DIGITS`][MAX_NUMBER_DIGITS] digits in it.
 
     Example:
         >>> parse_number("The total is $1,234.50."), parse_number("\\\\sqrt{2}", strict=True)
@@ -151,7 +152,8 @@ _WORKER: MathVerifyWorker | None = None
 
 
 def math_verify_worker() -> MathVerifyWorker:
-    """The process-wide :class:`~lightning_reasonattn.math_verify_worker.MathVerifyWorker` (made on first use)."""
+    """The process-wide [`MathVerifyWorker`][lightning_reasonattn.math_verify_worker.MathVerifyWorker] (made on first
+    use)."""
     global _WORKER
     if _WORKER is None:
         _WORKER = MathVerifyWorker()
@@ -177,12 +179,12 @@ def math_verify_candidate(text: str) -> str | None:
     """The short text math-verify may read from a completion, or ``None`` when it must not read any.
 
     The content of the last ``<answer>`` block (as LaTeX) when there is one, else the last
-    :data:`MATH_VERIFY_MAX_CHARS` characters. ``None`` when that answer block is longer than
-    :data:`MATH_VERIFY_MAX_CHARS`, or the candidate holds a number longer than :data:`MAX_NUMBER_DIGITS` digits
-    (thousands separators removed),
-    parentheses nested deeper than :data:`MATH_VERIFY_MAX_NESTING`, a power inside an exponent, an exponent of
-    five digits or more, or a factorial of a bracketed expression or of a number of four digits or more: shapes on
-    which math-verify's parser or sympy takes seconds, or more.
+    [`MATH_VERIFY_MAX_CHARS`][MATH_VERIFY_MAX_CHARS] characters. ``None`` when that answer block is longer than
+    [`MATH_VERIFY_MAX_CHARS`][MATH_VERIFY_MAX_CHARS], or the candidate holds a number longer than
+    [`MAX_NUMBER_DIGITS`][MAX_NUMBER_DIGITS] digits (thousands separators removed),
+    parentheses nested deeper than [`MATH_VERIFY_MAX_NESTING`][MATH_VERIFY_MAX_NESTING], a power inside an exponent, an
+    exponent of five digits or more, or a factorial of a bracketed expression or of a number of four digits or more:
+    shapes on which math-verify's parser or sympy takes seconds, or more.
 
     Args:
         text: a completion's text.
@@ -212,12 +214,13 @@ def math_verify_candidate(text: str) -> str | None:
 def math_verify_equal(gold: str, completion: str, timeout: float | None = MATH_VERIFY_TIMEOUT) -> bool:
     """Whether math-verify finds the completion's answer equal to ``gold``, within a time limit.
 
-    The comparison runs in a child process (see :mod:`lightning_reasonattn.math_verify_worker`) that is killed
-    when it takes longer than ``timeout``: a hard limit, in any thread.
+    The comparison runs in a child process (see
+    [`lightning_reasonattn.math_verify_worker`][lightning_reasonattn.math_verify_worker]) that is killed when it takes
+    longer than ``timeout``: a hard limit, in any thread.
 
     Args:
         gold: the reference answer's text (plain or LaTeX).
-        completion: the completion's text; only :func:`math_verify_candidate` of it is read.
+        completion: the completion's text; only [`math_verify_candidate`][math_verify_candidate] of it is read.
         timeout: seconds for parsing both and comparing; ``None``: no limit (the shape checks still apply).
 
     Returns:

@@ -1,11 +1,11 @@
 """Attention probabilities one block of query rows at a time, and what the capture keeps of them.
 
 A layer's attention function hands over ``query [B, H, N, D]`` and ``key [B, H_kv, N, D]`` (after RoPE and
-QK-norm). :class:`BlockAttention` recomputes ``softmax(q k^T * scale + mask)`` for rows ``[r0, r1)`` only,
+QK-norm). ``BlockAttention`` recomputes ``softmax(q k^T * scale + mask)`` for rows ``[r0, r1)`` only,
 in float32, so the largest tensor is ``[B, H, block, r1]``. Two recorders consume the blocks:
 
-* :class:`StatsRecorder` reduces them at once to per-head statistics of the rhythm (the capture);
-* :class:`MapRecorder` keeps a window ``[start, stop) x [start, stop)`` of the local- and global-head
+* ``StatsRecorder`` reduces them at once to per-head statistics of the rhythm (the capture);
+* ``MapRecorder`` keeps a window ``[start, stop) x [start, stop)`` of the local- and global-head
   mean maps (for pictures).
 """
 
@@ -148,7 +148,7 @@ class StatsRecorder:
     seen: set[int] = field(default_factory=set)
 
     def observe(self, layer: int, query: torch.Tensor, key: torch.Tensor, mask, scaling, kwargs) -> None:
-        """Reduce the attention of one layer (see :class:`BlockAttention` for the arguments)."""
+        """Reduce the attention of one layer (see ``BlockAttention`` for the arguments)."""
         admit(layer, query, key, self.key_mask, self.seen)
         b, h, n, _ = query.shape
         dev = query.device
@@ -191,7 +191,7 @@ class StatsRecorder:
                 self.head_fai[:, slot, :, c0:c1] += col.squeeze(-2)
 
     def trace(self, layers: list[int], head_fraction: float, q: float, k: int) -> RhythmTrace:
-        """Normalise the sums and assemble the :class:`RhythmTrace`."""
+        """Normalise the sums and assemble the [`RhythmTrace`][RhythmTrace]."""
         resp = self.response_mask.to(self.head_waad.device)
         nan = float("nan")
         count = resp.sum(-1).float()[:, None, None]
@@ -211,7 +211,7 @@ class MapRecorder:
     """A window of the local- and global-head mean maps, for pictures.
 
     ``maps[name][b] = mean over the heads of group name of P[start:stop, start:stop]`` (``[B, w, w]``), with
-    the heads given as flat indices ``slot * H + h`` into the selected layers (as in :class:`RhythmTrace`).
+    the heads given as flat indices ``slot * H + h`` into the selected layers (as in [`RhythmTrace`][RhythmTrace]).
     """
 
     slots: dict[int, int]

@@ -132,13 +132,16 @@ class AttentionRhythmMonitor(Callback):
     r"""Log the WAAD / FAI rhythm of the model being trained, as torchmetrics.
 
     Every ``every_n_steps`` optimizer steps (after the step, on that step's batch) and over the validation
-    batches, it runs :func:`~lightning_reasonattn.capture_rhythm` on the batch in one extra no-grad forward
+    batches, it runs [`capture_rhythm`][lightning_reasonattn.capture_rhythm] on the batch in one extra no-grad forward
     pass and logs, under ``{prefix}{train|val}/``:
 
-    * ``waad``, ``fai``: means over the response tokens (and ``waad_profile/i``, ``fai_profile/i`` over
-      ``num_buckets`` slices of relative position, if set);
-    * ``coupling_rate``, ``coupling_baseline``, ``coupling_lift``, ``entropy_at_peaks``, ``entropy_mean``,
-      ``entropy_lift`` (see :class:`~lightning_reasonattn.metrics.RhythmCoupling`).
+    * ``waad``, ``fai``: means over the response tokens, and with ``num_buckets`` set, ``waad_profile/00``,
+      ``fai_profile/00``, ... over that many slices of relative position in the response;
+    * ``fai_preceded_rate``, ``fai_preceded_shuffled``, ``fai_preceded_lift`` (the paper's direction: FAI peaks
+      with a WAAD peak at or before them), ``waad_followed_rate``, ``waad_followed_shuffled``,
+      ``waad_followed_lift`` (WAAD peaks with an FAI peak at or after them), ``entropy_at_peaks``,
+      ``entropy_mean``, ``entropy_lift``: the values of
+      [`RhythmCoupling`][lightning_reasonattn.metrics.RhythmCoupling], each once.
 
     It leaves training alone: the forward runs in eval mode without gradients (no dropout draw, so the RNG
     stream is untouched), the training flags are restored, and the model's attention implementation is
@@ -157,7 +160,7 @@ class AttentionRhythmMonitor(Callback):
         max_sequences: measure at most this many sequences of a batch (bounds the extra cost).
         num_buckets: profile resolution over relative response position (``None``: no profile).
         prefix: metric name prefix.
-        capture_kwargs: passed to :func:`~lightning_reasonattn.capture_rhythm` (``layers``, ``window``,
+        capture_kwargs: passed to [`capture_rhythm`][lightning_reasonattn.capture_rhythm] (``layers``, ``window``,
             ``horizon``, ``head_fraction``, ``q``, ``block_size``...).
 
     Raises:

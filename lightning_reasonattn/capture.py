@@ -160,7 +160,8 @@ def check_causal(base: torch.nn.Module, layers: list[int]) -> None:
 
 
 def _check_masks(response_mask, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[B, N]`` bool masks from the ones given to :func:`rhythm_capture`: shapes and dtypes only, no sync."""
+    """``[B, N]`` bool masks from the ones given to [`rhythm_capture`][rhythm_capture]: shapes and dtypes only, no
+    sync."""
     if isinstance(response_mask, torch.Tensor) and response_mask.ndim != 2:
         raise ValueError(
             f"response_mask has shape {tuple(response_mask.shape)}: pass a [B, N] tensor, one row per sequence "
@@ -212,7 +213,7 @@ def rhythm_capture(
         block_size: query rows reduced at a time; extra memory ~ ``4 B H block_size N`` bytes.
 
     Yields:
-        a recorder whose ``trace(head_fraction, q, k)`` returns the :class:`RhythmTrace`.
+        a recorder whose ``trace(head_fraction, q, k)`` returns the [`RhythmTrace`][RhythmTrace].
 
     Raises:
         TypeError: ``model`` is not a causal LM, its attention at a selected layer is not causal, or a mask
@@ -258,7 +259,7 @@ def _intercept(base, recorder):
 
 
 class _Handle:
-    """What :func:`rhythm_capture` yields: turns the recorded statistics into a trace."""
+    """What [`rhythm_capture`][rhythm_capture] yields: turns the recorded statistics into a trace."""
 
     def __init__(self, recorder: StatsRecorder, layers: list[int]):
         self._recorder = recorder
@@ -280,7 +281,7 @@ class _Handle:
 
 
 def _check_inputs(input_ids, attention_mask, response_mask):
-    """The batch of :func:`capture_rhythm`: shapes, dtypes and 0/1 values (a few syncs, once per call)."""
+    """The batch of [`capture_rhythm`][capture_rhythm]: shapes, dtypes and 0/1 values (a few syncs, once per call)."""
     if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2:
         got = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
         raise ValueError(f"input_ids must be a [B, N] tensor of token ids, got {got}; add a batch dim with [None].")
@@ -351,7 +352,7 @@ def capture_rhythm(
         return_outputs: also return the model output (its logits are those of a plain forward).
 
     Returns:
-        the :class:`RhythmTrace`, or ``(trace, outputs)`` with ``return_outputs=True``.
+        the [`RhythmTrace`][RhythmTrace], or ``(trace, outputs)`` with ``return_outputs=True``.
 
     Raises:
         TypeError: ``model`` is not a causal LM or its attention is not causal; ``input_ids`` is not an
@@ -462,8 +463,8 @@ def capture_group_maps(
     Args:
         model: the model the trace came from.
         input_ids: ``[B, N]``, the same batch.
-        trace: from :func:`capture_rhythm` on that batch.
-        attention_mask: ``[B, N]``, as given to :func:`capture_rhythm`.
+        trace: from [`capture_rhythm`][capture_rhythm] on that batch.
+        attention_mask: ``[B, N]``, as given to [`capture_rhythm`][capture_rhythm].
         span: ``(start, stop)`` positions (default: the whole sequence).
 
     Returns:

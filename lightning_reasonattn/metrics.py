@@ -1,4 +1,5 @@
-"""torchmetrics classes of the rhythm: thin stateful wrappers over :mod:`lightning_reasonattn.functional`.
+"""torchmetrics classes of the rhythm: thin stateful wrappers over
+[`lightning_reasonattn.functional`][lightning_reasonattn.functional].
 
 Every state is a sum with ``dist_reduce_fx="sum"``, so values are right under distributed training by
 construction: ``compute()`` on each rank gives the value over the data of all ranks.
@@ -107,7 +108,7 @@ class FutureAttentionInfluence(_ResponseMean):
 class RhythmCoupling(Metric):
     """How tightly anchors and preplan peaks go together, and how uncertain the model is at the peaks.
 
-    With peaks as in :func:`~lightning_reasonattn.functional.coupling.local_peaks` (local maxima among the top
+    With peaks as in [`local_peaks`][lightning_reasonattn.functional.coupling.local_peaks] (local maxima among the top
     ``top`` fraction) and a window of ``k`` tokens, in both directions (docs/rhythm.md, "Coupling statistics"):
 
     * ``fai_preceded_rate``: share of FAI peaks with a WAAD peak at or within ``k`` tokens before them (the
@@ -115,10 +116,8 @@ class RhythmCoupling(Metric):
       response at shuffled positions (the paper: 36.9%); ``fai_preceded_lift``: their ratio;
     * ``waad_followed_rate``, ``waad_followed_shuffled``, ``waad_followed_lift``: the other direction, the share
       of WAAD peaks with an FAI peak at or within ``k`` tokens after them;
-    * ``coupling_rate``, ``coupling_baseline``, ``coupling_lift``: the 0.1 names of the ``waad_followed_*``
-      values, kept for existing dashboards (the baseline is now the per-response shuffle, as above);
     * ``entropy_at_peaks``, ``entropy_mean``, ``entropy_lift``: mean token entropy at WAAD peaks, over all
-      response tokens, and their ratio (needs ``entropy`` in :meth:`update`).
+      response tokens, and their ratio (needs ``entropy`` in [`update`][update]).
 
     A lift above 1 means the two kinds of peaks meet more often than chance. Every value is a ratio of sums
     over all responses seen.
@@ -182,9 +181,6 @@ class RhythmCoupling(Metric):
             out[f"{direction}_rate"] = _ratio(hits, peaks)
             out[f"{direction}_shuffled"] = _ratio(shuffled, peaks)
             out[f"{direction}_lift"] = _ratio(hits, shuffled)
-        out["coupling_rate"] = out["waad_followed_rate"]
-        out["coupling_baseline"] = out["waad_followed_shuffled"]
-        out["coupling_lift"] = out["waad_followed_lift"]
         ent_peak = _ratio(self.ent_peak, self.n_peak)
         ent_all = _ratio(self.ent_all, self.n_all)
         out.update(entropy_at_peaks=ent_peak, entropy_mean=ent_all, entropy_lift=_ratio(ent_peak, ent_all))

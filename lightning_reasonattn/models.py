@@ -91,7 +91,7 @@ def checkpoint_problem(folder: str | Path) -> str | None:
     Cheap: reads no tensor data.
 
     Args:
-        folder: a checkpoint folder written by :func:`default_checkpoint`.
+        folder: a checkpoint folder written by [`default_checkpoint`][default_checkpoint].
 
     Returns:
         A one-line description of the first problem found, or ``None``.
@@ -202,7 +202,7 @@ def default_checkpoint(root: str | Path | None = None) -> Path:
     Prints one line to stderr when it converts (first run, or when the cached copy is damaged).
 
     Args:
-        root: cache folder (default :func:`cache_root`); the checkpoint is ``root / DEFAULT_MODEL``.
+        root: cache folder (default [`cache_root`][cache_root]); the checkpoint is ``root / DEFAULT_MODEL``.
 
     Returns:
         The checkpoint folder, loadable with ``from_pretrained``.
@@ -243,14 +243,14 @@ def resolve_model_path(name_or_path: str | None) -> str:
     """Where to load a model from.
 
     Args:
-        name_or_path: ``None`` or :data:`DEFAULT_MODEL` for the embedded default model; otherwise a local
+        name_or_path: ``None`` or [`DEFAULT_MODEL`][DEFAULT_MODEL] for the embedded default model; otherwise a local
             checkpoint folder or a hub name, returned unchanged.
 
     Returns:
         The converted cache folder for the default model, else ``name_or_path``.
 
     Raises:
-        ModelLoadError: the default model is unavailable (see :func:`default_checkpoint`), or
+        ModelLoadError: the default model is unavailable (see [`default_checkpoint`][default_checkpoint]), or
             ``name_or_path`` is clearly a local path that does not exist.
     """
     if name_or_path is None or name_or_path == DEFAULT_MODEL:
@@ -298,7 +298,7 @@ def load_model(
     """Load a causal LM and its tokenizer, ready for inference.
 
     Args:
-        name_or_path: ``None`` / :data:`DEFAULT_MODEL` (embedded default), a local checkpoint folder or a
+        name_or_path: ``None`` / [`DEFAULT_MODEL`][DEFAULT_MODEL] (embedded default), a local checkpoint folder or a
             hub name.
         dtype: parameter dtype (``torch.bfloat16`` or ``"bfloat16"``); ``None`` keeps the checkpoint's.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when available); ``None`` leaves the

@@ -1,15 +1,15 @@
 """Pictures of the rhythm of one sequence: attention heatmaps, WAAD / FAI curves and a token-level HTML page.
 
-Pure rendering, no Lightning: a :class:`~lightning_reasonattn.RhythmTrace`, the decoded tokens of the sequence
-and (for the heatmaps) the group maps of :func:`~lightning_reasonattn.capture_group_maps` go in; matplotlib
-figures, an HTML string or files come out.
+Pure rendering, no Lightning: a [`RhythmTrace`][lightning_reasonattn.RhythmTrace], the decoded tokens of the sequence
+and (for the heatmaps) the group maps of [`capture_group_maps`][lightning_reasonattn.capture_group_maps] go in;
+matplotlib figures, an HTML string or files come out.
 
-* :func:`rhythm_figures`: ``"heatmaps"`` (local- and global-head mean attention over a window of the sequence:
-  the saw-tooth near the diagonal, the vertical stripes of anchors) and ``"curves"`` (WAAD and FAI over the
+* [`rhythm_figures`][rhythm_figures]: ``"heatmaps"`` (local- and global-head mean attention over a window of the
+  sequence: the saw-tooth near the diagonal, the vertical stripes of anchors) and ``"curves"`` (WAAD and FAI over the
   response, preplan and anchor tokens marked). Needs matplotlib (``pip install 'lightning-reasonattn[report]'``).
-* :func:`rhythm_html`: one self-contained page (inline CSS and SVG, no script, no network): the response tokens
+* [`rhythm_html`][rhythm_html]: one self-contained page (inline CSS and SVG, no script, no network): the response tokens
   coloured by WAAD or FAI (a toggle), preplan and anchor tokens marked, the numbers on hover. Needs nothing.
-* :func:`write_report`: both, as files (the PNGs are also embedded in the page).
+* [`write_report`][write_report]: both, as files (the PNGs are also embedded in the page).
 
 Token text is model output, hence untrusted: it is only ever HTML-escaped and shown, never interpreted.
 """
@@ -69,8 +69,8 @@ def default_span(trace: RhythmTrace, index: int = 0, size: int = 128, lead: int 
 
     It starts ``lead`` positions before the first response token (default ``size // 8``: a little of the
     prompt, which the response keeps looking at) and ends at the last response token at the latest, so a
-    right-padded sequence shows no padding. Pass it to :func:`~lightning_reasonattn.capture_group_maps` as
-    ``span``: the maps then cost ``size x size``, not ``N x N``.
+    right-padded sequence shows no padding. Pass it to [`capture_group_maps`][lightning_reasonattn.capture_group_maps]
+    as ``span``: the maps then cost ``size x size``, not ``N x N``.
 
     Args:
         trace: the trace of the batch.
@@ -129,11 +129,12 @@ def rhythm_figures(
     """matplotlib figures of the rhythm of one sequence (Agg canvas, not registered with pyplot).
 
     Args:
-        trace: from :func:`~lightning_reasonattn.capture_rhythm`.
+        trace: from [`capture_rhythm`][lightning_reasonattn.capture_rhythm].
         tokens: the decoded token of every position (``N`` strings); used to label the strongest anchors and,
             in short windows, the heatmap axes.
         maps: ``{"local": [B, w, w] or [w, w], "global": ...}`` from
-            :func:`~lightning_reasonattn.capture_group_maps`; without it there is no ``"heatmaps"`` figure.
+            [`capture_group_maps`][lightning_reasonattn.capture_group_maps]; without it there is no ``"heatmaps"``
+            figure.
         span: the ``(start, stop)`` the maps were captured over (may be left out only when ``w == N``).
         index: the sequence of the batch.
         annotate: how many of the highest-FAI anchor tokens get their text written on the FAI curve.
@@ -479,11 +480,11 @@ def rhythm_html(
     (``preplan``, ``anchor``, ``dominated``, ``intro``), so the page can also be read by a program.
 
     Args:
-        trace: from :func:`~lightning_reasonattn.capture_rhythm`.
+        trace: from [`capture_rhythm`][lightning_reasonattn.capture_rhythm].
         tokens: the decoded token of every position (``N`` strings); HTML-escaped, never interpreted.
         index: the sequence of the batch.
         title: the page's heading (escaped).
-        images: ``{name: PNG bytes}`` to embed, e.g. from :func:`figure_png`.
+        images: ``{name: PNG bytes}`` to embed, e.g. from [`figure_png`][figure_png].
 
     Returns:
         the page, as a string.
@@ -560,7 +561,7 @@ def rhythm_markdown(trace: RhythmTrace, tokens: list[str], index: int = 0, title
     """A short Markdown summary of one sequence (for TensorBoard's text panel, which shows no full page).
 
     Args:
-        trace: from :func:`~lightning_reasonattn.capture_rhythm`.
+        trace: from [`capture_rhythm`][lightning_reasonattn.capture_rhythm].
         tokens: the decoded token of every position (``N`` strings); escaped, never interpreted.
         index: the sequence of the batch.
         title: first line, in bold (escaped).
@@ -614,10 +615,10 @@ def write_report(
 
     Args:
         out_dir: folder, created if needed.
-        trace: from :func:`~lightning_reasonattn.capture_rhythm`.
+        trace: from [`capture_rhythm`][lightning_reasonattn.capture_rhythm].
         tokens: the decoded token of every position (``N`` strings).
-        maps: the group maps from :func:`~lightning_reasonattn.capture_group_maps`, as in :func:`rhythm_figures`
-            (without them, no heatmaps).
+        maps: the group maps from [`capture_group_maps`][lightning_reasonattn.capture_group_maps], as in
+            [`rhythm_figures`][rhythm_figures] (without them, no heatmaps).
         span: the ``(start, stop)`` the maps were captured over.
         index: the sequence of the batch.
         title: the page's heading.

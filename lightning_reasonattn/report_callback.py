@@ -31,24 +31,24 @@ class RhythmReport(Callback):
 
     Every ``every_n_steps`` optimizer steps (after the step, on that step's batch) and on the first
     validation batch of every validation run, it takes one sequence of the batch, runs
-    :func:`~lightning_reasonattn.capture_rhythm` and :func:`~lightning_reasonattn.capture_group_maps` on it (two
-    extra no-grad forward passes of that one sequence) and renders it with
-    :mod:`lightning_reasonattn.report`:
+    [`capture_rhythm`][lightning_reasonattn.capture_rhythm] and
+    [`capture_group_maps`][lightning_reasonattn.capture_group_maps] on it (two extra no-grad forward passes of that one
+    sequence) and renders it with [`lightning_reasonattn.report`][lightning_reasonattn.report]:
 
     * ``heatmaps``: the local- and global-head mean attention over a window of ``heatmap_size`` positions
       near the start of the response (the maps cost ``heatmap_size ** 2``, never ``N x N``);
     * ``curves``: WAAD and FAI over the response, preplan and anchor tokens marked;
     * ``report.html``: one self-contained page, the response tokens coloured by WAAD or FAI, the numbers on
-      hover (see :func:`~lightning_reasonattn.report.rhythm_html`).
+      hover (see [`rhythm_html`][lightning_reasonattn.report.rhythm_html]).
 
     The files are written under ``{trainer.log_dir}/{dirname}/step_{N}/`` (``val_step_{N}/`` for
-    validation, ``N`` = ``trainer.global_step``). A :class:`~lightning.pytorch.loggers.TensorBoardLogger`
+    validation, ``N`` = ``trainer.global_step``). A ``TensorBoardLogger``
     also gets the two pictures as images and a Markdown summary as text, under ``{prefix}{train|val}/``.
     Loggers that cannot take images (CSVLogger and others) get nothing; when no TensorBoardLogger is attached
     the files are the report, and a warning says so once. Only global rank 0 reports (on its own batch); under
     DDP the other ranks carry on without waiting for it.
 
-    Like :class:`~lightning_reasonattn.callbacks.AttentionRhythmMonitor` it leaves training alone: the
+    Like [`AttentionRhythmMonitor`][lightning_reasonattn.callbacks.AttentionRhythmMonitor] it leaves training alone: the
     forwards run in eval mode without gradients (no dropout, so no random number is drawn), the training flags
     are restored, and loss and gradients are those of a run without the callback.
 
@@ -59,18 +59,18 @@ class RhythmReport(Callback):
             tokens are shown as their ids.
         sequence_index: which sequence of the batch; when it has no response token, the next one that has.
         heatmap_size: the most positions shown in the heatmaps (see
-            :func:`~lightning_reasonattn.report.default_span`).
+            [`default_span`][lightning_reasonattn.report.default_span]).
         dpi: resolution of the pictures.
         dirname: folder of the reports inside ``trainer.log_dir``.
         prefix: TensorBoard tag prefix.
         model_attr: how to find the model, exactly as in
-            :class:`~lightning_reasonattn.callbacks.AttentionRhythmMonitor`; likewise the next five.
+            [`AttentionRhythmMonitor`][lightning_reasonattn.callbacks.AttentionRhythmMonitor]; likewise the next five.
         input_ids_key: batch key of the token ids.
         attention_mask_key: batch key of the padding mask.
         labels_key: batch key of labels (response tokens: ``labels != -100``).
         response_mask_key: batch key of a bool response mask, used instead of labels when given.
         batch_to_inputs: ``fn(batch) -> {"input_ids", "response_mask", "attention_mask"?}`` for custom batches.
-        capture_kwargs: passed to :func:`~lightning_reasonattn.capture_rhythm` (``layers``, ``window``,
+        capture_kwargs: passed to [`capture_rhythm`][lightning_reasonattn.capture_rhythm] (``layers``, ``window``,
             ``horizon``, ``head_fraction``, ``q``, ``block_size``...).
 
     Raises:

@@ -7,20 +7,20 @@ A reward function is called with keywords only, exactly as TRL's ``GRPOTrainer``
 
 - ``prompts[i]`` is the prompt of ``completions[i]`` (a prompt with G completions appears G times).
 - ``completions[i]`` is a string when the prompt is a string, and ``[{"role": "assistant", "content": text}]``
-  when the prompt is a list of messages (see :func:`conversational_completions`).
+  when the prompt is a list of messages (see [`conversational_completions`][conversational_completions]).
 - ``completion_ids[i]`` is the list of the completion's token ids (up to and including its end token).
-- ``trainer_state`` is a :class:`TrainerState` (``global_step``, ``max_steps``, ``epoch``), ``None`` outside
+- ``trainer_state`` is a [`TrainerState`][TrainerState] (``global_step``, ``max_steps``, ``epoch``), ``None`` outside
   a trainer.
 - ``log_extra(column, values)`` adds a column to the logged completions; ``log_metric(name, value)`` logs a
-  scalar (see :class:`RewardLog`).
+  scalar (see [`RewardLog`][RewardLog]).
 - every dataset column arrives as a keyword holding one value per completion.
 
 A function returns one value per completion: a finite number, or ``None`` where it does not apply (TRL's
-convention). :func:`score_completions` weights and sums the functions that apply, as TRL does
+convention). [`score_completions`][score_completions] weights and sums the functions that apply, as TRL does
 (``nansum``); a completion for which every function returns ``None`` gets a total reward of NaN, which
-:func:`~lightning_reasonattn.grpo.advantages.group_advantages` leaves out of its group's mean and std and
+[`group_advantages`][lightning_reasonattn.grpo.advantages.group_advantages] leaves out of its group's mean and std and
 gives advantage 0 (TRL's rule since 0.24: the completion teaches nothing and biases nothing). Anything else
-(an exception, a wrong count, NaN, inf, a string) stops with a :class:`RewardError` that names the function,
+(an exception, a wrong count, NaN, inf, a string) stops with a [`RewardError`][RewardError] that names the function,
 the prompt index and the fix.
 """
 
@@ -329,7 +329,7 @@ def score_completions(
         columns: dataset columns passed to every function as keywords, each a list of ``n`` values (any other
             value is passed as it is).
         completion_ids: ``[n]`` token-id lists, passed as ``completion_ids`` (``None`` outside a trainer).
-        trainer_state: passed as ``trainer_state`` (a :class:`TrainerState`; ``None`` outside a trainer).
+        trainer_state: passed as ``trainer_state`` (a [`TrainerState`][TrainerState]; ``None`` outside a trainer).
         log: receives what the functions log through ``log_metric`` and ``log_extra`` (``None``: discarded).
 
     Returns:
@@ -341,7 +341,7 @@ def score_completions(
         RewardError: a function raised (the message names the first prompt index that fails alone), returned
             the wrong number of values, or a value that is neither a finite number nor ``None``.
         ValueError: mismatched lengths of ``prompts``, ``completions``, a column, ``completion_ids`` or
-            ``weights``, or a column named like one of :data:`TRAINER_KEYWORDS`.
+            ``weights``, or a column named like one of [`TRAINER_KEYWORDS`][TRAINER_KEYWORDS].
 
     Example:
         >>> def only_long(prompts, completions, **kwargs):  # applies to completions of 3+ characters
@@ -386,7 +386,8 @@ def score_completions(
 
 
 def combine_rewards(funcs: Sequence[RewardFunc], weights: Sequence[float] | None = None) -> RewardFunc:
-    """One TRL-style reward function: the weighted sum of ``funcs``, checked as in :func:`score_completions`.
+    """One TRL-style reward function: the weighted sum of ``funcs``, checked as in
+    [`score_completions`][score_completions].
 
     Args:
         funcs: reward functions.

@@ -4,20 +4,21 @@ A reward function is ``fn(prompts, completions, **kwargs) -> list[float | None]`
 ``GRPOTrainer`` calls it: ``prompts``, ``completions`` (strings, or ``[{"role": "assistant", "content": ...}]``
 for conversational prompts), ``completion_ids``, ``trainer_state``, ``log_extra``, ``log_metric`` and every
 dataset column, one value per completion. It returns one float per completion, or ``None`` where it does not
-apply. The protocol, its checks and how ``None`` combines are in :mod:`lightning_reasonattn.reward_protocol`
-(re-exported here); :func:`completion_text` reads both completion forms. Functions must accept ``**kwargs``.
+apply. The protocol, its checks and how ``None`` combines are in
+[`lightning_reasonattn.reward_protocol`][lightning_reasonattn.reward_protocol] (re-exported here);
+[`completion_text`][completion_text] reads both completion forms. Functions must accept ``**kwargs``.
 
 Built in, each returning values in ``[0, 1]`` and never raising on a completion, whatever it holds (the bounds
-are in :mod:`lightning_reasonattn.answers`):
+are in [`lightning_reasonattn.answers`][lightning_reasonattn.answers]):
 
-- :func:`countdown_reward`: 1.0 when the final equation uses the given ``numbers`` each exactly once and
+- [`countdown_reward`][countdown_reward]: 1.0 when the final equation uses the given ``numbers`` each exactly once and
   equals ``target`` (columns ``numbers``, ``target``). Completions are untrusted input: they are parsed by
-  :func:`parse_arithmetic`, never evaluated.
-- :func:`numeric_answer_reward`: 1.0 when the final number equals the ``answer`` column.
-- :func:`format_reward`: 1.0 when the completion is ``<think>...</think><answer>...</answer>``.
+  [`parse_arithmetic`][parse_arithmetic], never evaluated.
+- [`numeric_answer_reward`][numeric_answer_reward]: 1.0 when the final number equals the ``answer`` column.
+- [`format_reward`][format_reward]: 1.0 when the completion is ``<think>...</think><answer>...</answer>``.
 
-:func:`score_completions` calls several functions with checks and weights; :func:`combine_rewards` wraps them
-into one TRL-style function.
+[`score_completions`][score_completions] calls several functions with checks and weights;
+[`combine_rewards`][combine_rewards] wraps them into one TRL-style function.
 
 Example:
     >>> from lightning_reasonattn.rewards import countdown_reward, format_reward, score_completions
@@ -136,7 +137,7 @@ def countdown_equation_correct(expression: str, numbers: Sequence[int], target: 
     equal the target.
 
     Args:
-        expression: untrusted arithmetic, parsed by :func:`parse_arithmetic`.
+        expression: untrusted arithmetic, parsed by [`parse_arithmetic`][parse_arithmetic].
         numbers: the given numbers (a multiset: duplicates must be used as often as given).
         target: the value to reach.
 
@@ -169,9 +170,9 @@ def _countdown_target(value: Any) -> Fraction:
 def countdown_reward(prompts, completions, numbers, target, format_score: float = 0.0, **kwargs) -> list[float]:
     """Countdown (TinyZero): 1.0 when the final equation uses every given number once and equals the target.
 
-    The equation is found by :func:`extract_countdown_expression` (the last ``<answer>`` block, else the last
-    line) and parsed by :func:`parse_arithmetic`; it is never evaluated as code. Exact rational arithmetic:
-    ``100 / 3 * 3`` equals ``100``.
+    The equation is found by [`extract_countdown_expression`][extract_countdown_expression] (the last ``<answer>``
+    block, else the last line) and parsed by [`parse_arithmetic`][parse_arithmetic]; it is never evaluated as code.
+    Exact rational arithmetic: ``100 / 3 * 3`` equals ``100``.
 
     Args:
         prompts: the prompts (unused).
@@ -235,14 +236,14 @@ def numeric_answer_reward(
 ) -> list[float]:
     """1.0 when the completion's final number equals the reference ``answer``, else 0.0.
 
-    The reference is a number, or a string read by :func:`extract_numeric_answer` (``\\boxed{}``, GSM8K's
-    ``####``) that must then be exactly one number (``"1,234"``, ``"-3"``, ``"0.75"``, ``"3/4"``,
+    The reference is a number, or a string read by [`extract_numeric_answer`][extract_numeric_answer] (``\\boxed{}``,
+    GSM8K's ``####``) that must then be exactly one number (``"1,234"``, ``"-3"``, ``"0.75"``, ``"3/4"``,
     ``"\\frac{3}{4}"``). The completion's answer is the last number of its ``<answer>`` block, else of its
     last ``\\boxed{}``, else after its last ``####``, else of its text; a number of more than
-    :data:`~lightning_reasonattn.answers.MAX_NUMBER_DIGITS` digits is no number. When that built-in check says
-    "different", or the reference is not a plain number (e.g. ``\\sqrt{2}``), and ``math_verify`` is
+    [`MAX_NUMBER_DIGITS`][lightning_reasonattn.answers.MAX_NUMBER_DIGITS] digits is no number. When that built-in check
+    says "different", or the reference is not a plain number (e.g. ``\\sqrt{2}``), and ``math_verify`` is
     installed (the ``math`` extra), math-verify gets the final say, on a short candidate and within
-    ``math_verify_timeout`` seconds (see :func:`~lightning_reasonattn.answers.math_verify_equal`).
+    ``math_verify_timeout`` seconds (see [`math_verify_equal`][lightning_reasonattn.answers.math_verify_equal]).
 
     Args:
         prompts: the prompts (unused).
@@ -326,7 +327,7 @@ def matches_think_answer_format(text: str) -> bool:
 def format_reward(prompts, completions, **kwargs) -> list[float]:
     """1.0 for completions of the form ``<think>...</think><answer>...</answer>``, else 0.0.
 
-    See :func:`matches_think_answer_format` for the exact rule.
+    See [`matches_think_answer_format`][matches_think_answer_format] for the exact rule.
 
     Args:
         prompts: the prompts (unused).

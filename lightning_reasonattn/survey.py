@@ -3,9 +3,9 @@
 For a causal LM and a set of prompts it samples one response per prompt (batched ``generate`` on left-padded
 prompts), measures each batch in one forward pass (the rhythm captured in the same pass whose logits give the
 token entropies) and keeps the per-token WAAD, FAI and entropy of every response. The reduction
-(:mod:`lightning_reasonattn.survey_table`) counts per response and pools: every statistic is a ratio of sums over
-responses, with a percentile bootstrap interval over responses. Definitions: docs/rhythm.md, "Coupling
-statistics".
+([`lightning_reasonattn.survey_table`][lightning_reasonattn.survey_table]) counts per response and pools: every
+statistic is a ratio of sums over responses, with a percentile bootstrap interval over responses. Definitions:
+docs/rhythm.md, "Coupling statistics".
 
 Resumable: each finished batch is written to ``OUT/batches/NNNNN.json`` (plain JSON); a re-run with the same
 output folder skips the batches whose prompts are unchanged, and refuses a folder made with other settings.
@@ -70,7 +70,7 @@ class SurveySettings:
 
     Attributes:
         model: checkpoint folder or hub name; ``None`` is the embedded default model.
-        prompts: a built-in set (a key of :data:`PROMPT_SETS`) or a ``.jsonl``/``.json``/``.parquet`` file.
+        prompts: a built-in set (a key of [`PROMPT_SETS`][PROMPT_SETS]) or a ``.jsonl``/``.json``/``.parquet`` file.
         prompt_column: the prompt column of a file.
         n: number of prompts (one response each); a file with fewer records gives fewer.
         max_new_tokens: response length limit.
@@ -78,7 +78,8 @@ class SurveySettings:
         batch_size: prompts per batch (generation and measuring).
         seed: seed of the prompt generator and of the sampling (each batch draws from its own derived seed).
         chat: ``"auto"`` (use the tokenizer's chat template when it has one), ``"on"`` or ``"off"``.
-        layers, window, horizon, head_fraction: capture settings, see :func:`~lightning_reasonattn.capture_rhythm`.
+        layers, window, horizon, head_fraction: capture settings, see
+            [`capture_rhythm`][lightning_reasonattn.capture_rhythm].
         q: top fraction of preplan and anchor tokens.
         k: coupling window in tokens (``[t, t + k]`` ahead, ``[t - k, t]`` back).
         peak_top: peaks are local maxima among this top fraction of a signal.
@@ -146,7 +147,7 @@ class SurveySettings:
         return out
 
     def fingerprint(self) -> str:
-        """A short hash of :meth:`measured`: two runs with the same fingerprint measure the same batches."""
+        """A short hash of [`measured`][measured]: two runs with the same fingerprint measure the same batches."""
         text = json.dumps(self.measured(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -1,4 +1,5 @@
-"""``reasonattn survey`` on the command line: its arguments and handler (the work is in :mod:`.survey`)."""
+"""``reasonattn survey`` on the command line: its arguments and handler (the work is in
+[`survey`][lightning_reasonattn.survey])."""
 
 from __future__ import annotations
 

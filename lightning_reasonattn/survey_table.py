@@ -1,9 +1,9 @@
 """The survey's table: which statistics it reports, the paper's values beside them, and the reduction.
 
 Every statistic is a ratio of sums of per-response counts (the columns of
-:func:`~lightning_reasonattn.functional.coupling.response_counts`), either ``a / b`` or ``(a / b) / (c / d)``;
-its interval is the percentile bootstrap over responses
-(:func:`~lightning_reasonattn.functional.bootstrap.bootstrap_ci`).
+[`response_counts`][lightning_reasonattn.functional.coupling.response_counts]), either ``a / b`` or
+``(a / b) / (c / d)``; its interval is the percentile bootstrap over responses
+([`bootstrap_ci`][lightning_reasonattn.functional.bootstrap.bootstrap_ci]).
 Definitions: docs/rhythm.md, "Coupling statistics".
 """
 
@@ -124,8 +124,8 @@ def count_responses(
 
     Args:
         responses: records with ``waad``, ``fai`` and ``entropy`` lists over the response tokens (``None`` where
-            undefined), as :func:`~lightning_reasonattn.survey.measure_batch` writes them.
-        k: coupling window, see :func:`~lightning_reasonattn.functional.coupling.response_counts`.
+            undefined), as [`measure_batch`][lightning_reasonattn.survey.measure_batch] writes them.
+        k: coupling window, see [`response_counts`][lightning_reasonattn.functional.coupling.response_counts].
         top: peak fraction.
         q: top fraction of preplan and anchor tokens.
         num_buckets: profile resolution.
@@ -158,7 +158,8 @@ def _number(value: torch.Tensor) -> float | None:
 
 
 def response_lift(counts: dict[str, float]) -> float | None:
-    """A response's own lift in the paper's direction, or ``None`` below :data:`MIN_PEAKS_TO_RANK` FAI peaks."""
+    """A response's own lift in the paper's direction, or ``None`` below [`MIN_PEAKS_TO_RANK`][MIN_PEAKS_TO_RANK] FAI
+    peaks."""
     if counts["fai_peaks"] < MIN_PEAKS_TO_RANK or counts["fai_preceded_shuffled"] <= 0:
         return None
     return counts["fai_preceded"] / counts["fai_preceded_shuffled"]
@@ -186,9 +187,9 @@ def summarize(
     """Pool the responses: every statistic with its bootstrap interval, and the profiles.
 
     Args:
-        responses: records with the per-token signals (see :func:`count_responses`), ``response_ids``,
+        responses: records with the per-token signals (see [`count_responses`][count_responses]), ``response_ids``,
             ``truncated`` and ``prompt_index``.
-        k: coupling window (see :func:`count_responses`).
+        k: coupling window (see [`count_responses`][count_responses]).
         top: peak fraction.
         q: top fraction of preplan and anchor tokens.
         num_buckets: profile resolution.

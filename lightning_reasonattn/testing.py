@@ -36,11 +36,11 @@ def tiny_tokenizer(texts=("Let us think step by step.\nThe answer is 5 pm.",), v
 def tiny_checkpoint(
     path: str | Path, seed: int = 0, texts: tuple[str, ...] | None = None, vocab_size: int = 97, **config_overrides
 ) -> Path:
-    """Save a tiny random Llama (4 layers, 4 heads, 2 KV heads) with a :func:`tiny_tokenizer` to ``path``.
+    """Save a tiny random Llama (4 layers, 4 heads, 2 KV heads) with a ``tiny_tokenizer`` to ``path``.
 
     The folder loads like any checkpoint: ``AutoModelForCausalLM.from_pretrained(path)``,
     ``load_model(path, quantization="nf4")``, ``RhythmGRPO(model=str(path))``. ``texts`` and ``vocab_size``
-    go to :func:`tiny_tokenizer`; other keywords override the ``LlamaConfig``.
+    go to ``tiny_tokenizer``; other keywords override the ``LlamaConfig``.
     """
     from transformers import AutoModelForCausalLM, LlamaConfig
 

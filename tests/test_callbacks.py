@@ -1,7 +1,9 @@
 """AttentionRhythmMonitor inside a user's own Trainer and LightningModule."""
 
 import csv
+import inspect
 import math
+import re
 
 import lightning.pytorch as pl
 import pytest
@@ -80,14 +82,24 @@ def test_logs_equal_a_direct_capture(tmp_path):
     assert metrics["rhythm/train/waad"].item() == pytest.approx(trace.waad.nanmean().item(), rel=1e-5)
     assert metrics["rhythm/train/fai"].item() == pytest.approx(trace.fai.nanmean().item(), rel=1e-5)
     counts = coupling_counts(trace.waad, trace.fai, trace.response_mask)
-    rate = (counts["peak_hits"] / counts["peaks"]).item()
-    assert metrics["rhythm/train/coupling_rate"].item() == pytest.approx(rate, rel=1e-5)
+    rate = (counts["waad_followed"] / counts["waad_peaks"]).item()
+    assert metrics["rhythm/train/waad_followed_rate"].item() == pytest.approx(rate, rel=1e-5)
+    rate = (counts["fai_preceded"] / counts["fai_peaks"]).item()
+    assert metrics["rhythm/train/fai_preceded_rate"].item() == pytest.approx(rate, rel=1e-5)
     ent = token_entropy(out.logits)[trace.response_mask]
     assert metrics["rhythm/train/entropy_mean"].item() == pytest.approx(ent.mean().item(), rel=1e-5)
     # Profile bucket 0 = the first quarter of every response (36 response tokens -> 9 each).
     assert metrics["rhythm/train/waad_profile/00"].item() == pytest.approx(
         trace.waad[:, PROMPT : PROMPT + 9].mean().item(), rel=1e-5
     )
+
+    # The docstring lists exactly the names logged (profiles: one name per bucket).
+    logged = {re.sub(r"/\d+$", "/00", name[len("rhythm/train/") :]) for name in metrics if "/train/" in name}
+    listed = AttentionRhythmMonitor.__doc__.split("logs, under")[1].split("It leaves training alone")[0]
+    documented = set(re.findall(r"``(\w+(?:/00)?)``", listed)) - set(
+        inspect.signature(AttentionRhythmMonitor).parameters
+    )
+    assert logged == documented
 
     # Validation metrics pool every response token of every validation batch.
     allv = {key: torch.stack([s[key] for s in val]) for key in val[0]}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import HAS_SMOLLM2, SMOLLM2_MISSING
+from conftest import HAS_SMOLLM2, SMOLLM2_MISSING, BadInput
 
 from lightning_reasonattn import cli, models, testing
 from lightning_reasonattn.functional import rhythm_from_attentions, select_layers
@@ -138,19 +138,22 @@ def test_layer_out_of_range_is_reported(tiny_checkpoint, capsys):
 def test_json_into_missing_folder_is_reported(tiny_checkpoint, tmp_path, capsys):
     target = tmp_path / "nowhere" / "out.json"
     assert cli.main(["analyze", "--model", str(tiny_checkpoint), "--json", str(target)]) == 1
-    assert "--json" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--json" in err and "Traceback" not in err
+
+
+BAD_ARGUMENTS = [  # (command line, fragment of the usage error)
+    ([], "COMMAND"),
+    (["analyze", "--max-new-tokens", "0"], "'0' is not an integer >= 1"),
+    (["analyze", "--layers", "middle,x"], "'middle,x' is not 'middle', 'all' or comma-separated"),
+    (["analyze", "--device", "tpu"], "invalid choice: 'tpu'"),
+    (["analyze", "--greedy", "--sample"], "not allowed with argument"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+]
 
 
 @pytest.mark.parametrize(
-    ("argv", "pattern"),
-    [
-        ([], "COMMAND"),
-        (["analyze", "--max-new-tokens", "0"], "'0' is not an integer >= 1"),
-        (["analyze", "--layers", "middle,x"], "'middle,x' is not 'middle', 'all' or comma-separated"),
-        (["analyze", "--device", "tpu"], "invalid choice: 'tpu'"),
-        (["analyze", "--greedy", "--sample"], "not allowed with argument"),
-        (["frobnicate"], "invalid choice: 'frobnicate'"),
-    ],
+    ("argv", "pattern"), BAD_ARGUMENTS, ids=[" ".join(a) or "no command" for a, _ in BAD_ARGUMENTS]
 )
 def test_bad_arguments_exit_with_usage(argv, pattern, capsys):
     with pytest.raises(SystemExit) as info:
@@ -158,6 +161,19 @@ def test_bad_arguments_exit_with_usage(argv, pattern, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert pattern in err and "usage: reasonattn" in err
+
+
+def test_analyze_empty_prompt_without_chat_template(tmp_path, capsys):
+    from transformers import AutoTokenizer
+
+    folder = testing.tiny_checkpoint(tmp_path / "plain")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.chat_template = None
+    tokenizer.save_pretrained(folder)
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    assert cli.main(["analyze", "--model", str(folder), "--prompt", "", "--no-report"]) == 1
+    err = capsys.readouterr().err
+    assert "--prompt" in err and "no tokens" in err and "Traceback" not in err
 
 
 def test_escape_token():
@@ -184,3 +200,16 @@ def test_analyze_default_model_end_to_end(default_cache, tmp_path, monkeypatch, 
     assert all(0.0 <= r["waad"] <= 10.0 for r in rows)
     assert record["summary"]["mean_fai"] is None or 0.0 < record["summary"]["mean_fai"] < 1.0
     assert len(record["summary"]["local_heads"]) == round(0.3 * 5 * 9)
+
+
+BAD_INPUTS = [
+    BadInput("analyze --model of a missing folder", "test_missing_model_path_is_reported_without_traceback"),
+    BadInput("analyze --layers 7 on a 4-layer model", "test_layer_out_of_range_is_reported"),
+    BadInput("analyze --json into a missing folder", "test_json_into_missing_folder_is_reported"),
+    BadInput("analyze --prompt '' without a chat template", "test_analyze_empty_prompt_without_chat_template"),
+    *(
+        BadInput(f"reasonattn {' '.join(argv)}".strip(), "test_bad_arguments_exit_with_usage")
+        for argv, _ in BAD_ARGUMENTS
+    ),
+]
+"""Every bad input tried here, once (the count is in docs/troubleshooting.md, "Robustness")."""

@@ -8,7 +8,9 @@ missing anchor (an INFO message unless mkdocs.yml promotes it).
 
 from __future__ import annotations
 
+import importlib
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -101,3 +103,99 @@ def test_any_docs_warning_fails_the_build(tmp_path, plant):
     log = result.stdout + result.stderr
     assert result.returncode != 0, log
     assert "WARNING" in log  # shown, so the reader sees what to fix
+
+
+# Docstrings use mkdocstrings cross-references (``[`name`][dotted.path]``); a Sphinx role such as ``:func:`x``` is
+# shown raw on the API page and in help().
+RAW_ROLE = re.compile(r":(?:func|class|mod|meth|attr|data|obj|exc):`")
+CROSS_REF = re.compile(r"\[`[^`\]]+`\]\[(lightning_reasonattn(?:\.\w+)+)\]")
+PACKAGE_FILES = sorted((ROOT / "lightning_reasonattn").rglob("*.py"))
+
+
+def raw_roles(text: str) -> list[int]:
+    """1-based lines of ``text`` that hold a Sphinx role."""
+    return [number for number, line in enumerate(text.splitlines(), 1) if RAW_ROLE.search(line)]
+
+
+def test_raw_role_scan_finds_a_role():
+    text = '"""Docs.\n\n    See :func:`~lightning_reasonattn.capture_rhythm` and [`waad`][waad].\n"""\n'
+    assert raw_roles(text) == [3]
+    assert raw_roles(text.replace(":func:`~lightning_reasonattn.capture_rhythm`", "``capture_rhythm``")) == []
+
+
+def test_package_has_no_raw_sphinx_roles():
+    found = [
+        f"{path.relative_to(ROOT).as_posix()}:{line}"
+        for path in PACKAGE_FILES
+        for line in raw_roles(path.read_text(encoding="utf-8"))
+    ]
+    assert not found, f"Sphinx roles left (write [`name`][dotted.path] instead): {found}"
+
+
+def test_full_path_cross_references_name_real_objects():
+    """A dotted target must exist: docstrings of modules not on the API page are never checked by the build."""
+    targets = {t for path in PACKAGE_FILES for t in CROSS_REF.findall(path.read_text(encoding="utf-8"))}
+    assert len(targets) > 10
+    missing = []
+    for target in sorted(targets):
+        parts = target.split(".")
+        for split in range(len(parts), 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:split]))
+            except ImportError:
+                continue
+            try:
+                for name in parts[split:]:
+                    obj = getattr(obj, name)
+            except AttributeError:
+                missing.append(target)
+            break
+        else:
+            missing.append(target)
+    assert not missing, missing
+
+
+API_PAGE = ROOT / "docs" / "api.md"
+# Modules the API page leaves out: command-line handlers, internals behind the capture, test helpers.
+NOT_ON_THE_API_PAGE = {
+    "lightning_reasonattn.blockwise": "the capture's internals, behind capture_rhythm",
+    "lightning_reasonattn.cli": "the reasonattn command",
+    "lightning_reasonattn.grpo": "a package whose names are rendered from their modules",
+    "lightning_reasonattn.grpo.cli": "the fit / validate / export commands",
+    "lightning_reasonattn.grpo.data": "RhythmGRPO's data plumbing",
+    "lightning_reasonattn.survey_cli": "the survey command",
+    "lightning_reasonattn.testing": "tiny models for tests and docs examples",
+}
+
+
+def api_page_modules() -> list[str]:
+    return re.findall(r"^::: (\S+)", API_PAGE.read_text(encoding="utf-8"), flags=re.M)
+
+
+def test_every_public_module_is_on_the_api_page_once():
+    import pkgutil
+
+    import lightning_reasonattn
+
+    rendered = api_page_modules()
+    assert len(rendered) == len(set(rendered)), rendered
+    for info in pkgutil.walk_packages(lightning_reasonattn.__path__, "lightning_reasonattn."):
+        name = info.name
+        if name in NOT_ON_THE_API_PAGE or any(part.startswith("_") for part in name.split(".")):
+            continue
+        package = name.rsplit(".", 1)[0]  # functional.* and tasks.*: their package re-exports the public names
+        assert name in rendered or package in rendered, f"{name} is not on docs/api.md"
+
+
+def test_rewards_page_lists_what_is_not_rendered_elsewhere():
+    """rewards re-exports the reward protocol and the answer parsing; the page shows those once, in their modules."""
+    griffe = pytest.importorskip("griffe")  # what mkdocstrings reads the package with
+
+    rewards = griffe.load("lightning_reasonattn", search_paths=[str(ROOT)])["rewards"]
+    homes = ("lightning_reasonattn.reward_protocol", "lightning_reasonattn.answers")
+    elsewhere = {name for name in rewards.exports if rewards[name].canonical_path.rsplit(".", 1)[0] in homes}
+    text = API_PAGE.read_text(encoding="utf-8")
+    block = text[text.index("::: lightning_reasonattn.rewards\n") :].split("\n\n")[0]
+    listed = re.findall(r"^\s+- (\w+)$", block, flags=re.M)
+    assert set(homes) <= set(api_page_modules())
+    assert len(elsewhere) > 10 and sorted(listed) == sorted(set(rewards.exports) - elsewhere)

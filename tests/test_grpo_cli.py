@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import BadInput
 from test_grpo_module import write_config
 
 from lightning_reasonattn import cli
@@ -62,38 +63,38 @@ def one_error_line(capsys, command="fit") -> str:
 # ------------------------------------------------------------------------------------------ settings
 
 
-@pytest.mark.parametrize(
-    ("build", "message"),
-    [
-        (lambda: settings.LossSettings(num_iterations=0), "loss.num_iterations=0"),
-        (lambda: settings.LossSettings(mini_batch_size=0), "loss.mini_batch_size=0"),
-        (lambda: settings.LossSettings(epsilon_low=-0.1), "loss.epsilon_low=-0.1"),
-        (lambda: settings.LossSettings(loss_type="bnpo"), "use 'token-mean'"),
-        (lambda: settings.LossSettings(scale_rewards="std"), "loss.scale_rewards='std'"),
-        (lambda: settings.SamplingSettings(top_p=0.0), "sampling.top_p=0.0"),
-        (lambda: settings.SamplingSettings(top_p=1.5), "sampling.top_p=1.5"),
-        (lambda: settings.SamplingSettings(temperature=0.0), "sampling.temperature=0.0"),
-        (lambda: settings.SamplingSettings(max_new_tokens=0), "sampling.max_new_tokens=0"),
-        (lambda: settings.SamplingSettings(backend="vllm"), "sampling.backend='vllm'"),
-        (lambda: settings.CreditSettings(strategy="coupld"), "credit.strategy='coupld'"),
-        (lambda: settings.CreditSettings(horizon=(20, 10)), "credit.horizon=(20, 10)"),
-        (lambda: settings.CreditSettings(horizon=(-1, 10)), "credit.horizon=(-1, 10)"),
-        (lambda: settings.CreditSettings(q=0.0), "credit.q=0.0"),
-        (lambda: settings.CreditSettings(layers=[]), "credit.layers=[]"),
-        (lambda: settings.CreditSettings(gamma_amp=float("nan")), "credit.gamma_amp=nan"),
-        (lambda: settings.OptimSettings(lr=0.0), "optim.lr=0.0"),
-        (lambda: settings.OptimSettings(lr=float("inf")), "optim.lr=inf"),
-        (lambda: settings.OptimSettings(optimizer="sgd"), "optim.optimizer='sgd'"),
-        (lambda: settings.RewardSettings(["numeric"], weights=[1.0, 2.0]), "2 values for 1 functions"),
-        (lambda: settings.RewardSettings(["numeric"], weights=[float("nan")]), "rewards.weights[0]=nan"),
-        (lambda: settings.RewardSettings(weights=[1.0]), "without rewards.functions"),
-        (lambda: settings.TaskSettings(style="long"), "task.style='long'"),
-        (lambda: settings.TaskSettings(difficulty=9), "task.difficulty=9"),
-        (lambda: settings.TaskSettings(n_test=-1), "task.n_test=-1"),
-        (lambda: LoraSettings(r=0), "lora.r=0"),
-        (lambda: LoraSettings(dropout=1.0), "lora.dropout=1.0"),
-    ],
-)
+BAD_SETTINGS = [  # (build the settings, fragment of the error that names the value)
+    (lambda: settings.LossSettings(num_iterations=0), "loss.num_iterations=0"),
+    (lambda: settings.LossSettings(mini_batch_size=0), "loss.mini_batch_size=0"),
+    (lambda: settings.LossSettings(epsilon_low=-0.1), "loss.epsilon_low=-0.1"),
+    (lambda: settings.LossSettings(loss_type="bnpo"), "use 'token-mean'"),
+    (lambda: settings.LossSettings(scale_rewards="std"), "loss.scale_rewards='std'"),
+    (lambda: settings.SamplingSettings(top_p=0.0), "sampling.top_p=0.0"),
+    (lambda: settings.SamplingSettings(top_p=1.5), "sampling.top_p=1.5"),
+    (lambda: settings.SamplingSettings(temperature=0.0), "sampling.temperature=0.0"),
+    (lambda: settings.SamplingSettings(max_new_tokens=0), "sampling.max_new_tokens=0"),
+    (lambda: settings.SamplingSettings(backend="vllm"), "sampling.backend='vllm'"),
+    (lambda: settings.CreditSettings(strategy="coupld"), "credit.strategy='coupld'"),
+    (lambda: settings.CreditSettings(horizon=(20, 10)), "credit.horizon=(20, 10)"),
+    (lambda: settings.CreditSettings(horizon=(-1, 10)), "credit.horizon=(-1, 10)"),
+    (lambda: settings.CreditSettings(q=0.0), "credit.q=0.0"),
+    (lambda: settings.CreditSettings(layers=[]), "credit.layers=[]"),
+    (lambda: settings.CreditSettings(gamma_amp=float("nan")), "credit.gamma_amp=nan"),
+    (lambda: settings.OptimSettings(lr=0.0), "optim.lr=0.0"),
+    (lambda: settings.OptimSettings(lr=float("inf")), "optim.lr=inf"),
+    (lambda: settings.OptimSettings(optimizer="sgd"), "optim.optimizer='sgd'"),
+    (lambda: settings.RewardSettings(["numeric"], weights=[1.0, 2.0]), "2 values for 1 functions"),
+    (lambda: settings.RewardSettings(["numeric"], weights=[float("nan")]), "rewards.weights[0]=nan"),
+    (lambda: settings.RewardSettings(weights=[1.0]), "without rewards.functions"),
+    (lambda: settings.TaskSettings(style="long"), "task.style='long'"),
+    (lambda: settings.TaskSettings(difficulty=9), "task.difficulty=9"),
+    (lambda: settings.TaskSettings(n_test=-1), "task.n_test=-1"),
+    (lambda: LoraSettings(r=0), "lora.r=0"),
+    (lambda: LoraSettings(dropout=1.0), "lora.dropout=1.0"),
+]
+
+
+@pytest.mark.parametrize(("build", "message"), BAD_SETTINGS, ids=[m for _, m in BAD_SETTINGS])
 def test_bad_settings_fail_when_built(build, message):
     with pytest.raises(ValueError) as info:
         build()
@@ -151,7 +152,7 @@ def test_help_lists_the_commands_and_the_choices(capsys):
         cli.main(["--help"])
     assert info.value.code == 0
     top = capsys.readouterr().out
-    for command in ("analyze", "fit", "validate", "export", "--debug"):
+    for command in ("analyze", "survey", "fit", "validate", "export", "--debug"):
         assert command in top
     with pytest.raises(SystemExit):
         cli.main(["fit", "--help"])
@@ -164,26 +165,26 @@ def test_help_lists_the_commands_and_the_choices(capsys):
 # ------------------------------------------------------------------------------------------ one-line errors
 
 
-@pytest.mark.parametrize(
-    ("extra", "expected"),
-    [
-        (["--model.credit.strategy", "coupld"], "--model.credit.strategy: got 'coupld', expected one of 'uniform'"),
-        (["--model.loss.loss_type", "bnpo"], "use 'token-mean', TRL's 'dapo'"),
-        (["--model.loss.num_iterations", "0"], "loss.num_iterations=0 is invalid"),
-        (["--model.sampling.top_p", "0"], "sampling.top_p=0.0 is invalid"),
-        (["--model.sampling.temperature", "0"], "sampling.temperature=0.0 is invalid"),
-        (["--model.loss.mini_batch_size", "0"], "loss.mini_batch_size=0 is invalid"),
-        (["--model.credit.horizon", "[5, 2]"], "credit.horizon=(5, 2) is invalid"),
-        (["--model.rewards.weights", "[1.0]"], "rewards.weights has 1 values for 2 functions"),
-        (["--model.rewards.weights", "[1.0, .nan]"], "rewards.weights[1]=nan"),
-        (["--model.sampling.top_k", "many"], "--model.sampling.top_k: got 'many', expected an integer or null"),
-        (["--model.quantization", "nf5"], "expected one of 'none', 'nf4', 'fp4', 'int8'"),
-        (["--model.no_such_option", "1"], "unrecognized arguments: --model.no_such_option 1"),
-        (["--trainer.max_steps", "-1"], "set trainer.max_steps"),
-        # the TRL name passes the parser and the loss settings: the error is the next bad setting
-        (["--model.loss.loss_type", "grpo", "--model.group_size", "1"], "group_size=1"),
-    ],
-)
+BAD_FIT_ARGUMENTS = [  # (arguments after `fit --config FILE`, fragment of the one error line)
+    (["--model.credit.strategy", "coupld"], "--model.credit.strategy: got 'coupld', expected one of 'uniform'"),
+    (["--model.loss.loss_type", "bnpo"], "use 'token-mean', TRL's 'dapo'"),
+    (["--model.loss.num_iterations", "0"], "loss.num_iterations=0 is invalid"),
+    (["--model.sampling.top_p", "0"], "sampling.top_p=0.0 is invalid"),
+    (["--model.sampling.temperature", "0"], "sampling.temperature=0.0 is invalid"),
+    (["--model.loss.mini_batch_size", "0"], "loss.mini_batch_size=0 is invalid"),
+    (["--model.credit.horizon", "[5, 2]"], "credit.horizon=(5, 2) is invalid"),
+    (["--model.rewards.weights", "[1.0]"], "rewards.weights has 1 values for 2 functions"),
+    (["--model.rewards.weights", "[1.0, .nan]"], "rewards.weights[1]=nan"),
+    (["--model.sampling.top_k", "many"], "--model.sampling.top_k: got 'many', expected an integer or null"),
+    (["--model.quantization", "nf5"], "expected one of 'none', 'nf4', 'fp4', 'int8'"),
+    (["--model.no_such_option", "1"], "unrecognized arguments: --model.no_such_option 1"),
+    (["--trainer.max_steps", "-1"], "set trainer.max_steps"),
+    # the TRL name passes the parser and the loss settings: the error is the next bad setting
+    (["--model.loss.loss_type", "grpo", "--model.group_size", "1"], "group_size=1"),
+]
+
+
+@pytest.mark.parametrize(("extra", "expected"), BAD_FIT_ARGUMENTS, ids=[" ".join(a) for a, _ in BAD_FIT_ARGUMENTS])
 def test_setting_errors_are_one_line_before_the_model_loads(tmp_path, model_dir, capsys, extra, expected):
     argv = ["fit", "--config", str(write_config(tmp_path, model_dir)), *extra]
     assert cli.main(argv) == 2
@@ -193,19 +194,26 @@ def test_setting_errors_are_one_line_before_the_model_loads(tmp_path, model_dir,
     assert expected in line
 
 
-def test_missing_files_are_one_line(tmp_path, model_dir, capsys):
-    assert cli.main(["fit", "--config", str(tmp_path / "nope.yaml")]) == 2
+MISSING_FILES = {  # name: (the config file of `fit --config`, fragments of the one error line)
+    "config file": (lambda tmp, model: tmp / "nope.yaml", ["nope.yaml", "does not exist"]),
+    "model folder": (lambda tmp, model: write_config(tmp, tmp / "no-model"), ["no-model", "does not exist"]),
+    "reward module": (
+        lambda tmp, model: write_config(tmp, model, rewards={"functions": ["no_such_module:reward"]}),
+        ["no_such_module:reward"],
+    ),
+    "task file": (
+        lambda tmp, model: write_config(tmp, model, task={"name": str(tmp / "missing.jsonl")}),
+        ["missing.jsonl"],
+    ),
+}
+
+
+@pytest.mark.parametrize("missing", sorted(MISSING_FILES))
+def test_missing_files_are_one_line(tmp_path, model_dir, capsys, missing):
+    config, fragments = MISSING_FILES[missing]
+    assert cli.main(["fit", "--config", str(config(tmp_path, model_dir))]) == 2
     line = one_error_line(capsys)
-    assert "nope.yaml" in line and "does not exist" in line
-    assert cli.main(["fit", "--config", str(write_config(tmp_path, tmp_path / "no-model"))]) == 2
-    line = one_error_line(capsys)
-    assert "no-model" in line and "does not exist" in line
-    config = write_config(tmp_path, model_dir, rewards={"functions": ["no_such_module:reward"]})
-    assert cli.main(["fit", "--config", str(config)]) == 2
-    assert "no_such_module:reward" in one_error_line(capsys)
-    config = write_config(tmp_path, model_dir, task={"name": str(tmp_path / "missing.jsonl")})
-    assert cli.main(["fit", "--config", str(config)]) == 2
-    assert "missing.jsonl" in one_error_line(capsys)
+    assert all(fragment in line for fragment in fragments), line
 
 
 def test_console_entry_point_prints_no_traceback(tmp_path, model_dir):
@@ -244,18 +252,22 @@ def bad_files(folder: Path) -> dict[str, Path]:
     return files
 
 
+BAD_CHECKPOINTS = {  # the files of bad_files: fragment of load_checkpoint's error
+    "empty": "is empty",
+    "random": "weights_only=True",
+    "text": "is not a PyTorch checkpoint",
+    "plain": "not a Lightning checkpoint",
+    "tensor": "not a Lightning checkpoint",
+    "evil": "holds the Python object",
+}
+CHECKPOINT_COMMANDS = ("fit", "validate", "export")
+
+
 def test_load_checkpoint_refuses_non_checkpoints_without_running_code(tmp_path):
     files = bad_files(tmp_path)
-    expected = {
-        "empty": "is empty",
-        "random": "weights_only=True",
-        "text": "is not a PyTorch checkpoint",
-        "plain": "not a Lightning checkpoint",
-        "tensor": "not a Lightning checkpoint",
-        "evil": "holds the Python object",
-    }
+    assert sorted(files) == sorted(BAD_CHECKPOINTS)
     for name, path in files.items():
-        with pytest.raises(CheckpointError, match=expected[name]):
+        with pytest.raises(CheckpointError, match=BAD_CHECKPOINTS[name]):
             load_checkpoint(path)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.ckpt")
@@ -264,9 +276,10 @@ def test_load_checkpoint_refuses_non_checkpoints_without_running_code(tmp_path):
     assert (tmp_path / "PWNED").exists()
 
 
-@pytest.mark.parametrize("command", ["fit", "validate", "export"])
+@pytest.mark.parametrize("command", CHECKPOINT_COMMANDS)
 def test_every_command_refuses_bad_checkpoints_in_one_line(tmp_path, model_dir, capsys, command):
     files = bad_files(tmp_path / "files")
+    assert sorted(files) == sorted(BAD_CHECKPOINTS)
     config = write_config(tmp_path, model_dir)
     for name, path in files.items():
         if command == "export":
@@ -300,15 +313,15 @@ def test_resume_takes_changeable_settings_from_the_command_line(trained, model_d
     assert resumed["lr_schedulers"][0]["base_lrs"] == [0.5]
 
 
-@pytest.mark.parametrize(
-    ("extra", "named"),
-    [
-        (["--model.lora.r", "8"], "lora.r=8 but the checkpoint has 4"),
-        (["--model.quantization", "int8"], "quantization='int8' but the checkpoint has 'nf4'"),
-        (["--model.double_quant", "false"], "double_quant=False but the checkpoint has True"),
-        (["--model.task.seed", "5"], "task.seed=5 but the checkpoint has 0"),
-    ],
-)
+RESUME_REFUSALS = [  # (a setting that differs from the checkpoint's, fragment of the error)
+    (["--model.lora.r", "8"], "lora.r=8 but the checkpoint has 4"),
+    (["--model.quantization", "int8"], "quantization='int8' but the checkpoint has 'nf4'"),
+    (["--model.double_quant", "false"], "double_quant=False but the checkpoint has True"),
+    (["--model.task.seed", "5"], "task.seed=5 but the checkpoint has 0"),
+]
+
+
+@pytest.mark.parametrize(("extra", "named"), RESUME_REFUSALS, ids=[" ".join(a) for a, _ in RESUME_REFUSALS])
 def test_resume_refuses_settings_that_cannot_change(trained, model_dir, tmp_path, capsys, extra, named):
     ckpt = trained / "ckpt" / "epoch=0-step=2.ckpt"
     config = write_config(tmp_path, model_dir, "uniform", steps=3)
@@ -494,17 +507,31 @@ def test_export_refuses_a_folder_of_other_files(trained, tmp_path, capsys):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
-# ------------------------------------------------------------------------------------------ analyze
+# ------------------------------------------------------------------------------------------ the count
 
-
-def test_analyze_empty_prompt_without_chat_template(tmp_path, capsys):
-    from transformers import AutoTokenizer
-
-    folder = tiny_checkpoint(tmp_path / "plain")
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    tokenizer.chat_template = None
-    tokenizer.save_pretrained(folder)
-    (folder / "chat_template.jinja").unlink(missing_ok=True)
-    assert cli.main(["analyze", "--model", str(folder), "--prompt", "", "--no-report"]) == 1
-    err = capsys.readouterr().err
-    assert "--prompt" in err and "no tokens" in err and "Traceback" not in err
+BAD_INPUTS = [
+    *(BadInput(f"settings: {message}", "test_bad_settings_fail_when_built") for _, message in BAD_SETTINGS),
+    *(
+        BadInput(f"fit {' '.join(extra)}", "test_setting_errors_are_one_line_before_the_model_loads")
+        for extra, _ in BAD_FIT_ARGUMENTS
+    ),
+    BadInput("fit --model.credit.q 2.0 from a shell (no traceback)", "test_console_entry_point_prints_no_traceback"),
+    *(BadInput(f"fit: missing {name}", "test_missing_files_are_one_line") for name in MISSING_FILES),
+    *(
+        BadInput(f"load_checkpoint: {name} file", "test_load_checkpoint_refuses_non_checkpoints_without_running_code")
+        for name in BAD_CHECKPOINTS
+    ),
+    BadInput("load_checkpoint: missing file", "test_load_checkpoint_refuses_non_checkpoints_without_running_code"),
+    *(
+        BadInput(f"{command}: {name} checkpoint file", "test_every_command_refuses_bad_checkpoints_in_one_line")
+        for command in CHECKPOINT_COMMANDS
+        for name in BAD_CHECKPOINTS
+    ),
+    *(
+        BadInput(f"resume with {' '.join(extra)}", "test_resume_refuses_settings_that_cannot_change")
+        for extra, _ in RESUME_REFUSALS
+    ),
+    BadInput("validate: a task without a held-out split", "test_validate_without_a_held_out_split_says_so"),
+    BadInput("export: into a folder of other files", "test_export_refuses_a_folder_of_other_files"),
+]
+"""Every bad input tried here, once (the count is in docs/troubleshooting.md, "Robustness")."""

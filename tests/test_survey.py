@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import BadInput
 
 from lightning_reasonattn import cli, testing
 from lightning_reasonattn.capture import capture_rhythm
@@ -145,28 +146,45 @@ def test_survey_eos_resume_and_refusal(tiny_small_vocab, tmp_path, capsys):
     assert "max_new_tokens: 24 there, 30 now" in err and "another --out" in err
 
 
-def test_survey_bad_input_is_reported(tiny_small_vocab, tmp_path, capsys):
-    assert _run(tmp_path, tiny_small_vocab, "--prompts", "gsm9k", "--n", "2") == 1
-    err = capsys.readouterr().err
-    assert "'gsm9k' is neither a built-in set (arithmetic, countdown)" in err
+def _unknown_prompt_set(tmp_path, model) -> int:
+    return _run(tmp_path, model, "--prompts", "gsm9k", "--n", "2")
+
+
+def _out_is_a_file(tmp_path, model) -> int:
     (tmp_path / "file").write_text("x")
-    assert _run(tmp_path, tiny_small_vocab, "--n", "2", out="file") == 1
-    assert "is a file: pass a folder" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
+    return _run(tmp_path, model, "--n", "2", out="file")
+
+
+def _top_p_above_one(tmp_path, model) -> int:
+    with pytest.raises(SystemExit) as info:
         cli.main(["survey", "--top-p", "1.5"])
-    assert "not a number in (0, 1]" in capsys.readouterr().err
+    return info.value.code
 
 
-@pytest.mark.parametrize(
-    "kwargs,message",
-    [
-        ({"n": 0}, "n=0"),
-        ({"k": -1}, "k=-1"),
-        ({"temperature": -1.0}, "temperature=-1.0"),
-        ({"chat": "maybe"}, "chat='maybe'"),
-        ({"horizon": (5, 2)}, "horizon=(5, 2)"),
-    ],
-)
+BAD_SURVEY_RUNS = [  # (name, the run, its exit status, fragment of the error on stderr)
+    ("unknown prompt set", _unknown_prompt_set, 1, "'gsm9k' is neither a built-in set (arithmetic, countdown)"),
+    ("--out is a file", _out_is_a_file, 1, "is a file: pass a folder"),
+    ("--top-p 1.5", _top_p_above_one, 2, "not a number in (0, 1]"),
+]
+
+
+@pytest.mark.parametrize(("name", "run", "status", "message"), BAD_SURVEY_RUNS, ids=[c[0] for c in BAD_SURVEY_RUNS])
+def test_survey_bad_input_is_reported(tiny_small_vocab, tmp_path, capsys, name, run, status, message):
+    assert run(tmp_path, tiny_small_vocab) == status
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+BAD_SURVEY_SETTINGS = [
+    ({"n": 0}, "n=0"),
+    ({"k": -1}, "k=-1"),
+    ({"temperature": -1.0}, "temperature=-1.0"),
+    ({"chat": "maybe"}, "chat='maybe'"),
+    ({"horizon": (5, 2)}, "horizon=(5, 2)"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), BAD_SURVEY_SETTINGS, ids=[m for _, m in BAD_SURVEY_SETTINGS])
 def test_survey_settings_reject_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         SurveySettings(**kwargs)
@@ -177,3 +195,14 @@ def test_fingerprint_covers_what_is_measured_only():
     assert SurveySettings(k=1, q=0.3, peak_top=0.1, n=999, n_boot=10).fingerprint() == base.fingerprint()
     assert SurveySettings(temperature=0.7).fingerprint() != base.fingerprint()
     assert SurveySettings(layers=[1, 2]).fingerprint() != base.fingerprint()
+
+
+BAD_INPUTS = [
+    *(BadInput(f"survey: {name}", "test_survey_bad_input_is_reported") for name, *_ in BAD_SURVEY_RUNS),
+    *(
+        BadInput(f"SurveySettings({message})", "test_survey_settings_reject_bad_values")
+        for _, message in BAD_SURVEY_SETTINGS
+    ),
+    BadInput("survey: resume with another generation setting", "test_survey_eos_resume_and_refusal"),
+]
+"""Every bad input tried here, once (the count is in docs/troubleshooting.md, "Robustness")."""

@@ -57,10 +57,8 @@ def check_fraction(value: float, name: str) -> float:
 
 
 def check_positive_int(value: int, name: str) -> int:
-    x = as_int(value)
-    if x is None or x < 1:
-        raise ValueError(f"{name}={value!r} is invalid: it must be an integer >= 1.")
-    return x
+    """``value`` as a Python int, or ``ValueError`` unless it is an integer >= 1 (see ``check_number``)."""
+    return check_number(name, value, low=1, integer=True)
 
 
 def check_mask_dtype(mask: torch.Tensor, name: str, meaning: str) -> None:
@@ -101,17 +99,17 @@ def check_number(
     high_open: bool = False,
     integer: bool = False,
     fix: str = "",
-) -> None:
-    """Raise ``ValueError`` unless ``value`` is a finite number (an int if ``integer``) within the bounds.
+) -> int | float:
+    """``value`` as a Python int (``integer``) or float, or ``ValueError`` unless it is a finite number within bounds.
 
     ``low`` / ``high`` are inclusive unless ``low_open`` / ``high_open``; ``fix`` is appended to the message.
     """
-    kind = int if integer else (int, float)
-    ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
+    x = as_int(value) if integer else as_real(value)
+    ok = x is not None and math.isfinite(x)
     if ok and low is not None:
-        ok = value > low if low_open else value >= low
+        ok = x > low if low_open else x >= low
     if ok and high is not None:
-        ok = value < high if high_open else value <= high
+        ok = x < high if high_open else x <= high
     if not ok:
         bounds = [f"{'>' if low_open else '>='} {low:g}"] if low is not None else []
         bounds += [f"{'<' if high_open else '<='} {high:g}"] if high is not None else []
@@ -119,6 +117,7 @@ def check_number(
         raise ValueError(
             f"{name}={value!r} is invalid: it must be {' '.join([what, ' and '.join(bounds)]).strip()}{fix}."
         )
+    return x
 
 
 def check_response_mask(response_mask: torch.Tensor, shape: tuple[int, ...] | torch.Size) -> torch.Tensor:

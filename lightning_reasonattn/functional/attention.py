@@ -120,7 +120,7 @@ def group_mean(per_head: torch.Tensor, heads: torch.Tensor) -> torch.Tensor:
 
     Args:
         per_head: ``[B, P, *rest]`` per-head values, heads flattened layer-major (``l * H + h``).
-        heads: ``[B, k]`` flat head indices (from :func:`split_heads`).
+        heads: ``[B, k]`` flat head indices (from [`split_heads`][split_heads]).
 
     Returns:
         ``[B, *rest]``: the mean over the ``k`` heads of each sequence.

@@ -136,8 +136,7 @@ def coupling_counts(
         float64 counts: ``waad_peaks``, ``waad_followed`` (WAAD peaks with an FAI peak in ``[t, t + k]``),
         ``waad_followed_shuffled`` (its expectation at shuffled WAAD-peak positions); ``fai_peaks``,
         ``fai_preceded`` (FAI peaks with a WAAD peak in ``[t - k, t]``, the paper's direction),
-        ``fai_preceded_shuffled``; ``positions`` (response tokens). ``peaks`` and ``peak_hits`` are the
-        0.1 names of ``waad_peaks`` and ``waad_followed``.
+        ``fai_preceded_shuffled``; ``positions`` (response tokens).
     """
     mask = response_mask.bool()
     waad_peaks = local_peaks(waad, top) & mask
@@ -153,7 +152,6 @@ def coupling_counts(
         "fai_preceded_shuffled": backward["shuffled"],
         "positions": mask.sum(-1).double(),
     }
-    out["peaks"], out["peak_hits"] = out["waad_peaks"], out["waad_followed"]
     return out if per_response else {name: value.sum() for name, value in out.items()}
 
 
@@ -161,7 +159,7 @@ def entropy_counts(entropy: torch.Tensor, response_mask: torch.Tensor, at: torch
     """Per-row sums behind "mean token entropy at ``at`` / mean over the response".
 
     Args:
-        entropy: ``[B, N]`` token entropies (NaN where unknown), aligned as :func:`token_entropy`.
+        entropy: ``[B, N]`` token entropies (NaN where unknown), aligned as [`token_entropy`][token_entropy].
         response_mask: ``[B, N]`` bool.
         at: ``[B, N]`` bool, the positions of interest (e.g. WAAD peaks).
 
@@ -226,18 +224,18 @@ def response_counts(
     """Every per-response count behind the survey's statistics (docs/rhythm.md, "Coupling statistics").
 
     The token sets (preplan, anchor, locally dominated) are selected from the two signals by
-    :func:`~lightning_reasonattn.functional.select_tokens`, as in a :class:`RhythmTrace`.
+    [`select_tokens`][lightning_reasonattn.functional.select_tokens], as in a [`RhythmTrace`][RhythmTrace].
 
     Args:
         waad: ``[B, N]``, NaN outside the response; fai: ``[B, N]``, NaN where undefined.
         response_mask: ``[B, N]`` bool.
-        entropy: ``[B, N]`` token entropies aligned as :func:`token_entropy` (optional; without it the entropy
-            counts are 0 and the entropy statistics undefined).
+        entropy: ``[B, N]`` token entropies aligned as [`token_entropy`][token_entropy] (optional; without it the
+            entropy counts are 0 and the entropy statistics undefined).
         k: coupling window in tokens. top: peak fraction.
         q: top fraction of preplan and anchor tokens. look_back: look-back of dominated anchors.
 
     Returns:
-        float64 ``[B]`` tensors. The :func:`coupling_counts` of both peak directions (without the 0.1
+        float64 ``[B]`` tensors. The [`coupling_counts`][coupling_counts] of both peak directions (without the 0.1
         aliases). Token sets, with the same windows and shuffle: ``anchors``, ``anchor_preceded`` (anchors with
         a preplan token in ``[t - k, t]``), ``anchor_preceded_shuffled``; ``preplans``, ``preplan_followed``
         (preplan tokens with an anchor in ``[t, t + k]``), ``preplan_followed_shuffled``; ``dominated``.
@@ -251,7 +249,6 @@ def response_counts(
     waad, fai = as_float(waad).masked_fill(~mask, float("nan")), as_float(fai).masked_fill(~mask, float("nan"))
     sets = select_tokens(waad, fai, q, look_back)
     out = coupling_counts(waad, fai, mask, k, top, per_response=True)
-    del out["peaks"], out["peak_hits"]
     anchors = shuffled_hits(sets["anchor"], sets["preplan"], mask & torch.isfinite(fai), k, "back")
     preplans = shuffled_hits(sets["preplan"], sets["anchor"], mask & torch.isfinite(sets["waad_jumps"]), k, "ahead")
     out.update(

@@ -1,4 +1,4 @@
-"""Credit strategies: from a :class:`RhythmTrace` to the advantage multiplier ``gamma`` of every token.
+"""Credit strategies: from a [`RhythmTrace`][RhythmTrace] to the advantage multiplier ``gamma`` of every token.
 
 The policy-gradient advantage of response token ``t`` becomes ``gamma[t] * A_t``. With ``g = gamma_amp``:
 

@@ -64,14 +64,14 @@ def keyed_uniform(keys: torch.Tensor, dtype: torch.dtype = torch.float64) -> tor
     """``(hash32(keys) + 0.5) / 2^32``: one uniform number in the open interval ``(0, 1)`` per key.
 
     Args:
-        keys: int64 keys (e.g. from :func:`mix`), any shape.
+        keys: int64 keys (e.g. from [`mix`][mix]), any shape.
         dtype: float64 by default, so that ``u`` never rounds to 0 or 1 (Gumbel noise stays finite).
     """
     return (hash32(keys).to(dtype) + 0.5) / 2.0**32
 
 
 def keyed_gumbel(keys: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """Standard Gumbel noise ``-log(-log(u))`` of :func:`keyed_uniform`.
+    """Standard Gumbel noise ``-log(-log(u))`` of [`keyed_uniform`][keyed_uniform].
 
     ``argmax(logits + gumbel)`` is an exact sample of ``softmax(logits)`` (the Gumbel-max trick).
     """

@@ -2,7 +2,7 @@
 
 For a vocabulary of 150k, the logits of a GRPO update batch (8 completions x 64 tokens) take 300 MB in
 float32, and autograd keeps them (and a float32 copy) for the backward: more than all the decoder layers of
-a 0.6B model. :func:`chunked_logprobs` computes, for ``N`` rows of hidden states ``h`` and output weights
+a 0.6B model. [`chunked_logprobs`][chunked_logprobs] computes, for ``N`` rows of hidden states ``h`` and output weights
 ``W`` (``[V, D]``)::
 
     z = (h @ W^T) / temperature                        # [N, V], never stored whole

@@ -1,7 +1,7 @@
 """Token selection of the rhythm: WAAD jumps, top fractions, preplan, anchor, dominated and introductory tokens.
 
 Inputs are per-token signals ``[*batch, N]`` that are NaN outside the response (as returned by
-:func:`~lightning_reasonattn.functional.waad` and :func:`~lightning_reasonattn.functional.fai`);
+[`waad`][lightning_reasonattn.functional.waad] and [`fai`][lightning_reasonattn.functional.fai]);
 outputs are bool masks of the same shape.
 """
 
@@ -102,8 +102,8 @@ def dominated_anchors(waad: torch.Tensor, jumps: torch.Tensor, anchors: torch.Te
 
     Args:
         waad: ``[*batch, N]``, NaN outside the response.
-        jumps: ``[*batch, N]`` from :func:`waad_jumps`.
-        anchors: ``[*batch, N]`` bool from :func:`anchor_tokens`.
+        jumps: ``[*batch, N]`` from [`waad_jumps`][waad_jumps].
+        anchors: ``[*batch, N]`` bool from [`anchor_tokens`][anchor_tokens].
         k: look-back in tokens (the paper allows 1 to 3).
 
     Returns:
@@ -124,8 +124,8 @@ def intro_tokens(jumps: torch.Tensor, dominated: torch.Tensor, k: int = 3) -> to
     The earliest position wins a tie; positions before 0 or with no finite jump are never chosen.
 
     Args:
-        jumps: ``[*batch, N]`` from :func:`waad_jumps`.
-        dominated: ``[*batch, N]`` bool from :func:`dominated_anchors`.
+        jumps: ``[*batch, N]`` from [`waad_jumps`][waad_jumps].
+        dominated: ``[*batch, N]`` bool from [`dominated_anchors`][dominated_anchors].
         k: look-back in tokens.
 
     Returns:

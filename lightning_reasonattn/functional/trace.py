@@ -1,8 +1,8 @@
 """The RhythmTrace record, and the dense route from full attention maps to a trace.
 
-The dense route (:func:`rhythm_from_attentions`) applies the definitions literally to stacked ``N x N`` maps;
-it is the reference that :func:`lightning_reasonattn.capture_rhythm` (blockwise, no ``N x N`` map kept) is
-tested against, and a convenient tool for anyone who already holds attention maps.
+The dense route ([`rhythm_from_attentions`][rhythm_from_attentions]) applies the definitions literally to stacked ``N x
+N`` maps; it is the reference that [`lightning_reasonattn.capture_rhythm`][lightning_reasonattn.capture_rhythm]
+(blockwise, no ``N x N`` map kept) is tested against, and a convenient tool for anyone who already holds attention maps.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def trace_from_head_stats(
         layers: the layer indices the statistics came from.
 
     Returns:
-        The :class:`RhythmTrace`; WAAD and FAI are the means over the local and global heads.
+        The [`RhythmTrace`][RhythmTrace]; WAAD and FAI are the means over the local and global heads.
     """
     local, glob = split_heads(head_distance, head_fraction)
     w = group_mean(head_waad.flatten(1, 2), local)
@@ -144,7 +144,7 @@ def rhythm_from_attentions(
 ) -> RhythmTrace:
     """The dense reference: a trace from full attention maps of the selected layers.
 
-    Averages the maps of each head group, then applies :func:`waad` and :func:`fai` to the group maps,
+    Averages the maps of each head group, then applies [`waad`][waad] and [`fai`][fai] to the group maps,
     exactly as the definitions read. Memory grows like ``L_sel * H * N^2``.
 
     Args:
@@ -155,7 +155,7 @@ def rhythm_from_attentions(
         layers: labels for the ``L_sel`` layers (default ``0 .. L_sel - 1``).
 
     Returns:
-        The :class:`RhythmTrace`.
+        The [`RhythmTrace`][RhythmTrace].
     """
     if attentions.ndim != 5:
         raise ValueError(

@@ -14,8 +14,9 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group
     """``A_i = (r_i - mean(group)) / (std + eps)``, one advantage per completion.
 
     Completions are laid out group by group: ``rewards[p * G + j]`` is completion ``j`` of prompt ``p``. A NaN
-    reward (a completion no reward function applies to, see :mod:`lightning_reasonattn.reward_protocol`) is
-    left out of its group's mean and std and gets advantage 0, as in TRL.
+    reward (a completion no reward function applies to, see
+    [`lightning_reasonattn.reward_protocol`][lightning_reasonattn.reward_protocol]) is left out of its group's mean and
+    std and gets advantage 0, as in TRL.
 
     Args:
         rewards: ``[P * G]`` rewards, NaN where there is none.

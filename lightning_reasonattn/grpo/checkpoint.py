@@ -1,17 +1,18 @@
 """RhythmGRPO checkpoints: safe loading, the resume rule and atomic writes.
 
-* **Safe loading.** :func:`load_checkpoint` reads a file with ``torch.load(weights_only=True)``: tensors and plain
-  data only, so a crafted file cannot run code (RhythmGRPO stores its settings as plain dicts, so nothing needs
-  allow-listing). Anything that is not a RhythmGRPO checkpoint (an empty file, random bytes, text, another
-  module's checkpoint, a pickle of Python objects) raises :class:`CheckpointError` with one line saying what it is.
+* **Safe loading.** [`load_checkpoint`][load_checkpoint] reads a file with ``torch.load(weights_only=True)``: tensors
+  and plain data only, so a crafted file cannot run code (RhythmGRPO stores its settings as plain dicts, so nothing
+  needs allow-listing). Anything that is not a RhythmGRPO checkpoint (an empty file, random bytes, text, another
+  module's checkpoint, a pickle of Python objects) raises [`CheckpointError`][CheckpointError] with one line saying what
+  it is.
 * **The resume rule.** A resumed run takes its settings from its own config and command line, like a fresh run;
   the checkpoint gives the adapter, optimizer, scheduler, RNG states and step. Settings that cannot change
-  mid-run must equal the checkpoint's (:data:`MODEL_SETTINGS` always, :data:`RUN_SETTINGS` when training goes
-  on), or the run is refused (:func:`resume_conflicts`).
-* **Atomic writes.** :class:`AtomicCheckpointIO` writes each checkpoint to a temporary file in the target's own
-  folder, then renames it over the target: a kill at any moment leaves the previous file whole. (Lightning's
-  default writes the temporary file in the system temp folder; when that is another filesystem the final "rename"
-  is a copy, and a kill during it left ``last.ckpt`` truncated.)
+  mid-run must equal the checkpoint's ([`MODEL_SETTINGS`][MODEL_SETTINGS] always, [`RUN_SETTINGS`][RUN_SETTINGS] when
+  training goes on), or the run is refused ([`resume_conflicts`][resume_conflicts]).
+* **Atomic writes.** [`AtomicCheckpointIO`][AtomicCheckpointIO] writes each checkpoint to a temporary file in the
+  target's own folder, then renames it over the target: a kill at any moment leaves the previous file whole.
+  (Lightning's default writes the temporary file in the system temp folder; when that is another filesystem the final
+  "rename" is a copy, and a kill during it left ``last.ckpt`` truncated.)
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def resume_conflicts(saved: dict, current: dict, training: bool) -> tuple[list[s
     Args:
         saved: the checkpoint's ``hyper_parameters``.
         current: this run's settings (the same keys).
-        training: resuming a training run (then :data:`RUN_SETTINGS` must match too).
+        training: resuming a training run (then [`RUN_SETTINGS`][RUN_SETTINGS] must match too).
 
     Returns:
         ``(refused, changed)``: one message per setting that must not change but does, and
@@ -194,7 +195,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def use_atomic_checkpoint_io(trainer) -> None:
-    """Give ``trainer`` :class:`AtomicCheckpointIO` when it uses Lightning's default checkpoint IO (else keep it)."""
+    """Give ``trainer`` [`AtomicCheckpointIO`][AtomicCheckpointIO] when it uses Lightning's default checkpoint IO (else
+    keep it)."""
     if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
         trainer.strategy.checkpoint_io = AtomicCheckpointIO()
 

@@ -29,7 +29,7 @@ from .export import export_adapter
 from .settings import LOSS_TYPE_HINTS
 
 USER_ERRORS = (ValueError, OSError, argparse.ArgumentError, MisconfigurationException, ModelLoadError, RewardError)
-"""Errors reported as one line when they happen before the first step (after it, only :class:`CommandError`)."""
+"""Errors reported as one line when they happen before the first step (after it, only ``CommandError``)."""
 
 SPECIAL_CKPT_PATHS = ("last", "best", "hpc")  # Lightning resolves these itself
 
@@ -54,7 +54,7 @@ class SaveConfigSafely(SaveConfigCallback):
     """LightningCLI's config saving (``config.yaml`` in the log folder), never over a file it did not write.
 
     Lightning writes into ``trainer.log_dir``, which without a logger is ``default_root_dir``, the current folder
-    by default: a user's own ``config.yaml`` there was overwritten. The saved file starts with :attr:`MARK`; a file
+    by default: a user's own ``config.yaml`` there was overwritten. The saved file starts with ``MARK``; a file
     without it is left alone, with a warning.
     """
 
@@ -90,9 +90,9 @@ def _starts_with(path: Path, mark: str) -> bool:
 class ReasonattnCLI(LightningCLI):
     """LightningCLI for RhythmGRPO: safe checkpoint reading, the resume rule, and a quiet ``validate``.
 
-    * ``--ckpt_path`` is read with :func:`~lightning_reasonattn.grpo.checkpoint.load_checkpoint` before anything
-      loads, and checked against this run's settings (the resume rule); LightningCLI's own step, which overwrote
-      the command line's settings with the checkpoint's, is replaced. ``weights_only`` defaults to true.
+    * ``--ckpt_path`` is read with [`load_checkpoint`][lightning_reasonattn.grpo.checkpoint.load_checkpoint] before
+      anything loads, and checked against this run's settings (the resume rule); LightningCLI's own step, which
+      overwrote the command line's settings with the checkpoint's, is replaced. ``weights_only`` defaults to true.
     * ``validate`` writes nothing: no log version, no checkpoint, no config; it prints the held-out reward.
     * LightningCLI's ``--optimizer`` / ``--lr_scheduler`` are not offered: ``model.optim`` sets the optimizer.
     """

@@ -34,8 +34,8 @@ def task_records(
         task: which task, or which file.
         chat: prompts as chat messages (generated tasks).
         reward_funcs: the run's reward functions: every column one of them requires (see
-            :func:`~lightning_reasonattn.reward_protocol.required_columns`) must be in the records, so that a file
-            without its answer column is refused here, when it is read, rather than at the first step.
+            [`required_columns`][lightning_reasonattn.reward_protocol.required_columns]) must be in the records, so that
+            a file without its answer column is refused here, when it is read, rather than at the first step.
 
     Raises:
         ValueError: an unknown task or missing file, or records without a column a reward function requires.
@@ -63,7 +63,7 @@ def check_reward_columns(funcs: Sequence[Callable], records: Sequence[dict], sou
 
     Args:
         funcs: reward functions.
-        records: prompt records (their first one is checked: :func:`~lightning_reasonattn.tasks.load_prompts`
+        records: prompt records (their first one is checked: [`load_prompts`][lightning_reasonattn.tasks.load_prompts]
             has made sure every record has the same columns).
         source: the task name or file, for the message.
 
@@ -112,7 +112,7 @@ def _import_reward(name: str) -> Callable:
 def reward_functions(settings: RewardSettings, task: TaskSettings) -> tuple[list[Callable], list[float] | None]:
     """Resolve reward names to functions.
 
-    A name is a built-in (:data:`BUILTIN_REWARDS`; these take priority), or an import path in either form,
+    A name is a built-in (``BUILTIN_REWARDS``; these take priority), or an import path in either form,
     ``package.module:function`` or TRL's ``package.module.function``. ``reasonattn fit`` puts the working
     directory on ``sys.path`` first, as ``trl grpo`` does, so ``my_rewards.correct`` finds ``./my_rewards.py``.
 

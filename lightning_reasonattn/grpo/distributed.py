@@ -128,7 +128,7 @@ def rng_states() -> dict:
 
 
 def set_rng_states(state: dict) -> None:
-    """Restore :func:`rng_states`."""
+    """Restore [`rng_states`][rng_states]."""
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

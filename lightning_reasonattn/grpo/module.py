@@ -334,7 +334,7 @@ class RhythmGRPO(pl.LightningModule):
         """Rewards and group advantages; with ``num_iterations > 1`` also the no-grad scoring pass.
 
         With one iteration (the default, as in the paper) no separate pass is made: the update's own forward
-        is the measurement (see :meth:`update`), as TRL also skips the old-log-prob pass then.
+        is the measurement (see [`update`][update]), as TRL also skips the old-log-prob pass then.
         """
         log = RewardLog()
         rewards, per_function = self.score_rewards(rollouts, log)
@@ -364,7 +364,7 @@ class RhythmGRPO(pl.LightningModule):
 
         Conversational prompts give ``[{"role": "assistant", "content": text}]`` completions; every function
         also gets ``completion_ids``, ``trainer_state``, ``log_extra``/``log_metric`` (into ``log``) and the
-        dataset columns (see :mod:`lightning_reasonattn.reward_protocol`).
+        dataset columns (see [`lightning_reasonattn.reward_protocol`][lightning_reasonattn.reward_protocol]).
         """
         prompts, completions = conversational_completions(rollouts.prompts, rollouts.texts)
         ids = rollouts.ids[:, -rollouts.width :].cpu()
@@ -436,7 +436,7 @@ class RhythmGRPO(pl.LightningModule):
         """``num_iterations`` optimizer steps of the clipped surrogate, accumulating over mini-batches.
 
         Under DDP every ``manual_backward`` all-reduces (averages) the adapter's gradients over the ranks; the
-        mini-batch weights (:func:`~lightning_reasonattn.grpo.loss.minibatches`, with the token count of all
+        mini-batch weights ([`minibatches`][lightning_reasonattn.grpo.loss.minibatches], with the token count of all
         ranks) make that average the gradient of the whole step's loss, so clipping and the optimizer step see
         the same gradient on every rank, the one a single process would compute.
 

@@ -1,12 +1,12 @@
 """Rollout: sample G completions per prompt, fast, from a policy that may be 4-bit quantized with LoRA.
 
 bitsandbytes' 4-bit matmuls are slow for token-by-token decoding (on CPU they fall back to a path about 40x
-slower than fp32). :class:`DenseRollout` keeps a plain copy of the policy in the compute dtype, with the
-base weights dequantized once and the LoRA deltas merged in; :meth:`DenseRollout.sync` re-merges the
+slower than fp32). [`DenseRollout`][DenseRollout] keeps a plain copy of the policy in the compute dtype, with the
+base weights dequantized once and the LoRA deltas merged in; [`DenseRollout.sync`][DenseRollout.sync] re-merges the
 adapter after each optimizer step, so the rollout samples from exactly the current policy. It costs the
 memory of an unquantized model; ``backend="policy"`` samples from the policy itself instead.
 
-Sampling is keyed (:class:`KeyedSampling`): each completion's random draws are a function of the run seed, the
+Sampling is keyed ([`KeyedSampling`][KeyedSampling]): each completion's random draws are a function of the run seed, the
 step, the prompt's global index and the completion's index in its group, so they do not depend on the process
 that samples it, on the rest of its batch, or on any RNG state. A run on N processes samples what a run on one
 samples.
@@ -73,7 +73,7 @@ def dense_bytes(model: torch.nn.Module, dtype: torch.dtype = torch.bfloat16) -> 
 
 
 def choose_backend(quantized: bool, device_type: str, copy_bytes: int, free_bytes: int | None) -> str:
-    """The ``auto`` rule, as plain numbers: see :func:`resolve_backend`."""
+    """The ``auto`` rule, as plain numbers: see [`resolve_backend`][resolve_backend]."""
     if not quantized:
         return "policy"
     if device_type != "cuda":
@@ -82,7 +82,7 @@ def choose_backend(quantized: bool, device_type: str, copy_bytes: int, free_byte
 
 
 def resolve_backend(backend: str, model: torch.nn.Module) -> str:
-    """Which model the rollout samples from: ``policy`` (itself) or ``dense`` (a :class:`DenseRollout` copy).
+    """Which model the rollout samples from: ``policy`` (itself) or ``dense`` (a [`DenseRollout`][DenseRollout] copy).
 
     ``auto`` picks ``dense`` for a bitsandbytes-quantized policy when the copy is affordable, ``policy``
     otherwise (an unquantized policy is already dense). Measured (docs/performance.md): on CPU the dense copy
@@ -109,7 +109,7 @@ class KeyedSampling:
 
     Each step it applies the temperature, top-k and top-p (transformers' own warpers, in the order ``generate``
     uses) and adds Gumbel noise keyed by ``(row key, decode position, token id)``
-    (:func:`~lightning_reasonattn.functional.keyed.keyed_gumbel`); ``generate(do_sample=False)`` then takes the
+    ([`keyed_gumbel`][lightning_reasonattn.functional.keyed.keyed_gumbel]); ``generate(do_sample=False)`` then takes the
     argmax, which is a draw from the warped softmax (the Gumbel-max trick) that depends on the keys only.
 
     Args:
@@ -174,11 +174,11 @@ def sample(
         prompt_ids: ``[B, P]`` left-padded prompts (repeat each prompt G times beforehand).
         prompt_mask: ``[B, P]``, 0 at padding.
         temperature: ``0`` decodes greedily (``top_p``, ``top_k`` and ``keys`` are then ignored).
-        keys: ``[B]`` int64 row keys: sample with :class:`KeyedSampling` (the draws depend on the keys only);
+        keys: ``[B]`` int64 row keys: sample with [`KeyedSampling`][KeyedSampling] (the draws depend on the keys only);
             ``None`` samples with ``generate``'s own ``do_sample`` from the process RNG.
 
     Returns:
-        :class:`Completions` of width ``<= max_new_tokens``.
+        [`Completions`][Completions] of width ``<= max_new_tokens``.
     """
     was_training = model.training
     model.eval()

@@ -5,8 +5,8 @@ completion always sits in the last ``T`` columns and the hidden states of column
 predict it (column ``P - 1 + j`` predicts completion token ``j``).
 
 Log-probabilities come from the decoder's last hidden states through
-:func:`~lightning_reasonattn.functional.logprobs.chunked_logprobs`, so the ``[B, T, vocab]`` logits are never
-held for the backward; models whose head is not a plain bias-free linear map (soft-capping, logit scaling, a
+[`chunked_logprobs`][lightning_reasonattn.functional.logprobs.chunked_logprobs], so the ``[B, T, vocab]`` logits are
+never held for the backward; models whose head is not a plain bias-free linear map (soft-capping, logit scaling, a
 LoRA-wrapped head) take the plain route through the logits.
 """
 
@@ -106,7 +106,7 @@ def completion_logprobs_entropy(
     """``([B, T] log-probabilities, [B, T] entropies)`` of the ``T = width`` completion tokens.
 
     The log-probabilities carry the gradient (if enabled); the entropies (of the distribution each token
-    was drawn from) do not. Without the full logits where the head allows it (see :func:`fused_head`).
+    was drawn from) do not. Without the full logits where the head allows it (see [`fused_head`][fused_head]).
     """
     targets = input_ids[:, -width:]
     fused = fused_head(model)

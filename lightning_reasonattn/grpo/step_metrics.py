@@ -1,8 +1,8 @@
 """The logged values of a GRPO step, from per-completion values and token sums (pure tensor functions).
 
-Under DDP the per-completion values of every rank are gathered first (:func:`completion_metrics` then sees
-the whole step), and the token statistics are kept as sums and counts so that the sums over ranks give the
-same token-weighted means as one process (:func:`token_sums`, :func:`token_means`).
+Under DDP the per-completion values of every rank are gathered first ([`completion_metrics`][completion_metrics] then
+sees the whole step), and the token statistics are kept as sums and counts so that the sums over ranks give the
+same token-weighted means as one process ([`token_sums`][token_sums], [`token_means`][token_means]).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def completion_metrics(
         log: what the reward functions logged with ``log_metric`` (every rank's values).
 
     Returns:
-        The reward metrics of :func:`~lightning_reasonattn.reward_protocol.reward_metrics` (NaN-aware:
+        The reward metrics of [`reward_metrics`][lightning_reasonattn.reward_protocol.reward_metrics] (NaN-aware:
         ``reward``, ``reward_std``, ``frac_reward_zero_std``, ``rewards/<name>/{mean,std}``, logged metrics),
         and ``completions/{mean,min,max}_length``, ``completions/clipped_ratio``.
     """
@@ -82,7 +82,7 @@ def token_sums(
 
 def token_means(sums: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``entropy``, ``credit/mean_gamma``, ``credit/amplified_frac`` (and ``credit/preplan_rate``,
-    ``credit/anchor_rate``) as token-weighted means of :func:`token_sums` (NaN without tokens)."""
+    ``credit/anchor_rate``) as token-weighted means of [`token_sums`][token_sums] (NaN without tokens)."""
     n = sums["tokens"]
     values = {
         "entropy": sums["entropy"] / n,

@@ -1,10 +1,10 @@
 """Tasks for RL from verifiable rewards: problems generated offline, and local datasets.
 
-- :mod:`~lightning_reasonattn.tasks.countdown`: Countdown (TinyZero protocol), scored by ``countdown_reward``.
-- :mod:`~lightning_reasonattn.tasks.arithmetic`: multi-digit arithmetic with a difficulty knob, scored by
+- ``countdown``: Countdown (TinyZero protocol), scored by ``countdown_reward``.
+- ``arithmetic``: multi-digit arithmetic with a difficulty knob, scored by
   ``numeric_answer_reward``.
-- :mod:`~lightning_reasonattn.tasks.datasets`: prompt templates, :func:`load_prompts` for local JSONL, JSON,
-  parquet and dataset folders, and :func:`apply_chat_template`.
+- ``datasets``: prompt templates, [`load_prompts`][load_prompts] for local JSONL, JSON,
+  parquet and dataset folders, and [`apply_chat_template`][apply_chat_template].
 
 Every generator is a pure function of its arguments (a private ``random.Random(seed)``) that returns a list of
 plain dict records with a ``"prompt"`` and the columns its reward function reads.

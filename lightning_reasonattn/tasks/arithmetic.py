@@ -1,15 +1,15 @@
 """Arithmetic expressions: a safe parser for untrusted ones, and multi-digit problems generated offline.
 
-:func:`parse_arithmetic` evaluates an expression written by a model (a Countdown answer) exactly, with a small
-recursive-descent parser over ``+ - * /`` and parentheses; nothing is ever passed to ``eval``. Its limits
-(:data:`MAX_EXPRESSION_CHARS`, :data:`MAX_DEPTH`, :data:`MAX_OPERANDS`, :data:`MAX_DIGITS`) bound the time
+[`parse_arithmetic`][parse_arithmetic] evaluates an expression written by a model (a Countdown answer) exactly, with a
+small recursive-descent parser over ``+ - * /`` and parentheses; nothing is ever passed to ``eval``. Its limits
+(``MAX_EXPRESSION_CHARS``, ``MAX_DEPTH``, ``MAX_OPERANDS``, ``MAX_DIGITS``) bound the time
 and memory of every call.
 
 A generated problem is an expression such as ``12 + 34 * 56`` over ``+ - *`` (usual precedence, no
 parentheses); its answer is the exact integer value, scored by
-:func:`lightning_reasonattn.rewards.numeric_answer_reward`.
+[`lightning_reasonattn.rewards.numeric_answer_reward`][lightning_reasonattn.rewards.numeric_answer_reward].
 
-Difficulty presets (:data:`DIFFICULTY`), each ``(operands, min digits, max digits, operators)``; explicit
+Difficulty presets ([`DIFFICULTY`][DIFFICULTY]), each ``(operands, min digits, max digits, operators)``; explicit
 arguments override them:
 
 - 0: 2 one-digit operands, ``+`` (``7 + 5``; with ``style="short"`` SmolLM2-135M-Instruct starts near 30%)
@@ -44,7 +44,7 @@ from .splits import disjoint_splits
 MAX_EXPRESSION_CHARS = 1_000
 """Longer arithmetic expressions are rejected before parsing."""
 MAX_DEPTH = 32
-"""Deepest nesting of parentheses and unary signs that :func:`parse_arithmetic` accepts."""
+"""Deepest nesting of parentheses and unary signs that [`parse_arithmetic`][parse_arithmetic] accepts."""
 MAX_OPERANDS = 16
 """Most number literals in one expression."""
 MAX_DIGITS = 12
@@ -138,8 +138,8 @@ def parse_arithmetic(expr: str) -> tuple[Fraction, list[int]]:
 
     Accepts non-negative integer literals of ASCII digits, ``+ - * /`` (also ``×``, ``÷`` and the minus sign
     ``−``), unary signs, parentheses and whitespace. Bounded by construction: at most
-    :data:`MAX_EXPRESSION_CHARS` characters, :data:`MAX_DEPTH` nesting, :data:`MAX_OPERANDS` literals of at
-    most :data:`MAX_DIGITS` digits, so the exact result stays small.
+    ``MAX_EXPRESSION_CHARS`` characters, ``MAX_DEPTH`` nesting, ``MAX_OPERANDS`` literals of at
+    most ``MAX_DIGITS`` digits, so the exact result stays small.
 
     Args:
         expr: the expression, e.g. ``"(93 - 43) + 1"``.
@@ -254,12 +254,12 @@ def generate_arithmetic(
     Args:
         n: how many problems.
         seed: seed of a private ``random.Random``.
-        difficulty: a preset of :data:`DIFFICULTY` (1 easiest to 5).
+        difficulty: a preset of [`DIFFICULTY`][DIFFICULTY] (1 easiest to 5).
         num_operands: overrides the preset's count of operands (at least 2).
         digits: overrides the preset's ``(min, max)`` digits per operand (at least 1).
         operators: overrides the preset's operators, a string drawn from ``"+-*"``.
         chat: prompts as chat messages instead of plain text.
-        style: prompt style, see :func:`arithmetic_prompt`.
+        style: prompt style, see [`arithmetic_prompt`][arithmetic_prompt].
         exclude: expressions never to generate, e.g. a test split's.
 
     Returns:
@@ -313,7 +313,7 @@ def arithmetic_splits(
         n_train: problems in the train split.
         n_test: problems in the test split.
         seed: the seed.
-        **kwargs: passed to :func:`generate_arithmetic`.
+        **kwargs: passed to [`generate_arithmetic`][generate_arithmetic].
 
     Returns:
         ``(train, test)`` records.

@@ -2,9 +2,9 @@
 
 A problem gives 3 or 4 numbers in 1..99 and a target; the answer is an equation over ``+ - * /`` and
 parentheses that uses every number exactly once and equals the target (scored by
-:func:`lightning_reasonattn.rewards.countdown_reward`). Every generated target is reachable: it is drawn
-uniformly from the integers in ``target_range`` that an exhaustive search with exact fractions reaches
-(about 5 ms per 4-number problem). The default ``target_range`` of 1..100 gives two-digit targets like
+[`lightning_reasonattn.rewards.countdown_reward`][lightning_reasonattn.rewards.countdown_reward]). Every generated
+target is reachable: it is drawn uniformly from the integers in ``target_range`` that an exhaustive search with exact
+fractions reaches (about 5 ms per 4-number problem). The default ``target_range`` of 1..100 gives two-digit targets like
 TinyZero's 3-to-4-number Countdown set; widen it (e.g. ``(1, 999)``) for harder problems.
 
 A record is ``{"prompt": str | list[dict], "numbers": list[int], "target": int}``.
@@ -71,13 +71,13 @@ def reachable_values(numbers: Sequence[int]) -> set[Fraction]:
     parts, for every split in two.
 
     Args:
-        numbers: 1 to :data:`MAX_NUMBERS` integers.
+        numbers: 1 to ``MAX_NUMBERS`` integers.
 
     Returns:
         The exact values.
 
     Raises:
-        ValueError: no numbers, or more than :data:`MAX_NUMBERS`.
+        ValueError: no numbers, or more than ``MAX_NUMBERS``.
     """
     if not 1 <= len(numbers) <= MAX_NUMBERS:
         raise ValueError(f"Got {len(numbers)} numbers: the search handles 1 to {MAX_NUMBERS}.")
@@ -186,16 +186,16 @@ def generate_countdown(
 
     Each problem draws its count of numbers uniformly from ``num_numbers``, the numbers uniformly (with
     repetition) from ``number_range``, and the target uniformly from its reachable targets in
-    ``target_range``; numbers without one are redrawn. Problems are distinct by :func:`countdown_key`.
+    ``target_range``; numbers without one are redrawn. Problems are distinct by [`countdown_key`][countdown_key].
 
     Args:
         n: how many problems.
         seed: seed of a private ``random.Random``; the global random state is untouched.
-        num_numbers: the least and most numbers per problem (at most :data:`MAX_NUMBERS`).
+        num_numbers: the least and most numbers per problem (at most ``MAX_NUMBERS``).
         number_range: the smallest and largest given number.
         target_range: the smallest and largest target.
         chat: prompts as chat messages instead of plain text.
-        exclude: problem keys (see :func:`countdown_key`) never to generate, e.g. a test split's.
+        exclude: problem keys (see [`countdown_key`][countdown_key]) never to generate, e.g. a test split's.
 
     Returns:
         Records ``{"prompt", "numbers", "target"}``.
@@ -236,7 +236,7 @@ def generate_countdown(
 def countdown_splits(
     n_train: int, n_test: int, seed: int = 0, **kwargs: Any
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Train and test Countdown problems that share no problem (:func:`countdown_key`).
+    """Train and test Countdown problems that share no problem ([`countdown_key`][countdown_key]).
 
     The test split is drawn first from ``seed``, so it does not change when ``n_train`` does.
 
@@ -244,7 +244,7 @@ def countdown_splits(
         n_train: problems in the train split.
         n_test: problems in the test split.
         seed: the seed.
-        **kwargs: passed to :func:`generate_countdown` (ranges, ``chat``).
+        **kwargs: passed to [`generate_countdown`][generate_countdown] (ranges, ``chat``).
 
     Returns:
         ``(train, test)`` records.

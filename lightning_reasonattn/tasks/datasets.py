@@ -2,7 +2,7 @@
 
 A record is a plain dict with a ``"prompt"`` (a string, or a list of ``{"role", "content"}`` messages) and the
 columns its reward functions read (``"answer"``; ``"numbers"`` and ``"target"`` for Countdown). Records stay
-raw: a trainer formats message prompts with :func:`apply_chat_template` just before tokenizing.
+raw: a trainer formats message prompts with [`apply_chat_template`][apply_chat_template] just before tokenizing.
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def load_prompts(
 
     Returns:
         Records: dicts with ``"prompt"`` (a string or messages), ``"answer"`` if mapped, and every other
-        column. Chat templates are not applied here (see :func:`apply_chat_template`).
+        column. Chat templates are not applied here (see [`apply_chat_template`][apply_chat_template]).
 
     Raises:
         FileNotFoundError: no such file or folder.
