@@ -15,14 +15,22 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 pytest.importorskip("bitsandbytes")
 
 
-def test_cpu_config_runs(tmp_path):
+CPU_CONFIGS = sorted(p.name for p in EXAMPLES.glob("grpo_cpu_*.yaml"))
+
+
+def test_the_cpu_configs_are_found():
+    assert {"grpo_cpu_smollm2.yaml", "grpo_cpu_word_problems.yaml"} <= set(CPU_CONFIGS)
+
+
+@pytest.mark.parametrize("name", CPU_CONFIGS)
+def test_cpu_config_runs(tmp_path, name):
     model = tiny_checkpoint(tmp_path / "model")
-    config = yaml.safe_load((EXAMPLES / "grpo_cpu_smollm2.yaml").read_text())
+    config = yaml.safe_load((EXAMPLES / name).read_text())
     assert config["model"]["model"] is None  # the example itself uses the embedded default model
     argv = [
         "fit",
         "--config",
-        str(EXAMPLES / "grpo_cpu_smollm2.yaml"),
+        str(EXAMPLES / name),
         "--model.model",
         str(model),
         "--trainer.max_steps",

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from .. import rewards as rw
-from ..tasks import arithmetic_splits, countdown_splits, load_prompts
+from ..tasks import arithmetic_splits, countdown_splits, load_prompts, word_problem_splits
 from .distributed import shard
 from .settings import RewardSettings, TaskSettings
 
@@ -18,10 +18,10 @@ BUILTIN_REWARDS: dict[str, Callable] = {
     "numeric": rw.numeric_answer_reward,
     "format": rw.format_reward,
 }
-DEFAULT_REWARDS = {"countdown": ["countdown"], "arithmetic": ["numeric"]}
+DEFAULT_REWARDS = {"countdown": ["countdown"], "arithmetic": ["numeric"], "word_problems": ["numeric"]}
 
 
-GENERATED_TASKS = ("countdown", "arithmetic")
+GENERATED_TASKS = ("countdown", "arithmetic", "word_problems")
 """Task names generated offline; any other name is a file or folder of records."""
 
 
@@ -44,6 +44,10 @@ def task_records(
         train, test = countdown_splits(task.n_train, task.n_test, task.seed, chat=chat)
     elif task.name == "arithmetic":
         train, test = arithmetic_splits(
+            task.n_train, task.n_test, task.seed, difficulty=task.difficulty, chat=chat, style=task.style
+        )
+    elif task.name == "word_problems":
+        train, test = word_problem_splits(
             task.n_train, task.n_test, task.seed, difficulty=task.difficulty, chat=chat, style=task.style
         )
     elif not Path(task.name).exists():

@@ -27,7 +27,8 @@ LossType = Literal["token-mean", "seq-mean-token-mean", "dr-grpo", "dapo", "grpo
 ScaleRewards = Literal["group", "batch", "none"]
 Backend = Literal["auto", "policy", "dense"]
 Optimizer = Literal["adamw", "adamw_8bit"]
-TaskStyle = Literal["r1", "short"]
+TaskStyle = Literal["r1", "short", "plain"]
+TASK_STYLES = {"arithmetic": ("r1", "short"), "word_problems": ("r1", "plain")}  # countdown has one prompt
 
 LOSS_ALIASES = {"dapo": "token-mean", "grpo": "seq-mean-token-mean", "dr_grpo": "dr-grpo"}
 """TRL ``GRPOConfig.loss_type`` names with the same aggregation here."""
@@ -48,13 +49,15 @@ class TaskSettings:
     """Where prompts come from.
 
     Attributes:
-        name: 'countdown' or 'arithmetic' (generated offline), or a local JSONL / JSON / parquet file or dataset folder.
+        name: 'countdown', 'arithmetic' or 'word_problems' (generated offline), or a local JSONL / JSON / parquet
+            file or dataset folder.
         n_train: problems generated for training (generated tasks only).
         n_test: problems held out for evaluation, never trained on (generated tasks only; 0: none).
         seed: generator seed of a generated task.
         chat: prompts as chat messages (None: when the tokenizer has a chat template).
-        difficulty: arithmetic difficulty preset, 0 (one-digit sums) to 5.
-        style: arithmetic prompt style: 'r1' (think / answer tags) or 'short' (the number only).
+        difficulty: difficulty preset of arithmetic and word problems, 0 (easiest) to 5.
+        style: prompt style: 'r1' (think / answer tags), 'short' (arithmetic: the number only) or 'plain' (word
+            problems: the question alone).
         prompt_column: prompt column of a file.
         answer_column: reference-answer column of a file (renamed 'answer'; None: the file's 'answer' column).
     """
@@ -71,11 +74,18 @@ class TaskSettings:
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"task.name={self.name!r} is invalid: use 'countdown', 'arithmetic' or a file path.")
+            raise ValueError(
+                f"task.name={self.name!r} is invalid: use 'countdown', 'arithmetic', 'word_problems' or a file path."
+            )
         check_number("task.n_train", self.n_train, low=1, integer=True)
         check_number("task.n_test", self.n_test, low=0, integer=True)
         check_number("task.difficulty", self.difficulty, low=0, high=5, integer=True)
         check_choice("task.style", self.style, TaskStyle)
+        styles = TASK_STYLES.get(self.name)
+        if styles is not None and self.style not in styles:
+            raise ValueError(
+                f"task.style={self.style!r} does not apply to task {self.name!r}: use one of {', '.join(styles)}."
+            )
 
 
 @dataclass(frozen=True)

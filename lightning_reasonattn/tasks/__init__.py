@@ -3,6 +3,8 @@
 - ``countdown``: Countdown (TinyZero protocol), scored by ``countdown_reward``.
 - ``arithmetic``: multi-digit arithmetic with a difficulty knob, scored by
   ``numeric_answer_reward``.
+- ``word_problems``: short word problems with small numbers (a count that changes over a few steps), scored by
+  ``numeric_answer_reward``.
 - ``datasets``: prompt templates, [`load_prompts`][load_prompts] for local JSONL, JSON,
   parquet and dataset folders, and [`apply_chat_template`][apply_chat_template].
 
@@ -21,10 +23,13 @@ from .countdown import (
     solve_countdown,
 )
 from .datasets import SYSTEM_PROMPT, apply_chat_template, load_prompts, r1_messages, r1_prompt
+from .word_problems import DIFFICULTY as WORD_PROBLEM_DIFFICULTY
+from .word_problems import generate_word_problems, word_problem_prompt, word_problem_splits
 
 __all__ = [
     "DIFFICULTY",
     "SYSTEM_PROMPT",
+    "WORD_PROBLEM_DIFFICULTY",
     "apply_chat_template",
     "arithmetic_prompt",
     "arithmetic_splits",
@@ -33,10 +38,13 @@ __all__ = [
     "countdown_splits",
     "generate_arithmetic",
     "generate_countdown",
+    "generate_word_problems",
     "load_prompts",
     "r1_messages",
     "r1_prompt",
     "reachable_targets",
     "reachable_values",
     "solve_countdown",
+    "word_problem_prompt",
+    "word_problem_splits",
 ]
