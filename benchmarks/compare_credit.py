@@ -160,15 +160,21 @@ def fit_command(args, strategy: str, seed: int, log_dir: Path) -> list[str]:
     return cmd + args.extra
 
 
-def run_logged(cmd: list[str], log_dir: Path, what: str) -> list[dict]:
-    """Run a ``reasonattn`` command whose CSV logger writes under ``log_dir``; its metrics.csv rows."""
+def run_to_file(cmd: list[str], log_dir: Path, what: str) -> str:
+    """Run a ``reasonattn`` command with its output in ``log_dir/output.txt``; that output."""
     shutil.rmtree(log_dir, ignore_errors=True)  # a run cut off midway starts over
     log_dir.mkdir(parents=True)
     with open(log_dir / "output.txt", "w") as out:
         done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False, cwd=ROOT)
+    text = (log_dir / "output.txt").read_text()
     if done.returncode != 0:
-        tail = (log_dir / "output.txt").read_text()[-3000:]
-        raise RuntimeError(f"{what} failed (exit {done.returncode}); its output is in {log_dir}:\n{tail}")
+        raise RuntimeError(f"{what} failed (exit {done.returncode}); its output is in {log_dir}:\n{text[-3000:]}")
+    return text
+
+
+def run_logged(cmd: list[str], log_dir: Path, what: str) -> list[dict]:
+    """Run a ``reasonattn fit`` whose CSV logger writes under ``log_dir``; its metrics.csv rows."""
+    run_to_file(cmd, log_dir, what)
     (path,) = log_dir.rglob("metrics.csv")
     with open(path) as fh:
         return list(csv.DictReader(fh))
@@ -181,17 +187,17 @@ def baseline(args, out: Path) -> dict:
         return json.loads(path.read_text())
     cmd = [
         sys.executable, "-m", "lightning_reasonattn.cli", "validate", "--config", args.config,
-        "--trainer.logger.init_args.save_dir", str(out / "logs" / "baseline"),
         "--trainer.callbacks", "[]",
         "--trainer.enable_progress_bar", "false",
         *args.extra,
     ]  # fmt: skip
     start = time.perf_counter()
-    rows = run_logged(cmd, out / "logs" / "baseline", "the baseline validation")
-    (row,) = [r for r in rows if r.get("val/reward")]
+    text = run_to_file(cmd, out / "logs" / "baseline", "the baseline validation")
+    # validate writes no log folder; it prints each metric as a last line "name = value"
+    values = dict(line.split(" = ", 1) for line in text.splitlines() if line.startswith("val/") and " = " in line)
     result = {
-        "val_reward": float(row["val/reward"]),
-        "val_length": float(row["val/completions/mean_length"]),
+        "val_reward": float(values["val/reward"]),
+        "val_length": float(values["val/completions/mean_length"]),
         "seconds": time.perf_counter() - start,
     }
     path.write_text(json.dumps(result, indent=1))

@@ -52,9 +52,17 @@ def countdown_prompts(n: int, seed: int, chat: bool) -> list[dict[str, Any]]:
     return generate_countdown(n, seed, chat=chat)
 
 
+def word_problem_prompts(n: int, seed: int, chat: bool) -> list[dict[str, Any]]:
+    """``n`` two-step word problems (difficulty 2, the question alone); see ``tasks.generate_word_problems``."""
+    from .tasks import generate_word_problems
+
+    return generate_word_problems(n, seed, difficulty=2, chat=chat, style="plain")
+
+
 PROMPT_SETS: dict[str, Callable[[int, int, bool], list[dict[str, Any]]]] = {
     "arithmetic": arithmetic_prompts,
     "countdown": countdown_prompts,
+    "word_problems": word_problem_prompts,
 }
 """Built-in prompt sets for ``--prompts NAME``: ``name -> fn(n, seed, chat)`` returning records with a
 ``"prompt"`` (chat messages when ``chat``). Register another set by adding an entry."""

@@ -162,7 +162,12 @@ def _top_p_above_one(tmp_path, model) -> int:
 
 
 BAD_SURVEY_RUNS = [  # (name, the run, its exit status, fragment of the error on stderr)
-    ("unknown prompt set", _unknown_prompt_set, 1, "'gsm9k' is neither a built-in set (arithmetic, countdown)"),
+    (
+        "unknown prompt set",
+        _unknown_prompt_set,
+        1,
+        "'gsm9k' is neither a built-in set (arithmetic, countdown, word_problems)",
+    ),
     ("--out is a file", _out_is_a_file, 1, "is a file: pass a folder"),
     ("--top-p 1.5", _top_p_above_one, 2, "not a number in (0, 1]"),
 ]

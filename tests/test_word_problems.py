@@ -111,3 +111,14 @@ def test_a_trainer_task_by_name():
     assert train == word_problem_splits(40, 10, seed=2, difficulty=3, chat=True)[0]
     funcs, _ = reward_functions(RewardSettings(), task)
     assert funcs == [numeric_answer_reward]
+
+
+def test_survey_has_the_word_problems_set():
+    """`reasonattn survey --prompts word_problems`: two-step stories, the question alone as the user message."""
+    from lightning_reasonattn.survey import PROMPT_SETS
+
+    records = PROMPT_SETS["word_problems"](5, 0, True)
+    assert len({r["question"] for r in records}) == 5
+    for r in records:
+        assert r["prompt"] == [{"role": "user", "content": r["question"]}]
+        assert r["expression"].count("+") + r["expression"].count("-") == 2  # two changes after the start

@@ -146,7 +146,7 @@ class ReasonattnCLI(LightningCLI):
             raise CommandError(
                 f"task {task.name!r} has no held-out split (a task read from a file trains on all its records; a "
                 f"generated one holds out task.n_test={task.n_test} problems): validate needs a generated task "
-                "(countdown, arithmetic) with task.n_test > 0."
+                "(countdown, arithmetic, word_problems) with task.n_test > 0."
             )
         print(f"held-out problems: {len(model._task_splits()[1])}, one greedy completion each")
         for name, value in sorted(results[0].items()):
