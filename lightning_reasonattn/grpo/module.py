@@ -20,12 +20,8 @@ DDP's averaged gradient the gradient of the whole step's loss, and every logged 
 
 from __future__ import annotations
 
-import json
-import math
 import time
 import warnings
-from dataclasses import asdict
-from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
@@ -39,7 +35,8 @@ from ..functional.keyed import keyed_uniform, mix
 from ..models import LoraSettings, Quantization, add_lora, lean_lora_casts, load_model, lost_update_fraction
 from ..reward_protocol import RewardLog, TrainerState, conversational_completions, score_completions
 from .advantages import group_advantages, token_advantages
-from .checkpoint import apply_optim_settings, base_record, check_resume, use_atomic_checkpoint_io
+from .checkpoint import use_atomic_checkpoint_io
+from .checkpoint_hooks import CheckpointHooks
 from .data import GENERATED_TASKS, HeldOut, PromptStream, reward_functions, task_records
 from .distributed import (
     check_held_out,
@@ -47,11 +44,7 @@ from .distributed import (
     check_strategy,
     frozen_names,
     gather_columns,
-    gather_objects,
-    rng_states,
     run_seed,
-    set_rng_states,
-    sum_and_max_over_ranks,
 )
 from .loss import minibatches, policy_loss
 from .rollout import DenseRollout, resolve_backend, sample
@@ -63,16 +56,16 @@ from .settings import (
     SamplingSettings,
     TaskSettings,
     as_settings,
-    plain,
 )
 from .step import completion_logprobs, encode_prompts, measured_logprobs, score
 from .step_data import Completed, Rollouts, Scored
-from .step_metrics import LOSS_STATS, completion_metrics, token_means, token_sums, update_means
+from .step_logging import StepLogging
+from .step_metrics import LOSS_STATS
 
 SAMPLE_STREAM, CREDIT_STREAM = 1, 2  # the keyed random streams of a run: sampling, the random credit strategy
 
 
-class RhythmGRPO(pl.LightningModule):
+class RhythmGRPO(StepLogging, CheckpointHooks, pl.LightningModule):
     """GRPO with rhythm credit on a (4-bit, LoRA) causal LM, on one device or several (Lightning's DDP).
 
     Every argument is checked when the module is built, before any model loads (a settings dataclass checks
@@ -520,98 +513,3 @@ class RhythmGRPO(pl.LightningModule):
             self._val_means[key].update(value.to(self.device, torch.float32))
             self.log(name, self._val_means[key], on_step=False, on_epoch=True, batch_size=len(batch),
                      prog_bar=name == "val/reward", metric_attribute=f"_val_means.{key}")  # fmt: skip
-
-    # ------------------------------------------------------------------ logging
-    def _log_step(self, rollouts: Rollouts, scored: Scored, update_sums: dict[str, torch.Tensor]) -> None:
-        """Log the step's values over all ranks' completions (each rank logs the same numbers)."""
-        done = scored.step
-        logged = RewardLog()  # log_metric values of every rank
-        for metrics in gather_objects(scored.log.metrics, self._world_size):
-            for name, seen in metrics.items():
-                logged.metrics.setdefault(name, []).extend(seen)
-        values = completion_metrics(
-            done.rewards, done.per_function, done.lengths, done.truncated, self.group_size, logged
-        )
-        m = rollouts.completion_mask
-        preplan = anchor = None
-        if scored.traces and scored.traces[0] is not None:
-            width = rollouts.width
-            preplan = torch.cat([t.preplan[:, -width:] for t in scored.traces])
-            anchor = torch.cat([t.anchor[:, -width:] for t in scored.traces])
-        local = token_sums(m, scored.entropy, scored.gamma, preplan, anchor) | update_sums
-        local["tokens_per_sec/rollout"] = m.sum() / max(rollouts.seconds, 1e-9)
-        if self.device.type == "cuda":  # the step's own high-water mark, the largest over the ranks
-            local["memory/peak_gib"] = torch.tensor(torch.cuda.max_memory_allocated(self.device) / 2**30)
-        total, largest = sum_and_max_over_ranks(self._strategy, local, self.device)
-        values |= token_means(total) | update_means(total, largest, self._world_size)
-        batch = rollouts.ids.shape[0]
-        for name, value in values.items():  # equal on every rank: nothing left for Lightning to reduce
-            bar = name in ("reward", "tokens_per_sec/rollout")
-            self.log(name, value.float().cpu(), prog_bar=bar, on_step=True, on_epoch=False, batch_size=batch)
-        every = self.log_completions_every_n_steps
-        if every and self.global_step % every == 0:
-            self._write_completions(rollouts, scored)
-
-    def _write_completions(self, rollouts: Rollouts, scored: Scored) -> None:
-        """Append the first completion of every prompt of the step (all ranks') to ``completions.jsonl``."""
-        log_dir = self.trainer.log_dir if self._trainer is not None else None  # a broadcast: every rank reads it
-        n = len(rollouts.texts)
-        extra = {k: v for k, v in scored.log.extra.items() if len(v) == n}  # log_extra columns, one value each
-        rows = []
-        for i in range(0, n, self.group_size):  # the first completion of every prompt
-            reward = float(scored.rewards[i])
-            rows.append({"step": self.global_step, "prompt": rollouts.prompts[i], "completion": rollouts.texts[i],
-                         "reward": None if math.isnan(reward) else reward,  # null: no reward function applied
-                         **{k: v[i] for k, v in extra.items()}})  # fmt: skip
-        every_rank = gather_objects(rows, self._world_size)
-        if not log_dir or self.global_rank != 0:
-            return
-        path = Path(log_dir) / "completions.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a") as fh:
-            for row in (row for part in every_rank for row in part):
-                fh.write(json.dumps(row, default=str) + "\n")  # log_extra values may be any type
-
-    # ------------------------------------------------------------------ checkpoints
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        trainable = {name for name, p in self.named_parameters() if p.requires_grad}
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
-        # plain data only, so that the checkpoint loads with torch.load(weights_only=True)
-        checkpoint["hyper_parameters"] = plain(checkpoint.get("hyper_parameters", {}))
-        # Lightning writes the checkpoint on rank 0 only, but calls this hook on every rank: gather each
-        # rank's RNG states (they drive only LoRA dropout: sampling and random credit are keyed).
-        checkpoint["rng_states"] = gather_objects(rng_states(), self._world_size)
-        checkpoint["sampling_seed"] = self._seed
-        checkpoint["reasonattn_settings"] = {
-            "credit": asdict(self.credit_settings),
-            "loss": asdict(self.loss_settings),
-        }
-        checkpoint["reasonattn_base"] = base_record(self)  # the base that `reasonattn export` tells users to load
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Apply the resume rule (see ``grpo.checkpoint``), log what came from where; restore the RNG states."""
-        from lightning.pytorch.trainer.states import TrainerFn
-        from lightning.pytorch.utilities import rank_zero_info
-
-        if self._trainer is not None:  # (load_from_checkpoint builds the module from the checkpoint's own settings)
-            training = self.trainer.state.fn == TrainerFn.FITTING
-            rank_zero_info(check_resume(checkpoint, dict(self.hparams), self.trainer.ckpt_path, training))
-            apply_optim_settings(checkpoint, self.optim.lr, self.optim.weight_decay, self._warmup)
-            if not training:  # validation takes the adapter only: no checkpoint callback to restore (nor warn about)
-                checkpoint.pop("callbacks", None)
-        self._restore_rng_states(checkpoint)
-
-    def _restore_rng_states(self, checkpoint: dict) -> None:
-        """The run's sampling seed, and this rank's RNG states (a rank the checkpoint has none for keeps its own)."""
-        if checkpoint.get("sampling_seed") is not None:
-            self._seed = checkpoint["sampling_seed"]
-        states = checkpoint.get("rng_states") or []
-        states = states if isinstance(states, list) else [states]  # one dict: a checkpoint of an older version
-        if self.global_rank < len(states):
-            set_rng_states(states[self.global_rank])
-        elif states:
-            warnings.warn(
-                f"the checkpoint holds the RNG states of {len(states)} process(es); process {self.global_rank} "
-                "keeps its seeded state. Only LoRA dropout draws from it (sampling is keyed to the prompt).",
-                stacklevel=2,
-            )
