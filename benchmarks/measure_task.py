@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/measure_task.py word_problems:difficulty=2:style=answer          # the embedded model
+    python benchmarks/measure_task.py word_problems:difficulty=1:style=plain --temperature 0.5  # the embedded model
     python benchmarks/measure_task.py arithmetic:difficulty=0:style=r1 word_problems:difficulty=1 --n 64
 
 Each positional argument is a task, ``NAME[:FIELD=VALUE...]`` with ``TaskSettings`` fields (``difficulty``,
