@@ -56,6 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default="compare_credit_out", help="folder of the per-run results (resumable)")
     parser.add_argument("--plot", default=None, help="write the learning curves to this PNG")
     parser.add_argument("--target-gap", type=float, default=0.105, help="gap to size the sample for (0.105)")
+    parser.add_argument(
+        "--report-only", action="store_true", help="tabulate the finished runs in --out, run nothing new"
+    )
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more reasonattn fit arguments")
     return parser.parse_args(argv)
 
@@ -240,7 +243,7 @@ def plot(results: dict[str, list[dict]], start: float, path: str, title: str) ->
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
     for strategy, runs in results.items():
-        steps = [0, *runs[0]["val_steps"]]
+        steps = [0, *(s + 1 for s in runs[0]["val_steps"])]  # logged at the last step's index: after s + 1 steps
         curves = [[start, *r["val_reward"]] for r in runs]
         mean = [statistics.mean(c) for c in zip(*curves, strict=True)]
         sd = [statistics.stdev(c) if len(c) > 1 else 0.0 for c in zip(*curves, strict=True)]
@@ -320,10 +323,13 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, list[dict]] = {s: [] for s in args.strategies}
     for seed in args.seeds:
         for strategy in args.strategies:
+            if args.report_only and not (out / f"{strategy}-seed{seed}.json").exists():
+                continue
             r = train(args, strategy, seed, out)
             results[strategy].append(r)
             vals = ", ".join(f"{v:.2f}" for v in r["val_reward"])
             print(f"  {strategy} seed {seed}: val/reward {vals}; {r['seconds']:.0f} s", flush=True)
+    results = {s: runs for s, runs in results.items() if runs}
     config = Path(args.config).resolve()
     shown = config.relative_to(ROOT) if config.is_relative_to(ROOT) else config.name
     runs = next(iter(results.values()))
@@ -333,7 +339,8 @@ def main(argv: list[str] | None = None) -> None:
         plot(results, start["val_reward"], args.plot, title + " (band: ±1 sd over seeds)")
     total = sum(r["seconds"] for rs in results.values() for r in rs) + start["seconds"]
     print()
-    print(f"config {shown}, {steps} steps, seeds {args.seeds}, validations at steps {val_steps}")
+    after = [s + 1 for s in val_steps]  # a validation is logged at the index of the step before it
+    print(f"config {shown}, {steps} steps, seeds {args.seeds}, validations after steps {after}")
     print(f"{sum(len(rs) for rs in results.values())} runs, {total / 60:.0f} min of run time in all")
     if args.extra:
         print(f"extra arguments: {' '.join(args.extra)}")
