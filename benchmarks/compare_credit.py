@@ -295,12 +295,14 @@ def summary(results: dict[str, list[dict]], start: dict, args, n_test: int | Non
             mean, low, high = paired_interval(diffs)
             cells.append(f"{name} {mean:+.3f} [{low:+.3f}, {high:+.3f}]")
             if name == "val last" and len(diffs) > 1:
-                sds.append(statistics.stdev(diffs))
+                sds.append((len(diffs) - 1, statistics.variance(diffs)))
         lines.append(f"  {s + ' - uniform':<20} ({len(pairs)} seeds): " + ";  ".join(cells))
     if sds and n_test:
         reward = statistics.mean(r["val_reward"][-1] for runs in results.values() for r in runs)
         lines += ["", f"seeds needed to resolve a gap of {args.target_gap:+.3f} in val last (5% two-sided, 80% power):"]
-        lines += sample_size_lines(statistics.mean(sds), reward, n_test, args.target_gap)
+        # the strategies' paired variances pooled, weighted by their degrees of freedom
+        pooled = math.sqrt(sum(df * var for df, var in sds) / sum(df for df, _ in sds))
+        lines += sample_size_lines(pooled, reward, n_test, args.target_gap)
     return lines
 
 
@@ -334,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     shown = config.relative_to(ROOT) if config.is_relative_to(ROOT) else config.name
     runs = next(iter(results.values()))
     steps, val_steps = len(runs[0]["train_reward"]), runs[0]["val_steps"]
-    title = f"{shown}: {steps} steps, seeds {args.seeds}"
+    title = f"{shown}: {steps} steps"
     if args.plot:
         plot(results, start["val_reward"], args.plot, title + " (band: ±1 sd over seeds)")
     total = sum(r["seconds"] for rs in results.values() for r in rs) + start["seconds"]
