@@ -23,6 +23,8 @@ DEFAULT_REWARDS = {"countdown": ["countdown"], "arithmetic": ["numeric"], "word_
 
 GENERATED_TASKS = ("countdown", "arithmetic", "word_problems")
 """Task names generated offline; any other name is a file or folder of records."""
+STYLED_SPLITS = {"arithmetic": arithmetic_splits, "word_problems": word_problem_splits}
+"""Generated tasks whose splits take ``difficulty`` and ``style``."""
 
 
 def task_records(
@@ -42,12 +44,8 @@ def task_records(
     """
     if task.name == "countdown":
         train, test = countdown_splits(task.n_train, task.n_test, task.seed, chat=chat)
-    elif task.name == "arithmetic":
-        train, test = arithmetic_splits(
-            task.n_train, task.n_test, task.seed, difficulty=task.difficulty, chat=chat, style=task.style
-        )
-    elif task.name == "word_problems":
-        train, test = word_problem_splits(
+    elif task.name in STYLED_SPLITS:  # generators with a difficulty preset and a prompt style
+        train, test = STYLED_SPLITS[task.name](
             task.n_train, task.n_test, task.seed, difficulty=task.difficulty, chat=chat, style=task.style
         )
     elif not Path(task.name).exists():
