@@ -37,7 +37,7 @@ STAMP := $(VENV)/.reasonattn-installed
 
 help:
 	@echo "make demo   - set up $(VENV) and run 'reasonattn analyze' on the embedded default model"
-	@echo "make test   - set up $(VENV), then ruff, pytest and a strict docs build (fails on any docs warning)"
+	@echo "make test   - set up $(VENV), then ruff, the import contracts, pytest and a strict docs build (fails on any docs warning)"
 	@echo "make docs   - serve the docs site locally (mkdocs serve)"
 	@echo "make bench  - run benchmarks/bench_capture.py"
 	@echo "make clean  - remove build outputs (keeps $(VENV); 'rm -rf $(VENV)' for a fresh one)"
@@ -67,6 +67,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports  # the package's layering: the contracts in pyproject.toml
 
 test: lint
 	$(BIN)/pytest -q

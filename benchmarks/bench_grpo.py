@@ -205,7 +205,6 @@ def run_rhythm(args, route: str, folder: Path) -> dict:
     import torch
 
     from lightning_reasonattn.grpo import RhythmGRPO
-    from lightning_reasonattn.grpo.rollout import DenseRollout
     from lightning_reasonattn.grpo.settings import (
         CreditSettings,
         LossSettings,
@@ -215,6 +214,7 @@ def run_rhythm(args, route: str, folder: Path) -> dict:
         TaskSettings,
     )
     from lightning_reasonattn.models import LoraSettings
+    from lightning_reasonattn.rollout.dense import DenseRollout
 
     pl.seed_everything(args.seed, verbose=False)
     backend = "policy" if route == "uniform-alt" else "auto"

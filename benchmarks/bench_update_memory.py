@@ -45,8 +45,12 @@ def parse_args() -> argparse.Namespace:
 
 def saved_bytes(model, ids: torch.Tensor, width: int, fused: bool) -> int:
     """Bytes of the distinct non-weight tensors saved for backward in one update forward."""
-    from lightning_reasonattn.grpo.step import completion_logits, completion_logprobs_entropy, selective_log_softmax
     from lightning_reasonattn.models import lean_lora_casts
+    from lightning_reasonattn.rollout.logprobs import (
+        completion_logits,
+        completion_logprobs_entropy,
+        selective_log_softmax,
+    )
 
     weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
     weights |= {b.untyped_storage().data_ptr() for b in model.buffers()}

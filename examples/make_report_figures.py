@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from lightning_reasonattn import capture_group_maps, capture_rhythm
-from lightning_reasonattn.cli import DEFAULT_PROMPT, generate
+from lightning_reasonattn.analysis import DEFAULT_PROMPT, generate
 from lightning_reasonattn.models import load_model
 from lightning_reasonattn.report import default_span, write_report
 

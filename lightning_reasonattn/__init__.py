@@ -1,11 +1,10 @@
 """lightning_reasonattn: see and train the preplan-and-anchor attention rhythm of reasoning LMs."""
 
-from .callbacks import AttentionRhythmMonitor
+from .callbacks import AttentionRhythmMonitor, RhythmReport
 from .capture import capture_group_maps, capture_rhythm, rhythm_capture
 from .functional import RhythmTrace, credit_gamma
 from .grpo import RhythmGRPO
 from .metrics import FutureAttentionInfluence, RhythmCoupling, WindowedAverageAttentionDistance
-from .report_callback import RhythmReport
 from .survey import SurveySettings, run_survey
 
 __version__ = "0.1.0"

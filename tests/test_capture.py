@@ -4,8 +4,8 @@ import pytest
 import torch
 from conftest import FAMILIES, LargestTensor, tiny_model
 
-from lightning_reasonattn.blockwise import StatsRecorder
 from lightning_reasonattn.capture import capture_group_maps, capture_rhythm, rhythm_capture
+from lightning_reasonattn.capture.blockwise import StatsRecorder
 from lightning_reasonattn.functional import rhythm_from_attentions, select_layers
 
 FLOATS = ("waad", "fai", "waad_jumps")

@@ -11,14 +11,14 @@ import pytest
 import torch
 from conftest import HAS_SMOLLM2, SMOLLM2_MISSING, BadInput
 
-from lightning_reasonattn import cli, models, testing
+from lightning_reasonattn import analysis, cli, models, testing
 from lightning_reasonattn.functional import rhythm_from_attentions, select_layers
 
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A random 4-layer Llama with a byte-level BPE tokenizer (vocab 300) trained in memory; no pad token."""
-    texts = (cli.DEFAULT_PROMPT, "Let us think step by step.\nThe answer is 5 pm.")
+    texts = (analysis.DEFAULT_PROMPT, "Let us think step by step.\nThe answer is 5 pm.")
     path = tmp_path_factory.mktemp("tiny-llama")
     return testing.tiny_checkpoint(path, texts=texts, vocab_size=300, hidden_size=32, intermediate_size=64)
 
@@ -59,7 +59,7 @@ def test_analyze_tiny_model(tiny_checkpoint, tmp_path, capsys):
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
     prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": cli.DEFAULT_PROMPT}], add_generation_prompt=True, tokenize=False
+        [{"role": "user", "content": analysis.DEFAULT_PROMPT}], add_generation_prompt=True, tokenize=False
     )
     prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
     assert record["input_ids"][: record["prompt_length"]] == prompt_ids
@@ -177,10 +177,10 @@ def test_analyze_empty_prompt_without_chat_template(tmp_path, capsys):
 
 
 def test_escape_token():
-    assert cli.escape_token("a\nb\tc\\") == "a\\nb\\tc\\\\"
-    assert cli.escape_token("\x00") == "\\x00"
-    assert cli.escape_token("x" * 40) == "x" * 13 + "..."
-    assert len(cli.escape_token("\n" * 40)) == cli.TOKEN_WIDTH
+    assert analysis.escape_token("a\nb\tc\\") == "a\\nb\\tc\\\\"
+    assert analysis.escape_token("\x00") == "\\x00"
+    assert analysis.escape_token("x" * 40) == "x" * 13 + "..."
+    assert len(analysis.escape_token("\n" * 40)) == analysis.TOKEN_WIDTH
 
 
 @pytest.mark.skipif(not HAS_SMOLLM2, reason=SMOLLM2_MISSING)

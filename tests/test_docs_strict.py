@@ -158,12 +158,19 @@ def test_full_path_cross_references_name_real_objects():
 API_PAGE = ROOT / "docs" / "api.md"
 # Modules the API page leaves out: command-line handlers, internals behind the capture, test helpers.
 NOT_ON_THE_API_PAGE = {
-    "lightning_reasonattn.blockwise": "the capture's internals, behind capture_rhythm",
+    "lightning_reasonattn.arguments": "argument types of the reasonattn commands",
+    "lightning_reasonattn.callbacks": "a package whose names are rendered from their modules",
+    "lightning_reasonattn.capture": "a package whose names are rendered from their modules",
+    "lightning_reasonattn.capture.blockwise": "the capture's internals, behind capture_rhythm",
+    "lightning_reasonattn.capture.eager": "the capture's internals, behind capture_rhythm",
+    "lightning_reasonattn.capture.hf_attention": "the capture's internals, behind capture_rhythm",
     "lightning_reasonattn.cli": "the reasonattn command",
     "lightning_reasonattn.grpo": "a package whose names are rendered from their modules",
     "lightning_reasonattn.grpo.cli": "the fit / validate / export commands",
     "lightning_reasonattn.grpo.data": "RhythmGRPO's data plumbing",
-    "lightning_reasonattn.survey_cli": "the survey command",
+    "lightning_reasonattn.rollout": "a package whose names are rendered from their modules",
+    "lightning_reasonattn.survey": "a package whose names are rendered from their modules",
+    "lightning_reasonattn.survey.command": "the survey command",
     "lightning_reasonattn.testing": "tiny models for tests and docs examples",
 }
 
@@ -192,7 +199,7 @@ def test_rewards_page_lists_what_is_not_rendered_elsewhere():
     griffe = pytest.importorskip("griffe")  # what mkdocstrings reads the package with
 
     rewards = griffe.load("lightning_reasonattn", search_paths=[str(ROOT)])["rewards"]
-    homes = ("lightning_reasonattn.reward_protocol", "lightning_reasonattn.answers")
+    homes = ("lightning_reasonattn.rewards.protocol", "lightning_reasonattn.rewards.answers")
     elsewhere = {name for name in rewards.exports if rewards[name].canonical_path.rsplit(".", 1)[0] in homes}
     text = API_PAGE.read_text(encoding="utf-8")
     block = text[text.index("::: lightning_reasonattn.rewards\n") :].split("\n\n")[0]

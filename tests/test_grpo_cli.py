@@ -19,9 +19,10 @@ from test_grpo_module import write_config
 
 from lightning_reasonattn import cli
 from lightning_reasonattn.functional.credit import STRATEGIES
-from lightning_reasonattn.grpo import advantages, loss, rollout, settings
+from lightning_reasonattn.grpo import advantages, loss, settings
 from lightning_reasonattn.grpo.checkpoint import CheckpointError, load_checkpoint
 from lightning_reasonattn.models import LoraSettings
+from lightning_reasonattn.rollout import dense as rollout
 from lightning_reasonattn.testing import tiny_checkpoint
 
 pytest.importorskip("bitsandbytes")

@@ -228,7 +228,7 @@ def test_validation_logs_held_out_greedy_reward(tmp_path, checkpoint, sanity_ste
 def test_greedy_sampling_is_deterministic():
     from conftest import tiny_model
 
-    from lightning_reasonattn.grpo.rollout import sample
+    from lightning_reasonattn.rollout.sampling import sample
 
     model = tiny_model("llama")
     prompts = torch.tensor([[0, 0, 5, 6], [3, 4, 5, 6]])
@@ -240,7 +240,7 @@ def test_greedy_sampling_is_deterministic():
     assert torch.equal(runs[0], runs[1])
     # and it is the argmax continuation: the first new token of each row is the model's top logit
     with torch.no_grad():
-        from lightning_reasonattn.grpo.step import position_ids
+        from lightning_reasonattn.rollout.logprobs import position_ids
 
         logits = model(input_ids=prompts, attention_mask=mask, position_ids=position_ids(mask)).logits[:, -1]
     assert torch.equal(runs[0][:, 0], logits.argmax(-1))

@@ -8,7 +8,7 @@ import torch
 from conftest import tiny_model
 from transformers import AutoModelForCausalLM, Gemma2Config
 
-from lightning_reasonattn.grpo.step import completion_logprobs_entropy, fused_head, position_ids
+from lightning_reasonattn.rollout.logprobs import completion_logprobs_entropy, fused_head, position_ids
 
 
 def reference(model, ids, mask, width, temperature):

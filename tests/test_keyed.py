@@ -5,7 +5,7 @@ import torch
 from conftest import tiny_model
 
 from lightning_reasonattn.functional.keyed import hash32, keyed_uniform, mix
-from lightning_reasonattn.grpo.rollout import KeyedSampling, sample
+from lightning_reasonattn.rollout.sampling import KeyedSampling, sample
 
 
 @pytest.fixture(autouse=True)

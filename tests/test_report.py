@@ -18,15 +18,15 @@ from test_capture import batch, eager_maps
 from torch.utils.data import DataLoader
 
 from lightning_reasonattn import capture_group_maps, capture_rhythm
+from lightning_reasonattn.callbacks import RhythmReport
 from lightning_reasonattn.report import (
     default_span,
-    figure_png,
     rhythm_figures,
     rhythm_html,
     rhythm_markdown,
     write_report,
 )
-from lightning_reasonattn.report_callback import RhythmReport
+from lightning_reasonattn.report.figures import figure_png
 
 pytest.importorskip("matplotlib")
 

@@ -11,8 +11,6 @@ import torch
 from lightning_reasonattn.grpo.advantages import group_advantages
 from lightning_reasonattn.grpo.data import BUILTIN_REWARDS, reward_functions, task_records
 from lightning_reasonattn.grpo.settings import RewardSettings, TaskSettings
-from lightning_reasonattn.grpo.step import prompt_text
-from lightning_reasonattn.reward_protocol import nanstd, reward_metrics
 from lightning_reasonattn.rewards import (
     RewardLog,
     combine_rewards,
@@ -23,6 +21,8 @@ from lightning_reasonattn.rewards import (
     required_columns,
     score_completions,
 )
+from lightning_reasonattn.rewards.protocol import nanstd, reward_metrics
+from lightning_reasonattn.rollout.prompts import prompt_text
 from lightning_reasonattn.tasks import load_prompts
 from lightning_reasonattn.testing import tiny_tokenizer
 

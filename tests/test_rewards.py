@@ -10,10 +10,11 @@ from fractions import Fraction
 import pytest
 import torch
 
-from lightning_reasonattn import answers, rewards
+from lightning_reasonattn import rewards
 from lightning_reasonattn.rewards import (
     ArithmeticParseError,
     RewardError,
+    answers,
     combine_rewards,
     completion_text,
     countdown_reward,
@@ -476,7 +477,7 @@ def test_math_verify_candidate(completion, candidate):
 
 def test_math_verify_runs_in_a_process_with_a_hard_time_limit():
     pytest.importorskip("math_verify")
-    from lightning_reasonattn.math_verify_worker import MathVerifyWorker
+    from lightning_reasonattn.rewards.math_verify_worker import MathVerifyWorker
 
     worker = MathVerifyWorker()
     try:

@@ -4,14 +4,8 @@ import pytest
 import torch
 from conftest import tiny_checkpoint, tiny_model
 
-from lightning_reasonattn.grpo.rollout import (
-    DenseRollout,
-    choose_backend,
-    completion_mask,
-    dense_bytes,
-    resolve_backend,
-    sample,
-)
+from lightning_reasonattn.rollout.dense import DenseRollout, choose_backend, dense_bytes, resolve_backend
+from lightning_reasonattn.rollout.sampling import completion_mask, sample
 
 
 def test_completion_mask_by_hand():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..reward_protocol import nanstd
+from ..rewards.protocol import nanstd
 
 SCALES = ("group", "batch", "none")
 SIGN_MODES = ("both", "positive")
@@ -15,7 +15,7 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group
 
     Completions are laid out group by group: ``rewards[p * G + j]`` is completion ``j`` of prompt ``p``. A NaN
     reward (a completion no reward function applies to, see
-    [`lightning_reasonattn.reward_protocol`][lightning_reasonattn.reward_protocol]) is left out of its group's mean and
+    [`lightning_reasonattn.rewards.protocol`][lightning_reasonattn.rewards.protocol]) is left out of its group's mean and
     std and gets advantage 0, as in TRL.
 
     Args:

@@ -23,7 +23,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from ..models import DEFAULT_MODEL, ModelLoadError, resolve_model_path
-from ..rewards import RewardError
+from ..rewards.protocol import RewardError
 from .checkpoint import check_resume, flat_settings, load_checkpoint
 from .export import export_adapter
 from .settings import LOSS_TYPE_HINTS

@@ -28,12 +28,16 @@ import torch
 import torchmetrics
 from torch.nn.parallel import DistributedDataParallel
 
-from ..callbacks import measuring
+from ..capture import measuring
 from ..functional._checks import check_choice, check_number
 from ..functional.credit import RHYTHM_STRATEGIES, credit_gamma
 from ..functional.keyed import keyed_uniform, mix
 from ..models import LoraSettings, Quantization, add_lora, lean_lora_casts, load_model, lost_update_fraction
-from ..reward_protocol import RewardLog, TrainerState, conversational_completions, score_completions
+from ..rewards.protocol import RewardLog, TrainerState, conversational_completions, score_completions
+from ..rollout.dense import DenseRollout, resolve_backend
+from ..rollout.logprobs import completion_logprobs, measured_logprobs
+from ..rollout.prompts import encode_prompts
+from ..rollout.sampling import sample
 from .advantages import group_advantages, token_advantages
 from .checkpoint import use_atomic_checkpoint_io
 from .checkpoint_hooks import CheckpointHooks
@@ -47,7 +51,6 @@ from .distributed import (
     run_seed,
 )
 from .loss import minibatches, policy_loss
-from .rollout import DenseRollout, resolve_backend, sample
 from .settings import (
     CreditSettings,
     LossSettings,
@@ -57,7 +60,7 @@ from .settings import (
     TaskSettings,
     as_settings,
 )
-from .step import completion_logprobs, encode_prompts, measured_logprobs, score
+from .step import score
 from .step_data import Completed, Rollouts, Scored
 from .step_logging import StepLogging
 from .step_metrics import LOSS_STATS
@@ -357,7 +360,7 @@ class RhythmGRPO(StepLogging, CheckpointHooks, pl.LightningModule):
 
         Conversational prompts give ``[{"role": "assistant", "content": text}]`` completions; every function
         also gets ``completion_ids``, ``trainer_state``, ``log_extra``/``log_metric`` (into ``log``) and the
-        dataset columns (see [`lightning_reasonattn.reward_protocol`][lightning_reasonattn.reward_protocol]).
+        dataset columns (see [`lightning_reasonattn.rewards.protocol`][lightning_reasonattn.rewards.protocol]).
         """
         prompts, completions = conversational_completions(rollouts.prompts, rollouts.texts)
         ids = rollouts.ids[:, -rollouts.width :].cpu()

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..reward_protocol import RewardLog
+from ..rewards.protocol import RewardLog
 
 
 @dataclass

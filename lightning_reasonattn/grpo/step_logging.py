@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ..reward_protocol import RewardLog
+from ..rewards.protocol import RewardLog
 from .distributed import gather_objects, sum_and_max_over_ranks
 from .step_data import Rollouts, Scored
 from .step_metrics import completion_metrics, token_means, token_sums, update_means

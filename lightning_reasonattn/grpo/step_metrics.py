@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..reward_protocol import RewardLog, reward_metrics
+from ..rewards.protocol import RewardLog, reward_metrics
 
 LOSS_STATS = ("kl", "clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean")
 
@@ -33,7 +33,7 @@ def completion_metrics(
         log: what the reward functions logged with ``log_metric`` (every rank's values).
 
     Returns:
-        The reward metrics of [`reward_metrics`][lightning_reasonattn.reward_protocol.reward_metrics] (NaN-aware:
+        The reward metrics of [`reward_metrics`][lightning_reasonattn.rewards.protocol.reward_metrics] (NaN-aware:
         ``reward``, ``reward_std``, ``frac_reward_zero_std``, ``rewards/<name>/{mean,std}``, logged metrics),
         and ``completions/{mean,min,max}_length``, ``completions/clipped_ratio``.
     """

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .functional.attention import fai_counts
-from .functional.trace import RhythmTrace, trace_from_head_stats
+from ..functional.attention import fai_counts
+from ..functional.trace import RhythmTrace, trace_from_head_stats
 
 
 class BlockAttention:

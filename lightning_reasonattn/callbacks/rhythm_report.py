@@ -13,10 +13,10 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
-from .callbacks import BatchInputs, due, find_causal_lm, measuring
-from .capture import capture_group_maps, capture_rhythm
-from .functional._checks import check_positive_int
-from .report import default_span, rhythm_markdown, write_report
+from ..capture import capture_group_maps, capture_rhythm, measuring
+from ..functional._checks import check_positive_int
+from ..report import default_span, rhythm_markdown, write_report
+from .inputs import BatchInputs, due, find_causal_lm
 
 
 def _png_array(path: Path):
@@ -39,7 +39,7 @@ class RhythmReport(Callback):
       near the start of the response (the maps cost ``heatmap_size ** 2``, never ``N x N``);
     * ``curves``: WAAD and FAI over the response, preplan and anchor tokens marked;
     * ``report.html``: one self-contained page, the response tokens coloured by WAAD or FAI, the numbers on
-      hover (see [`rhythm_html`][lightning_reasonattn.report.rhythm_html]).
+      hover (see [`rhythm_html`][lightning_reasonattn.report.page.rhythm_html]).
 
     The files are written under ``{trainer.log_dir}/{dirname}/step_{N}/`` (``val_step_{N}/`` for
     validation, ``N`` = ``trainer.global_step``). A ``TensorBoardLogger``
@@ -48,7 +48,7 @@ class RhythmReport(Callback):
     the files are the report, and a warning says so once. Only global rank 0 reports (on its own batch); under
     DDP the other ranks carry on without waiting for it.
 
-    Like [`AttentionRhythmMonitor`][lightning_reasonattn.callbacks.AttentionRhythmMonitor] it leaves training alone: the
+    Like [`AttentionRhythmMonitor`][lightning_reasonattn.AttentionRhythmMonitor] it leaves training alone: the
     forwards run in eval mode without gradients (no dropout, so no random number is drawn), the training flags
     are restored, and loss and gradients are those of a run without the callback.
 
@@ -59,12 +59,12 @@ class RhythmReport(Callback):
             tokens are shown as their ids.
         sequence_index: which sequence of the batch; when it has no response token, the next one that has.
         heatmap_size: the most positions shown in the heatmaps (see
-            [`default_span`][lightning_reasonattn.report.default_span]).
+            [`default_span`][lightning_reasonattn.report.sequence.default_span]).
         dpi: resolution of the pictures.
         dirname: folder of the reports inside ``trainer.log_dir``.
         prefix: TensorBoard tag prefix.
         model_attr: how to find the model, exactly as in
-            [`AttentionRhythmMonitor`][lightning_reasonattn.callbacks.AttentionRhythmMonitor]; likewise the next five.
+            [`AttentionRhythmMonitor`][lightning_reasonattn.AttentionRhythmMonitor]; likewise the next five.
         input_ids_key: batch key of the token ids.
         attention_mask_key: batch key of the padding mask.
         labels_key: batch key of labels (response tokens: ``labels != -100``).

@@ -1,34 +1,8 @@
-"""Reward functions for RL from verifiable rewards, with TRL's protocol.
+"""The built-in reward functions: Countdown equations, numeric answers, the think/answer format.
 
-A reward function is ``fn(prompts, completions, **kwargs) -> list[float | None]``, called with keywords as TRL's
-``GRPOTrainer`` calls it: ``prompts``, ``completions`` (strings, or ``[{"role": "assistant", "content": ...}]``
-for conversational prompts), ``completion_ids``, ``trainer_state``, ``log_extra``, ``log_metric`` and every
-dataset column, one value per completion. It returns one float per completion, or ``None`` where it does not
-apply. The protocol, its checks and how ``None`` combines are in
-[`lightning_reasonattn.reward_protocol`][lightning_reasonattn.reward_protocol] (re-exported here);
-[`completion_text`][completion_text] reads both completion forms. Functions must accept ``**kwargs``.
-
-Built in, each returning values in ``[0, 1]`` and never raising on a completion, whatever it holds (the bounds
-are in [`lightning_reasonattn.answers`][lightning_reasonattn.answers]):
-
-- [`countdown_reward`][countdown_reward]: 1.0 when the final equation uses the given ``numbers`` each exactly once and
-  equals ``target`` (columns ``numbers``, ``target``). Completions are untrusted input: they are parsed by
-  [`parse_arithmetic`][parse_arithmetic], never evaluated.
-- [`numeric_answer_reward`][numeric_answer_reward]: 1.0 when the final number equals the ``answer`` column.
-- [`format_reward`][format_reward]: 1.0 when the completion is ``<think>...</think><answer>...</answer>``.
-
-[`score_completions`][score_completions] calls several functions with checks and weights;
-[`combine_rewards`][combine_rewards] wraps them into one TRL-style function.
-
-Example:
-    >>> from lightning_reasonattn.rewards import countdown_reward, format_reward, score_completions
-    >>> completions = ["<think>44+19=63</think><answer>44 + 19 + 35</answer>", "<answer>44 * 19</answer>"]
-    >>> total, parts = score_completions(
-    ...     [countdown_reward, format_reward], [1.0, 0.5], ["p", "p"], completions,
-    ...     {"numbers": [[44, 19, 35]] * 2, "target": [98, 98]},
-    ... )
-    >>> total.tolist(), parts["countdown_reward"].tolist()
-    ([1.5, 0.0], [1.0, 0.0])
+Each returns values in ``[0, 1]`` and never raises on a completion, whatever it holds (the bounds are in
+[`lightning_reasonattn.rewards.answers`][lightning_reasonattn.rewards.answers]). Completions are untrusted input:
+they are parsed, never evaluated.
 """
 
 from __future__ import annotations
@@ -39,58 +13,16 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
+from ..tasks.arithmetic import ArithmeticParseError, parse_arithmetic
 from . import answers as _answers
 from .answers import (
     MATH_VERIFY_TIMEOUT,
-    MAX_NUMBER_DIGITS,
     MAX_SCAN_CHARS,
     extract_answer_block,
     extract_numeric_answer,
     parse_number,
 )
-from .reward_protocol import (
-    TRAINER_KEYWORDS,
-    RewardError,
-    RewardFunc,
-    RewardLog,
-    TrainerState,
-    brief_repr,
-    combine_rewards,
-    completion_text,
-    conversational_completions,
-    required_columns,
-    reward_name,
-    score_completions,
-)
-from .tasks.arithmetic import ArithmeticParseError, parse_arithmetic
-
-__all__ = [
-    "MATH_VERIFY_TIMEOUT",
-    "MAX_NUMBER_DIGITS",
-    "MAX_SCAN_CHARS",
-    "TRAINER_KEYWORDS",
-    "ArithmeticParseError",
-    "RewardError",
-    "RewardFunc",
-    "RewardLog",
-    "TrainerState",
-    "combine_rewards",
-    "completion_text",
-    "conversational_completions",
-    "countdown_equation_correct",
-    "countdown_reward",
-    "extract_answer_block",
-    "extract_countdown_expression",
-    "extract_numeric_answer",
-    "format_reward",
-    "matches_think_answer_format",
-    "numeric_answer_reward",
-    "parse_arithmetic",
-    "parse_number",
-    "required_columns",
-    "reward_name",
-    "score_completions",
-]
+from .protocol import brief_repr, completion_text
 
 _ANSWER_OPEN = "<answer>"
 _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
@@ -240,10 +172,10 @@ def numeric_answer_reward(
     GSM8K's ``####``) that must then be exactly one number (``"1,234"``, ``"-3"``, ``"0.75"``, ``"3/4"``,
     ``"\\frac{3}{4}"``). The completion's answer is the last number of its ``<answer>`` block, else of its
     last ``\\boxed{}``, else after its last ``####``, else of its text; a number of more than
-    [`MAX_NUMBER_DIGITS`][lightning_reasonattn.answers.MAX_NUMBER_DIGITS] digits is no number. When that built-in check
+    [`MAX_NUMBER_DIGITS`][lightning_reasonattn.rewards.answers.MAX_NUMBER_DIGITS] digits is no number. When that built-in check
     says "different", or the reference is not a plain number (e.g. ``\\sqrt{2}``), and ``math_verify`` is
     installed (the ``math`` extra), math-verify gets the final say, on a short candidate and within
-    ``math_verify_timeout`` seconds (see [`math_verify_equal`][lightning_reasonattn.answers.math_verify_equal]).
+    ``math_verify_timeout`` seconds (see [`math_verify_equal`][lightning_reasonattn.rewards.answers.math_verify_equal]).
 
     Args:
         prompts: the prompts (unused).

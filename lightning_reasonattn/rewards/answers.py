@@ -152,7 +152,7 @@ _WORKER: MathVerifyWorker | None = None
 
 
 def math_verify_worker() -> MathVerifyWorker:
-    """The process-wide [`MathVerifyWorker`][lightning_reasonattn.math_verify_worker.MathVerifyWorker] (made on first
+    """The process-wide [`MathVerifyWorker`][lightning_reasonattn.rewards.math_verify_worker.MathVerifyWorker] (made on first
     use)."""
     global _WORKER
     if _WORKER is None:
@@ -215,7 +215,7 @@ def math_verify_equal(gold: str, completion: str, timeout: float | None = MATH_V
     """Whether math-verify finds the completion's answer equal to ``gold``, within a time limit.
 
     The comparison runs in a child process (see
-    [`lightning_reasonattn.math_verify_worker`][lightning_reasonattn.math_verify_worker]) that is killed when it takes
+    [`lightning_reasonattn.rewards.math_verify_worker`][lightning_reasonattn.rewards.math_verify_worker]) that is killed when it takes
     longer than ``timeout``: a hard limit, in any thread.
 
     Args:

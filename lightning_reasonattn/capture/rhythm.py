@@ -18,17 +18,12 @@ since every quantity of the rhythm reads response rows only.
 
 from __future__ import annotations
 
-import contextvars
-import sys
 import warnings
-import weakref
-from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 
-from .blockwise import MapRecorder, StatsRecorder
-from .functional._checks import (
+from ..functional._checks import (
     check_fraction,
     check_horizon,
     check_mask_dtype,
@@ -37,126 +32,11 @@ from .functional._checks import (
     check_response_mask,
     check_window,
 )
-from .functional.attention import select_layers
-from .functional.trace import RhythmTrace, trace_from_head_stats
-
-_PREFIX = "reasonattn_"
-# The recorder of the capture in progress (StatsRecorder or MapRecorder), read by the attention wrapper.
-_ACTIVE: contextvars.ContextVar = contextvars.ContextVar("reasonattn_capture", default=None)
-
-
-def _wrapped_attention(base_name: str):
-    """An attention function that runs ``base_name`` and, inside a capture, reduces the selected layers."""
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
-    def attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
-        if base_name == "eager":  # eager lives in each model's own file, not in the interface
-            base = sys.modules[type(module).__module__].eager_attention_forward
-        else:
-            base = ALL_ATTENTION_FUNCTIONS[base_name]
-        out = base(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
-        recorder = _ACTIVE.get()
-        layer = getattr(module, "layer_idx", None)
-        if recorder is not None and layer in recorder.slots:
-            # sdpa's rule: the call's is_causal, else the module's (a flag can change after the block opened)
-            causal = kwargs.get("is_causal")
-            if not (getattr(module, "is_causal", True) if causal is None else causal):
-                where = f"{type(module).__name__}.is_causal=False" if causal is None else "is_causal=False passed"
-                raise _not_causal("the model", layer, where)
-            with torch.no_grad():
-                recorder.observe(layer, query.detach(), key.detach(), attention_mask, scaling, kwargs)
-        return out
-
-    return attention
-
-
-def _register(base_name: str) -> str:
-    """Register the wrapper and its mask function under ``reasonattn_<base_name>``; return that name."""
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
-    from transformers.modeling_utils import AttentionInterface
-
-    name = _PREFIX + base_name
-    if name not in AttentionInterface._global_mapping:
-        AttentionInterface.register(name, _wrapped_attention(base_name))
-    if name not in AttentionMaskInterface._global_mapping:
-        mask_fn = ALL_MASK_ATTENTION_FUNCTIONS._global_mapping.get(base_name)
-        if mask_fn is None:
-            raise NotImplementedError(
-                f"attention implementation {base_name!r} has no mask function in transformers' "
-                "AttentionMaskInterface; load the model with attn_implementation='sdpa' to capture its rhythm."
-            )
-        AttentionMaskInterface.register(name, mask_fn)
-    return name
-
-
-def _config_tree(config) -> Iterator:
-    yield config
-    for key in getattr(config, "sub_configs", {}) or {}:
-        sub = getattr(config, key, None)
-        if sub is not None:
-            yield from _config_tree(sub)
-
-
-def unwrap_causal_lm(model: torch.nn.Module):
-    """The transformers causal LM inside ``model`` (a peft wrapper is looked through).
-
-    Raises:
-        TypeError: ``model`` is not a transformers causal language model.
-    """
-    from transformers import PreTrainedModel
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
-    inner = model
-    if hasattr(inner, "get_base_model") and not isinstance(inner, PreTrainedModel):
-        inner = inner.get_base_model()  # peft.PeftModel
-    causal_names = set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
-    name = type(inner).__name__
-    config = getattr(inner, "config", None)
-    if (
-        not isinstance(inner, PreTrainedModel)
-        or getattr(config, "is_encoder_decoder", False)
-        or not (name in causal_names or name.endswith("ForCausalLM"))
-    ):
-        raise TypeError(
-            f"capture needs a transformers causal language model (e.g. from AutoModelForCausalLM), got "
-            f"{type(model).__name__}; load the model with AutoModelForCausalLM.from_pretrained(...)."
-        )
-    return inner
-
-
-def _not_causal(model_name: str, layer: int, where: str) -> TypeError:
-    return TypeError(
-        f"{model_name} runs bidirectional attention at layer {layer} ({where}): the rhythm is defined on causal "
-        "attention, so it would be measured as if causal, and be wrong. Capture a causal decoder (a decoder-only "
-        "model from AutoModelForCausalLM); a BERT-like model trained as a decoder loads with is_decoder=True."
-    )
-
-
-_CAUSAL_CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> layers found causal
-
-
-def check_causal(base: torch.nn.Module, layers: list[int]) -> None:
-    """Refuse a model whose attention at a selected layer is not causal (``module.is_causal`` False).
-
-    transformers' attention functions read ``module.is_causal`` (e.g. ``BertLMHeadModel`` with
-    ``is_decoder=False``, Gemma2 with ``use_bidirectional_attention=True``); the capture always applies a
-    causal mask, so such a model would be measured as if it were causal. Cross-attention modules are skipped.
-
-    The walk over the modules is done once per model and layer selection (a few milliseconds for a 28-layer
-    model); a flag changed later is still caught by the attention wrapper, at the forward.
-
-    Raises:
-        TypeError: naming the layer and module, and the fix.
-    """
-    checked = _CAUSAL_CHECKED.setdefault(base, set())
-    if checked.issuperset(layers):
-        return
-    for module in base.modules():
-        attrs = vars(module)  # plain attributes: no nn.Module.__getattr__ miss (an exception) per module
-        layer = attrs.get("layer_idx")
-        if layer in layers and not attrs.get("is_causal", True) and "Cross" not in type(module).__name__:
-            raise _not_causal(type(base).__name__, layer, f"{type(module).__name__}.is_causal=False")
-    checked.update(layers)
+from ..functional.attention import select_layers
+from ..functional.trace import RhythmTrace, trace_from_head_stats
+from .blockwise import MapRecorder, StatsRecorder
+from .eager import eager_layer_stats
+from .hf_attention import check_causal, intercept_attention, unwrap_causal_lm
 
 
 def _check_masks(response_mask, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:
@@ -237,25 +117,8 @@ def rhythm_capture(
         horizon=horizon,
         block_size=block_size,
     )
-    with _intercept(base, recorder):
+    with intercept_attention(base, recorder):
         yield _Handle(recorder, selected)
-
-
-@contextmanager
-def _intercept(base, recorder):
-    """Route the model's attention through the wrapper, with ``recorder`` active; restore on exit."""
-    configs = list(_config_tree(base.config))
-    saved = [c._attn_implementation_internal for c in configs]
-    for c, impl in zip(configs, saved, strict=True):
-        if impl is not None and not impl.startswith(_PREFIX):
-            c._attn_implementation_internal = _register(impl)
-    token = _ACTIVE.set(recorder)
-    try:
-        yield recorder
-    finally:
-        _ACTIVE.reset(token)
-        for c, impl in zip(configs, saved, strict=True):
-            c._attn_implementation_internal = impl
 
 
 class _Handle:
@@ -380,71 +243,13 @@ def capture_rhythm(
                 "selected layer at a time (slower: a second forward pass and an N x N map per layer).",
                 stacklevel=2,
             )
-            stats = _eager_layer_stats(
+            stats = eager_layer_stats(
                 model, input_ids, attention_mask, position_ids, response_mask, rec.layers, window, horizon
             )
             trace = trace_from_head_stats(*stats, response_mask, rec.layers, head_fraction, q, k)
         else:
             trace = rec.trace(head_fraction, q, k)
     return (trace, outputs) if return_outputs else trace
-
-
-def _attention_modules(base, layers: list[int]) -> list[torch.nn.Module]:
-    """The self-attention module of each selected decoder layer."""
-    n_layers = base.config.get_text_config().num_hidden_layers
-    stacks = [m for m in base.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n_layers]
-    if not stacks:
-        raise RuntimeError(f"cannot find the {n_layers} decoder layers of {type(base).__name__}.")
-    found = []
-    for layer in layers:
-        attn = [m for name, m in stacks[0][layer].named_modules() if name and "attention" in type(m).__name__.lower()]
-        if not attn:
-            raise RuntimeError(f"decoder layer {layer} of {type(base).__name__} has no attention module.")
-        found.append(attn[0])
-    return found
-
-
-def _eager_layer_stats(model, input_ids, attention_mask, position_ids, response_mask, layers, window, horizon):
-    """Fallback: per-head statistics from the attention weights the selected modules return when asked.
-
-    Each selected attention module is called with ``output_attentions=True`` and its ``[B, H, N, N]`` map is
-    reduced at once by the dense functional math, then dropped, so only one map is alive at a time.
-    """
-    from .functional.attention import fai, head_backward_distance, waad
-
-    modules = _attention_modules(unwrap_causal_lm(model), layers)
-    stats: dict[int, tuple[torch.Tensor, ...]] = {}
-
-    def ask_for_weights(module, args, kwargs):
-        return args, {**kwargs, "output_attentions": True}
-
-    def reduce(i):
-        def hook(module, args, output):
-            maps = output[1] if isinstance(output, tuple) and len(output) > 1 else None
-            if not isinstance(maps, torch.Tensor) or maps.ndim != 4:
-                raise RuntimeError(
-                    f"the attention module of layer {layers[i]} ({type(module).__name__}) returns no attention "
-                    "weights; load the model with attn_implementation='eager' or 'sdpa' to capture its rhythm."
-                )
-            stats[i] = (
-                head_backward_distance(maps, response_mask),
-                waad(maps, response_mask, window),
-                fai(maps, response_mask, horizon),
-            )
-            return (output[0], None, *output[2:])
-
-        return hook
-
-    handles = []
-    try:
-        for i, module in enumerate(modules):
-            handles.append(module.register_forward_pre_hook(ask_for_weights, with_kwargs=True))
-            handles.append(module.register_forward_hook(reduce(i)))
-        model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return tuple(torch.stack([stats[i][j] for i in range(len(layers))], 1) for j in range(3))
 
 
 def capture_group_maps(
@@ -486,7 +291,7 @@ def capture_group_maps(
         block_size=check_positive_int(block_size, "block_size"),
     )
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
-    with torch.no_grad(), _intercept(base, recorder):
+    with torch.no_grad(), intercept_attention(base, recorder):
         model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
     if recorder.seen != set(trace.layers):
         raise RuntimeError(
@@ -494,3 +299,15 @@ def capture_group_maps(
             "group maps need it (load the model with attn_implementation='sdpa')."
         )
     return recorder.sums
+
+
+@contextmanager
+def measuring(model: torch.nn.Module):
+    """Eval mode for a measurement (no dropout, so no random draw), then every module's own flag back."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, mode in modes:
+            module.training = mode

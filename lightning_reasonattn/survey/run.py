@@ -3,7 +3,7 @@
 For a causal LM and a set of prompts it samples one response per prompt (batched ``generate`` on left-padded
 prompts), measures each batch in one forward pass (the rhythm captured in the same pass whose logits give the
 token entropies) and keeps the per-token WAAD, FAI and entropy of every response. The reduction
-([`lightning_reasonattn.survey_table`][lightning_reasonattn.survey_table]) counts per response and pools: every
+([`lightning_reasonattn.survey.table`][lightning_reasonattn.survey.table]) counts per response and pools: every
 statistic is a ratio of sums over responses, with a percentile bootstrap interval over responses. Definitions:
 docs/rhythm.md, "Coupling statistics".
 
@@ -28,34 +28,36 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
 import torch
 
-from .functional._checks import check_fraction, check_horizon, check_positive_int, check_window
+from ..analysis import write_analysis_report
+from ..capture import capture_rhythm
+from ..models import DEFAULT_MODEL, load_model
+from ..rollout.logprobs import measured_logprobs
+from ..rollout.prompts import encode_prompts
+from ..rollout.sampling import sample
+from ..tasks import generate_arithmetic, generate_countdown, generate_word_problems, load_prompts
+from .page import write_survey_files
+from .settings import SurveySettings
+from .table import rank_coupled, summarize
 
 
 def arithmetic_prompts(n: int, seed: int, chat: bool) -> list[dict[str, Any]]:
     """``n`` arithmetic problems (difficulty 3, R1-style reasoning prompt); see ``tasks.generate_arithmetic``."""
-    from .tasks import generate_arithmetic
-
     return generate_arithmetic(n, seed, chat=chat, style="r1")
 
 
 def countdown_prompts(n: int, seed: int, chat: bool) -> list[dict[str, Any]]:
     """``n`` Countdown problems (3 to 4 numbers, R1-style prompt); see ``tasks.generate_countdown``."""
-    from .tasks import generate_countdown
-
     return generate_countdown(n, seed, chat=chat)
 
 
 def word_problem_prompts(n: int, seed: int, chat: bool) -> list[dict[str, Any]]:
     """``n`` two-step word problems (difficulty 2, the question alone); see ``tasks.generate_word_problems``."""
-    from .tasks import generate_word_problems
-
     return generate_word_problems(n, seed, difficulty=2, chat=chat, style="plain")
 
 
@@ -67,97 +69,8 @@ PROMPT_SETS: dict[str, Callable[[int, int, bool], list[dict[str, Any]]]] = {
 """Built-in prompt sets for ``--prompts NAME``: ``name -> fn(n, seed, chat)`` returning records with a
 ``"prompt"`` (chat messages when ``chat``). Register another set by adding an entry."""
 
-CHAT_MODES = ("auto", "on", "off")
 BATCHES = "batches"
 SETTINGS_FILE = "survey_settings.json"
-
-
-@dataclass
-class SurveySettings:
-    """Everything that decides a survey's numbers (and a few things that only decide how it runs).
-
-    Attributes:
-        model: checkpoint folder or hub name; ``None`` is the embedded default model.
-        prompts: a built-in set (a key of [`PROMPT_SETS`][PROMPT_SETS]) or a ``.jsonl``/``.json``/``.parquet`` file.
-        prompt_column: the prompt column of a file.
-        n: number of prompts (one response each); a file with fewer records gives fewer.
-        max_new_tokens: response length limit.
-        temperature: sampling temperature (``0``: greedy); ``top_p``, ``top_k`` (``0``: off) cut the distribution.
-        batch_size: prompts per batch (generation and measuring).
-        seed: seed of the prompt generator and of the sampling (each batch draws from its own derived seed).
-        chat: ``"auto"`` (use the tokenizer's chat template when it has one), ``"on"`` or ``"off"``.
-        layers, window, horizon, head_fraction: capture settings, see
-            [`capture_rhythm`][lightning_reasonattn.capture_rhythm].
-        q: top fraction of preplan and anchor tokens.
-        k: coupling window in tokens (``[t, t + k]`` ahead, ``[t - k, t]`` back).
-        peak_top: peaks are local maxima among this top fraction of a signal.
-        num_buckets: resolution of the position-normalised profiles.
-        n_boot, level: bootstrap resamples and interval coverage (reporting only).
-        reports: per-response reports of this many most and least coupled responses (reporting only).
-        device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (not part of the fingerprint).
-    """
-
-    model: str | None = None
-    prompts: str = "arithmetic"
-    prompt_column: str = "prompt"
-    n: int = 128
-    max_new_tokens: int = 200
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    batch_size: int = 8
-    seed: int = 0
-    chat: str = "auto"
-    layers: str | list[int] = "middle"
-    window: int = 10
-    horizon: tuple[int, int] = (10, 100)
-    head_fraction: float = 0.3
-    q: float = 0.4
-    k: int = 3
-    peak_top: float = 0.2
-    num_buckets: int = 20
-    n_boot: int = 2000
-    level: float = 0.95
-    reports: int = 5
-    device: str = "auto"
-    _reporting: tuple[str, ...] = field(
-        default=("n", "q", "k", "peak_top", "num_buckets", "n_boot", "level", "reports", "device"), repr=False
-    )
-
-    def __post_init__(self):
-        for name in ("n", "max_new_tokens", "batch_size", "num_buckets", "n_boot"):
-            check_positive_int(getattr(self, name), name)
-        check_window(self.window)
-        self.horizon = check_horizon(tuple(self.horizon))
-        for name in ("head_fraction", "q", "peak_top", "level", "top_p"):
-            check_fraction(getattr(self, name), name)
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 0:
-            raise ValueError(f"k={self.k!r} is invalid: the coupling window must be an integer >= 0 (default 3).")
-        if not (isinstance(self.temperature, (int, float)) and self.temperature >= 0):
-            raise ValueError(f"temperature={self.temperature!r} is invalid: pass a number >= 0 (0 decodes greedily).")
-        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
-            raise ValueError(f"top_k={self.top_k!r} is invalid: pass an integer >= 0 (0 keeps every token).")
-        if isinstance(self.reports, bool) or not isinstance(self.reports, int) or self.reports < 0:
-            raise ValueError(f"reports={self.reports!r} is invalid: pass an integer >= 0 (0 writes none).")
-        if self.chat not in CHAT_MODES:
-            raise ValueError(f"chat={self.chat!r} is invalid: use one of {', '.join(CHAT_MODES)}.")
-
-    def measured(self) -> dict[str, Any]:
-        """The settings that decide what a batch measures (what the fingerprint covers); the statistics'
-        settings (``q``, ``k``, ``peak_top``, ``num_buckets``) and ``n`` are not among them, so changing those
-        reuses every finished batch."""
-        return {key: value for key, value in self.as_dict().items() if key not in self._reporting}
-
-    def as_dict(self) -> dict[str, Any]:
-        """Every setting, as plain JSON values."""
-        out = {key: value for key, value in asdict(self).items() if key != "_reporting"}
-        out["horizon"] = list(out["horizon"])
-        return out
-
-    def fingerprint(self) -> str:
-        """A short hash of [`measured`][measured]: two runs with the same fingerprint measure the same batches."""
-        text = json.dumps(self.measured(), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 # ------------------------------------------------------------------------------------------- prompts
@@ -180,8 +93,6 @@ def survey_prompts(settings: SurveySettings, tokenizer) -> list[Any]:
                 f"--prompts {settings.prompts!r} is neither a built-in set ({', '.join(PROMPT_SETS)}) nor an existing "
                 "file: pass one of those names or a .jsonl, .json or .parquet file with a prompt column."
             )
-        from .tasks import load_prompts
-
         records = load_prompts(path, prompt_column=settings.prompt_column, limit=settings.n)
     prompts = [r["prompt"] for r in records]
     return [[{"role": "user", "content": p}] if chat and isinstance(p, str) else p for p in prompts]
@@ -224,9 +135,6 @@ def measure_batch(model, tokenizer, prompts: list[Any], settings: SurveySettings
         tokens (``None`` where undefined). Statistics are computed from these later, so changing ``k``, ``q``,
         ``peak_top`` or ``num_buckets`` needs no new measurement.
     """
-    from .grpo.rollout import sample
-    from .grpo.step import encode_prompts, measured_logprobs
-
     device = next(model.parameters()).device
     ids, mask = encode_prompts(tokenizer, prompts, device)
     torch.manual_seed(seed)
@@ -407,9 +315,6 @@ def write_response_reports(
         one entry per response: ``index``, ``prompt_index``, ``lift``, ``fai_peaks``, ``tokens``, ``preview`` and
         ``report`` (the page's path relative to ``out``).
     """
-    from .capture import capture_rhythm
-    from .cli import write_analysis_report
-
     device = next(model.parameters()).device
     items = []
     for rank, index in enumerate(indices, 1):
@@ -475,10 +380,6 @@ def run_survey(
     Raises:
         ValueError: bad settings, prompts or output folder (the message says the fix).
     """
-    from .models import DEFAULT_MODEL, load_model
-    from .survey_report import write_survey_files
-    from .survey_table import rank_coupled, summarize
-
     out = prepare_folder(out_dir, settings)
     if model is None:
         model, tokenizer = load_model(settings.model, device=settings.device)

@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from .functional.bootstrap import bootstrap_ci
+from ..functional.bootstrap import bootstrap_ci, profile_sums
+from ..functional.coupling import response_counts
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ def count_responses(
 
     Args:
         responses: records with ``waad``, ``fai`` and ``entropy`` lists over the response tokens (``None`` where
-            undefined), as [`measure_batch`][lightning_reasonattn.survey.measure_batch] writes them.
+            undefined), as [`measure_batch`][lightning_reasonattn.survey.run.measure_batch] writes them.
         k: coupling window, see [`response_counts`][lightning_reasonattn.functional.coupling.response_counts].
         top: peak fraction.
         q: top fraction of preplan and anchor tokens.
@@ -135,9 +136,6 @@ def count_responses(
         ``(names, counts [R, S], profile [R, 4 * num_buckets])``: the count columns, one row per response, and
         the WAAD sums, WAAD counts, FAI sums, FAI counts per bucket, side by side.
     """
-    from .functional.bootstrap import profile_sums
-    from .functional.coupling import response_counts
-
     names, counts, profiles = None, [], []
     for start in range(0, len(responses), chunk):
         part = responses[start : start + chunk]

@@ -1,6 +1,6 @@
 """Rendering of a survey: the table as text and Markdown, the profiles as a PNG, and one self-contained HTML page.
 
-Pure rendering of the ``survey.json`` record (see [`lightning_reasonattn.survey`][lightning_reasonattn.survey]); the
+Pure rendering of the ``survey.json`` record (see [`lightning_reasonattn.survey.run`][lightning_reasonattn.survey.run]); the
 page has the style of the per-response rhythm report ([`lightning_reasonattn.report`][lightning_reasonattn.report]),
 embeds its picture as a ``data:`` URI and links the per-response reports with relative links. Response text is model
 output: it is only ever escaped.
@@ -15,8 +15,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .report import _CSS, FAI_RGB, MISSING_MATPLOTLIB, WAAD_RGB, _hex, _matplotlib, _one_line, figure_png
-from .survey_table import MIN_PEAKS_TO_RANK
+from ..report.figures import figure_png, matplotlib_classes
+from ..report.page import PAGE_CSS, one_line
+from ..report.sequence import FAI_RGB, MISSING_MATPLOTLIB, WAAD_RGB, hex_color
+from .table import MIN_PEAKS_TO_RANK
 
 PAPER_SOURCE = "Qwen3-4B-Base on GSM8K (Li et al., arXiv 2510.13554)"
 
@@ -76,7 +78,7 @@ def profiles_figure(result: dict[str, Any]):
     Raises:
         ImportError: matplotlib is not installed.
     """
-    Figure, FigureCanvasAgg, _ = _matplotlib()
+    Figure, FigureCanvasAgg, _ = matplotlib_classes()
     profiles = result["profiles"]
     buckets = profiles["buckets"]
     x = [(i + 0.5) / buckets for i in range(buckets)]
@@ -93,8 +95,8 @@ def profiles_figure(result: dict[str, Any]):
         mean = [nan if v is None else v for v in curve["mean"]]
         low = [nan if v is None else v for v in curve["low"]]
         high = [nan if v is None else v for v in curve["high"]]
-        ax.fill_between(x, low, high, color=_hex(rgb), alpha=0.2, lw=0, label=f"{level}% bootstrap interval")
-        ax.plot(x, mean, color=_hex(rgb), lw=1.6, marker="o", ms=3, label=f"mean {label}")
+        ax.fill_between(x, low, high, color=hex_color(rgb), alpha=0.2, lw=0, label=f"{level}% bootstrap interval")
+        ax.plot(x, mean, color=hex_color(rgb), lw=1.6, marker="o", ms=3, label=f"mean {label}")
         ax.set_xlim(0, 1)
         ax.set_xlabel("relative position in the response (0 = first token, 1 = last)")
         ax.set_ylabel(name.upper())
@@ -123,7 +125,7 @@ def _response_list(items: list[dict[str, Any]]) -> str:
     out = ['<ol class="resp">']
     for item in items:
         link = f'<a href="{html.escape(item["report"], quote=True)}">report</a>' if item.get("report") else "no report"
-        preview = html.escape(_one_line(item["preview"]))
+        preview = html.escape(one_line(item["preview"]))
         out.append(
             f"<li>response {item['index']} (prompt {item['prompt_index']}): lift {_num(item['lift'], 2)}, "
             f"{item['fai_peaks']} FAI peaks, {item['tokens']} tokens, {link}"
@@ -163,7 +165,7 @@ def survey_html(result: dict[str, Any], images: dict[str, bytes] | None = None) 
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{html.escape(title)}</title>",
-        f"<style>{_CSS}{_SURVEY_CSS}</style></head><body>",
+        f"<style>{PAGE_CSS}{_SURVEY_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="summary">{html.escape(facts)}</p>',
         "<h2>Coupling statistics</h2>",

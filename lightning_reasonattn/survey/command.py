@@ -1,38 +1,20 @@
 """``reasonattn survey`` on the command line: its arguments and handler (the work is in
-[`survey`][lightning_reasonattn.survey])."""
+[`run_survey`][lightning_reasonattn.survey.run.run_survey])."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from .survey import CHAT_MODES, PROMPT_SETS, SurveySettings, run_survey
+from ..arguments import fraction, layers_arg, non_negative_float, non_negative_int, positive_int
+from ..models import ModelLoadError
+from .page import format_table
+from .run import PROMPT_SETS, run_survey
+from .settings import CHAT_MODES, SurveySettings
 
 
 def add_survey_parser(subparsers) -> None:
     """Register ``reasonattn survey`` on the ``reasonattn`` sub-parsers."""
-    import argparse
-
-    from .cli import _layers, _positive_int
-
-    def non_negative_float(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = -1.0
-        if not value >= 0:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number >= 0")
-        return value
-
-    def fraction(text: str) -> float:
-        value = non_negative_float(text)
-        if not 0 < value <= 1:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number in (0, 1]")
-        return value
-
-    def non_negative_int(text: str) -> int:
-        return 0 if text.strip() == "0" else _positive_int(text)
-
     sv = subparsers.add_parser(
         "survey",
         help="the coupling statistics of the rhythm over many sampled responses, with confidence intervals",
@@ -49,26 +31,26 @@ def add_survey_parser(subparsers) -> None:
         help=f"a built-in set ({', '.join(PROMPT_SETS)}) or a .jsonl/.json/.parquet file (default arithmetic)",
     )
     sv.add_argument("--prompt-column", default="prompt", help="the prompt column of a file (default prompt)")
-    sv.add_argument("--n", type=_positive_int, default=128, help="number of prompts, one response each (default 128)")
-    sv.add_argument("--max-new-tokens", type=_positive_int, default=200, help="response length limit (default 200)")
+    sv.add_argument("--n", type=positive_int, default=128, help="number of prompts, one response each (default 128)")
+    sv.add_argument("--max-new-tokens", type=positive_int, default=200, help="response length limit (default 200)")
     sv.add_argument(
         "--temperature", type=non_negative_float, default=1.0, help="sampling temperature, 0 = greedy (default 1)"
     )
     sv.add_argument("--top-p", type=fraction, default=1.0, help="nucleus sampling cut (default 1: off)")
     sv.add_argument("--top-k", type=non_negative_int, default=0, help="top-k sampling cut (default 0: off)")
-    sv.add_argument("--batch-size", type=_positive_int, default=8, help="prompts per batch (default 8)")
+    sv.add_argument("--batch-size", type=positive_int, default=8, help="prompts per batch (default 8)")
     sv.add_argument("--seed", type=int, default=0, help="seed of the prompts and of the sampling (default 0)")
     sv.add_argument(
         "--chat", choices=CHAT_MODES, default="auto", help="wrap prompts in the chat template (default: if it has one)"
     )
     sv.add_argument(
-        "--layers", type=_layers, default="middle", help="'middle' (default), 'all' or indices such as 10,12,14"
+        "--layers", type=layers_arg, default="middle", help="'middle' (default), 'all' or indices such as 10,12,14"
     )
     sv.add_argument("--k", type=non_negative_int, default=3, help="coupling window in tokens (default 3)")
     sv.add_argument(
         "--peak-top", type=fraction, default=0.2, help="peaks: local maxima among this top fraction (default 0.2)"
     )
-    sv.add_argument("--boot", type=_positive_int, default=2000, help="bootstrap resamples (default 2000)")
+    sv.add_argument("--boot", type=positive_int, default=2000, help="bootstrap resamples (default 2000)")
     sv.add_argument(
         "--reports", type=non_negative_int, default=5, help="per-response reports of the N most and least coupled"
     )
@@ -79,9 +61,6 @@ def add_survey_parser(subparsers) -> None:
 
 def survey_command(args) -> int:
     """Run ``reasonattn survey`` from parsed arguments; print the table."""
-    from .models import ModelLoadError
-    from .survey_report import format_table
-
     try:
         settings = SurveySettings(
             model=args.model,

@@ -1,0 +1,111 @@
+"""What the callbacks read from a Trainer: the causal LM inside the LightningModule, the batch's tokens and masks,
+and which steps are due."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+from ..capture import unwrap_causal_lm
+
+IGNORE_INDEX = -100
+
+
+def find_causal_lm(pl_module: torch.nn.Module, attribute: str | None = None) -> torch.nn.Module:
+    """The transformers causal LM held by ``pl_module``: ``attribute`` (dotted path) or the first one found.
+
+    Raises:
+        MisconfigurationException: none found, or ``attribute`` does not name one.
+    """
+    if attribute is not None:
+        obj: Any = pl_module
+        for part in attribute.split("."):
+            if not hasattr(obj, part):
+                raise MisconfigurationException(
+                    f"model_attr={attribute!r}: {type(obj).__name__} has no attribute {part!r}; name the "
+                    "attribute of your LightningModule that holds the causal LM, e.g. model_attr='model'."
+                )
+            obj = getattr(obj, part)
+        try:
+            unwrap_causal_lm(obj)
+        except TypeError as err:
+            raise MisconfigurationException(f"model_attr={attribute!r}: {err}") from None
+        return obj
+    for _, module in pl_module.named_modules():
+        if module is pl_module:
+            continue
+        try:
+            unwrap_causal_lm(module)
+        except TypeError:
+            continue
+        return module
+    raise MisconfigurationException(
+        f"{type(pl_module).__name__} holds no transformers causal LM (an AutoModelForCausalLM, possibly "
+        "peft-wrapped) as a submodule; assign it as an attribute of the LightningModule (self.model = ...) or "
+        "pass model_attr='path.to.model'."
+    )
+
+
+def due(step: int, last_step: int, every_n_steps: int) -> bool:
+    """Whether optimizer step ``step`` (1, n + 1, 2n + 1, ...) is measured and was not already (accumulation)."""
+    return step != last_step and (step - 1) % every_n_steps == 0
+
+
+@dataclass
+class BatchInputs:
+    """Reads ``input_ids``, ``attention_mask`` and ``response_mask`` out of a user's batch.
+
+    Attributes:
+        input_ids_key, attention_mask_key, labels_key: batch keys; response tokens are ``labels != -100``.
+        response_mask_key: a bool response-mask key, used instead of labels when given.
+        batch_to_inputs: ``fn(batch) -> {"input_ids", "response_mask", "attention_mask"?}``; replaces the keys.
+        max_sequences: keep at most this many sequences.
+    """
+
+    input_ids_key: str = "input_ids"
+    attention_mask_key: str = "attention_mask"
+    labels_key: str = "labels"
+    response_mask_key: str | None = None
+    batch_to_inputs: Callable[[Any], Mapping[str, torch.Tensor]] | None = None
+    max_sequences: int | None = None
+
+    def __call__(self, batch: Any) -> dict[str, torch.Tensor]:
+        if self.batch_to_inputs is not None:
+            found = dict(self.batch_to_inputs(batch))
+            if "input_ids" not in found or "response_mask" not in found:
+                raise KeyError(
+                    f"batch_to_inputs returned keys {sorted(found)}; it must return 'input_ids' and "
+                    "'response_mask' (and optionally 'attention_mask')."
+                )
+        else:
+            ids_key, mask_key, labels_key, resp_key = (
+                self.input_ids_key,
+                self.attention_mask_key,
+                self.labels_key,
+                self.response_mask_key,
+            )
+            if not isinstance(batch, Mapping):
+                raise KeyError(
+                    f"the batch is a {type(batch).__name__}, not a mapping with {ids_key!r}; pass "
+                    "batch_to_inputs=fn(batch) -> {'input_ids': ..., 'response_mask': ...}."
+                )
+            need = [ids_key, resp_key or labels_key]
+            missing = [key for key in need if key not in batch]
+            if missing:
+                raise KeyError(
+                    f"the batch has keys {sorted(batch)} but not {missing}; set input_ids_key / labels_key / "
+                    "response_mask_key to your batch's keys, or pass batch_to_inputs."
+                )
+            found = {"input_ids": batch[ids_key]}
+            if mask_key in batch:
+                found["attention_mask"] = batch[mask_key]
+            found["response_mask"] = batch[resp_key].bool() if resp_key else batch[labels_key] != IGNORE_INDEX
+        if "attention_mask" in found:
+            found["response_mask"] = found["response_mask"] & found["attention_mask"].bool()
+        if self.max_sequences is not None:
+            found = {key: value[: self.max_sequences] for key, value in found.items()}
+        return found

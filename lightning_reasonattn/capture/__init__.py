@@ -1,0 +1,18 @@
+"""Capture the rhythm out of a live forward pass of a causal LM, block-wise (no ``N x N`` map is kept).
+
+* [`capture_rhythm`][lightning_reasonattn.capture.rhythm.capture_rhythm]: one no-grad forward, the
+  [`RhythmTrace`][lightning_reasonattn.RhythmTrace] out;
+* [`rhythm_capture`][lightning_reasonattn.capture.rhythm.rhythm_capture]: the same inside a forward you make
+  yourself (an RL step's, whose logits you also need);
+* [`capture_group_maps`][lightning_reasonattn.capture.rhythm.capture_group_maps]: a window of the local- and
+  global-head maps, for pictures.
+
+Modules: ``rhythm`` (the API and its input checks), ``hf_attention`` (routing a transformers model's attention
+through the capture), ``blockwise`` (attention probabilities a block of rows at a time, reduced at once), ``eager``
+(the fallback for models whose attention bypasses transformers' interface).
+"""
+
+from .hf_attention import check_causal, unwrap_causal_lm
+from .rhythm import capture_group_maps, capture_rhythm, measuring, rhythm_capture
+
+__all__ = ["capture_group_maps", "capture_rhythm", "check_causal", "measuring", "rhythm_capture", "unwrap_causal_lm"]
