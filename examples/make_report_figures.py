@@ -31,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
 
     model, tokenizer = load_model()
-    input_ids, response_mask = generate(model, tokenizer, DEFAULT_PROMPT, args.max_new_tokens)
+    input_ids, response_mask = generate(model, tokenizer, DEFAULT_PROMPT, max_new_tokens=args.max_new_tokens)
     trace = capture_rhythm(model, input_ids, response_mask=response_mask)
     span = default_span(trace, size=args.window)
     maps = capture_group_maps(model, input_ids, trace, span=span)

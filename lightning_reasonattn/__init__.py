@@ -2,7 +2,7 @@
 
 from .callbacks import AttentionRhythmMonitor, RhythmReport
 from .capture import capture_group_maps, capture_rhythm, rhythm_capture
-from .functional import RhythmTrace, credit_gamma
+from .functional import RhythmSettings, RhythmTrace, credit_gamma
 from .grpo import RhythmGRPO
 from .metrics import FutureAttentionInfluence, RhythmCoupling, WindowedAverageAttentionDistance
 from .survey import SurveySettings, run_survey
@@ -15,6 +15,7 @@ __all__ = [
     "RhythmCoupling",
     "RhythmGRPO",
     "RhythmReport",
+    "RhythmSettings",
     "RhythmTrace",
     "SurveySettings",
     "WindowedAverageAttentionDistance",

@@ -39,7 +39,7 @@ def prompt_ids(tokenizer, prompt: str) -> torch.Tensor:
     return tokenizer(prompt, return_tensors="pt").input_ids
 
 
-def generate(model, tokenizer, prompt: str, max_new_tokens: int, sample: bool = False, seed: int = 0):
+def generate(model, tokenizer, prompt: str, *, max_new_tokens: int, sample: bool = False, seed: int = 0):
     """Generate a response; return ``(input_ids [1, N], response_mask [1, N])`` for prompt + response."""
     ids = prompt_ids(tokenizer, prompt).to(model.device)
     # Sampling draws from the full distribution at temperature 1, as RL rollouts do (no top-k / top-p cut).
@@ -172,7 +172,7 @@ def format_summary(model_name: str, summary: dict) -> str:
     return "\n".join(lines)
 
 
-def write_analysis_report(model, tokenizer, input_ids: torch.Tensor, trace, out_dir: str, title: str) -> dict:
+def write_analysis_report(model, tokenizer, input_ids: torch.Tensor, trace, *, out_dir: str, title: str) -> dict:
     """Heatmaps of a window at the start of the response, curves and the HTML page, into ``out_dir``."""
     span = default_span(trace)
     device = next(model.parameters()).device

@@ -145,7 +145,9 @@ def analyze(args: argparse.Namespace) -> int:
             f"--prompt {args.prompt!r} gives no tokens: this model's tokenizer has no chat template to wrap it in and "
             "adds no start token. Pass a non-empty prompt.",
         )
-    input_ids, response_mask = generate(model, tokenizer, args.prompt, args.max_new_tokens, args.sample, args.seed)
+    input_ids, response_mask = generate(
+        model, tokenizer, args.prompt, max_new_tokens=args.max_new_tokens, sample=args.sample, seed=args.seed
+    )
     trace = capture_rhythm(model, input_ids, response_mask=response_mask, layers=layers).to("cpu")
     input_ids = input_ids.cpu()
     rows = token_rows(trace, tokenizer, input_ids)
@@ -178,7 +180,7 @@ def analyze(args: argparse.Namespace) -> int:
         print(f"per-token data written to {args.json}", file=sys.stderr)
     if args.report:
         try:
-            paths = write_analysis_report(model, tokenizer, input_ids, trace, args.report, model_name)
+            paths = write_analysis_report(model, tokenizer, input_ids, trace, out_dir=args.report, title=model_name)
         except OSError as exc:
             return _fail("analyze", f"cannot write the report to {args.report!r} ({exc}): pass a writable folder.")
         shown = ", ".join(str(p) for p in paths.values())

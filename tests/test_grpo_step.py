@@ -118,3 +118,39 @@ def test_rhythm_captured_in_the_fused_forward_equals_capture_rhythm():
     torch.testing.assert_close(got.fai, expected.fai, equal_nan=True)
     assert torch.equal(got.preplan, expected.preplan) and torch.equal(got.anchor, expected.anchor)
     assert got.preplan.any() and got.anchor.any()
+
+
+def test_sampled_batch_masks_and_one_measuring_forward():
+    """sample_batch lays prompts and completions out as the step reads them; measure gives, in one forward, the
+    log-probabilities of the dense reference and the trace capture_rhythm gives on the same tokens."""
+    from lightning_reasonattn import RhythmSettings, capture_rhythm
+    from lightning_reasonattn.rollout.logprobs import measure
+    from lightning_reasonattn.rollout.sampling import sample_batch
+
+    policy = lora_policy(tiny_model("llama")).eval()
+    prompts = torch.tensor([[0, 0, 5, 6, 7], [3, 4, 5, 6, 7]])
+    prompt_mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    torch.manual_seed(0)
+    batch = sample_batch(policy, prompts, prompt_mask, eos_ids=[9], pad_id=0, max_new_tokens=16, temperature=1.0)
+    p, t = prompts.shape[1], batch.width
+    assert batch.ids.shape == (2, p + t) and torch.equal(batch.ids[:, :p], prompts)
+    # by hand: the response is the completion up to and including its first EOS (9), nothing of the prompt
+    for row in range(2):
+        completion = batch.ids[row, p:].tolist()
+        end = completion.index(9) + 1 if 9 in completion else t
+        expected = [False] * p + [i < end for i in range(t)]
+        assert batch.response_mask[row].tolist() == expected
+        assert batch.attention_mask[row].tolist() == prompt_mask[row].tolist() + [int(i < end) for i in range(t)]
+    assert torch.equal(batch.completion_mask, batch.response_mask[:, p:])
+
+    rhythm = RhythmSettings(window=3, horizon=(1, 4))
+    measured = measure(policy, batch, temperature=0.7, rhythm=rhythm)
+    logp, entropy = reference(policy, batch.ids, batch.attention_mask, t, 0.7)
+    keep = batch.completion_mask
+    torch.testing.assert_close(measured.logp[keep].double(), logp[keep], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(measured.entropy[keep].double(), entropy[keep], atol=1e-5, rtol=1e-5)
+    expected = capture_rhythm(policy, batch.ids, batch.attention_mask, batch.response_mask, **rhythm.capture_kwargs())
+    torch.testing.assert_close(measured.trace.waad, expected.waad, equal_nan=True)
+    torch.testing.assert_close(measured.trace.fai, expected.fai, equal_nan=True)
+    assert torch.equal(measured.trace.anchor, expected.anchor) and measured.trace.anchor.any()
+    assert measure(policy, batch.rows(slice(1, 2))).trace is None  # no rhythm asked for: no capture

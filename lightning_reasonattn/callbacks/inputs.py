@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from ..capture import unwrap_causal_lm
+from ..functional.settings import RHYTHM_FIELDS, RhythmSettings
 
 IGNORE_INDEX = -100
 
@@ -109,3 +110,32 @@ class BatchInputs:
         if self.max_sequences is not None:
             found = {key: value[: self.max_sequences] for key, value in found.items()}
         return found
+
+
+def split_capture_kwargs(
+    rhythm: RhythmSettings | None, capture_kwargs: dict[str, Any]
+) -> tuple[RhythmSettings, dict[str, Any]]:
+    """A callback's rhythm settings and the rest of its capture keywords, checked when the callback is built.
+
+    The rhythm's knobs come from ``rhythm`` or from the keywords of the same names (``layers``, ``window``,
+    ``horizon``, ``head_fraction``, ``q``, ``k``, ``block_size``), not both; every other keyword goes to
+    ``capture_rhythm`` as it is.
+
+    Raises:
+        MisconfigurationException: a bad value (named, with the fix), or the knobs given twice.
+    """
+    knobs = {key: value for key, value in capture_kwargs.items() if key in RHYTHM_FIELDS}
+    others = {key: value for key, value in capture_kwargs.items() if key not in RHYTHM_FIELDS}
+    if rhythm is not None and knobs:
+        raise MisconfigurationException(
+            f"{', '.join(sorted(knobs))} given beside rhythm=: pass the rhythm's settings one way, e.g. "
+            "rhythm=RhythmSettings(horizon=(4, 40)) or horizon=(4, 40)."
+        )
+    if rhythm is not None and not isinstance(rhythm, RhythmSettings):
+        raise MisconfigurationException(
+            f"rhythm={rhythm!r}: pass a lightning_reasonattn.RhythmSettings, e.g. RhythmSettings(horizon=(4, 40))."
+        )
+    try:
+        return rhythm if rhythm is not None else RhythmSettings(**knobs), others
+    except ValueError as err:
+        raise MisconfigurationException(str(err)) from None

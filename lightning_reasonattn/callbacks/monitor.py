@@ -13,8 +13,9 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from ..capture import capture_rhythm, measuring
 from ..functional._checks import check_positive_int
 from ..functional.coupling import token_entropy
+from ..functional.settings import RhythmSettings
 from ..metrics import FutureAttentionInfluence, RhythmCoupling, WindowedAverageAttentionDistance
-from .inputs import BatchInputs, due, find_causal_lm
+from .inputs import BatchInputs, due, find_causal_lm, split_capture_kwargs
 
 
 class AttentionRhythmMonitor(Callback):
@@ -49,8 +50,11 @@ class AttentionRhythmMonitor(Callback):
         max_sequences: measure at most this many sequences of a batch (bounds the extra cost).
         num_buckets: profile resolution over relative response position (``None``: no profile).
         prefix: metric name prefix.
-        capture_kwargs: passed to [`capture_rhythm`][lightning_reasonattn.capture_rhythm] (``layers``, ``window``,
-            ``horizon``, ``head_fraction``, ``q``, ``block_size``...).
+        rhythm: the rhythm's settings (default: the spec's, see
+            [`RhythmSettings`][lightning_reasonattn.functional.settings.RhythmSettings]).
+        capture_kwargs: the rhythm's settings as keywords instead (``layers``, ``window``, ``horizon``,
+            ``head_fraction``, ``q``, ``k``, ``block_size``); others go to
+            [`capture_rhythm`][lightning_reasonattn.capture_rhythm].
 
     Raises:
         MisconfigurationException: ``every_n_steps < 1``, or (in ``setup``) a module with no causal LM.
@@ -75,6 +79,7 @@ class AttentionRhythmMonitor(Callback):
         max_sequences: int | None = None,
         num_buckets: int | None = None,
         prefix: str = "rhythm/",
+        rhythm: RhythmSettings | None = None,
         **capture_kwargs,
     ):
         try:
@@ -85,11 +90,16 @@ class AttentionRhythmMonitor(Callback):
         self.on_validation = on_validation
         self.model_attr = model_attr
         self.inputs = BatchInputs(
-            input_ids_key, attention_mask_key, labels_key, response_mask_key, batch_to_inputs, self.max_sequences
+            input_ids_key=input_ids_key,
+            attention_mask_key=attention_mask_key,
+            labels_key=labels_key,
+            response_mask_key=response_mask_key,
+            batch_to_inputs=batch_to_inputs,
+            max_sequences=self.max_sequences,
         )
         self.num_buckets = num_buckets
         self.prefix = prefix
-        self.capture_kwargs = capture_kwargs
+        self.rhythm, self.capture_kwargs = split_capture_kwargs(rhythm, capture_kwargs)
         self._model: torch.nn.Module | None = None
         self._last_step = -1
 
@@ -139,6 +149,7 @@ class AttentionRhythmMonitor(Callback):
                 inputs.get("attention_mask"),
                 inputs["response_mask"],
                 return_outputs=True,
+                **self.rhythm.capture_kwargs(),
                 **self.capture_kwargs,
             )
             entropy = token_entropy(out.logits)

@@ -15,8 +15,9 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
 from ..capture import capture_group_maps, capture_rhythm, measuring
 from ..functional._checks import check_positive_int
+from ..functional.settings import RhythmSettings
 from ..report import default_span, rhythm_markdown, write_report
-from .inputs import BatchInputs, due, find_causal_lm
+from .inputs import BatchInputs, due, find_causal_lm, split_capture_kwargs
 
 
 def _png_array(path: Path):
@@ -70,8 +71,11 @@ class RhythmReport(Callback):
         labels_key: batch key of labels (response tokens: ``labels != -100``).
         response_mask_key: batch key of a bool response mask, used instead of labels when given.
         batch_to_inputs: ``fn(batch) -> {"input_ids", "response_mask", "attention_mask"?}`` for custom batches.
-        capture_kwargs: passed to [`capture_rhythm`][lightning_reasonattn.capture_rhythm] (``layers``, ``window``,
-            ``horizon``, ``head_fraction``, ``q``, ``block_size``...).
+        rhythm: the rhythm's settings (default: the spec's, see
+            [`RhythmSettings`][lightning_reasonattn.functional.settings.RhythmSettings]).
+        capture_kwargs: the rhythm's settings as keywords instead (``layers``, ``window``, ``horizon``,
+            ``head_fraction``, ``q``, ``k``, ``block_size``); others go to
+            [`capture_rhythm`][lightning_reasonattn.capture_rhythm].
 
     Raises:
         MisconfigurationException: ``every_n_steps < 1``, ``sequence_index < 0``, ``heatmap_size < 2``, a
@@ -103,6 +107,7 @@ class RhythmReport(Callback):
         labels_key: str = "labels",
         response_mask_key: str | None = None,
         batch_to_inputs: Callable[[Any], Mapping[str, torch.Tensor]] | None = None,
+        rhythm: RhythmSettings | None = None,
         **capture_kwargs,
     ):
         try:
@@ -130,8 +135,14 @@ class RhythmReport(Callback):
         self.dirname = dirname
         self.prefix = prefix
         self.model_attr = model_attr
-        self.capture_kwargs = capture_kwargs
-        self.inputs = BatchInputs(input_ids_key, attention_mask_key, labels_key, response_mask_key, batch_to_inputs)
+        self.rhythm, self.capture_kwargs = split_capture_kwargs(rhythm, capture_kwargs)
+        self.inputs = BatchInputs(
+            input_ids_key=input_ids_key,
+            attention_mask_key=attention_mask_key,
+            labels_key=labels_key,
+            response_mask_key=response_mask_key,
+            batch_to_inputs=batch_to_inputs,
+        )
         self._model: torch.nn.Module | None = None
         self._root: Path | None = None
         self._last_step = -1
@@ -175,10 +186,11 @@ class RhythmReport(Callback):
 
     def _measure(self, input_ids: torch.Tensor, response_mask: torch.Tensor):
         with measuring(self._model) as model:  # no dropout: the measurement draws no random number
-            trace = capture_rhythm(model, input_ids, None, response_mask, **self.capture_kwargs)
+            trace = capture_rhythm(
+                model, input_ids, None, response_mask, **self.rhythm.capture_kwargs(), **self.capture_kwargs
+            )
             span = default_span(trace, 0, self.heatmap_size)
-            block = {"block_size": self.capture_kwargs["block_size"]} if "block_size" in self.capture_kwargs else {}
-            maps = capture_group_maps(model, input_ids, trace, span=span, **block)
+            maps = capture_group_maps(model, input_ids, trace, span=span, block_size=self.rhythm.block_size)
         return trace.to("cpu"), {name: value.cpu() for name, value in maps.items()}, span
 
     def _decode(self, ids: list[int]) -> list[str]:

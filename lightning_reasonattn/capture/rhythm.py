@@ -33,6 +33,7 @@ from ..functional._checks import (
     check_window,
 )
 from ..functional.attention import select_layers
+from ..functional.settings import SPEC
 from ..functional.trace import RhythmTrace, trace_from_head_stats
 from .blockwise import MapRecorder, StatsRecorder
 from .eager import eager_layer_stats
@@ -65,10 +66,10 @@ def rhythm_capture(
     model: torch.nn.Module,
     response_mask: torch.Tensor,
     attention_mask: torch.Tensor | None = None,
-    layers: str | list[int] = "middle",
-    window: int = 10,
-    horizon: tuple[int, int] = (10, 100),
-    block_size: int = 128,
+    layers: str | list[int] = SPEC.layers,
+    window: int = SPEC.window,
+    horizon: tuple[int, int] = SPEC.horizon,
+    block_size: int = SPEC.block_size,
 ):
     """Record the per-head statistics of the rhythm during the forward passes run inside the block.
 
@@ -133,7 +134,7 @@ class _Handle:
         """Whether every selected layer was seen by the wrapper."""
         return self._recorder.seen == set(self.layers)
 
-    def trace(self, head_fraction: float = 0.3, q: float = 0.4, k: int = 3) -> RhythmTrace:
+    def trace(self, head_fraction: float = SPEC.head_fraction, q: float = SPEC.q, k: int = SPEC.k) -> RhythmTrace:
         missing = sorted(set(self.layers) - self._recorder.seen)
         if missing:
             raise RuntimeError(
@@ -185,14 +186,14 @@ def capture_rhythm(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor | None = None,
     response_mask: torch.Tensor | None = None,
-    layers: str | list[int] = "middle",
-    window: int = 10,
-    horizon: tuple[int, int] = (10, 100),
-    head_fraction: float = 0.3,
-    q: float = 0.4,
+    layers: str | list[int] = SPEC.layers,
+    window: int = SPEC.window,
+    horizon: tuple[int, int] = SPEC.horizon,
+    head_fraction: float = SPEC.head_fraction,
+    q: float = SPEC.q,
     *,
-    k: int = 3,
-    block_size: int = 128,
+    k: int = SPEC.k,
+    block_size: int = SPEC.block_size,
     return_outputs: bool = False,
 ):
     """Measure the rhythm of a batch in one no-grad forward pass of ``model``.
@@ -258,7 +259,7 @@ def capture_group_maps(
     trace: RhythmTrace,
     attention_mask: torch.Tensor | None = None,
     span: tuple[int, int] | None = None,
-    block_size: int = 128,
+    block_size: int = SPEC.block_size,
 ) -> dict[str, torch.Tensor]:
     """The local- and global-head mean attention maps over a window of the sequence, for pictures.
 

@@ -18,6 +18,7 @@ from .bootstrap import bootstrap_ci, profile_sums
 from .coupling import coupling_counts, local_peaks, response_counts, token_entropy
 from .credit import RHYTHM_STRATEGIES, STRATEGIES, credit_gamma
 from .logprobs import chunked_logprobs
+from .settings import SPEC, RhythmSettings
 from .tokens import (
     anchor_tokens,
     dominated_anchors,
@@ -32,7 +33,9 @@ from .trace import RhythmTrace, rhythm_from_attentions, select_tokens, trace_fro
 __all__ = [
     "RHYTHM_STRATEGIES",
     "STRATEGIES",
+    "RhythmSettings",
     "RhythmTrace",
+    "SPEC",
     "anchor_tokens",
     "bootstrap_ci",
     "chunked_logprobs",

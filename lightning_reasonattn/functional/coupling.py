@@ -29,12 +29,14 @@ import torch
 
 from ._checks import check_fraction, check_positive_int
 from .attention import as_float
+from .settings import COUPLING_K, PEAK_TOP, SPEC
 from .tokens import top_fraction
+from .trace import select_tokens
 
 LOOKS = ("ahead", "back")
 
 
-def local_peaks(values: torch.Tensor, top: float = 0.2) -> torch.Tensor:
+def local_peaks(values: torch.Tensor, top: float = PEAK_TOP) -> torch.Tensor:
     """Peaks of a signal: local maxima among its ``top`` fraction of finite values.
 
     Args:
@@ -121,8 +123,8 @@ def coupling_counts(
     waad: torch.Tensor,
     fai: torch.Tensor,
     response_mask: torch.Tensor,
-    k: int = 3,
-    top: float = 0.2,
+    k: int = COUPLING_K,
+    top: float = PEAK_TOP,
     per_response: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Counts behind both coupling directions and their shuffled baselines.
@@ -216,10 +218,10 @@ def response_counts(
     fai: torch.Tensor,
     response_mask: torch.Tensor,
     entropy: torch.Tensor | None = None,
-    k: int = 3,
-    top: float = 0.2,
-    q: float = 0.4,
-    look_back: int = 3,
+    k: int = COUPLING_K,
+    top: float = PEAK_TOP,
+    q: float = SPEC.q,
+    look_back: int = SPEC.k,
 ) -> dict[str, torch.Tensor]:
     """Every per-response count behind the survey's statistics (docs/rhythm.md, "Coupling statistics").
 
@@ -235,16 +237,14 @@ def response_counts(
         q: top fraction of preplan and anchor tokens. look_back: look-back of dominated anchors.
 
     Returns:
-        float64 ``[B]`` tensors. The [`coupling_counts`][coupling_counts] of both peak directions (without the 0.1
-        aliases). Token sets, with the same windows and shuffle: ``anchors``, ``anchor_preceded`` (anchors with
-        a preplan token in ``[t - k, t]``), ``anchor_preceded_shuffled``; ``preplans``, ``preplan_followed``
+        float64 ``[B]`` tensors. The [`coupling_counts`][coupling_counts] of both peak directions. Token sets, with
+        the same windows and shuffle: ``anchors``, ``anchor_preceded`` (anchors with a preplan token in
+        ``[t - k, t]``), ``anchor_preceded_shuffled``; ``preplans``, ``preplan_followed``
         (preplan tokens with an anchor in ``[t, t + k]``), ``preplan_followed_shuffled``; ``dominated``.
         Entropy sums and counts: ``entropy_sum``/``entropy_count`` (all response tokens),
         ``entropy_waad_peak_sum``/``_count`` (at WAAD peaks), ``entropy_jump_peak_sum``/``_count`` (at peaks of
         the WAAD jumps). ``waad_sum``/``waad_count`` and ``fai_sum``/``fai_count`` over the finite values.
     """
-    from .trace import select_tokens
-
     mask = response_mask.bool()
     waad, fai = as_float(waad).masked_fill(~mask, float("nan")), as_float(fai).masked_fill(~mask, float("nan"))
     sets = select_tokens(waad, fai, q, look_back)

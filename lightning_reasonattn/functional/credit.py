@@ -15,14 +15,23 @@ Which advantages get scaled (both signs or positive only) is the RL code's busin
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 
 from ._checks import as_real, check_fraction
+from .settings import SPEC
 from .tokens import top_fraction
 from .trace import RhythmTrace, select_tokens
 
-STRATEGIES = ("uniform", "random", "entropy", "local_chunk", "global_anchor", "coupled")
+Strategy = Literal["uniform", "random", "entropy", "local_chunk", "global_anchor", "coupled"]
+STRATEGIES = get_args(Strategy)
 RHYTHM_STRATEGIES = ("local_chunk", "global_anchor", "coupled")
+"""The strategies that read the attention (they need a RhythmTrace)."""
+GAMMA_AMP = 1.5
+"""The spec's default advantage multiplier of a selected token (the paper's 1.5)."""
+ALPHA = 0.5
+"""The spec's default share of a dominated anchor's bonus moved to its introductory token."""
 
 
 def credit_gamma(
@@ -31,8 +40,8 @@ def credit_gamma(
     *,
     response_mask: torch.Tensor | None = None,
     q: float | None = None,
-    gamma_amp: float = 1.5,
-    alpha: float = 0.5,
+    gamma_amp: float = GAMMA_AMP,
+    alpha: float = ALPHA,
     normalize: bool = False,
     entropy: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
@@ -75,7 +84,7 @@ def credit_gamma(
             + ("." if strategy in RHYTHM_STRATEGIES else " or a response_mask.")
         )
     mask = (trace.response_mask if trace is not None else response_mask).bool()
-    q_used = (trace.q if trace is not None else 0.4) if q is None else check_fraction(q, "q")
+    q_used = (trace.q if trace is not None else SPEC.q) if q is None else check_fraction(q, "q")
     bonus = amp - 1.0
     with torch.no_grad():
         if strategy == "uniform":

@@ -13,6 +13,7 @@ import torch
 
 from ._checks import check_fraction, check_positive_int
 from .attention import as_float
+from .settings import SPEC
 
 
 def waad_jumps(waad: torch.Tensor) -> torch.Tensor:
@@ -36,7 +37,7 @@ def top_count(n: torch.Tensor | int, q: float) -> torch.Tensor | int:
     return math.ceil(round(n * q, 6))
 
 
-def top_fraction(values: torch.Tensor, q: float = 0.4) -> torch.Tensor:
+def top_fraction(values: torch.Tensor, q: float = SPEC.q) -> torch.Tensor:
     """The ``ceil(q * n)`` largest finite values among the ``n`` finite ones of each row.
 
     Ties are broken stably: the earlier position wins. Non-finite entries (NaN, +-inf) are never selected.
@@ -77,12 +78,12 @@ def lower_median(values: torch.Tensor) -> torch.Tensor:
     return torch.where(n.squeeze(-1) > 0, med, torch.full_like(med, float("nan")))
 
 
-def preplan_tokens(jumps: torch.Tensor, q: float = 0.4) -> torch.Tensor:
+def preplan_tokens(jumps: torch.Tensor, q: float = SPEC.q) -> torch.Tensor:
     """Preplan tokens ``T_loc = top_fraction(delta, q)``: the largest WAAD jumps. ``[*batch, N]`` bool."""
     return top_fraction(jumps, q)
 
 
-def anchor_tokens(fai: torch.Tensor, q: float = 0.4) -> torch.Tensor:
+def anchor_tokens(fai: torch.Tensor, q: float = SPEC.q) -> torch.Tensor:
     """Anchor tokens ``T_glob = top_fraction(FAI, q)``: the most revisited tokens. ``[*batch, N]`` bool."""
     return top_fraction(fai, q)
 
@@ -93,7 +94,7 @@ def _previous_window(x: torch.Tensor, k: int, fill: float) -> torch.Tensor:
     return padded.unfold(-1, k, 1)[..., :-1, :]
 
 
-def dominated_anchors(waad: torch.Tensor, jumps: torch.Tensor, anchors: torch.Tensor, k: int = 3) -> torch.Tensor:
+def dominated_anchors(waad: torch.Tensor, jumps: torch.Tensor, anchors: torch.Tensor, k: int = SPEC.k) -> torch.Tensor:
     """Locally dominated anchors ``D``.
 
     An anchor ``t`` is dominated when ``WAAD[t] <= tau_waad`` and
@@ -118,7 +119,7 @@ def dominated_anchors(waad: torch.Tensor, jumps: torch.Tensor, anchors: torch.Te
     return anchors.bool() & (waad.float() <= tau_waad) & recent_jump
 
 
-def intro_tokens(jumps: torch.Tensor, dominated: torch.Tensor, k: int = 3) -> torch.Tensor:
+def intro_tokens(jumps: torch.Tensor, dominated: torch.Tensor, k: int = SPEC.k) -> torch.Tensor:
     """Introductory tokens ``I(D)``: for each dominated anchor ``t``, ``argmax_{u in [t-k, t-1]} delta[u]``.
 
     The earliest position wins a tie; positions before 0 or with no finite jump are never chosen.

@@ -15,6 +15,7 @@ from ._checks import check_fraction, check_positive_int, check_response_mask
 from .attention import as_float, group_mean, head_backward_distance, split_heads
 from .attention import fai as fai_fn
 from .attention import waad as waad_fn
+from .settings import SPEC
 from .tokens import anchor_tokens, dominated_anchors, intro_tokens, preplan_tokens, waad_jumps
 
 
@@ -55,8 +56,8 @@ class RhythmTrace:
     global_heads: torch.Tensor
     layers: list[int]
     response_mask: torch.Tensor
-    q: float = 0.4
-    k: int = 3
+    q: float = SPEC.q
+    k: int = SPEC.k
 
     def to(self, device: torch.device | str) -> RhythmTrace:
         """A copy with every tensor moved to ``device``."""
@@ -68,7 +69,7 @@ class RhythmTrace:
         return RhythmTrace(**moved)
 
 
-def select_tokens(waad: torch.Tensor, fai: torch.Tensor, q: float = 0.4, k: int = 3) -> dict[str, torch.Tensor]:
+def select_tokens(waad: torch.Tensor, fai: torch.Tensor, q: float = SPEC.q, k: int = SPEC.k) -> dict[str, torch.Tensor]:
     """Jumps and every token set from the two signals.
 
     Args:
@@ -99,9 +100,9 @@ def trace_from_head_stats(
     head_fai: torch.Tensor,
     response_mask: torch.Tensor,
     layers: list[int],
-    head_fraction: float = 0.3,
-    q: float = 0.4,
-    k: int = 3,
+    head_fraction: float = SPEC.head_fraction,
+    q: float = SPEC.q,
+    k: int = SPEC.k,
 ) -> RhythmTrace:
     """Assemble a trace from per-head statistics.
 
@@ -136,11 +137,11 @@ def rhythm_from_attentions(
     attentions: torch.Tensor,
     response_mask: torch.Tensor,
     layers: list[int] | None = None,
-    window: int = 10,
-    horizon: tuple[int, int] = (10, 100),
-    head_fraction: float = 0.3,
-    q: float = 0.4,
-    k: int = 3,
+    window: int = SPEC.window,
+    horizon: tuple[int, int] = SPEC.horizon,
+    head_fraction: float = SPEC.head_fraction,
+    q: float = SPEC.q,
+    k: int = SPEC.k,
 ) -> RhythmTrace:
     """The dense reference: a trace from full attention maps of the selected layers.
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 
 from ..rewards.protocol import nanstd
 
-SCALES = ("group", "batch", "none")
-SIGN_MODES = ("both", "positive")
+ScaleRewards = Literal["group", "batch", "none"]
+SCALES = get_args(ScaleRewards)
+SignMode = Literal["both", "positive"]
+SIGN_MODES = get_args(SignMode)
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-4) -> torch.Tensor:
@@ -15,8 +19,8 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group
 
     Completions are laid out group by group: ``rewards[p * G + j]`` is completion ``j`` of prompt ``p``. A NaN
     reward (a completion no reward function applies to, see
-    [`lightning_reasonattn.rewards.protocol`][lightning_reasonattn.rewards.protocol]) is left out of its group's mean and
-    std and gets advantage 0, as in TRL.
+    [`lightning_reasonattn.rewards.protocol`][lightning_reasonattn.rewards.protocol]) is left out of its group's mean
+    and std and gets advantage 0, as in TRL.
 
     Args:
         rewards: ``[P * G]`` rewards, NaN where there is none.

@@ -30,6 +30,7 @@ from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ..models import DEFAULT_MODEL, compute_dtype
+from .distributed import set_rng_states
 from .settings import plain, settings_sections
 
 MODEL_SETTINGS = {
@@ -44,14 +45,19 @@ MODEL_SETTINGS = {
 """Settings that define the trained policy: a checkpoint is only used with the values it was trained with."""
 
 RUN_SETTINGS = {
-    **{f"task.{key}": "the task defines the prompt stream and the held-out split" for key in
-       ("name", "seed", "n_test", "difficulty", "style", "chat", "prompt_column", "answer_column")},
+    **{
+        f"task.{key}": "the task defines the prompt stream and the held-out split"
+        for key in ("name", "seed", "n_test", "difficulty", "style", "chat", "prompt_column", "answer_column")
+    },
     "loss.num_iterations": "the step counts optimizer steps, num_iterations per batch of prompts",
     "optim.optimizer": "the saved optimizer state belongs to that optimizer",
-}  # fmt: skip
+}
 """Settings that a resumed training run must keep (validation may change them, e.g. to evaluate another task)."""
 
-_RHYTHM_KEYS = ("state_dict", "global_step", "hyper_parameters", "reasonattn_settings")
+_LIGHTNING_KEYS = ("state_dict", "global_step", "hyper_parameters")
+_MARKERS = ("reasonattn_base", "reasonattn_settings")
+"""A RhythmGRPO checkpoint holds one of these: ``reasonattn_base`` (written since the base record exists, read by
+``reasonattn export``) or, in checkpoints of earlier versions, ``reasonattn_settings``."""
 
 
 class CheckpointError(ValueError):
@@ -94,10 +100,13 @@ def load_checkpoint(path: str | Path) -> dict:
             f"checkpoint {shown} is not a PyTorch checkpoint (torch.load cannot parse it): pass a .ckpt file written "
             "by reasonattn fit."
         ) from None
-    missing = [key for key in _RHYTHM_KEYS if not isinstance(ckpt, dict) or key not in ckpt]
+    missing = [key for key in _LIGHTNING_KEYS if not isinstance(ckpt, dict) or key not in ckpt]
+    if isinstance(ckpt, dict) and not any(key in ckpt for key in _MARKERS):
+        missing.append(_MARKERS[0])
     if missing:
-        what = "a Lightning checkpoint of another module" if isinstance(ckpt, dict) and "state_dict" in ckpt else (
-            "a torch file but not a Lightning checkpoint")  # fmt: skip
+        what = "a torch file but not a Lightning checkpoint"
+        if isinstance(ckpt, dict) and "state_dict" in ckpt:
+            what = "a Lightning checkpoint of another module"
         raise CheckpointError(
             f"checkpoint {shown} is {what} (it lacks {', '.join(missing)}): pass a .ckpt written by reasonattn fit."
         )
@@ -142,8 +151,11 @@ def resume_conflicts(saved: dict, current: dict, training: bool) -> tuple[list[s
     before, now = flat_settings(saved), flat_settings(current)
     fixed = {**MODEL_SETTINGS, **(RUN_SETTINGS if training else {})}
     differ = {key: (before[key], now.get(key)) for key in before if key in now and before[key] != now[key]}
-    refused = [f"{key}={new!r} but the checkpoint has {old!r} ({fixed[key]})"
-               for key, (old, new) in differ.items() if key in fixed]  # fmt: skip
+    refused = [
+        f"{key}={new!r} but the checkpoint has {old!r} ({fixed[key]})"
+        for key, (old, new) in differ.items()
+        if key in fixed
+    ]
     return refused, {key: pair for key, pair in differ.items() if key not in fixed}
 
 
@@ -201,15 +213,51 @@ def use_atomic_checkpoint_io(trainer) -> None:
         trainer.strategy.checkpoint_io = AtomicCheckpointIO()
 
 
-def base_record(module) -> dict:
-    """What a RhythmGRPO module's adapter was trained on: base model, quantization, compute and adapter dtypes."""
+def base_record(model_name: str | None, quantization: str, double_quant: bool, policy, lora_dtype: str) -> dict:
+    """What an adapter was trained on: base model, quantization, compute and adapter dtypes (``reasonattn export``
+    writes it beside the adapter, since the adapter reproduces the policy only on that base)."""
     return {
-        "model": module.model_name or DEFAULT_MODEL,
-        "quantization": module.quantization,
-        "double_quant": module.double_quant,
-        "compute_dtype": str(compute_dtype(module.policy.get_base_model())).removeprefix("torch."),
-        "lora_dtype": module.lora.dtype,
+        "model": model_name or DEFAULT_MODEL,
+        "quantization": quantization,
+        "double_quant": double_quant,
+        "compute_dtype": str(compute_dtype(policy.get_base_model())).removeprefix("torch."),
+        "lora_dtype": lora_dtype,
     }
+
+
+def slim_checkpoint(
+    checkpoint: dict, *, trainable: set[str], rng_states: list[dict], sampling_seed: int | None, base: dict
+) -> None:
+    """Make Lightning's checkpoint dict a RhythmGRPO checkpoint, in place.
+
+    Only the adapter's weights (``trainable``: the frozen base is loaded from its source again); the
+    hyper-parameters as plain data (so the file loads with ``torch.load(weights_only=True)``); every rank's RNG
+    states (they drive only LoRA dropout: sampling and random credit are keyed) and the run's sampling seed; and
+    the record of the base (``reasonattn_base``, see [`base_record`][base_record]).
+    """
+    checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+    checkpoint["hyper_parameters"] = plain(checkpoint.get("hyper_parameters", {}))
+    checkpoint["rng_states"] = rng_states
+    checkpoint["sampling_seed"] = sampling_seed
+    checkpoint["reasonattn_base"] = base
+
+
+def restore_rng_states(checkpoint: dict, rank: int) -> int | None:
+    """Restore this rank's RNG states from ``checkpoint``; return the run's sampling seed it holds (or ``None``).
+
+    A rank the checkpoint has no states for (resumed on more processes) keeps its own seeded state, with a warning.
+    """
+    states = checkpoint.get("rng_states") or []
+    states = states if isinstance(states, list) else [states]  # one dict: a checkpoint of an older version
+    if rank < len(states):
+        set_rng_states(states[rank])
+    elif states:
+        warnings.warn(
+            f"the checkpoint holds the RNG states of {len(states)} process(es); process {rank} keeps its seeded "
+            "state. Only LoRA dropout draws from it (sampling is keyed to the prompt).",
+            stacklevel=3,
+        )
+    return checkpoint.get("sampling_seed")
 
 
 def apply_optim_settings(checkpoint: dict, lr: float, weight_decay: float, factor) -> None:

@@ -25,7 +25,9 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from ..models import DEFAULT_MODEL, ModelLoadError, resolve_model_path
 from ..rewards.protocol import RewardError
 from .checkpoint import check_resume, flat_settings, load_checkpoint
+from .distributed import check_max_steps
 from .export import export_adapter
+from .module import RhythmGRPO
 from .settings import LOSS_TYPE_HINTS
 
 USER_ERRORS = (ValueError, OSError, argparse.ArgumentError, MisconfigurationException, ModelLoadError, RewardError)
@@ -116,12 +118,8 @@ class ReasonattnCLI(LightningCLI):
         flat_settings(current)  # builds every settings dataclass: a bad value fails before anything else runs
         if current.get("model") not in (None, DEFAULT_MODEL):
             resolve_model_path(current["model"])  # a local path that does not exist fails now, not after set-up
-        max_steps = self.config[subcommand].get("trainer", {}).get("max_steps")
-        if subcommand == "fit" and (max_steps is None or max_steps < 0):
-            raise MisconfigurationException(
-                f"trainer.max_steps={max_steps}: the prompt stream never ends an epoch, so set trainer.max_steps "
-                "(e.g. --trainer.max_steps 100)."
-            )
+        if subcommand == "fit":  # before a trainer or a log folder is made (RhythmGRPO.setup checks it too)
+            check_max_steps(self.config[subcommand].get("trainer", {}).get("max_steps"))
         ckpt_path = self.config[subcommand].get("ckpt_path")
         if not ckpt_path or str(ckpt_path) in SPECIAL_CKPT_PATHS or str(ckpt_path).startswith("registry"):
             return
@@ -217,8 +215,6 @@ def run_fit(argv: list[str], subcommand: str = "fit", started: _RunStarted | Non
 
     ``validate`` evaluates the held-out split (``val/reward``), from a checkpoint with ``--ckpt_path FILE``.
     """
-    from .module import RhythmGRPO
-
     if not argv:
         raise CommandError(
             f"it needs a config: start from examples/grpo_cpu_smollm2.yaml (see docs/train.md), or print every "

@@ -9,22 +9,11 @@ from pathlib import Path
 import torch
 
 from .. import rewards as rw
-from ..tasks import arithmetic_splits, countdown_splits, load_prompts, word_problem_splits
+from ..rewards import BUILTIN_REWARDS
+from ..tasks import load_prompts
+from ..tasks.table import TASKS
 from .distributed import shard
 from .settings import RewardSettings, TaskSettings
-
-BUILTIN_REWARDS: dict[str, Callable] = {
-    "countdown": rw.countdown_reward,
-    "numeric": rw.numeric_answer_reward,
-    "format": rw.format_reward,
-}
-DEFAULT_REWARDS = {"countdown": ["countdown"], "arithmetic": ["numeric"], "word_problems": ["numeric"]}
-
-
-GENERATED_TASKS = ("countdown", "arithmetic", "word_problems")
-"""Task names generated offline; any other name is a file or folder of records."""
-STYLED_SPLITS = {"arithmetic": arithmetic_splits, "word_problems": word_problem_splits}
-"""Generated tasks whose splits take ``difficulty`` and ``style``."""
 
 
 def task_records(
@@ -36,20 +25,18 @@ def task_records(
         task: which task, or which file.
         chat: prompts as chat messages (generated tasks).
         reward_funcs: the run's reward functions: every column one of them requires (see
-            [`required_columns`][lightning_reasonattn.rewards.protocol.required_columns]) must be in the records, so that
-            a file without its answer column is refused here, when it is read, rather than at the first step.
+            [`required_columns`][lightning_reasonattn.rewards.protocol.required_columns]) must be in the records, so
+            that a file without its answer column is refused here, when it is read, rather than at the first step.
 
     Raises:
         ValueError: an unknown task or missing file, or records without a column a reward function requires.
     """
-    if task.name == "countdown":
-        train, test = countdown_splits(task.n_train, task.n_test, task.seed, chat=chat)
-    elif task.name in STYLED_SPLITS:  # generators with a difficulty preset and a prompt style
-        train, test = STYLED_SPLITS[task.name](
-            task.n_train, task.n_test, task.seed, difficulty=task.difficulty, chat=chat, style=task.style
+    if task.name in TASKS:
+        train, test = TASKS[task.name].generate_splits(
+            task.n_train, task.n_test, task.seed, chat=chat, difficulty=task.difficulty, style=task.style
         )
     elif not Path(task.name).exists():
-        names = ", ".join(repr(name) for name in GENERATED_TASKS)
+        names = ", ".join(repr(name) for name in TASKS)
         raise ValueError(
             f"task name={task.name!r} is neither one of {names} nor an existing file or folder: pass one "
             "of those (a JSONL / JSON / parquet file or a dataset folder)."
@@ -121,7 +108,7 @@ def reward_functions(settings: RewardSettings, task: TaskSettings) -> tuple[list
     Raises:
         ValueError: no function for the task, or a name that is neither built in nor importable.
     """
-    names = settings.functions or DEFAULT_REWARDS.get(task.name, [])
+    names = settings.functions or list(TASKS[task.name].rewards if task.name in TASKS else ())
     if not names:
         raise ValueError(
             f"no reward function for task {task.name!r}: set rewards.functions, e.g. ['numeric'] or "

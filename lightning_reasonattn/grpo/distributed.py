@@ -54,6 +54,19 @@ def check_split(prompts_per_step: int, world_size: int) -> None:
         )
 
 
+def check_max_steps(max_steps: int | None) -> None:
+    """Refuse a run without ``trainer.max_steps``: the prompt stream never ends an epoch.
+
+    Raises:
+        MisconfigurationException: ``max_steps`` is ``None`` or negative (Lightning's -1, "no limit").
+    """
+    if max_steps is None or max_steps < 0:
+        raise MisconfigurationException(
+            f"trainer.max_steps={max_steps}: the prompt stream never ends an epoch, so set trainer.max_steps "
+            "(e.g. --trainer.max_steps 100)."
+        )
+
+
 def check_held_out(count: int, world_size: int) -> None:
     """Refuse a held-out split too small to give every process at least one problem.
 

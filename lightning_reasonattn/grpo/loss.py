@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 
-LOSS_TYPES = ("token-mean", "seq-mean-token-mean", "dr-grpo")
+LossAggregation = Literal["token-mean", "seq-mean-token-mean", "dr-grpo"]
+LOSS_TYPES = get_args(LossAggregation)
+LOSS_ALIASES = {"dapo": "token-mean", "grpo": "seq-mean-token-mean", "dr_grpo": "dr-grpo"}
+"""TRL ``GRPOConfig.loss_type`` names with the same aggregation here."""
+LossType = Literal[(*LOSS_TYPES, *LOSS_ALIASES)]
+"""Every name ``loss.loss_type`` accepts: this project's and TRL's aliases (stored under this project's name)."""
 
 
 def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:

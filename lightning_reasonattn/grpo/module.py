@@ -26,28 +26,42 @@ import warnings
 import lightning.pytorch as pl
 import torch
 import torchmetrics
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_info
 from torch.nn.parallel import DistributedDataParallel
 
 from ..capture import measuring
 from ..functional._checks import check_choice, check_number
-from ..functional.credit import RHYTHM_STRATEGIES, credit_gamma
-from ..functional.keyed import keyed_uniform, mix
+from ..functional.credit import RHYTHM_STRATEGIES
+from ..functional.keyed import mix
+from ..functional.settings import RhythmSettings
 from ..models import LoraSettings, Quantization, add_lora, lean_lora_casts, load_model, lost_update_fraction
 from ..rewards.protocol import RewardLog, TrainerState, conversational_completions, score_completions
 from ..rollout.dense import DenseRollout, resolve_backend
-from ..rollout.logprobs import completion_logprobs, measured_logprobs
+from ..rollout.logprobs import completion_logprobs, measure
 from ..rollout.prompts import encode_prompts
-from ..rollout.sampling import sample
+from ..rollout.sampling import sample_batch
+from ..tasks.table import TASKS
 from .advantages import group_advantages, token_advantages
-from .checkpoint import use_atomic_checkpoint_io
-from .checkpoint_hooks import CheckpointHooks
-from .data import GENERATED_TASKS, HeldOut, PromptStream, reward_functions, task_records
+from .checkpoint import (
+    apply_optim_settings,
+    base_record,
+    check_resume,
+    restore_rng_states,
+    slim_checkpoint,
+    use_atomic_checkpoint_io,
+)
+from .credit import SAMPLE_STREAM, rows_gamma
+from .data import HeldOut, PromptStream, reward_functions, task_records
 from .distributed import (
     check_held_out,
+    check_max_steps,
     check_split,
     check_strategy,
     frozen_names,
     gather_columns,
+    gather_objects,
+    rng_states,
     run_seed,
 )
 from .loss import minibatches, policy_loss
@@ -60,15 +74,12 @@ from .settings import (
     TaskSettings,
     as_settings,
 )
-from .step import score
 from .step_data import Completed, Rollouts, Scored
-from .step_logging import StepLogging
+from .step_logging import append_completions, completion_rows, step_values
 from .step_metrics import LOSS_STATS
 
-SAMPLE_STREAM, CREDIT_STREAM = 1, 2  # the keyed random streams of a run: sampling, the random credit strategy
 
-
-class RhythmGRPO(StepLogging, CheckpointHooks, pl.LightningModule):
+class RhythmGRPO(pl.LightningModule):
     """GRPO with rhythm credit on a (4-bit, LoRA) causal LM, on one device or several (Lightning's DDP).
 
     Every argument is checked when the module is built, before any model loads (a settings dataclass checks
@@ -153,8 +164,9 @@ class RhythmGRPO(StepLogging, CheckpointHooks, pl.LightningModule):
             check_number(name, getattr(self, name), low=1, integer=True)
         if self.group_size < 2:
             raise ValueError(f"group_size={self.group_size}: GRPO compares completions of a prompt; use >= 2.")
-        check_number("log_completions_every_n_steps", self.log_completions_every_n_steps, low=0, integer=True,
-                     fix=" (0: never)")  # fmt: skip
+        check_number(
+            "log_completions_every_n_steps", self.log_completions_every_n_steps, low=0, integer=True, fix=" (0: never)"
+        )
 
     # ------------------------------------------------------------------ set-up
     def setup(self, stage: str) -> None:
@@ -164,7 +176,7 @@ class RhythmGRPO(StepLogging, CheckpointHooks, pl.LightningModule):
         if self._seed is None:
             self._seed = run_seed(self.trainer.strategy)
         use_atomic_checkpoint_io(self.trainer)  # a checkpoint is written next to its target, then renamed over it
-        if self.task.name not in GENERATED_TASKS:  # a file: read and check it now, before the model loads
+        if self.task.name not in TASKS:  # a file: read and check it now, before the model loads
             self._splits = task_records(self.task, False, self.reward_funcs)  # (chat shapes generated prompts only)
 
     def configure_model(self) -> None:
@@ -181,14 +193,12 @@ class RhythmGRPO(StepLogging, CheckpointHooks, pl.LightningModule):
 
     def configure_optimizers(self):
         params = [p for p in self.policy.parameters() if p.requires_grad]
-        if self.optim.optimizer == "adamw_8bit":
-            import bitsandbytes as bnb
+        if self.optim.optimizer == "adamw_8bit":  # (OptimSettings allows only these two)
+            import bitsandbytes as bnb  # only when asked for: its CUDA optimizers
 
             opt = bnb.optim.AdamW8bit(params, lr=self.optim.lr, weight_decay=self.optim.weight_decay)
-        elif self.optim.optimizer == "adamw":
-            opt = torch.optim.AdamW(params, lr=self.optim.lr, weight_decay=self.optim.weight_decay)
         else:
-            raise ValueError(f"optim.optimizer={self.optim.optimizer!r} is unknown: use 'adamw' or 'adamw_8bit'.")
+            opt = torch.optim.AdamW(params, lr=self.optim.lr, weight_decay=self.optim.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: self._warmup(step))  # a function: not pickled
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
@@ -214,8 +224,14 @@ class RhythmGRPO(StepLogging, CheckpointHooks, pl.LightningModule):
     def train_dataloader(self):
         """This rank's share of every step's prompts (all of them on one process)."""
         train, _ = self._task_splits()
-        return PromptStream(train, self.prompts_per_step, self.task.seed, start=self._stream_step,
-                            rank=self.global_rank, world_size=self._world_size)  # fmt: skip
+        return PromptStream(
+            train,
+            self.prompts_per_step,
+            self.task.seed,
+            start=self._stream_step,
+            rank=self.global_rank,
+            world_size=self._world_size,
+        )
 
     def _stream_step(self) -> int:
         """The prompt stream's batch of the coming training step (a function of the step, so resumable)."""
@@ -232,13 +248,7 @@ class RhythmGRPO(StepLogging, CheckpointHooks, pl.LightningModule):
         # after the optimizer step. That is what RhythmGRPO wants: global_step counts that step, and a resumed
         # run reproduces the next one (tested), so the warning is silenced for this module's runs.
         warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
-        if self.trainer.max_steps is None or self.trainer.max_steps < 0:
-            from lightning.pytorch.utilities.exceptions import MisconfigurationException
-
-            raise MisconfigurationException(
-                f"trainer.max_steps={self.trainer.max_steps}: the prompt stream never ends an epoch, so set "
-                "trainer.max_steps (e.g. --trainer.max_steps 100)."
-            )
+        check_max_steps(self.trainer.max_steps)  # (reasonattn fit checks it before anything is built)
 
     def on_train_start(self) -> None:
         self._make_dense_copy()
@@ -292,39 +302,43 @@ class RhythmGRPO(StepLogging, CheckpointHooks, pl.LightningModule):
         step, first = key if key is not None else (None, 0)
         prompt_index = (torch.arange(len(records)) + first).repeat_interleave(g)
         sample_index = torch.arange(g).repeat(len(records))
-        prompts = [r["prompt"] for r in records for _ in range(g)]
-        columns = {col: [r[col] for r in records for _ in range(g)] for col in records[0] if col != "prompt"}
         ids, mask = encode_prompts(self.tokenizer, [r["prompt"] for r in records], self.device)
-        ids, mask = ids.repeat_interleave(g, 0), mask.repeat_interleave(g, 0)
-        sampler = self._dense.model if self._dense is not None else self.policy
-        eos = self.tokenizer.eos_token_id
-        eos_ids = list(eos) if isinstance(eos, (list, tuple)) else [eos]
-        start = time.perf_counter()
         s = self.sampling
         t = s.temperature if temperature is None else temperature
         keys = None
         if step is not None and t > 0:
             seed = self._seed if self._seed is not None else 0
             keys = mix(seed, SAMPLE_STREAM, step, prompt_index, sample_index).to(self.device)
-        out = sample(sampler, ids, mask, eos_ids, self.tokenizer.pad_token_id, s.max_new_tokens, t, s.top_p, s.top_k,
-                     keys=keys)  # fmt: skip
-        seconds = time.perf_counter() - start
-        texts = self.tokenizer.batch_decode(
-            out.ids.masked_fill(~out.mask, self.tokenizer.pad_token_id), skip_special_tokens=True
+        eos = self.tokenizer.eos_token_id
+        start = time.perf_counter()
+        batch = sample_batch(
+            self._dense.model if self._dense is not None else self.policy,
+            ids.repeat_interleave(g, 0),
+            mask.repeat_interleave(g, 0),
+            eos_ids=list(eos) if isinstance(eos, (list, tuple)) else [eos],
+            pad_id=self.tokenizer.pad_token_id,
+            max_new_tokens=s.max_new_tokens,
+            temperature=t,
+            top_p=s.top_p,
+            top_k=s.top_k,
+            keys=keys,
         )
-        full_ids = torch.cat([ids, out.ids], 1)
-        full_mask = torch.cat([mask, out.mask.long()], 1)
-        return Rollouts(prompts, columns, full_ids, full_mask, out.mask, out.truncated, texts, seconds,
-                        step, prompt_index, sample_index)  # fmt: skip
+        seconds = time.perf_counter() - start
+        return Rollouts(
+            **vars(batch),
+            prompts=[r["prompt"] for r in records for _ in range(g)],
+            columns={col: [r[col] for r in records for _ in range(g)] for col in records[0] if col != "prompt"},
+            texts=self.tokenizer.batch_decode(batch.completion_ids, skip_special_tokens=True),
+            seconds=seconds,
+            step=step,
+            prompt_index=prompt_index,
+            sample_index=sample_index,
+        )
 
     @property
-    def _rhythm(self) -> dict | None:
-        """capture settings when the strategy reads the attention, else None."""
-        c = self.credit_settings
-        if c.strategy not in RHYTHM_STRATEGIES:
-            return None
-        return dict(layers=c.layers, window=c.window, horizon=tuple(c.horizon), block_size=c.block_size,
-                    head_fraction=c.head_fraction, q=c.q, k=c.k)  # fmt: skip
+    def _rhythm(self) -> RhythmSettings | None:
+        """The rhythm's settings when the strategy reads the attention, else None (no capture)."""
+        return self.credit_settings.rhythm() if self.credit_settings.strategy in RHYTHM_STRATEGIES else None
 
     def score(self, rollouts: Rollouts) -> Scored:
         """Rewards and group advantages; with ``num_iterations > 1`` also the no-grad scoring pass.
@@ -342,17 +356,19 @@ class RhythmGRPO(StepLogging, CheckpointHooks, pl.LightningModule):
         scored = Scored(rewards, per_function, advantages, completed, log=log)
         if self.loss_settings.num_iterations == 1:
             return scored
-        old, ent, gammas = [], [], []
-        with measuring(self.policy):  # no dropout in the measurement; the update runs in train mode
+        old, entropies, gammas = [], [], []
+        # no dropout in the measurement (the update runs in train mode), no grad
+        with measuring(self.policy), torch.no_grad():
             for b0 in range(0, rollouts.ids.shape[0], self.score_batch_size):
                 rows = slice(b0, min(b0 + self.score_batch_size, rollouts.ids.shape[0]))
-                part = score(self.policy, rollouts.ids[rows], rollouts.mask[rows], rollouts.width,
-                             self.sampling.temperature, self._rhythm, want_entropy=True)  # fmt: skip
-                old.append(part.old_logp)
-                ent.append(part.entropy)
-                gammas.append(self.credit(rollouts, rows, part.trace, part.entropy))
+                part = measure(
+                    self.policy, rollouts.rows(rows), temperature=self.sampling.temperature, rhythm=self._rhythm
+                )
+                old.append(part.logp)
+                entropies.append(part.entropy)
+                gammas.append(rows_gamma(self.credit_settings, rollouts, rows, part.trace, part.entropy))
                 scored.traces.append(part.trace)
-        scored.old_logp, scored.entropy, scored.gamma = torch.cat(old), torch.cat(ent), torch.cat(gammas)
+        scored.old_logp, scored.entropy, scored.gamma = torch.cat(old), torch.cat(entropies), torch.cat(gammas)
         return scored
 
     def score_rewards(self, rollouts: Rollouts, log: RewardLog | None = None):
@@ -363,14 +379,22 @@ class RhythmGRPO(StepLogging, CheckpointHooks, pl.LightningModule):
         dataset columns (see [`lightning_reasonattn.rewards.protocol`][lightning_reasonattn.rewards.protocol]).
         """
         prompts, completions = conversational_completions(rollouts.prompts, rollouts.texts)
-        ids = rollouts.ids[:, -rollouts.width :].cpu()
+        ids = rollouts.completion_ids.cpu()
         completion_ids = [row[keep].tolist() for row, keep in zip(ids, rollouts.completion_mask.cpu(), strict=True)]
         state = None
         if self._trainer is not None:
             t = self.trainer
             state = TrainerState(global_step=t.global_step, max_steps=t.max_steps, epoch=float(t.current_epoch))
-        return score_completions(self.reward_funcs, self.reward_weights, prompts, completions, rollouts.columns,
-                                 completion_ids=completion_ids, trainer_state=state, log=log)  # fmt: skip
+        return score_completions(
+            self.reward_funcs,
+            self.reward_weights,
+            prompts,
+            completions,
+            rollouts.columns,
+            completion_ids=completion_ids,
+            trainer_state=state,
+            log=log,
+        )
 
     def _loss_mask(self, rollouts: Rollouts) -> torch.Tensor:
         """``[B, T]`` completion tokens in the loss (without truncated completions if ``mask_truncated``)."""
@@ -381,55 +405,24 @@ class RhythmGRPO(StepLogging, CheckpointHooks, pl.LightningModule):
 
     def _gather_completed(self, rollouts: Rollouts, rewards: torch.Tensor, per_function: dict) -> Completed:
         """Every rank's per-completion values, in one gather (float64 keeps rewards and counts exact)."""
-        columns = [rewards, *per_function.values(), rollouts.completion_mask.sum(-1), rollouts.truncated,
-                   self._loss_mask(rollouts).sum(-1)]  # fmt: skip
+        lengths, loss_tokens = rollouts.completion_mask.sum(-1), self._loss_mask(rollouts).sum(-1)
+        columns = [rewards, *per_function.values(), lengths, rollouts.truncated, loss_tokens]
         table = gather_columns(self._strategy, columns, self.device)  # [K, N]
         names = list(per_function)
-        return Completed(table[0], dict(zip(names, table[1 : 1 + len(names)], strict=True)), table[-3],
-                         table[-2].bool(), table[-1])  # fmt: skip
-
-    def _credit_scores(self, rollouts: Rollouts, rows: slice, shape: torch.Size) -> torch.Tensor | None:
-        """``[b, N]`` keyed random scores of the ``random`` strategy: ``(seed, step, prompt, j, position)``."""
-        if rollouts.step is None:
-            return None
-        c = self.credit_settings
-        keys = mix(c.seed, CREDIT_STREAM, rollouts.step, rollouts.prompt_index[rows], rollouts.sample_index[rows])
-        positions = torch.arange(shape[1]) - (shape[1] - rollouts.width)  # 0 at the first completion token
-        return keyed_uniform(mix(keys[:, None], positions[None, :])).float()
-
-    def credit(self, rollouts: Rollouts, rows: slice, trace, entropy: torch.Tensor) -> torch.Tensor:
-        """``[b, T]`` gamma of the completion tokens of ``rows`` (1 for ``uniform``), from the strategy."""
-        c = self.credit_settings
-        width = rollouts.width
-        response = torch.zeros_like(rollouts.mask[rows], dtype=torch.bool)
-        response[:, -width:] = rollouts.completion_mask[rows]
-        full_entropy = None
-        if c.strategy == "entropy":
-            full_entropy = torch.full(response.shape, float("nan"), device=response.device)
-            full_entropy[:, -width:] = entropy
-        gamma = credit_gamma(
-            trace, c.strategy, response_mask=response, q=c.q if trace is None else None, gamma_amp=c.gamma_amp,
-            alpha=c.alpha, normalize=c.normalize, entropy=full_entropy,
-            scores=self._credit_scores(rollouts, rows, response.shape) if c.strategy == "random" else None,
-        )  # fmt: skip
-        return gamma[:, -width:]
-
-    def _measured_forward(self, rollouts: Rollouts, rows: slice):
-        """The first update forward when it is also the measurement: ``(logp, trace, entropy)``.
-
-        The rhythm is captured inside this forward (the wrapper reads detached queries and keys, no grad);
-        the old log-probabilities are its detached values, so the first ratio is exactly 1.
-        """
-        ids, mask, width = rollouts.ids[rows], rollouts.mask[rows], rollouts.width
-        response = torch.zeros_like(mask, dtype=torch.bool)
-        response[:, -width:] = rollouts.completion_mask[rows]
-        logp, entropy, trace = measured_logprobs(
-            self.policy, ids, mask, response, width, self.sampling.temperature, self._rhythm
+        return Completed(
+            rewards=table[0],
+            per_function=dict(zip(names, table[1 : 1 + len(names)], strict=True)),
+            lengths=table[-3],
+            truncated=table[-2].bool(),
+            loss_tokens=table[-1],
         )
-        return logp, trace, entropy
 
     def update(self, rollouts: Rollouts, scored: Scored) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``num_iterations`` optimizer steps of the clipped surrogate, accumulating over mini-batches.
+
+        With one iteration the first forward of each mini-batch is also the measurement: the rhythm is captured
+        inside it (the wrapper reads detached queries and keys, no grad), and its detached log-probabilities are
+        the old ones, so the first ratio is exactly 1.
 
         Under DDP every ``manual_backward`` all-reduces (averages) the adapter's gradients over the ranks; the
         mini-batch weights ([`minibatches`][lightning_reasonattn.grpo.loss.minibatches], with the token count of all
@@ -448,33 +441,41 @@ class RhythmGRPO(StepLogging, CheckpointHooks, pl.LightningModule):
         global_tokens = scored.step.loss_tokens.sum().long() if scored.step is not None else None
         batches = minibatches(mask, ls.mini_batch_size, ls.loss_type, self._world_size, global_tokens)
         single_pass = scored.old_logp is None
+        temperature = self.sampling.temperature
         start = time.perf_counter()
         sums = {key: torch.zeros((), device=self.device, dtype=torch.float64) for key in LOSS_STATS}
         loss_value = torch.zeros((), device=self.device)
         gammas, entropies = [], []
         for _ in range(ls.num_iterations):
             for sl, share in batches:
+                rows = rollouts.rows(sl)
                 if single_pass:
-                    logp, trace, entropy = self._measured_forward(rollouts, sl)
-                    old = logp.detach()
-                    gamma = self.credit(rollouts, sl, trace, entropy)
+                    measured = measure(self.policy, rows, temperature=temperature, rhythm=self._rhythm)
+                    logp, old = measured.logp, measured.logp.detach()
+                    gamma = rows_gamma(self.credit_settings, rollouts, sl, measured.trace, measured.entropy)
                     gammas.append(gamma)
-                    entropies.append(entropy)
-                    scored.traces.append(trace)
+                    entropies.append(measured.entropy)
+                    scored.traces.append(measured.trace)
                 else:
-                    logp = completion_logprobs(self.policy, rollouts.ids[sl], rollouts.mask[sl], rollouts.width,
-                                               self.sampling.temperature)  # fmt: skip
+                    logp = completion_logprobs(self.policy, rows, temperature)
                     old, gamma = scored.old_logp[sl], scored.gamma[sl]
                 adv = token_advantages(scored.advantages[sl], gamma, self.credit_settings.sign_mode)
                 ref = None
                 if ls.beta > 0:
                     with torch.no_grad(), self.policy.disable_adapter():
-                        ref = completion_logprobs(self.policy, rollouts.ids[sl], rollouts.mask[sl], rollouts.width,
-                                                  self.sampling.temperature)  # fmt: skip
+                        ref = completion_logprobs(self.policy, rows, temperature)
                 loss, stats = policy_loss(
-                    logp, old, adv, mask[sl], ls.epsilon_low, ls.epsilon_high, ls.loss_type,
-                    ref, ls.beta, self.sampling.max_new_tokens,
-                )  # fmt: skip
+                    logp,
+                    old,
+                    adv,
+                    mask[sl],
+                    epsilon_low=ls.epsilon_low,
+                    epsilon_high=ls.epsilon_high,
+                    loss_type=ls.loss_type,
+                    ref_logp=ref,
+                    beta=ls.beta,
+                    max_len=self.sampling.max_new_tokens,
+                )
                 self.manual_backward(loss * share)  # accumulated shares add up to the whole batch's loss
                 loss_value = loss_value + loss.detach() * share / ls.num_iterations
                 count = mask[sl].sum()  # the stats are means over these tokens: keep sums, to add over ranks
@@ -490,9 +491,33 @@ class RhythmGRPO(StepLogging, CheckpointHooks, pl.LightningModule):
         if self._dense is not None:
             self._dense.sync()
         seconds = time.perf_counter() - start
-        tokens = rollouts.mask.sum().item() * ls.num_iterations
+        tokens = rollouts.attention_mask.sum().item() * ls.num_iterations
         sums |= {"loss": loss_value, "loss_tokens": mask.sum(), "tokens_per_sec/update": tokens / max(seconds, 1e-9)}
         return loss_value, sums
+
+    # ------------------------------------------------------------------ logging
+    def _log_step(self, rollouts: Rollouts, scored: Scored, update_sums: dict[str, torch.Tensor]) -> None:
+        """Log the step's values over all ranks' completions (each rank logs the same numbers)."""
+        values = step_values(
+            rollouts,
+            scored,
+            update_sums,
+            group_size=self.group_size,
+            strategy=self._strategy,
+            world_size=self._world_size,
+            device=self.device,
+        )
+        batch = rollouts.ids.shape[0]
+        for name, value in values.items():  # equal on every rank: nothing left for Lightning to reduce
+            bar = name in ("reward", "tokens_per_sec/rollout")
+            self.log(name, value.float().cpu(), prog_bar=bar, on_step=True, on_epoch=False, batch_size=batch)
+        every = self.log_completions_every_n_steps
+        if every and self.global_step % every == 0:
+            log_dir = self.trainer.log_dir if self._trainer is not None else None  # a broadcast: every rank reads it
+            rows = completion_rows(rollouts, scored, step=self.global_step, group_size=self.group_size)
+            every_rank = gather_objects(rows, self._world_size)
+            if log_dir and self.global_rank == 0:
+                append_completions(log_dir, [row for part in every_rank for row in part])
 
     def validation_step(self, batch: list[dict], batch_idx: int) -> None:
         """Held-out reward: one greedy completion per prompt, logged as ``val/reward`` (and per function).
@@ -514,5 +539,41 @@ class RhythmGRPO(StepLogging, CheckpointHooks, pl.LightningModule):
             if key not in self._val_means:
                 self._val_means[key] = torchmetrics.MeanMetric(nan_strategy="ignore").to(self.device)
             self._val_means[key].update(value.to(self.device, torch.float32))
-            self.log(name, self._val_means[key], on_step=False, on_epoch=True, batch_size=len(batch),
-                     prog_bar=name == "val/reward", metric_attribute=f"_val_means.{key}")  # fmt: skip
+            self.log(
+                name,
+                self._val_means[key],
+                on_step=False,
+                on_epoch=True,
+                batch_size=len(batch),
+                prog_bar=name == "val/reward",
+                metric_attribute=f"_val_means.{key}",
+            )
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """The adapter only, plain data, every rank's RNG states and the base record (see ``slim_checkpoint``)."""
+        # Lightning writes the checkpoint on rank 0 only, but calls this hook on every rank: every rank gathers.
+        every_rank = gather_objects(rng_states(), self._world_size)
+        slim_checkpoint(
+            checkpoint,
+            trainable={name for name, p in self.named_parameters() if p.requires_grad},
+            rng_states=every_rank,
+            sampling_seed=self._seed,
+            base=base_record(self.model_name, self.quantization, self.double_quant, self.policy, self.lora.dtype),
+        )
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Apply the resume rule (see ``grpo.checkpoint``), log what came from where; restore the RNG states."""
+        if self._trainer is not None:  # (load_from_checkpoint builds the module from the checkpoint's own settings)
+            training = self.trainer.state.fn == TrainerFn.FITTING
+            rank_zero_info(check_resume(checkpoint, dict(self.hparams), self.trainer.ckpt_path, training))
+            apply_optim_settings(checkpoint, self.optim.lr, self.optim.weight_decay, self._warmup)
+            if not training:  # validation takes the adapter only: no checkpoint callback to restore (nor warn about)
+                checkpoint.pop("callbacks", None)
+        self._restore_rng_states(checkpoint)
+
+    def _restore_rng_states(self, checkpoint: dict) -> None:
+        """The run's sampling seed, and this rank's RNG states (a rank the checkpoint has none for keeps its own)."""
+        seed = restore_rng_states(checkpoint, self.global_rank)
+        if seed is not None:
+            self._seed = seed

@@ -11,33 +11,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Literal
 
-from ..functional._checks import (
-    check_choice,
-    check_fraction,
-    check_horizon,
-    check_number,
-    check_positive_int,
-    check_window,
-)
+from ..functional._checks import check_choice, check_number
+from ..functional.credit import ALPHA, GAMMA_AMP, Strategy
+from ..functional.settings import RhythmSettings
+from ..models import LoraSettings
+from ..rollout.dense import Backend
+from ..tasks.table import TASKS, TaskStyle
+from .advantages import ScaleRewards, SignMode
+from .loss import LOSS_ALIASES, LossType
 
-Strategy = Literal["uniform", "random", "entropy", "local_chunk", "global_anchor", "coupled"]
-SignMode = Literal["both", "positive"]
-# TRL's names are accepted as aliases and stored under this project's name (see LOSS_ALIASES).
-LossType = Literal["token-mean", "seq-mean-token-mean", "dr-grpo", "dapo", "grpo", "dr_grpo"]
-ScaleRewards = Literal["group", "batch", "none"]
-Backend = Literal["auto", "policy", "dense"]
 Optimizer = Literal["adamw", "adamw_8bit"]
-TaskStyle = Literal["r1", "short", "plain"]
-TASK_STYLES = {"arithmetic": ("r1", "short"), "word_problems": ("r1", "plain")}  # countdown has one prompt
 
-LOSS_ALIASES = {"dapo": "token-mean", "grpo": "seq-mean-token-mean", "dr_grpo": "dr-grpo"}
-"""TRL ``GRPOConfig.loss_type`` names with the same aggregation here."""
 LOSS_TYPE_HINTS = {"bnpo": "TRL's 'bnpo' normalises by each mini-batch's tokens: use 'token-mean', TRL's 'dapo'"}
 """TRL names without an equal loss here (``bnpo`` differs from every loss here once the batch is split)."""
 
 
 def _prefixed(section: str, check, *args) -> None:
-    """Run a functional check and prefix its message (``name=value ...``) with the settings section."""
+    """Run a check and prefix its message (``name=value ...``) with the settings section."""
     try:
         check(*args)
     except ValueError as err:
@@ -81,8 +71,8 @@ class TaskSettings:
         check_number("task.n_test", self.n_test, low=0, integer=True)
         check_number("task.difficulty", self.difficulty, low=0, high=5, integer=True)
         check_choice("task.style", self.style, TaskStyle)
-        styles = TASK_STYLES.get(self.name)
-        if styles is not None and self.style not in styles:
+        styles = TASKS[self.name].styles if self.name in TASKS else ()
+        if styles and self.style not in styles:
             raise ValueError(
                 f"task.style={self.style!r} does not apply to task {self.name!r}: use one of {', '.join(styles)}."
             )
@@ -108,66 +98,48 @@ class SamplingSettings:
 
     def __post_init__(self):
         check_number("sampling.max_new_tokens", self.max_new_tokens, low=1, integer=True)
-        check_number("sampling.temperature", self.temperature, low=0, low_open=True,
-                     fix=" (GRPO needs sampled completions; validation is greedy on its own)")  # fmt: skip
+        check_number(
+            "sampling.temperature",
+            self.temperature,
+            low=0,
+            low_open=True,
+            fix=" (GRPO needs sampled completions; validation is greedy on its own)",
+        )
         check_number("sampling.top_p", self.top_p, low=0, high=1, low_open=True, fix=" (1: no nucleus cut)")
         if self.top_k is not None:
             check_number("sampling.top_k", self.top_k, low=0, integer=True, fix=" (0 or null: no top-k cut)")
         check_choice("sampling.backend", self.backend, Backend)
 
 
-@dataclass(frozen=True)
-class CreditSettings:
-    """Which tokens get extra credit (docs/rhythm.md has the definitions).
+@dataclass(frozen=True, kw_only=True)
+class CreditSettings(RhythmSettings):
+    """Which tokens get extra credit (docs/rhythm.md has the definitions): the strategy, and the rhythm it reads.
+
+    The rhythm's knobs (``layers``, ``window``, ``horizon``, ``head_fraction``, ``q``, ``k``, ``block_size``) are
+    those of [`RhythmSettings`][lightning_reasonattn.functional.settings.RhythmSettings], with the spec's defaults.
 
     Attributes:
         strategy: 'uniform' (plain GRPO), 'random', 'entropy', 'local_chunk', 'global_anchor' or 'coupled'.
         sign_mode: 'both' scales every advantage, 'positive' only the positive ones.
-        q: fraction of the response tokens selected as preplan / anchor tokens, in (0, 1].
         gamma_amp: advantage multiplier of a selected token (> 0; 1.5 in the paper).
         alpha: share of a dominated anchor's bonus moved to its introductory token, in [0, 1].
-        k: look-back in tokens for the introductory token of a dominated anchor (>= 0).
         normalize: rescale gamma so its mean over each response is 1.
-        layers: 'middle' (5 middle layers), 'all' or a list of layer indices (negative ones from the end).
-        window: WAAD window in tokens (>= 1).
-        horizon: FAI horizon [lo, hi] in tokens, 0 <= lo <= hi.
-        head_fraction: share of the heads in each of the local and global groups, in (0, 1].
-        block_size: query rows per block of the attention capture (memory, not results).
         seed: seed of the 'random' strategy.
     """
 
     strategy: Strategy = "coupled"
     sign_mode: SignMode = "both"
-    q: float = 0.4
-    gamma_amp: float = 1.5
-    alpha: float = 0.5
-    k: int = 3
+    gamma_amp: float = GAMMA_AMP
+    alpha: float = ALPHA
     normalize: bool = False
-    layers: Literal["middle", "all"] | list[int] = "middle"
-    window: int = 10
-    horizon: tuple[int, int] = (10, 100)
-    head_fraction: float = 0.3
-    block_size: int = 128
     seed: int = 0
 
     def __post_init__(self):
         check_choice("credit.strategy", self.strategy, Strategy)
         check_choice("credit.sign_mode", self.sign_mode, SignMode)
-        _prefixed("credit", check_fraction, self.q, "q")
+        _prefixed("credit", super().__post_init__)
         check_number("credit.gamma_amp", self.gamma_amp, low=0, low_open=True, fix=" (the paper uses 1.5)")
         check_number("credit.alpha", self.alpha, low=0, high=1)
-        check_number("credit.k", self.k, low=0, integer=True)
-        if isinstance(self.layers, str):
-            check_choice("credit.layers", self.layers, Literal["middle", "all"])
-        elif not self.layers or not all(isinstance(i, int) and not isinstance(i, bool) for i in self.layers):
-            raise ValueError(
-                f"credit.layers={self.layers!r} is invalid: use 'middle', 'all' or a non-empty list of layer indices."
-            )
-        _prefixed("credit", check_window, self.window)
-        object.__setattr__(self, "horizon", tuple(self.horizon) if isinstance(self.horizon, list) else self.horizon)
-        _prefixed("credit", check_horizon, self.horizon)
-        _prefixed("credit", check_fraction, self.head_fraction, "head_fraction")
-        _prefixed("credit", check_positive_int, self.block_size, "block_size")
 
 
 @dataclass(frozen=True)
@@ -206,8 +178,13 @@ class LossSettings:
         check_choice("loss.scale_rewards", self.scale_rewards, ScaleRewards)
         check_number("loss.num_iterations", self.num_iterations, low=1, integer=True)
         if self.mini_batch_size is not None:
-            check_number("loss.mini_batch_size", self.mini_batch_size, low=1, integer=True,
-                         fix=" (null: the whole batch at once)")  # fmt: skip
+            check_number(
+                "loss.mini_batch_size",
+                self.mini_batch_size,
+                low=1,
+                integer=True,
+                fix=" (null: the whole batch at once)",
+            )
         if self.max_grad_norm is not None:
             check_number("loss.max_grad_norm", self.max_grad_norm, low=0, low_open=True, fix=" (null: no clipping)")
 
@@ -269,10 +246,15 @@ class RewardSettings:
 
 def settings_sections() -> dict[str, type]:
     """RhythmGRPO's argument name of every settings dataclass (``{"lora": LoraSettings, "task": ...}``)."""
-    from ..models import LoraSettings
-
-    return {"lora": LoraSettings, "task": TaskSettings, "rewards": RewardSettings, "sampling": SamplingSettings,
-            "credit": CreditSettings, "loss": LossSettings, "optim": OptimSettings}  # fmt: skip
+    return {
+        "lora": LoraSettings,
+        "task": TaskSettings,
+        "rewards": RewardSettings,
+        "sampling": SamplingSettings,
+        "credit": CreditSettings,
+        "loss": LossSettings,
+        "optim": OptimSettings,
+    }
 
 
 def as_settings(cls: type, value):

@@ -7,19 +7,19 @@ from dataclasses import dataclass, field
 import torch
 
 from ..rewards.protocol import RewardLog
+from ..rollout.sampling import SampledBatch
 
 
 @dataclass
-class Rollouts:
+class Rollouts(SampledBatch):
     """This rank's completions of one step (``B`` rows: its prompts, ``G`` completions each), as ``rollout`` made them.
+
+    The token ids and masks are those of [`SampledBatch`][lightning_reasonattn.rollout.sampling.SampledBatch]
+    (``ids``, ``attention_mask``, ``response_mask``, ``completion_mask``, ``truncated``).
 
     Attributes:
         prompts: ``[B]`` the prompt of every completion (each prompt repeated ``G`` times).
         columns: the dataset columns, one value per completion.
-        ids: ``[B, P + T]`` prompt (left-padded) + completion (right-padded).
-        mask: ``[B, P + T]`` attention mask.
-        completion_mask: ``[B, T]`` bool: completion tokens up to and including the first end token.
-        truncated: ``[B]`` bool: no end token within ``max_new_tokens``.
         texts: the decoded completions.
         seconds: how long the rollout took.
         step: the prompt stream's batch, which keys the random draws (``None``: the process RNG).
@@ -29,19 +29,11 @@ class Rollouts:
 
     prompts: list
     columns: dict
-    ids: torch.Tensor
-    mask: torch.Tensor
-    completion_mask: torch.Tensor
-    truncated: torch.Tensor
     texts: list[str]
     seconds: float
     step: int | None = None
     prompt_index: torch.Tensor | None = None
     sample_index: torch.Tensor | None = None
-
-    @property
-    def width(self) -> int:
-        return self.completion_mask.shape[1]
 
 
 @dataclass

@@ -260,8 +260,8 @@ def rhythm_html(
         _legend(scales),
         f'<div class="tokens">{body}</div>',
         "<h2>Curves</h2>",
-        _curve_svg(seq, tokens, "waad", WAAD_RGB, "preplan", PREPLAN_COLOR),
-        _curve_svg(seq, tokens, "fai", FAI_RGB, "anchor", ANCHOR_COLOR),
+        _curve_svg(seq, tokens, "waad", rgb=WAAD_RGB, mark="preplan", color=PREPLAN_COLOR),
+        _curve_svg(seq, tokens, "fai", rgb=FAI_RGB, mark="anchor", color=ANCHOR_COLOR),
     ]
     if images:
         out.append("<h2>Pictures</h2>")

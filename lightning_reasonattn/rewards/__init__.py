@@ -63,7 +63,11 @@ from .protocol import (
     score_completions,
 )
 
+BUILTIN_REWARDS = {"countdown": countdown_reward, "numeric": numeric_answer_reward, "format": format_reward}
+"""The built-in reward functions by the name ``rewards.functions`` gives them in a config."""
+
 __all__ = [
+    "BUILTIN_REWARDS",
     "MATH_VERIFY_TIMEOUT",
     "MAX_NUMBER_DIGITS",
     "MAX_SCAN_CHARS",

@@ -9,11 +9,14 @@ memory of an unquantized model; ``backend="policy"`` samples from the policy its
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 
 from ..capture import unwrap_causal_lm
 
-BACKENDS = ("auto", "policy", "dense")
+Backend = Literal["auto", "policy", "dense"]
+BACKENDS = get_args(Backend)
 
 
 # On CUDA, ``auto`` takes the dense copy while it needs at most this share of the free GPU memory.

@@ -1,4 +1,4 @@
-"""Log-probabilities and entropies of sampled completions, and the rhythm measured in the same forward.
+"""Measuring sampled completions: their log-probabilities and entropies, and the rhythm, in one forward.
 
 Layout of a batch of ``B`` rollouts: ``[prompt, left-padded to P | completion, right-padded to T]``, so the
 completion always sits in the last ``T`` columns and the hidden states of columns ``P - 1 .. P + T - 2``
@@ -12,12 +12,16 @@ LoRA-wrapped head) take the plain route through the logits.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from ..capture import rhythm_capture, unwrap_causal_lm
 from ..functional.coupling import logits_entropy
 from ..functional.logprobs import chunked_logprobs
+from ..functional.settings import RhythmSettings
 from ..functional.trace import RhythmTrace
+from .sampling import SampledBatch
 
 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -87,30 +91,48 @@ def completion_logprobs_entropy(
     return chunked_logprobs(hidden, weight, targets, temperature, chunk)
 
 
-def completion_logprobs(model, input_ids, attention_mask, width: int, temperature: float = 1.0) -> torch.Tensor:
-    """``[B, T]`` log-probabilities of the completion tokens (with grad if enabled)."""
-    return completion_logprobs_entropy(model, input_ids, attention_mask, width, temperature)[0]
+def completion_logprobs(model, batch: SampledBatch, temperature: float = 1.0) -> torch.Tensor:
+    """``[B, T]`` log-probabilities of the completion tokens of ``batch`` (with grad if enabled)."""
+    return completion_logprobs_entropy(model, batch.ids, batch.attention_mask, batch.width, temperature)[0]
 
 
-def measured_logprobs(
-    model,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    response_mask: torch.Tensor,
-    width: int,
-    temperature: float = 1.0,
-    rhythm: dict | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, RhythmTrace | None]:
-    """One forward: ``(logp [B, T], entropy [B, T], trace)``, the RhythmTrace captured in that same pass.
+@dataclass
+class Measured:
+    """What one forward over a [`SampledBatch`][lightning_reasonattn.rollout.sampling.SampledBatch] gives.
+
+    Attributes:
+        logp: ``[B, T]`` log-probabilities of the completion tokens (with grad if enabled).
+        entropy: ``[B, T]`` entropy of the distribution each completion token was drawn from (no grad).
+        trace: the [`RhythmTrace`][lightning_reasonattn.RhythmTrace] of the same pass over the ``[B, P + T]``
+            sequences, or ``None`` when the rhythm was not asked for.
+    """
+
+    logp: torch.Tensor
+    entropy: torch.Tensor
+    trace: RhythmTrace | None = None
+
+
+def measure(model, batch: SampledBatch, temperature: float = 1.0, rhythm: RhythmSettings | None = None) -> Measured:
+    """One forward over prompt + completion: the completion's log-probabilities and entropies, and with ``rhythm``
+    the rhythm of the completion captured in that same pass (no extra forward, no second model).
 
     Args:
-        response_mask: ``[B, P + T]`` bool, the tokens whose rhythm is measured.
-        rhythm: ``capture_rhythm`` settings (``layers``, ``window``, ``horizon``, ``block_size``,
-            ``head_fraction``, ``q``, ``k``), or ``None`` to skip the capture (``trace`` is then ``None``).
+        model: the causal LM (peft-wrapped, 4-bit: as it is trained).
+        batch: the sampled batch (its ``response_mask`` says whose rhythm is measured).
+        temperature: the log-probabilities and entropies are those of ``softmax(logits / temperature)``.
+        rhythm: the rhythm's settings, or ``None`` to skip the capture.
     """
+    forward = dict(input_ids=batch.ids, attention_mask=batch.attention_mask, width=batch.width, temperature=temperature)
     if rhythm is None:
-        return (*completion_logprobs_entropy(model, input_ids, attention_mask, width, temperature), None)
-    capture = {key: rhythm[key] for key in ("layers", "window", "horizon", "block_size") if key in rhythm}
-    with rhythm_capture(model, response_mask, attention_mask, **capture) as rec:
-        logp, entropy = completion_logprobs_entropy(model, input_ids, attention_mask, width, temperature)
-    return logp, entropy, rec.trace(rhythm.get("head_fraction", 0.3), rhythm.get("q", 0.4), rhythm.get("k", 3))
+        return Measured(*completion_logprobs_entropy(model, **forward))
+    with rhythm_capture(
+        model,
+        batch.response_mask,
+        batch.attention_mask,
+        layers=rhythm.layers,
+        window=rhythm.window,
+        horizon=rhythm.horizon,
+        block_size=rhythm.block_size,
+    ) as rec:
+        logp, entropy = completion_logprobs_entropy(model, **forward)
+    return Measured(logp, entropy, rec.trace(head_fraction=rhythm.head_fraction, q=rhythm.q, k=rhythm.k))

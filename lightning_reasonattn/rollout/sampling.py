@@ -60,8 +60,9 @@ class KeyedSampling:
         top_k: ``None`` or ``0`` for no top-k.
     """
 
-    def __init__(self, keys: torch.Tensor, prompt_width: int, temperature: float, top_p: float = 1.0,
-                 top_k: int | None = None):  # fmt: skip
+    def __init__(
+        self, keys: torch.Tensor, prompt_width: int, temperature: float, top_p: float = 1.0, top_k: int | None = None
+    ):
         from transformers.generation.logits_process import (
             TemperatureLogitsWarper,
             TopKLogitsWarper,
@@ -146,3 +147,89 @@ def sample(
     ids = out[:, prompt_ids.shape[1] :]
     mask, truncated = completion_mask(ids, eos_ids)
     return Completions(ids.masked_fill(~mask, pad_id), mask, truncated)
+
+
+@dataclass
+class SampledBatch:
+    """Prompts and their sampled completions as one batch, the masks made once.
+
+    Layout: ``[prompt, left-padded to P | completion, right-padded to T]``, so the completion always sits in the
+    last ``T`` columns, and column ``P - 1 + j`` predicts completion token ``j``.
+
+    Attributes:
+        ids: ``[B, P + T]`` prompt + completion token ids.
+        attention_mask: ``[B, P + T]`` int64, 0 at padding.
+        response_mask: ``[B, P + T]`` bool: the completion tokens (up to and including the first EOS), whose
+            rhythm is measured.
+        completion_mask: ``[B, T]`` bool, the same over the completion columns only.
+        truncated: ``[B]`` bool: no EOS within ``max_new_tokens``.
+    """
+
+    ids: torch.Tensor
+    attention_mask: torch.Tensor
+    response_mask: torch.Tensor
+    completion_mask: torch.Tensor
+    truncated: torch.Tensor
+
+    @property
+    def width(self) -> int:
+        """``T``, the completion columns."""
+        return self.completion_mask.shape[1]
+
+    @property
+    def completion_ids(self) -> torch.Tensor:
+        """``[B, T]`` completion token ids (padding after the end)."""
+        return self.ids[:, -self.width :]
+
+    def rows(self, rows: slice) -> SampledBatch:
+        """The batch of the rows ``rows`` (views, no copy)."""
+        return SampledBatch(
+            ids=self.ids[rows],
+            attention_mask=self.attention_mask[rows],
+            response_mask=self.response_mask[rows],
+            completion_mask=self.completion_mask[rows],
+            truncated=self.truncated[rows],
+        )
+
+
+def join_completions(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completions: Completions) -> SampledBatch:
+    """The [`SampledBatch`][SampledBatch] of left-padded prompts ``[B, P]`` and their completions."""
+    response_mask = torch.cat([torch.zeros_like(prompt_mask, dtype=torch.bool), completions.mask], 1)
+    return SampledBatch(
+        ids=torch.cat([prompt_ids, completions.ids], 1),
+        attention_mask=torch.cat([prompt_mask, completions.mask.long()], 1),
+        response_mask=response_mask,
+        completion_mask=completions.mask,
+        truncated=completions.truncated,
+    )
+
+
+def sample_batch(
+    model: torch.nn.Module,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    *,
+    eos_ids: list[int],
+    pad_id: int,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int | None = None,
+    keys: torch.Tensor | None = None,
+) -> SampledBatch:
+    """[`sample`][sample] one completion per prompt row, then
+    [`join_completions`][join_completions]: the batch that
+    [`measure`][lightning_reasonattn.rollout.logprobs.measure] reads."""
+    completions = sample(
+        model,
+        prompt_ids,
+        prompt_mask,
+        eos_ids=eos_ids,
+        pad_id=pad_id,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        keys=keys,
+    )
+    return join_completions(prompt_ids, prompt_mask, completions)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..arguments import fraction, layers_arg, non_negative_float, non_negative_int, positive_int
 from ..models import ModelLoadError
-from .page import format_table
+from .page import format_survey_table
 from .run import PROMPT_SETS, run_survey
 from .settings import CHAT_MODES, SurveySettings
 
@@ -75,7 +75,7 @@ def survey_command(args) -> int:
             seed=args.seed,
             chat=args.chat,
             layers=args.layers,
-            k=args.k,
+            coupling_k=args.k,
             peak_top=args.peak_top,
             n_boot=args.boot,
             reports=args.reports,
@@ -88,6 +88,6 @@ def survey_command(args) -> int:
     except OSError as exc:
         print(f"reasonattn survey: error: cannot write to --out {args.out!r} ({exc}).", file=sys.stderr)
         return 1
-    print(format_table(result))
+    print(format_survey_table(result))
     print(f"survey written to {args.out} (open {Path(args.out) / 'index.html'} in a browser)")
     return 0

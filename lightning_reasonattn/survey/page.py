@@ -1,9 +1,9 @@
 """Rendering of a survey: the table as text and Markdown, the profiles as a PNG, and one self-contained HTML page.
 
-Pure rendering of the ``survey.json`` record (see [`lightning_reasonattn.survey.run`][lightning_reasonattn.survey.run]); the
-page has the style of the per-response rhythm report ([`lightning_reasonattn.report`][lightning_reasonattn.report]),
-embeds its picture as a ``data:`` URI and links the per-response reports with relative links. Response text is model
-output: it is only ever escaped.
+Pure rendering of the ``survey.json`` record (see
+[`lightning_reasonattn.survey.run`][lightning_reasonattn.survey.run]); the page has the style of the per-response
+rhythm report ([`lightning_reasonattn.report`][lightning_reasonattn.report]), embeds its picture as a ``data:`` URI
+and links the per-response reports with relative links. Response text is model output: it is only ever escaped.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def _interval(row: dict[str, Any], digits: int = 3) -> str:
     return f"[{_num(row['low'], digits)}, {_num(row['high'], digits)}]"
 
 
-def format_table(result: dict[str, Any]) -> str:
+def format_survey_table(result: dict[str, Any]) -> str:
     """The table as fixed-width text: statistic, value, interval, the paper's value."""
     level = round(100 * result["settings"]["level"])
     width = max(len(row["label"]) for row in result["table"])
@@ -149,16 +149,16 @@ def survey_html(result: dict[str, Any], images: dict[str, bytes] | None = None) 
         f"{result['responses']} responses ({result['response_tokens']} tokens, {result['truncated']} cut at "
         f"{s['max_new_tokens']} tokens) to the prompts {s['prompts']!r}, sampled at temperature {s['temperature']} "
         f"(top-p {s['top_p']}, top-k {s['top_k'] or 'off'}); peaks: local maxima among the top "
-        f"{s['peak_top']:.0%} of a signal; window k = {s['k']} tokens. {run['date']}, {run['machine']}; "
+        f"{s['peak_top']:.0%} of a signal; window k = {s['coupling_k']} tokens. {run['date']}, {run['machine']}; "
         f"{run['measured_responses']} responses measured in this run at "
         f"{_num(run['responses_per_s'], 2)} responses/s."
     )
     note = (
         "The paper's 52.5% vs 36.9% is the bold row: the share of FAI peaks that have a WAAD peak at the same "
-        f"token or within the {s['k']} tokens before. The shuffled value places each response's peaks at random "
-        "positions (exact expectation); lift = rate / shuffled, above 1 when the peaks meet more often than chance. "
-        f"Intervals: {level}% percentile bootstrap over responses ({s['n_boot']} resamples); every value is a ratio "
-        "of sums over responses. Hover a row for its formula."
+        f"token or within the {s['coupling_k']} tokens before. The shuffled value places each response's peaks at "
+        "random positions (exact expectation); lift = rate / shuffled, above 1 when the peaks meet more often than "
+        f"chance. Intervals: {level}% percentile bootstrap over responses ({s['n_boot']} resamples); every value is "
+        "a ratio of sums over responses. Hover a row for its formula."
     )
     out = [
         "<!DOCTYPE html>",

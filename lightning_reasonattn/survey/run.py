@@ -37,37 +37,21 @@ import torch
 from ..analysis import write_analysis_report
 from ..capture import capture_rhythm
 from ..models import DEFAULT_MODEL, load_model
-from ..rollout.logprobs import measured_logprobs
+from ..rollout.logprobs import measure
 from ..rollout.prompts import encode_prompts
-from ..rollout.sampling import sample
-from ..tasks import generate_arithmetic, generate_countdown, generate_word_problems, load_prompts
+from ..rollout.sampling import sample_batch
+from ..tasks import load_prompts
+from ..tasks.table import TASKS
 from .page import write_survey_files
 from .settings import SurveySettings
-from .table import rank_coupled, summarize
-
-
-def arithmetic_prompts(n: int, seed: int, chat: bool) -> list[dict[str, Any]]:
-    """``n`` arithmetic problems (difficulty 3, R1-style reasoning prompt); see ``tasks.generate_arithmetic``."""
-    return generate_arithmetic(n, seed, chat=chat, style="r1")
-
-
-def countdown_prompts(n: int, seed: int, chat: bool) -> list[dict[str, Any]]:
-    """``n`` Countdown problems (3 to 4 numbers, R1-style prompt); see ``tasks.generate_countdown``."""
-    return generate_countdown(n, seed, chat=chat)
-
-
-def word_problem_prompts(n: int, seed: int, chat: bool) -> list[dict[str, Any]]:
-    """``n`` two-step word problems (difficulty 2, the question alone); see ``tasks.generate_word_problems``."""
-    return generate_word_problems(n, seed, difficulty=2, chat=chat, style="plain")
-
+from .table import rank_coupled, summarize_survey
 
 PROMPT_SETS: dict[str, Callable[[int, int, bool], list[dict[str, Any]]]] = {
-    "arithmetic": arithmetic_prompts,
-    "countdown": countdown_prompts,
-    "word_problems": word_problem_prompts,
+    name: task.survey_prompts for name, task in TASKS.items()
 }
 """Built-in prompt sets for ``--prompts NAME``: ``name -> fn(n, seed, chat)`` returning records with a
-``"prompt"`` (chat messages when ``chat``). Register another set by adding an entry."""
+``"prompt"`` (chat messages when ``chat``); one per built-in task (``tasks.table.TASKS``). Register another set by
+adding an entry."""
 
 BATCHES = "batches"
 SETTINGS_FILE = "survey_settings.json"
@@ -138,39 +122,33 @@ def measure_batch(model, tokenizer, prompts: list[Any], settings: SurveySettings
     device = next(model.parameters()).device
     ids, mask = encode_prompts(tokenizer, prompts, device)
     torch.manual_seed(seed)
-    done = sample(
+    batch = sample_batch(
         model,
         ids,
         mask,
-        _eos_ids(model, tokenizer),
-        tokenizer.pad_token_id,
-        settings.max_new_tokens,
-        settings.temperature,
-        settings.top_p,
-        settings.top_k or None,
-    )
-    width = done.ids.shape[1]
-    input_ids = torch.cat([ids, done.ids], 1)
-    attention = torch.cat([mask, done.mask.long()], 1)
-    response = torch.zeros_like(attention, dtype=torch.bool)
-    response[:, -width:] = done.mask
-    rhythm = dict(
-        layers=settings.layers,
-        window=settings.window,
-        horizon=settings.horizon,
-        head_fraction=settings.head_fraction,
+        eos_ids=_eos_ids(model, tokenizer),
+        pad_id=tokenizer.pad_token_id,
+        max_new_tokens=settings.max_new_tokens,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        top_k=settings.top_k or None,
     )
     # The entropy of the model's own distribution (temperature 1), whatever the sampling temperature.
-    _, entropy, trace = measured_logprobs(model, input_ids, attention, response, width, 1.0, rhythm)
-    signals = {"waad": trace.waad[:, -width:], "fai": trace.fai[:, -width:], "entropy": entropy}
+    measured = measure(model, batch, temperature=1.0, rhythm=settings.rhythm())
+    width = batch.width
+    signals = {
+        "waad": measured.trace.waad[:, -width:],
+        "fai": measured.trace.fai[:, -width:],
+        "entropy": measured.entropy,
+    }
     records = []
     for row in range(len(prompts)):
-        keep = done.mask[row]
+        keep = batch.completion_mask[row]
         records.append(
             {
                 "prompt_ids": ids[row][mask[row].bool()].tolist(),
-                "response_ids": done.ids[row][keep].tolist(),
-                "truncated": bool(done.truncated[row]),
+                "response_ids": batch.completion_ids[row][keep].tolist(),
+                "truncated": bool(batch.truncated[row]),
                 **{name: _floats(value[row][keep]) for name, value in signals.items()},
             }
         )
@@ -322,20 +300,11 @@ def write_response_reports(
         ids = torch.tensor([record["prompt_ids"] + record["response_ids"]], device=device)
         mask = torch.zeros_like(ids, dtype=torch.bool)
         mask[:, len(record["prompt_ids"]) :] = True
-        trace = capture_rhythm(
-            model,
-            ids,
-            response_mask=mask,
-            layers=settings.layers,
-            window=settings.window,
-            horizon=settings.horizon,
-            head_fraction=settings.head_fraction,
-            q=settings.q,
-        ).to("cpu")
+        trace = capture_rhythm(model, ids, response_mask=mask, **settings.capture_kwargs()).to("cpu")
         lift = per_response[index]["lift"]
         folder = Path("responses") / f"{name}-{rank}"
         title = f"response {index} ({name} coupled #{rank}, lift {lift:.2f})"
-        paths = write_analysis_report(model, tokenizer, ids.cpu(), trace, str(out / folder), title)
+        paths = write_analysis_report(model, tokenizer, ids.cpu(), trace, out_dir=str(out / folder), title=title)
         items.append(
             {
                 "index": index,
@@ -394,20 +363,20 @@ def run_survey(
         "model": settings.model or DEFAULT_MODEL,
         "fingerprint": settings.fingerprint(),
         "settings": settings.as_dict(),
-        **summarize(
-            responses,
-            settings.k,
-            settings.peak_top,
-            settings.q,
-            settings.num_buckets,
-            settings.n_boot,
-            settings.level,
-            settings.seed,
-        ),
+        **summarize_survey(responses, settings),
     }
     most, least = rank_coupled(result["per_response"], settings.reports)
     result["coupled"] = {
-        name: write_response_reports(model, tokenizer, responses, result["per_response"], chosen, out, name, settings)
+        name: write_response_reports(
+            model,
+            tokenizer,
+            responses,
+            per_response=result["per_response"],
+            indices=chosen,
+            out=out,
+            name=name,
+            settings=settings,
+        )
         for name, chosen in (("most", most), ("least", least))
     }
     device = next(model.parameters()).device

@@ -16,6 +16,8 @@ import torch
 
 from ..functional.bootstrap import bootstrap_ci, profile_sums
 from ..functional.coupling import response_counts
+from ..functional.settings import COUPLING_K, PEAK_TOP, SPEC
+from .settings import SurveySettings
 
 
 @dataclass(frozen=True)
@@ -115,9 +117,11 @@ def _padded(responses: list[dict[str, Any]], name: str, width: int) -> torch.Ten
 
 def count_responses(
     responses: list[dict[str, Any]],
-    k: int = 3,
-    top: float = 0.2,
-    q: float = 0.4,
+    *,
+    coupling_k: int = COUPLING_K,
+    top: float = PEAK_TOP,
+    q: float = SPEC.q,
+    look_back: int = SPEC.k,
     num_buckets: int = 20,
     chunk: int = 256,
 ) -> tuple[list[str], torch.Tensor, torch.Tensor]:
@@ -126,9 +130,11 @@ def count_responses(
     Args:
         responses: records with ``waad``, ``fai`` and ``entropy`` lists over the response tokens (``None`` where
             undefined), as [`measure_batch`][lightning_reasonattn.survey.run.measure_batch] writes them.
-        k: coupling window, see [`response_counts`][lightning_reasonattn.functional.coupling.response_counts].
+        coupling_k: coupling window, see
+            [`response_counts`][lightning_reasonattn.functional.coupling.response_counts].
         top: peak fraction.
         q: top fraction of preplan and anchor tokens.
+        look_back: look-back of dominated anchors.
         num_buckets: profile resolution.
         chunk: responses counted at a time.
 
@@ -142,7 +148,7 @@ def count_responses(
         width = max(1, *(len(r["waad"]) for r in part))
         mask = torch.tensor([[i < len(r["waad"]) for i in range(width)] for r in part])
         waad, fai, entropy = (_padded(part, name, width) for name in ("waad", "fai", "entropy"))
-        found = response_counts(waad, fai, mask, entropy, k, top, q)
+        found = response_counts(waad, fai, mask, entropy, k=coupling_k, top=top, q=q, look_back=look_back)
         names = names or sorted(found)
         counts.append(torch.stack([found[name] for name in names], 1))
         sums = [torch.cat(profile_sums(signal, mask, num_buckets), 1) for signal in (waad, fai)]
@@ -172,28 +178,15 @@ def rank_coupled(per_response: list[dict[str, Any]], count: int) -> tuple[list[i
     return most, least
 
 
-def summarize(
-    responses: list[dict[str, Any]],
-    k: int = 3,
-    top: float = 0.2,
-    q: float = 0.4,
-    num_buckets: int = 20,
-    n_boot: int = 2000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> dict:
+def summarize_survey(responses: list[dict[str, Any]], settings: SurveySettings) -> dict:
     """Pool the responses: every statistic with its bootstrap interval, and the profiles.
 
     Args:
         responses: records with the per-token signals (see [`count_responses`][count_responses]), ``response_ids``,
             ``truncated`` and ``prompt_index``.
-        k: coupling window (see [`count_responses`][count_responses]).
-        top: peak fraction.
-        q: top fraction of preplan and anchor tokens.
-        num_buckets: profile resolution.
-        n_boot: bootstrap resamples (one set of resamples serves every statistic).
-        level: interval coverage.
-        seed: seed of the resampling.
+        settings: the statistics' settings: ``coupling_k`` (window), ``peak_top``, ``q`` and ``k`` (token sets),
+            ``num_buckets`` (profile resolution), ``n_boot`` and ``level`` (bootstrap resamples, one set for every
+            statistic, and coverage), ``seed`` (of the resampling).
 
     Returns:
         ``{"table": [...], "profiles": {...}, "responses": R, "response_tokens", "truncated", "per_response"}``;
@@ -202,7 +195,16 @@ def summarize(
     """
     if not responses:
         raise ValueError("no responses to summarize: the survey measured nothing.")
-    names, counts, profile = count_responses(responses, k, top, q, num_buckets)
+    num_buckets = settings.num_buckets
+    names, counts, profile = count_responses(
+        responses,
+        coupling_k=settings.coupling_k,
+        top=settings.peak_top,
+        q=settings.q,
+        look_back=settings.k,
+        num_buckets=num_buckets,
+    )
+    n_boot, level, seed = settings.n_boot, settings.level, settings.seed
 
     def table_stat(sums: torch.Tensor) -> torch.Tensor:
         by_name = {name: sums[..., i] for i, name in enumerate(names)}

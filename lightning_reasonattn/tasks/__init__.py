@@ -5,6 +5,7 @@
   ``numeric_answer_reward``.
 - ``word_problems``: short word problems with small numbers (a count that changes over a few steps), scored by
   ``numeric_answer_reward``.
+- ``table``: what a built-in task is (its splits, prompt styles, default reward, survey prompts), in one table.
 - ``datasets``: prompt templates, [`load_prompts`][load_prompts] for local JSONL, JSON,
   parquet and dataset folders, and [`apply_chat_template`][apply_chat_template].
 
@@ -23,12 +24,15 @@ from .countdown import (
     solve_countdown,
 )
 from .datasets import SYSTEM_PROMPT, apply_chat_template, load_prompts, r1_messages, r1_prompt
+from .table import TASKS, Task
 from .word_problems import DIFFICULTY as WORD_PROBLEM_DIFFICULTY
 from .word_problems import generate_word_problems, word_problem_prompt, word_problem_splits
 
 __all__ = [
     "DIFFICULTY",
     "SYSTEM_PROMPT",
+    "TASKS",
+    "Task",
     "WORD_PROBLEM_DIFFICULTY",
     "apply_chat_template",
     "arithmetic_prompt",
