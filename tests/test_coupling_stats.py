@@ -6,7 +6,6 @@ import torch
 from lightning_reasonattn.functional import select_tokens
 from lightning_reasonattn.functional.bootstrap import bootstrap_ci, profile_sums, resample_counts
 from lightning_reasonattn.functional.coupling import (
-    preceded_by,
     response_counts,
     shuffled_hits,
     within,
@@ -17,13 +16,13 @@ NAN = float("nan")
 
 def test_windows_both_directions_by_hand():
     targets = torch.tensor([False, False, False, True, False, False, False])
-    assert preceded_by(targets, 0).tolist() == targets.tolist()
-    assert preceded_by(targets, 2).tolist() == [False, False, False, True, True, True, False]
+    assert within(targets, 0, "back").tolist() == targets.tolist()
+    assert within(targets, 2, "back").tolist() == [False, False, False, True, True, True, False]
     assert within(targets, 2, "ahead").tolist() == [False, True, True, True, False, False, False]
     with pytest.raises(ValueError, match="look='sideways'"):
         within(targets, 1, "sideways")
     with pytest.raises(ValueError, match="k=-1"):
-        preceded_by(targets, -1)
+        within(targets, -1, "back")
 
 
 def test_shuffled_hits_is_the_mean_over_actual_shuffles():
@@ -34,7 +33,7 @@ def test_shuffled_hits_is_the_mean_over_actual_shuffles():
     targets = torch.rand(2, n, generator=gen) < 0.15
     sources = candidates & (torch.rand(2, n, generator=gen) < 0.25)
     got = shuffled_hits(sources, targets, candidates, k=2, look="back")
-    near = preceded_by(targets, 2)
+    near = within(targets, 2, "back")
     for row in range(2):
         slots = candidates[row].nonzero().flatten()
         m = int(sources[row].sum())

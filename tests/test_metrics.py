@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lightning_reasonattn.functional import RhythmTrace
-from lightning_reasonattn.functional.coupling import coupling_counts, followed_by, local_peaks, token_entropy
+from lightning_reasonattn.functional.coupling import coupling_counts, local_peaks, token_entropy, within
 from lightning_reasonattn.metrics import FutureAttentionInfluence, RhythmCoupling, WindowedAverageAttentionDistance
 
 NAN = float("nan")
@@ -23,10 +23,10 @@ def test_local_peaks_by_hand():
 
 def test_followed_by_by_hand():
     targets = torch.tensor([False, False, False, True, False, False, False])
-    assert followed_by(targets, 0).tolist() == [False, False, False, True, False, False, False]
-    assert followed_by(targets, 2).tolist() == [False, True, True, True, False, False, False]
+    assert within(targets, 0, "ahead").tolist() == [False, False, False, True, False, False, False]
+    assert within(targets, 2, "ahead").tolist() == [False, True, True, True, False, False, False]
     with pytest.raises(ValueError, match="k=-1"):
-        followed_by(targets, -1)
+        within(targets, -1, "ahead")
 
 
 def test_coupling_counts_by_hand():

@@ -83,16 +83,6 @@ def within(targets: torch.Tensor, k: int, look: str = "ahead") -> torch.Tensor:
     return (csum[..., t + 1] - csum[..., (t - k).clamp(min=0)]) > 0
 
 
-def followed_by(targets: torch.Tensor, k: int) -> torch.Tensor:
-    """``out[t]``: some ``targets[u]`` is True for ``u`` in ``[t, t + k]`` (``within(targets, k, "ahead")``)."""
-    return within(targets, k, "ahead")
-
-
-def preceded_by(targets: torch.Tensor, k: int) -> torch.Tensor:
-    """``out[t]``: some ``targets[u]`` is True for ``u`` in ``[t - k, t]`` (``within(targets, k, "back")``)."""
-    return within(targets, k, "back")
-
-
 def shuffled_hits(
     sources: torch.Tensor, targets: torch.Tensor, candidates: torch.Tensor, k: int, look: str
 ) -> dict[str, torch.Tensor]:
