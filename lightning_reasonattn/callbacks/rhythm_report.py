@@ -16,7 +16,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from ..capture import capture_group_maps, capture_rhythm, measuring
 from ..functional._checks import check_positive_int
 from ..report import default_span, rhythm_markdown, write_report
-from .inputs import BatchInputs, due, find_causal_lm
+from .inputs import BatchInputs, due, find_model
 
 
 def _png_array(path: Path):
@@ -141,7 +141,7 @@ class RhythmReport(Callback):
 
     # ------------------------------------------------------------------ set-up
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._model = find_causal_lm(pl_module, self.model_attr)
+        self._model = find_model(pl_module, self.model_attr, self.capture_kwargs)
         # trainer.log_dir is a broadcast from rank 0: read it here, where every rank is, not in _report, which
         # only rank 0 passes (the other ranks would never join the broadcast: a hang or a closed connection).
         self._root = Path(trainer.log_dir or trainer.default_root_dir) / self.dirname
@@ -177,8 +177,9 @@ class RhythmReport(Callback):
         with measuring(self._model) as model:  # no dropout: the measurement draws no random number
             trace = capture_rhythm(model, input_ids, None, response_mask, **self.capture_kwargs)
             span = default_span(trace, 0, self.heatmap_size)
-            block = {"block_size": self.capture_kwargs["block_size"]} if "block_size" in self.capture_kwargs else {}
-            maps = capture_group_maps(model, input_ids, trace, span=span, **block)
+            shared = ("block_size", "attention_modules", "forward")  # what the maps take of the capture's options
+            same = {name: self.capture_kwargs[name] for name in shared if name in self.capture_kwargs}
+            maps = capture_group_maps(model, input_ids, trace, span=span, **same)
         return trace.to("cpu"), {name: value.cpu() for name, value in maps.items()}, span
 
     def _decode(self, ids: list[int]) -> list[str]:
