@@ -122,6 +122,11 @@ def route_for(
             be found without ``attention_modules``.
         ValueError: bad ``attention_modules``.
     """
+    if isinstance(model, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
+        raise TypeError(
+            f"capture needs a transformers causal language model or a model whose attention calls "
+            f"scaled_dot_product_attention, got {type(model).__name__}: pass the model it wraps (model.module)."
+        )
     if attention_modules is None and is_transformers_model(model):
         return TransformersRoute(model, forward)
     return SdpaRoute(model, attention_modules, forward)
