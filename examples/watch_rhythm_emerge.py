@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     figure = plot(args.out, series, heads.history, title)
     last = {name: values[-1][1] for name, values in series.items() if name.startswith(("val_", "rhythm/val/"))}
-    summary = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+    summary = {"settings": {k: v for k, v in vars(args).items() if k != "out"},
                "parameters": params, "wall_seconds": round(seconds, 1), "last": last}  # fmt: skip
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"{title}\nwrote {figure}")

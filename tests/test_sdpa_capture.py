@@ -24,6 +24,7 @@ VARIANTS = {
     "enable_gqa": {"n_kv_head": 2},
     "repeated heads": {"n_kv_head": 2, "gqa": "repeat"},
     "multi-query": {"n_kv_head": 1, "causal": "bool"},
+    "ALiBi bias": {"causal": "alibi", "n_kv_head": 2},
 }
 
 

@@ -3,7 +3,8 @@
 ``causal`` picks the call: ``"flag"`` (``is_causal=True``, nanoGPT), ``"bool"`` (an explicit bool mask, True =
 attend), ``"float"`` (an additive mask, ``-inf`` where blocked), ``"none"`` (``is_causal=False``, no mask: a
 bidirectional encoder), ``"window"`` (a causal sliding window of ``window`` tokens), ``"prefix"`` (a prefix LM: the
-first ``window`` tokens see each other). ``gqa`` picks how grouped
+first ``window`` tokens see each other), ``"alibi"`` (an additive per-head ALiBi bias ``-m_h (t - s)``, ``-inf`` on
+the future). ``gqa`` picks how grouped
 key heads reach SDPA: ``"enable_gqa"`` (SDPA's flag) or ``"repeat"`` (``repeat_interleave``, as LitGPT does).
 ``MaskedGPT`` takes ``attention_mask`` and ``position_ids`` like a transformers model; ``TinyGPT`` only ids.
 """
@@ -37,6 +38,13 @@ class GPTConfig:
         return self.n_embd // self.n_head
 
 
+def alibi(n: int, heads: int, device=None) -> torch.Tensor:
+    """``[1, H, N, N]`` ALiBi bias ``-m_h * (t - s)`` (0 on the future), ``m_h = 2 ** (-8 (h + 1) / H)``."""
+    pos = torch.arange(n, device=device)
+    slopes = 2.0 ** (-8.0 * torch.arange(1, heads + 1, device=device) / heads)
+    return -slopes[:, None, None] * (pos[:, None] - pos[None, :]).clamp_min(0)[None]
+
+
 class SelfAttention(nn.Module):
     def __init__(self, c: GPTConfig):
         super().__init__()
@@ -64,6 +72,8 @@ class SelfAttention(nn.Module):
         elif c.causal in ("flag", "none") and pad is None:
             return None
         allowed = allowed[None, None]
+        if c.causal == "alibi":
+            return alibi(n, c.n_head, device).masked_fill(~allowed, float("-inf"))
         if pad is not None:
             allowed = allowed & pad.bool()[:, None, None, :]
             allowed = allowed | ~pad.bool()[:, None, :, None]  # padding rows: any finite row (they are ignored)
@@ -164,6 +174,8 @@ def dense_maps(model: TinyGPT, input_ids, key_mask, layers, run=None) -> torch.T
         k = k.repeat_interleave(c.n_head // c.n_kv_head, dim=1)
         scale = c.scale if c.scale is not None else c.head_dim**-0.5
         scores = (q.double() @ k.double().transpose(-1, -2)) * scale
+        if c.causal == "alibi":
+            scores = scores + alibi(n, c.n_head).double()
         probs = scores.masked_fill(~keep, float("-inf")).softmax(-1)
         maps.append(probs.nan_to_num(0.0))  # padding rows (all blocked) are never read
     return torch.stack(maps, 1)

@@ -47,7 +47,7 @@ class BlockAttention:
         stop = n if stop is None else stop
         self.shape = (b, h, h_kv, d)
         self.query = query
-        self.key32 = key[:, :, :stop].float()  # cast once per layer
+        self.key32 = key[:, :, :stop].float().contiguous()  # cast (and lay out) once per layer, not per block
         self.mask = mask if isinstance(mask, torch.Tensor) and mask.ndim == 4 else None
         self.key_mask = key_mask.to(query.device)
         self.padded = not bool(self.key_mask.all())

@@ -1,6 +1,6 @@
 """Capture the rhythm of a causal LM during one ordinary forward pass.
 
-Two routes reach the attention ([`lightning_reasonattn.capture.route`][lightning_reasonattn.capture.route]): a
+Two routes reach the attention (``lightning_reasonattn.capture.route``): a
 transformers causal LM goes through transformers' attention interface (below); any other model whose attention
 modules call ``torch.nn.functional.scaled_dot_product_attention`` (nanoGPT-style, LitGPT's ``GPT``) goes through
 those calls ([`lightning_reasonattn.capture.sdpa`][lightning_reasonattn.capture.sdpa]), with the attention modules
@@ -164,10 +164,14 @@ class _Handle:
         """Whether every selected layer was seen by the wrapper."""
         return self._recorder.seen == set(self.layers)
 
-    def trace(self, head_fraction: float = 0.3, q: float = 0.4, k: int = 3) -> RhythmTrace:
+    def check_complete(self) -> None:
+        """Raise ``RuntimeError`` naming the selected layers no attention was recorded for, and the fix."""
         missing = sorted(set(self.layers) - self._recorder.seen)
         if missing:
             raise RuntimeError(self._route.missing(missing))
+
+    def trace(self, head_fraction: float = 0.3, q: float = 0.4, k: int = 3) -> RhythmTrace:
+        self.check_complete()
         return self._recorder.trace(self.layers, head_fraction, q, k)
 
 
@@ -280,8 +284,8 @@ def capture_rhythm(
     with torch.no_grad():
         with _recording(route, response_mask, attention_mask, layers, window, horizon, block_size) as rec:
             outputs = route.call(input_ids, attention_mask, position_ids)
-        if not rec.complete and isinstance(route, SdpaRoute):
-            raise RuntimeError(route.missing(sorted(set(rec.layers) - rec._recorder.seen)))
+        if isinstance(route, SdpaRoute):  # no fallback: every selected attention module must have called SDPA
+            rec.check_complete()
         if not rec.complete:
             warnings.warn(
                 f"{type(model).__name__} does not route the attention of layers {rec.layers} through "

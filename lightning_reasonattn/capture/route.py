@@ -1,7 +1,7 @@
 """Which way a capture reaches a model's attention, and how it calls the model.
 
 * ``TransformersRoute``: a transformers causal LM, through its ``AttentionInterface``
-  ([`lightning_reasonattn.capture.hf_attention`][lightning_reasonattn.capture.hf_attention]); layers are the
+  (``lightning_reasonattn.capture.hf_attention``); layers are the
   model's ``layer_idx``. Taken when ``attention_modules`` is not given and the model is a transformers model.
 * ``SdpaRoute``: any model whose attention modules call ``scaled_dot_product_attention``
   ([`lightning_reasonattn.capture.sdpa`][lightning_reasonattn.capture.sdpa]); layers are the attention modules in

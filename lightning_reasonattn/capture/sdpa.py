@@ -7,7 +7,7 @@ to SDPA; nothing outside sees them. For the duration of a capture ([`intercept_s
    (``F.scaled_dot_product_attention``, ``from torch.nn.functional import scaled_dot_product_attention``,
    ``torch._C._nn...``: one builtin); it runs the original call unchanged, so the model's outputs are bit for
    bit those of a plain forward, and then hands ``query``, ``key``, ``attn_mask``, ``scale``, ``is_causal`` and
-   ``enable_gqa`` to the recorder ([`lightning_reasonattn.capture.blockwise`][lightning_reasonattn.capture.blockwise]);
+   ``enable_gqa`` to the recorder (``lightning_reasonattn.capture.blockwise``);
 2. forward pre/post hooks on the attention modules
    ([`lightning_reasonattn.capture.modules`][lightning_reasonattn.capture.modules]) attribute each call to its
    module: layer ``i`` is the ``i``-th attention module the forward enters; a module that makes no SDPA call, or
@@ -89,19 +89,23 @@ def check_mask(name: str, mask: torch.Tensor, key_mask: torch.Tensor, block_size
         allowed = block if block.dtype == torch.bool else block > BLOCKED
         rows = keys[..., r0:r1].transpose(-1, -2)  # [B, 1, nb, 1]: real query rows only
         past = pos[r0:r1, None] >= pos[None, :]  # [nb, N]
-        if (allowed & ~past & rows).any():
+        real = past & rows
+        future, padding, kept_from = torch.stack(
+            [(allowed & ~past & rows).any(), (allowed & real & ~keys).any(), (~allowed & real & keys).any()]
+        ).tolist()  # one device sync per block
+        if future:
             raise TypeError(
                 f"{name} calls scaled_dot_product_attention with a mask that lets tokens attend to later tokens: "
                 "the rhythm is defined on causal attention; capture a causal decoder (is_causal=True or a causal "
                 "attn_mask)."
             )
-        if (allowed & past & ~keys & rows).any():
+        if padding:
             raise ValueError(
                 f"{name} calls scaled_dot_product_attention with a mask that lets real tokens attend to padding "
                 "(attention_mask == 0): the model does not use the batch's padding mask; pass it to the model "
                 "(forward=fn(model, input_ids, attention_mask)), or capture unpadded sequences."
             )
-        if (~allowed & past & keys & rows).any():
+        if kept_from:
             raise ValueError(
                 f"{name} calls scaled_dot_product_attention with a mask that keeps real tokens from earlier real "
                 f"tokens (a sliding window, packed documents or another pattern): {FIX_MASK}."
@@ -118,6 +122,7 @@ class _Sites:
         self.current: tuple[str, int] | None = None
         self.calls = 0
         self.checked: list[torch.Tensor] = []  # masks already checked (the same mask usually serves every layer)
+        self.left_padded: bool | None = None  # of the batch, computed at the first maskless call (one sync)
 
     def enter(self, module, args) -> None:
         name = self.names[id(module)]
@@ -169,7 +174,9 @@ class _Sites:
         key_mask = self.recorder.key_mask
         check_lengths(layer, query, key, key_mask)
         if mask is None:
-            if left_padded(key_mask):
+            if self.left_padded is None:
+                self.left_padded = left_padded(key_mask)
+            if self.left_padded:
                 raise ValueError(
                     f"the batch is padded before real tokens (left padding), but {where} calls "
                     "scaled_dot_product_attention without a mask, so real tokens attend to the padding: pass the "
