@@ -1,7 +1,8 @@
 """Watch the rhythm emerge: a small GPT trained from scratch on CPU, with AttentionRhythmMonitor logging WAAD, FAI
 and the coupling lift as it learns.
 
-    python examples/watch_rhythm_emerge.py                      # the documented run: ~15 min on 2 CPU cores
+    python examples/watch_rhythm_emerge.py    # the run of docs/emerge.md: 20 min of CPU time (40 min wall on a
+                                              # shared 2-core machine)
     python examples/watch_rhythm_emerge.py --max-steps 3 --n-layer 2 --n-embd 32   # a smoke run, seconds
 
 The text is built-in word problems (``lightning_reasonattn.tasks.generate_word_problems``: a count that changes
