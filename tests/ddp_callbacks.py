@@ -1,9 +1,10 @@
-"""AttentionRhythmMonitor and RhythmReport under Lightning's DDP: ``python tests/ddp_callbacks.py OUT DEVICES``.
+"""AttentionRhythmMonitor and RhythmReport under Lightning's DDP: ``python tests/ddp_callbacks.py OUT [gpt] DEVICES``.
 
 Lightning's ``strategy="ddp"`` re-runs this script once per extra rank (CPU processes, gloo). It validates a
 user's module with both callbacks (4 validation sequences, one per batch: 2 per rank), then fits it for one
 step with validation after it, and rank 0 writes ``OUT/result.json``: the monitor's validation values, the
-report folders written, and every warning any step raised.
+report folders written, and every warning any step raised. The module fine-tunes a transformers Llama, or with
+``gpt`` a nanoGPT-style model (the SDPA capture route).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import CSVLogger
 from test_callbacks import UserModule, samples
+from tiny_gpt import GPTModule
 from torch.utils.data import DataLoader
 
 from lightning_reasonattn import AttentionRhythmMonitor, RhythmReport
@@ -41,19 +43,23 @@ def trainer(out: Path, devices: int, report: bool = True, **kw) -> pl.Trainer:
     return pl.Trainer(**{**args, **kw})
 
 
-def validate(out: Path, devices: int, report: bool = True) -> dict[str, float]:
+MODULES = {"hf": UserModule, "gpt": GPTModule}
+
+
+def validate(out: Path, devices: int, report: bool = True, kind: str = "hf") -> dict[str, float]:
     """The monitor's values over 4 validation sequences (on ``devices`` processes, 2 each with 2)."""
     t = trainer(out, devices, report)
-    t.validate(UserModule(), DataLoader(samples(4, seed=5), batch_size=1), verbose=False)
+    t.validate(MODULES[kind](), DataLoader(samples(4, seed=5), batch_size=1), verbose=False)
     return {k: v.item() for k, v in t.callback_metrics.items() if k.startswith("rhythm/")}
 
 
-def main(out: Path, devices: int) -> None:
+def main(out: Path, devices: int, kind: str = "hf") -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        values = validate(out / "validate", devices)
+        values = validate(out / "validate", devices, kind=kind)
         fit = trainer(out / "fit", devices, max_steps=1, val_check_interval=1)
-        fit.fit(UserModule(), DataLoader(samples(8), batch_size=2), DataLoader(samples(4, seed=5), batch_size=1))
+        train, val = DataLoader(samples(8), batch_size=2), DataLoader(samples(4, seed=5), batch_size=1)
+        fit.fit(MODULES[kind](), train, val)
     if fit.is_global_zero:
         reports = sorted(p.parent.name for p in (out / "fit").rglob("report.html"))
         result = {"val": values, "reports": reports, "warnings": [str(w.message) for w in caught]}
@@ -62,4 +68,4 @@ def main(out: Path, devices: int) -> None:
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    main(Path(sys.argv[1]), int(sys.argv[2]))
+    main(Path(sys.argv[1]), int(sys.argv[-1]), *sys.argv[2:-1])

@@ -11,6 +11,7 @@ import torch
 from conftest import tiny_model
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from tiny_gpt import GPTModule
 from torch.utils.data import DataLoader
 
 from lightning_reasonattn import capture_rhythm
@@ -123,12 +124,14 @@ def test_every_n_steps_picks_steps_1_and_n_plus_1(tmp_path):
     assert steps == [0, 2]  # Lightning's CSV step is global_step - 1 at on_train_batch_end: steps 1 and 3
 
 
-def test_training_is_untouched(tmp_path):
+@pytest.mark.parametrize("kind", ["hf", "gpt"], ids=["transformers Llama", "nanoGPT-style (SDPA route)"])
+def test_training_is_untouched(tmp_path, kind):
     """Same losses, same weights (hence same gradients) and same RNG state with and without the callback."""
 
     def run(callbacks, path):
         pl.seed_everything(7)
-        module = UserModule(dropout=0.3)  # dropout draws random numbers in training
+        # dropout draws random numbers in training
+        module = UserModule(dropout=0.3) if kind == "hf" else GPTModule(dropout=0.3)
         t = trainer(path, callbacks, max_steps=4)
         t.fit(module, DataLoader(samples(8), batch_size=2))
         with open(f"{t.logger.log_dir}/metrics.csv") as fh:

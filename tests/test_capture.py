@@ -20,6 +20,23 @@ def batch(b=2, n=130, prompt=17, vocab=97, seed=1):
     return ids, torch.ones(b, n, dtype=torch.long), resp
 
 
+def padded_batch(side: str, lengths, prompts, seed: int = 1):
+    """``(ids, attention_mask, response_mask, spans)``: the first ``lengths[i]`` tokens of row ``i`` of ``batch``,
+    padded on ``side`` to the longest, the first ``prompts[i]`` of them the prompt; ``spans[i]`` = the real tokens."""
+    n = max(lengths)
+    ids, _, _ = batch(b=len(lengths), n=n, seed=seed)
+    padded, am = torch.zeros_like(ids), torch.zeros_like(ids)
+    resp = torch.zeros(ids.shape, dtype=torch.bool)
+    spans = []
+    for i, (length, prompt) in enumerate(zip(lengths, prompts, strict=True)):
+        start = n - length if side == "left" else 0
+        padded[i, start : start + length] = ids[i, :length]
+        am[i, start : start + length] = 1
+        resp[i, start + prompt : start + length] = True
+        spans.append(slice(start, start + length))
+    return padded, am, resp, spans
+
+
 def eager_maps(model, ids, attention_mask, layers="middle"):
     """[B, L_sel, H, N, N] float64 attention maps of the selected layers, from an eager forward."""
     previous = model.config._attn_implementation
@@ -105,18 +122,9 @@ def test_logits_are_those_of_a_plain_forward():
 def test_padding_gives_the_unpadded_result(side, family):
     model = tiny_model(family)
     lengths, prompts = [110, 75, 93], [12, 20, 5]
-    n = max(lengths)
-    ids, _, _ = batch(b=3, n=n)
-    padded = torch.zeros_like(ids)
-    am = torch.zeros(3, n, dtype=torch.long)
-    resp = torch.zeros(3, n, dtype=torch.bool)
-    spans = []
-    for i, (length, prompt) in enumerate(zip(lengths, prompts, strict=True)):
-        start = n - length if side == "left" else 0
-        padded[i, start : start + length] = ids[i, :length]
-        am[i, start : start + length] = 1
-        resp[i, start + prompt : start + length] = True
-        spans.append(slice(start, start + length))
+    ids, _, _ = batch(b=3, n=max(lengths))
+    padded, am, resp, spans = padded_batch(side, lengths, prompts)
+    n = padded.shape[1]
     trace = capture_rhythm(model, padded, am, resp)
     for i, length in enumerate(lengths):
         one_ids = ids[i : i + 1, :length]

@@ -232,14 +232,15 @@ def test_held_out_split_smaller_than_the_world_is_refused():
     check_held_out(2, 2)
 
 
-def test_monitor_and_report_under_ddp(tmp_path):
+@pytest.mark.parametrize("kind", ["hf", "gpt"], ids=["transformers Llama", "nanoGPT-style (SDPA route)"])
+def test_monitor_and_report_under_ddp(tmp_path, kind):
     """2 processes: the report is drawn (the old code hung or lost its connection at trainer.log_dir), the
     monitor's values are those of one process over all 4 sequences, and nothing warns about sync_dist."""
-    two = start_two_processes("ddp_callbacks.py", str(tmp_path / "two"))
+    two = start_two_processes("ddp_callbacks.py", str(tmp_path / "two"), kind)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        one = ddp_callbacks.validate(tmp_path / "one", devices=1, report=False)  # meanwhile, on this process
+        one = ddp_callbacks.validate(tmp_path / "one", devices=1, report=False, kind=kind)  # meanwhile, here
     finally:
         torch.set_num_threads(threads)
         finish(two, "ddp_callbacks.py")

@@ -164,6 +164,7 @@ NOT_ON_THE_API_PAGE = {
     "lightning_reasonattn.capture.blockwise": "the capture's internals, behind capture_rhythm",
     "lightning_reasonattn.capture.eager": "the capture's internals, behind capture_rhythm",
     "lightning_reasonattn.capture.hf_attention": "the capture's internals, behind capture_rhythm",
+    "lightning_reasonattn.capture.route": "the capture's internals, behind capture_rhythm",
     "lightning_reasonattn.cli": "the reasonattn command",
     "lightning_reasonattn.grpo": "a package whose names are rendered from their modules",
     "lightning_reasonattn.grpo.cli": "the fit / validate / export commands",

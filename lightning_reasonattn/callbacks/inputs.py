@@ -1,4 +1,4 @@
-"""What the callbacks read from a Trainer: the causal LM inside the LightningModule, the batch's tokens and masks,
+"""What the callbacks read from a Trainer: the model inside the LightningModule, the batch's tokens and masks,
 and which steps are due."""
 
 from __future__ import annotations
@@ -7,10 +7,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from ..capture import unwrap_causal_lm
+from ..capture.modules import find_stack
+from ..capture.route import route_for
 from ..functional.settings import RHYTHM_FIELDS, RhythmSettings
 
 IGNORE_INDEX = -100
@@ -23,14 +26,7 @@ def find_causal_lm(pl_module: torch.nn.Module, attribute: str | None = None) -> 
         MisconfigurationException: none found, or ``attribute`` does not name one.
     """
     if attribute is not None:
-        obj: Any = pl_module
-        for part in attribute.split("."):
-            if not hasattr(obj, part):
-                raise MisconfigurationException(
-                    f"model_attr={attribute!r}: {type(obj).__name__} has no attribute {part!r}; name the "
-                    "attribute of your LightningModule that holds the causal LM, e.g. model_attr='model'."
-                )
-            obj = getattr(obj, part)
+        obj = _attribute(pl_module, attribute)
         try:
             unwrap_causal_lm(obj)
         except TypeError as err:
@@ -49,6 +45,75 @@ def find_causal_lm(pl_module: torch.nn.Module, attribute: str | None = None) -> 
         "peft-wrapped) as a submodule; assign it as an attribute of the LightningModule (self.model = ...) or "
         "pass model_attr='path.to.model'."
     )
+
+
+def find_model(
+    pl_module: torch.nn.Module, attribute: str | None = None, capture_kwargs: Mapping[str, Any] | None = None
+) -> torch.nn.Module:
+    """The model the callbacks measure: ``attribute`` (dotted path), else the first transformers causal LM of
+    ``pl_module``, else the model around its one stack of attention blocks (a plain GPT).
+
+    A plain model is the outermost submodule of ``pl_module`` holding the stack (``self.model = GPT(...)``), or
+    ``pl_module`` itself when the stack is its own (then it is called as ``pl_module(input_ids)``). Its attention
+    is captured through its ``scaled_dot_product_attention`` calls, in the modules named by
+    ``capture_kwargs["attention_modules"]`` (relative to that model) or its blocks.
+
+    Raises:
+        MisconfigurationException: none found, ``attribute`` names nothing, or its attention modules cannot be
+            found; the message says the fix.
+    """
+    kwargs = dict(capture_kwargs or {})
+    route_args = {"attention_modules": kwargs.get("attention_modules"), "forward": kwargs.get("forward")}
+    if attribute is not None:
+        obj = _attribute(pl_module, attribute)
+        try:
+            route_for(obj, **route_args)
+        except (TypeError, ValueError) as err:
+            raise MisconfigurationException(f"model_attr={attribute!r}: {err}") from None
+        return obj
+    try:
+        found = find_causal_lm(pl_module)
+    except MisconfigurationException as missing:
+        found = _plain_model(pl_module)
+        if found is None:
+            raise MisconfigurationException(
+                f"{missing} Or, for a model whose attention calls scaled_dot_product_attention (nanoGPT-style, "
+                "LitGPT), hold it as a submodule with one stack of blocks (an nn.ModuleList), or pass model_attr and "
+                "attention_modules."
+            ) from None
+    try:
+        route_for(found, **route_args)
+    except (TypeError, ValueError) as err:
+        raise MisconfigurationException(str(err)) from None
+    return found
+
+
+def _attribute(pl_module: torch.nn.Module, attribute: str) -> Any:
+    obj: Any = pl_module
+    for part in attribute.split("."):
+        if not hasattr(obj, part):
+            raise MisconfigurationException(
+                f"model_attr={attribute!r}: {type(obj).__name__} has no attribute {part!r}; name the attribute "
+                "of your LightningModule that holds the model, e.g. model_attr='model'."
+            )
+        obj = getattr(obj, part)
+    return obj
+
+
+def _plain_model(pl_module: torch.nn.Module) -> torch.nn.Module | None:
+    """The outermost non-container submodule around ``pl_module``'s one stack of blocks, else ``pl_module``
+    itself if it has its own forward; ``None`` when it holds no unambiguous stack."""
+    try:
+        stack = find_stack(pl_module)
+    except TypeError:
+        return None
+    parts = stack.split(".")
+    for end in range(1, len(parts)):
+        module = pl_module.get_submodule(".".join(parts[:end]))
+        if not isinstance(module, (torch.nn.ModuleList, torch.nn.ModuleDict, torch.nn.Sequential)):
+            return module
+    overrides = type(pl_module).forward is not getattr(pl.LightningModule, "forward", None)
+    return pl_module if overrides else None
 
 
 def due(step: int, last_step: int, every_n_steps: int) -> bool:

@@ -11,11 +11,12 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from ..capture import capture_rhythm, measuring
+from ..capture.modules import logits_of
 from ..functional._checks import check_positive_int
 from ..functional.coupling import token_entropy
 from ..functional.settings import RhythmSettings
 from ..metrics import FutureAttentionInfluence, RhythmCoupling, WindowedAverageAttentionDistance
-from .inputs import BatchInputs, due, find_causal_lm, split_capture_kwargs
+from .inputs import BatchInputs, due, find_model, split_capture_kwargs
 
 
 class AttentionRhythmMonitor(Callback):
@@ -105,7 +106,7 @@ class AttentionRhythmMonitor(Callback):
 
     # ------------------------------------------------------------------ set-up
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._model = find_causal_lm(pl_module, self.model_attr)
+        self._model = find_model(pl_module, self.model_attr, self.capture_kwargs)
         metrics = torch.nn.ModuleDict()
         for split in ("train", "val"):
             metrics[f"{split}_waad"] = WindowedAverageAttentionDistance(self.num_buckets)
@@ -152,8 +153,11 @@ class AttentionRhythmMonitor(Callback):
                 **self.rhythm.capture_kwargs(),
                 **self.capture_kwargs,
             )
-            entropy = token_entropy(out.logits)
-            del out
+            logits = logits_of(out)
+            # entropy needs a logit row per token; a model that returns the last row only gives no entropy
+            full = logits is not None and logits.ndim == 3 and logits.shape[:2] == inputs["input_ids"].shape
+            entropy = token_entropy(logits) if full else None
+            del out, logits
         metrics = pl_module._rhythm_metrics
         metrics[f"{split}_waad"].update_from_trace(trace)
         metrics[f"{split}_fai"].update_from_trace(trace)

@@ -17,7 +17,7 @@ from ..capture import capture_group_maps, capture_rhythm, measuring
 from ..functional._checks import check_positive_int
 from ..functional.settings import RhythmSettings
 from ..report import default_span, rhythm_markdown, write_report
-from .inputs import BatchInputs, due, find_causal_lm, split_capture_kwargs
+from .inputs import BatchInputs, due, find_model, split_capture_kwargs
 
 
 def _png_array(path: Path):
@@ -152,7 +152,7 @@ class RhythmReport(Callback):
 
     # ------------------------------------------------------------------ set-up
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._model = find_causal_lm(pl_module, self.model_attr)
+        self._model = find_model(pl_module, self.model_attr, self.capture_kwargs)
         # trainer.log_dir is a broadcast from rank 0: read it here, where every rank is, not in _report, which
         # only rank 0 passes (the other ranks would never join the broadcast: a hang or a closed connection).
         self._root = Path(trainer.log_dir or trainer.default_root_dir) / self.dirname
@@ -190,7 +190,9 @@ class RhythmReport(Callback):
                 model, input_ids, None, response_mask, **self.rhythm.capture_kwargs(), **self.capture_kwargs
             )
             span = default_span(trace, 0, self.heatmap_size)
-            maps = capture_group_maps(model, input_ids, trace, span=span, block_size=self.rhythm.block_size)
+            shared = ("attention_modules", "forward")  # what the maps take of the capture's other options
+            same = {name: self.capture_kwargs[name] for name in shared if name in self.capture_kwargs}
+            maps = capture_group_maps(model, input_ids, trace, span=span, block_size=self.rhythm.block_size, **same)
         return trace.to("cpu"), {name: value.cpu() for name, value in maps.items()}, span
 
     def _decode(self, ids: list[int]) -> list[str]:

@@ -7,9 +7,11 @@
 * [`capture_group_maps`][lightning_reasonattn.capture.rhythm.capture_group_maps]: a window of the local- and
   global-head maps, for pictures.
 
-Modules: ``rhythm`` (the API and its input checks), ``hf_attention`` (routing a transformers model's attention
-through the capture), ``blockwise`` (attention probabilities a block of rows at a time, reduced at once), ``eager``
-(the fallback for models whose attention bypasses transformers' interface).
+Modules: ``rhythm`` (the API and its input checks), ``route`` (which way a model's attention is reached),
+``hf_attention`` (routing a transformers model's attention through the capture), ``sdpa`` (watching the
+``scaled_dot_product_attention`` calls of any other model), ``modules`` (that model's attention modules, and how
+to call it), ``blockwise`` (attention probabilities a block of rows at a time, reduced at once), ``eager`` (the
+fallback for transformers models whose attention bypasses transformers' interface).
 """
 
 from .hf_attention import check_causal, unwrap_causal_lm

@@ -47,7 +47,7 @@ class BlockAttention:
         stop = n if stop is None else stop
         self.shape = (b, h, h_kv, d)
         self.query = query
-        self.key32 = key[:, :, :stop].float()  # cast once per layer
+        self.key32 = key[:, :, :stop].float().contiguous()  # cast (and lay out) once per layer, not per block
         self.mask = mask if isinstance(mask, torch.Tensor) and mask.ndim == 4 else None
         self.key_mask = key_mask.to(query.device)
         self.padded = not bool(self.key_mask.all())
@@ -96,11 +96,9 @@ _ONE_FORWARD = (
 )
 
 
-def admit(layer: int, query: torch.Tensor, key: torch.Tensor, key_mask: torch.Tensor, seen: set[int]) -> None:
-    """Refuse a layer call that is not part of the one full ``[B, N]`` forward a capture measures; O(1), no sync.
-
-    A forward of other length (a prefill of ``N - 1`` tokens, a decode step of ``generate``) would not line up
-    with the masks; a second forward would add its sums to the first one's and double head distances and FAI.
+def check_lengths(layer: int, query: torch.Tensor, key: torch.Tensor, key_mask: torch.Tensor) -> None:
+    """Refuse a layer call over another batch or length than the ``[B, N]`` masks (a prefill of ``N - 1`` tokens, a
+    decode step of ``generate``): it would not line up with the masks. O(1), no sync.
 
     Raises:
         RuntimeError: with the shapes seen and expected, and the fix.
@@ -111,6 +109,18 @@ def admit(layer: int, query: torch.Tensor, key: torch.Tensor, key_mask: torch.Te
             f"layer {layer} ran {query.shape[2]} queries over {key.shape[2]} keys for {query.shape[0]} sequences, "
             f"but the masks given to the capture are [{b}, {n}]: {_ONE_FORWARD}"
         )
+
+
+def admit(layer: int, query: torch.Tensor, key: torch.Tensor, key_mask: torch.Tensor, seen: set[int]) -> None:
+    """Refuse a layer call that is not part of the one full ``[B, N]`` forward a capture measures; O(1), no sync.
+
+    A forward of other length would not line up with the masks ([`check_lengths`][check_lengths]); a second forward
+    would add its sums to the first one's and double head distances and FAI.
+
+    Raises:
+        RuntimeError: with the shapes seen and expected, and the fix.
+    """
+    check_lengths(layer, query, key, key_mask)
     if layer in seen:
         raise RuntimeError(
             f"second forward of layer {layer} inside one rhythm_capture block: its statistics would add to the "

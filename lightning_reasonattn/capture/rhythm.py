@@ -1,7 +1,14 @@
-"""Capture the rhythm of a Hugging Face causal LM during one ordinary forward pass.
+"""Capture the rhythm of a causal LM during one ordinary forward pass.
 
-How it works. transformers (>= 5) dispatches every attention call through ``AttentionInterface``, keyed on
-``config._attn_implementation``. For the duration of a capture we register a wrapper under the name
+Two routes reach the attention (``lightning_reasonattn.capture.route``): a
+transformers causal LM goes through transformers' attention interface (below); any other model whose attention
+modules call ``torch.nn.functional.scaled_dot_product_attention`` (nanoGPT-style, LitGPT's ``GPT``) goes through
+those calls ([`lightning_reasonattn.capture.sdpa`][lightning_reasonattn.capture.sdpa]), with the attention modules
+named by ``attention_modules=`` or found from the model's structure. Both hand queries and keys to the same
+block-wise reductions.
+
+The transformers route. transformers (>= 5) dispatches every attention call through ``AttentionInterface``,
+keyed on ``config._attn_implementation``. For the duration of a capture we register a wrapper under the name
 ``reasonattn_<original>`` (with the original's mask function under the same name, or padded batches would
 lose their mask) and point the config at it. The wrapper
 
@@ -19,6 +26,7 @@ since every quantity of the rhythm reads response rows only.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from contextlib import contextmanager
 
 import torch
@@ -37,7 +45,8 @@ from ..functional.settings import SPEC
 from ..functional.trace import RhythmTrace, trace_from_head_stats
 from .blockwise import MapRecorder, StatsRecorder
 from .eager import eager_layer_stats
-from .hf_attention import check_causal, intercept_attention, unwrap_causal_lm
+from .modules import ForwardFn
+from .route import SdpaRoute, TransformersRoute, route_for
 
 
 def _check_masks(response_mask, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,6 +79,8 @@ def rhythm_capture(
     window: int = SPEC.window,
     horizon: tuple[int, int] = SPEC.horizon,
     block_size: int = SPEC.block_size,
+    *,
+    attention_modules: str | Sequence[torch.nn.Module] | None = None,
 ):
     """Record the per-head statistics of the rhythm during the forward passes run inside the block.
 
@@ -79,37 +90,56 @@ def rhythm_capture(
             out = model(input_ids, attention_mask=attention_mask, use_cache=False)
         trace = rec.trace(head_fraction=0.3, q=0.4, k=3)
 
+    or, for a model whose attention calls ``scaled_dot_product_attention`` (nanoGPT, LitGPT's ``GPT``)::
+
+        with rhythm_capture(gpt, response_mask, attention_modules="transformer.h.*.attn") as rec:
+            logits = gpt(input_ids)
+        trace = rec.trace()
+
     Run exactly one full forward (no KV cache) over the ``[B, N]`` batch inside the block: a second forward,
     a forward of another length (a prefill of ``N - 1`` tokens) or ``generate`` inside the block raises a
     ``RuntimeError`` from the forward, since its sums would not line up with the masks or would add to the
-    first forward's. The model's attention implementation is restored on exit, even after an error.
+    first forward's. The model's attention implementation (or hooks) are restored on exit, even after an error.
 
     Args:
-        model: a transformers causal LM, possibly peft-wrapped or bitsandbytes-quantized.
+        model: a transformers causal LM, possibly peft-wrapped or bitsandbytes-quantized; or any model whose
+            attention modules call ``torch.nn.functional.scaled_dot_product_attention``.
         response_mask: ``[B, N]`` bool (or 0/1 integers), True at response tokens.
         attention_mask: ``[B, N]`` bool or 0/1 integers, 0 at padding (default: no padding).
-        layers: ``"middle"``, ``"all"`` or layer indices.
+        layers: ``"middle"``, ``"all"`` or layer indices (with ``attention_modules``: indices among them, in the
+            order the forward runs them).
         window: WAAD window ``W``.
         horizon: FAI horizon ``(lo, hi)``.
         block_size: query rows reduced at a time; extra memory ~ ``4 B H block_size N`` bytes.
+        attention_modules: capture the SDPA calls of these modules (a list, or a name pattern such as
+            ``"transformer.h.*.attn"``, see
+            [`lightning_reasonattn.capture.modules`][lightning_reasonattn.capture.modules]); default: transformers'
+            attention interface for a transformers model, the blocks of the model's one stack of blocks otherwise.
 
     Yields:
         a recorder whose ``trace(head_fraction, q, k)`` returns the [`RhythmTrace`][RhythmTrace].
 
     Raises:
-        TypeError: ``model`` is not a causal LM, its attention at a selected layer is not causal, or a mask
-            is a float tensor.
-        ValueError: a bad parameter or mask shape; the message names the value and the fix.
-        RuntimeError: (from the forward) not one full ``[B, N]`` forward inside the block.
+        TypeError: ``model`` is not a causal LM (or its attention modules cannot be found), its attention at a
+            selected layer is not causal, or a mask is a float tensor.
+        ValueError: a bad parameter or mask shape, or (from the forward) an SDPA mask the definitions do not
+            cover; the message names the value and the fix.
+        RuntimeError: (from the forward) not one full ``[B, N]`` forward inside the block, or a named attention
+            module that makes no SDPA call.
     """
-    base = unwrap_causal_lm(model)
+    route = route_for(model, attention_modules)
+    with _recording(route, response_mask, attention_mask, layers, window, horizon, block_size) as handle:
+        yield handle
+
+
+@contextmanager
+def _recording(route, response_mask, attention_mask, layers, window, horizon, block_size):
     window = check_window(window)
     horizon = check_horizon(horizon)
     block_size = check_positive_int(block_size, "block_size")
     response_mask, key_mask = _check_masks(response_mask, attention_mask)
-    text_config = base.config.get_text_config()
-    selected = select_layers(text_config.num_hidden_layers, layers)
-    check_causal(base, selected)
+    selected = select_layers(route.num_layers, layers)
+    route.check(selected)
     recorder = StatsRecorder(
         slots={layer: i for i, layer in enumerate(selected)},
         response_mask=response_mask,
@@ -118,15 +148,16 @@ def rhythm_capture(
         horizon=horizon,
         block_size=block_size,
     )
-    with intercept_attention(base, recorder):
-        yield _Handle(recorder, selected)
+    with route.intercept(recorder):
+        yield _Handle(recorder, selected, route)
 
 
 class _Handle:
     """What [`rhythm_capture`][rhythm_capture] yields: turns the recorded statistics into a trace."""
 
-    def __init__(self, recorder: StatsRecorder, layers: list[int]):
+    def __init__(self, recorder: StatsRecorder, layers: list[int], route: TransformersRoute | SdpaRoute):
         self._recorder = recorder
+        self._route = route
         self.layers = layers
 
     @property
@@ -134,13 +165,14 @@ class _Handle:
         """Whether every selected layer was seen by the wrapper."""
         return self._recorder.seen == set(self.layers)
 
-    def trace(self, head_fraction: float = SPEC.head_fraction, q: float = SPEC.q, k: int = SPEC.k) -> RhythmTrace:
+    def check_complete(self) -> None:
+        """Raise ``RuntimeError`` naming the selected layers no attention was recorded for, and the fix."""
         missing = sorted(set(self.layers) - self._recorder.seen)
         if missing:
-            raise RuntimeError(
-                f"no attention was recorded for layers {missing}: run one full forward of the model inside "
-                "the rhythm_capture block (use_cache=False)."
-            )
+            raise RuntimeError(self._route.missing(missing))
+
+    def trace(self, head_fraction: float = SPEC.head_fraction, q: float = SPEC.q, k: int = SPEC.k) -> RhythmTrace:
+        self.check_complete()
         return self._recorder.trace(self.layers, head_fraction, q, k)
 
 
@@ -195,14 +227,22 @@ def capture_rhythm(
     k: int = SPEC.k,
     block_size: int = SPEC.block_size,
     return_outputs: bool = False,
+    attention_modules: str | Sequence[torch.nn.Module] | None = None,
+    forward: ForwardFn | None = None,
 ):
     """Measure the rhythm of a batch in one no-grad forward pass of ``model``.
 
     Position ids are derived from ``attention_mask`` (``cumsum - 1``), so a left- or right-padded sequence
-    gives the same trace as the unpadded one.
+    gives the same trace as the unpadded one (for a model that takes them).
+
+    A transformers model is called as ``model(input_ids=, attention_mask=, position_ids=, use_cache=False)``;
+    any other model as ``model(input_ids)``, with ``attention_mask=`` and ``position_ids=`` when its ``forward``
+    names them; ``forward=fn(model, input_ids, attention_mask)`` replaces either call.
 
     Args:
-        model: a transformers causal LM (peft-wrapped and bitsandbytes-quantized models work).
+        model: a transformers causal LM (peft-wrapped and bitsandbytes-quantized models work), or any model
+            whose attention modules call ``torch.nn.functional.scaled_dot_product_attention`` (nanoGPT-style,
+            LitGPT's ``GPT``; see [`lightning_reasonattn.capture.sdpa`][lightning_reasonattn.capture.sdpa]).
         input_ids: ``[B, N]`` integer (``torch.long``) prompt + response token ids.
         attention_mask: ``[B, N]`` bool or 0/1 integers, 1 at real tokens, 0 at padding (default: all ones).
         response_mask: ``[B, N]`` bool or 0/1 integers, True at response tokens (required).
@@ -214,29 +254,39 @@ def capture_rhythm(
         k: look-back of dominated anchors.
         block_size: query rows reduced at a time (memory vs speed).
         return_outputs: also return the model output (its logits are those of a plain forward).
+        attention_modules: capture the SDPA calls of these modules: a list, or a name pattern such as
+            ``"transformer.h.*.attn"`` (``*`` = one part of a dotted name); ``layers`` then indexes them in the
+            order the forward runs them. Default: transformers' attention interface for a transformers model,
+            the blocks of the model's one stack of blocks (``nn.ModuleList``) for any other.
+        forward: ``fn(model, input_ids, attention_mask) -> outputs``, how to call the model when the default
+            call does not fit (a model that takes its padding mask under another name...).
 
     Returns:
         the [`RhythmTrace`][RhythmTrace], or ``(trace, outputs)`` with ``return_outputs=True``.
 
     Raises:
-        TypeError: ``model`` is not a causal LM or its attention is not causal; ``input_ids`` is not an
-            integer tensor; a mask is a float tensor (bool or 0/1 integers are expected).
-        ValueError: a bad parameter or mask; the message names the value and the fix.
+        TypeError: ``model`` is not a causal LM (or its attention modules cannot be found) or its attention is
+            not causal; ``input_ids`` is not an integer tensor; a mask is a float tensor (bool or 0/1 integers are
+            expected).
+        ValueError: a bad parameter or mask; a left-padded batch for a model that takes no padding mask; an SDPA
+            mask the definitions do not cover (a sliding window...); the message names the value and the fix.
+        RuntimeError: a named attention module that makes no SDPA call, or more than one.
 
     Warns:
         UserWarning: once per process, when ``horizon`` is longer than every response (FAI all NaN, no anchors).
     """
-    unwrap_causal_lm(model)
+    route = route_for(model, attention_modules, forward)
     head_fraction = check_fraction(head_fraction, "head_fraction")
     q = check_fraction(q, "q")
     k = check_positive_int(k, "k")
     attention_mask, response_mask = _check_inputs(input_ids, attention_mask, response_mask)
+    route.check_batch(attention_mask)
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
     with torch.no_grad():
-        with rhythm_capture(model, response_mask, attention_mask, layers, window, horizon, block_size) as rec:
-            outputs = model(
-                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
-            )
+        with _recording(route, response_mask, attention_mask, layers, window, horizon, block_size) as rec:
+            outputs = route.call(input_ids, attention_mask, position_ids)
+        if isinstance(route, SdpaRoute):  # no fallback: every selected attention module must have called SDPA
+            rec.check_complete()
         if not rec.complete:
             warnings.warn(
                 f"{type(model).__name__} does not route the attention of layers {rec.layers} through "
@@ -260,6 +310,9 @@ def capture_group_maps(
     attention_mask: torch.Tensor | None = None,
     span: tuple[int, int] | None = None,
     block_size: int = SPEC.block_size,
+    *,
+    attention_modules: str | Sequence[torch.nn.Module] | None = None,
+    forward: ForwardFn | None = None,
 ) -> dict[str, torch.Tensor]:
     """The local- and global-head mean attention maps over a window of the sequence, for pictures.
 
@@ -272,17 +325,20 @@ def capture_group_maps(
         trace: from [`capture_rhythm`][capture_rhythm] on that batch.
         attention_mask: ``[B, N]``, as given to [`capture_rhythm`][capture_rhythm].
         span: ``(start, stop)`` positions (default: the whole sequence).
+        attention_modules: as given to [`capture_rhythm`][capture_rhythm] for that trace.
+        forward: as given to [`capture_rhythm`][capture_rhythm].
 
     Returns:
         ``{"local": [B, w, w], "global": [B, w, w]}`` float32 maps, rows = queries, columns = keys.
     """
-    base = unwrap_causal_lm(model)
+    route = route_for(model, attention_modules, forward)
     n = input_ids.shape[-1]
     start, stop = span if span is not None else (0, n)
     if not 0 <= start < stop <= n:
         raise ValueError(f"span={span!r} is invalid for {n} tokens: pass (start, stop) with 0 <= start < stop <= {n}.")
     attention_mask, _ = _check_inputs(input_ids, attention_mask, trace.response_mask.to(input_ids.device))
-    check_causal(base, trace.layers)
+    route.check_batch(attention_mask)
+    route.check(trace.layers)
     recorder = MapRecorder(
         slots={layer: i for i, layer in enumerate(trace.layers)},
         key_mask=attention_mask.bool(),
@@ -292,11 +348,13 @@ def capture_group_maps(
         block_size=check_positive_int(block_size, "block_size"),
     )
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
-    with torch.no_grad(), intercept_attention(base, recorder):
-        model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+    with torch.no_grad(), route.intercept(recorder):
+        route.call(input_ids, attention_mask, position_ids)
     if recorder.seen != set(trace.layers):
+        if isinstance(route, SdpaRoute):
+            raise RuntimeError(route.missing(sorted(set(trace.layers) - recorder.seen)))
         raise RuntimeError(
-            f"{type(base).__name__} did not route attention through transformers' AttentionInterface; "
+            f"{type(route.base).__name__} did not route attention through transformers' AttentionInterface; "
             "group maps need it (load the model with attn_implementation='sdpa')."
         )
     return recorder.sums
