@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from .. import rewards as rw
+from ..rewards.references import record_check
 from ..tasks import arithmetic_splits, countdown_splits, load_prompts, word_problem_splits
 from .distributed import shard
 from .settings import RewardSettings, TaskSettings
@@ -36,11 +37,13 @@ def task_records(
         task: which task, or which file.
         chat: prompts as chat messages (generated tasks).
         reward_funcs: the run's reward functions: every column one of them requires (see
-            [`required_columns`][lightning_reasonattn.rewards.protocol.required_columns]) must be in the records, so that
-            a file without its answer column is refused here, when it is read, rather than at the first step.
+            [`required_columns`][lightning_reasonattn.rewards.protocol.required_columns]) must be in the records, so
+            that a file without its answer column is refused here, when it is read, rather than at the first step.
 
     Raises:
-        ValueError: an unknown task or missing file, or records without a column a reward function requires.
+        ValueError: an unknown task or missing file, records without a column a reward function requires, or a value
+            a reward function's check refuses (``reference_columns``, see
+            [`record_check`][lightning_reasonattn.rewards.references.record_check]), with the file, line and column.
     """
     if task.name == "countdown":
         train, test = countdown_splits(task.n_train, task.n_test, task.seed, chat=chat)
@@ -55,7 +58,8 @@ def task_records(
             "of those (a JSONL / JSON / parquet file or a dataset folder)."
         )
     else:
-        train, test = load_prompts(task.name, task.prompt_column, task.answer_column), []
+        check = record_check(reward_funcs)  # the reward functions' reference columns, checked as the file is read
+        train, test = load_prompts(task.name, task.prompt_column, task.answer_column, check=check), []
     check_reward_columns(reward_funcs, train or test, task.name)
     return train, test
 
