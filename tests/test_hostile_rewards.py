@@ -284,7 +284,9 @@ def _numeric(answer, verify=False):
 
 REFERENCE_COLUMN_CASES = [  # each names the column, the row and the type received; none computes for seconds
     *(
-        Case(f"countdown: target {name}", _countdown(target=value), (ValueError, rf"column 'target', row 1: .*{pattern}"))
+        Case(
+            f"countdown: target {name}", _countdown(target=value), (ValueError, f"column 'target', row 1: .*{pattern}")
+        )
         for name, value, pattern in [
             ("'1e9999999' (ten million digits)", "1e9999999", r"'1e9999999' \(str\) is not an integer's text"),
             ("'-1E+99999'", "-1E+99999", r"'-1E\+99999' \(str\) is not an integer's text"),
