@@ -103,6 +103,15 @@ def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
     return deepest
 
 
+def too_long_number(err: ValueError) -> str:
+    """What to say about Python's int-conversion error (a number of more than 4300 digits in a file)."""
+    found = str(err).split(";")[0].split(":")[-1].strip()  # "value has 5000 digits"
+    return (
+        f"holds a number too long to read ({found}; Python reads at most 4300 digits), and no answer or setting is "
+        "that long: fix the value."
+    )
+
+
 def parse_json(text: str, path: str | Path, line: int | None = None) -> Any:
     """One JSON document, nested at most [`MAX_JSON_DEPTH`][MAX_JSON_DEPTH] deep; every error names the file and line.
 
@@ -124,10 +133,7 @@ def parse_json(text: str, path: str | Path, line: int | None = None) -> Any:
         value = None
         depth = MAX_JSON_DEPTH + 1
     except ValueError as err:  # an integer of more than 4300 digits (Python's int-conversion limit)
-        raise ValueError(
-            f"{where(path, line)}: holds a number too long to read ({str(err).split(';')[0].split(':')[-1].strip()}; "
-            "Python reads at most 4300 digits), and no answer or setting is that long: fix the value."
-        ) from None
+        raise ValueError(f"{where(path, line)}: {too_long_number(err)}") from None
     else:
         depth = json_depth(value)
     if depth > MAX_JSON_DEPTH:
@@ -204,3 +210,51 @@ def read_json_object(path: str | Path, what: str = "file") -> dict[str, Any]:
         kind = type(value).__name__
         raise ValueError(f"{what} {path} holds a JSON {kind}, not an object ({{...}}): pass the right file.")
     return value
+
+
+MODEL_JSON_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.json",
+    "adapter_config.json",
+    "model.safetensors.index.json",
+)
+"""The JSON files of a model folder that must each hold one object."""
+_CONFIG_INTEGERS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "max_position_embeddings")
+
+
+def check_model_folder(folder: str | Path) -> None:
+    """Check a local model folder's files before transformers reads them: every error names the file.
+
+    ``config.json`` must exist; it and the other JSON files of [`MODEL_JSON_FILES`][MODEL_JSON_FILES] that exist must
+    be UTF-8 JSON objects (nested at most ``MAX_JSON_DEPTH``), ``config.json``'s ``model_type`` a string and its sizes
+    (``hidden_size``, ``max_position_embeddings``, ...) integers; every ``*.safetensors`` file must have a readable
+    header. Reads no tensor data.
+
+    Raises:
+        ValueError: the first problem, naming the file (and the line, or the key).
+    """
+    folder = Path(folder)
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise ValueError(f"{folder} has no config.json: pass a model folder written by save_pretrained.")
+    for name in MODEL_JSON_FILES:
+        if (folder / name).is_file():
+            read_json_object(folder / name, f"the model's {name}")
+    config = read_json_object(config_path, "the model's config.json")
+    if "model_type" in config and not isinstance(config["model_type"], str):
+        raise ValueError(f"{config_path}: model_type is {config['model_type']!r}, not a string such as 'llama'.")
+    for key in _CONFIG_INTEGERS:
+        value = config.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"{config_path}: {key} is {value!r} ({type(value).__name__}), not an integer.")
+    from safetensors import safe_open
+
+    for weights in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(weights), framework="pt") as fh:
+                fh.keys()
+        except Exception as err:  # safetensors raises its own error types for every kind of damage
+            raise ValueError(f"{weights} is not a readable safetensors file ({type(err).__name__}: {err}).") from None

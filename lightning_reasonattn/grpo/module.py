@@ -34,6 +34,7 @@ from ..functional.credit import RHYTHM_STRATEGIES, credit_gamma
 from ..functional.keyed import keyed_uniform, mix
 from ..models import LoraSettings, Quantization, add_lora, lean_lora_casts, load_model, lost_update_fraction
 from ..rewards.protocol import RewardLog, TrainerState, conversational_completions, score_completions
+from ..rollout.context import check_context
 from ..rollout.dense import DenseRollout, resolve_backend
 from ..rollout.logprobs import completion_logprobs, measured_logprobs
 from ..rollout.prompts import encode_prompts
@@ -295,6 +296,7 @@ class RhythmGRPO(StepLogging, CheckpointHooks, pl.LightningModule):
         prompts = [r["prompt"] for r in records for _ in range(g)]
         columns = {col: [r[col] for r in records for _ in range(g)] for col in records[0] if col != "prompt"}
         ids, mask = encode_prompts(self.tokenizer, [r["prompt"] for r in records], self.device)
+        check_context(self.policy, ids.shape[1], self.sampling.max_new_tokens, setting="sampling.max_new_tokens")
         ids, mask = ids.repeat_interleave(g, 0), mask.repeat_interleave(g, 0)
         sampler = self._dense.model if self._dense is not None else self.policy
         eos = self.tokenizer.eos_token_id

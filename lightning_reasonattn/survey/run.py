@@ -37,6 +37,7 @@ import torch
 from ..analysis import write_analysis_report
 from ..capture import capture_rhythm
 from ..models import DEFAULT_MODEL, load_model
+from ..rollout.context import check_context
 from ..rollout.logprobs import measured_logprobs
 from ..rollout.prompts import encode_prompts
 from ..rollout.sampling import sample
@@ -137,6 +138,7 @@ def measure_batch(model, tokenizer, prompts: list[Any], settings: SurveySettings
     """
     device = next(model.parameters()).device
     ids, mask = encode_prompts(tokenizer, prompts, device)
+    check_context(model, ids.shape[1], settings.max_new_tokens, setting="--max-new-tokens")
     torch.manual_seed(seed)
     done = sample(
         model,
