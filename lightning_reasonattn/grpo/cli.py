@@ -270,7 +270,7 @@ def check_config_files(argv: list[str]) -> None:
             mark = err.problem_mark or err.context_mark
             at = where(path, mark.line + 1, mark.column + 1) if mark else str(path)
             raise ValueError(f"--config {at}: not valid YAML ({err.problem or err.context}).") from None
-        except RecursionError:
+        except RecursionError:  # noqa: B904 (nothing to chain: the recursion is the whole story)
             raise ValueError(
                 f"--config {path}: nested deeper than a YAML reader follows (a config: a few levels)."
             ) from None
