@@ -133,6 +133,8 @@ def _import_datasets():
 def _read_with_datasets(path: Path, split: str | None, cache_dir: str | Path | None) -> tuple[list[Any], list[str]]:
     datasets = _import_datasets()
     cache_dir = None if cache_dir is None else str(cache_dir)
+    verbosity = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # its log of a failure (a traceback) adds no news
     try:
         if path.is_file():  # parquet
             data = datasets.load_dataset("parquet", data_files=str(path), split="train", cache_dir=cache_dir)
@@ -149,6 +151,8 @@ def _read_with_datasets(path: Path, split: str | None, cache_dir: str | Path | N
             f"{path} cannot be read as a {kind} ({type(err).__name__}: {message}): pass a .parquet "
             "file, a folder written by Dataset.save_to_disk, or a folder of data files."
         ) from None
+    finally:
+        datasets.logging.set_verbosity(verbosity)
     if isinstance(data, Mapping):  # several splits
         if split is None and len(data) == 1:
             split = next(iter(data))
