@@ -222,6 +222,17 @@ def test_missing_files_are_one_line(tmp_path, model_dir, capsys, missing):
     assert all(fragment in line for fragment in fragments), line
 
 
+def test_fit_with_prompts_past_the_context_stops_in_one_line(tmp_path, model_dir, capsys):
+    data = tmp_path / "long.jsonl"
+    data.write_text(json.dumps({"prompt": "x" * 2000, "answer": "1"}) + "\n")  # 2000 tokens; the context is 512
+    config = write_config(tmp_path, model_dir, "uniform", task={"name": str(data)}, rewards={"functions": ["numeric"]})
+    assert cli.main(["fit", "--config", str(config)]) == 2  # the run had started: still one line, not a traceback
+    line = one_error_line(capsys)
+    assert "tokens plus sampling.max_new_tokens 10 makes" in line and "context of 512" in line, line
+    assert "shorten the prompts to at most 502 tokens" in line
+    assert not list(tmp_path.glob("ckpt/*.ckpt"))
+
+
 def test_console_entry_point_prints_no_traceback(tmp_path, model_dir):
     config = write_config(tmp_path, model_dir)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
@@ -623,6 +634,7 @@ BAD_INPUTS = [
         for extra, _ in BAD_FIT_ARGUMENTS
     ),
     BadInput("fit --model.credit.q 2.0 from a shell (no traceback)", "test_console_entry_point_prints_no_traceback"),
+    BadInput("fit: prompts past the model's context", "test_fit_with_prompts_past_the_context_stops_in_one_line"),
     *(BadInput(f"fit: missing {name}", "test_missing_files_are_one_line") for name in MISSING_FILES),
     *(
         BadInput(f"load_checkpoint: {name} file", "test_load_checkpoint_refuses_non_checkpoints_without_running_code")

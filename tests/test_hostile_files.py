@@ -2,8 +2,8 @@
 (``analyze``, ``fit``). Each is reported in one line that names the file (and the line where there is one), with the
 command's exit status, before the model loads where the file is read first, and without a traceback.
 
-The data files' values (a Countdown target, an answer column) and the library-level reading are in
-``test_hostile_rewards.py``; checkpoints are in ``test_grpo_cli.py``.
+More data files' values (Countdown columns, answers) and the library-level reading are in ``test_hostile_rewards.py``;
+checkpoints are in ``test_grpo_cli.py``.
 """
 
 from __future__ import annotations
@@ -67,6 +67,32 @@ def test_fit_reports_a_bad_data_file_in_one_line_before_the_model_loads(tmp_path
     path = tmp_path / file_name
     path.write_bytes(data)
     config = write_config(tmp_path, model_dir, "uniform", task={"name": str(path)}, rewards={"functions": ["numeric"]})
+    assert cli.main(["fit", "--config", str(config)]) == 2
+    line, err = error_lines(capsys, "fit")
+    assert f"{path}{fragment}" in line, line
+    assert "Loading weights" not in err and not (tmp_path / "ckpt").exists()
+
+
+REFERENCE_FILES = {  # name: (a record, the task's reward, fragment of the error after the file name)
+    "an answer that is an object": (
+        {"prompt": "1 + 1 =", "answer": {"value": 2}},
+        "numeric",
+        ", line 1 (record 0): column 'answer' (numeric_answer_reward): {'value': 2} (dict) is neither a number nor",
+    ),
+    "a Countdown target '1e9999999'": (
+        {"prompt": "3 3 -> 6", "numbers": [3, 3], "target": "1e9999999"},
+        "countdown",
+        ", line 1 (record 0): column 'target' (countdown_reward): '1e9999999' (str) is not an integer's text",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE_FILES))
+def test_fit_checks_the_reference_columns_before_the_model_loads(tmp_path, model_dir, capsys, name):
+    record, reward, fragment = REFERENCE_FILES[name]
+    path = tmp_path / "data.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    config = write_config(tmp_path, model_dir, "uniform", task={"name": str(path)}, rewards={"functions": [reward]})
     assert cli.main(["fit", "--config", str(config)]) == 2
     line, err = error_lines(capsys, "fit")
     assert f"{path}{fragment}" in line, line
@@ -192,6 +218,8 @@ BAD_INPUTS = [
     *(BadInput(f"fit: data file {n}", "test_fit_reports_a_bad_data_file_in_one_line_before_the_model_loads")
       for n in DATA_FILES),
     *(BadInput(f"survey: prompt file {n}", "test_survey_reports_a_bad_prompt_file_in_one_line") for n in DATA_FILES),
+    *(BadInput(f"fit: data file with {n}", "test_fit_checks_the_reference_columns_before_the_model_loads")
+      for n in REFERENCE_FILES),
     *(BadInput(f"fit --config {n}", "test_fit_reports_a_bad_config_file_in_one_line") for n in CONFIGS),
     *(BadInput(f"analyze --model: {n}", "test_analyze_reports_a_bad_model_folder_in_one_line") for n in MODEL_FOLDERS),
     *(BadInput(f"fit model: {n}", "test_fit_reports_a_bad_model_folder_in_one_line_before_anything_runs")

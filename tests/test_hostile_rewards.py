@@ -437,6 +437,9 @@ EXPLODING_ANSWERS: list[tuple[str, str]] = [
     ("power 9999 of a cosine", "<answer>\\cos(\\pi/9999)^{9999}</answer>"),
     ("integral to 9999", "<answer>\\int_0^{9999} x^{9999} dx</answer>"),
     ("12 nested braces", "<answer>" + "{" * 12 + "1" + "}" * 12 + "</answer>"),
+    ("tangent of a power of 40,000 digits", "<answer>\\tan(9999^{9999})</answer>"),
+    ("sine of 2^{9999}", "<answer>\\sin(2^{9999})</answer>"),
+    ("sine of 2^{9999} without parentheses", "so the answer is \\sin 2^{9999}"),
 ]
 """``(name, completion)``: answers on which math-verify takes a second to hours (each measured past 1 s, or a shape
 of one), refused by the screen before the child process is asked."""

@@ -276,6 +276,21 @@ def test_numeric_answer_reward_defers_to_math_verify(monkeypatch):
     assert len(worker.calls) == 2  # a refused candidate never reaches math-verify
 
 
+ORDINARY_ANSWERS = [
+    "$\\frac{\\pi}{4}$", "$\\sqrt{2}$", "$2\\sqrt{2}$", "$(1, 2)$", "the answer is 2(845+1)", "$x^2+1$", "$10^{9}$",
+    "$3^{9999}$", "$2^{2024}$", "$(-2)^{2024}$", "$5!$", "$\\binom{10}{3}$", "$1.5e10$", "$e^{i\\pi}$", "x != 3",
+    "$\\boxed{\\frac{\\sqrt{2}}{2}}$", "$2^{10} \\cdot 3^{5}$", "$1-\\sin^{2}(x)$", "$\\sin(x)^{2}$",
+    "$\\left(\\frac{1}{2}\\right)^{99}$", "$a\\!b$", "$\\cos(\\pi/9)$", "1,234,567", "$\\mathrm{e}^{9999}$",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("answer", ORDINARY_ANSWERS)
+def test_the_math_verify_screen_lets_ordinary_answers_through(answer):
+    from lightning_reasonattn.rewards.math_screen import exploding_shape
+
+    assert exploding_shape(answer) is None
+
+
 # ------------------------------------------------------------------------------------------- format
 
 

@@ -6,8 +6,9 @@ math-verify evaluates what it parses: ``9^{{9}^{9}}`` asks sympy for an integer 
 the limit and a restart (2 s or more); [`exploding_shape`][exploding_shape] refuses them first, in microseconds, in
 every notation measured here:
 
-- a power whose exponent holds another power or a factorial (a tower), a chain ``a^b^c``, an exponent with a number
-  of more than [`MAX_EXPONENT_DIGITS`][MAX_EXPONENT_DIGITS] digits, or of more than
+- a power whose exponent holds another power or a factorial (a tower), a chain ``a^b^c``, a power of two numbers
+  with more than [`MAX_POWER_DIGITS`][MAX_POWER_DIGITS] digits, an exponent with a number of more than
+  [`MAX_EXPONENT_DIGITS`][MAX_EXPONENT_DIGITS] digits, or of more than
   [`MAX_GROUP_EXPONENT_DIGITS`][MAX_GROUP_EXPONENT_DIGITS] on a base that is not a plain number or symbol
   (``(1+10^{-9})^{999}``); powers written ``^``, ``**``, ``\\uparrow`` (Knuth's arrows, always refused),
   ``pow(...)``, ``exp(...)`` / ``\\exp``; the exponent is a braced, bracketed or parenthesised group
@@ -17,6 +18,9 @@ every notation measured here:
   number of more than [`MAX_FACTORIAL_DIGITS`][MAX_FACTORIAL_DIGITS] digits; ``\\binom``, ``\\Gamma``,
   ``factorial(...)`` and the big operators (``\\sum``, ``\\prod``, ``\\int``, ``\\lim``) of one another, or next to
   a power or a number of more than that many digits;
+- a trigonometric function of a number of more than [`MAX_EXPONENT_DIGITS`][MAX_EXPONENT_DIGITS] digits, or of a
+  power with an exponent of three digits or more (``\\sin(2^{9999})`` took 1.4 s: sympy reduces a 3,000-digit
+  argument modulo pi);
 - braces nested deeper than [`MAX_BRACE_DEPTH`][MAX_BRACE_DEPTH] (the parser itself slows down:
   twelve levels of ``{{...}}`` take 2 s) or parentheses and brackets deeper than
   [`MAX_PAREN_DEPTH`][MAX_PAREN_DEPTH].
@@ -35,6 +39,9 @@ MAX_EXPONENT_DIGITS = 4
 MAX_GROUP_EXPONENT_DIGITS = 2
 """An exponent of an expression (``(1+10^{-9})^{99}``, ``\\cos(x)^{99}``, a ``\\sum`` bound) holds at most this many
 digits: sympy expands such powers (``(1+10^{-9999})^{9999}`` ran past a 3 s limit)."""
+MAX_POWER_DIGITS = 10_000
+"""A power of two plain numbers is read when its value has at most about this many digits (``3^{9999}``, 4,771
+digits, is read; ``9999^{9999}``, 39,996, is not: ``\\tan(9999^{9999})`` took 0.9 s)."""
 MAX_FACTORIAL_DIGITS = 3
 """A factorial (or ``\\binom``, ``\\Gamma``) of a number of more digits than this is refused (``999!`` is read)."""
 MAX_BRACE_DEPTH = 5
@@ -52,6 +59,7 @@ _FACTORIAL_FUNCTION = re.compile(
 )  # functions that grow faster than powers, and the big operators that repeat what they hold
 _PLAIN_BASE = re.compile(r"[{(\s]*[-+−]?\s*(?:[0-9.]+|[a-zA-Z]|\\pi|\\mathrm\{e\}|\\e)[})\s]*")
 _FACTORIAL = re.compile(r"(?<!\\)!(?!=)")
+_TRIG = re.compile(r"(?<![a-zA-Z])\\?(?:arc)?(?:sin|cos|tan|cot|sec|csc)h?(?![a-zA-Z])")
 _E_NOTATION = re.compile(rf"[0-9.]\s*[eE]\s*[+\-−]?\s*[0-9]{{{MAX_EXPONENT_DIGITS + 1},}}")
 _DIGITS = re.compile(r"[0-9]+")
 _CLOSE = {"{": "}", "(": ")", "[": "]"}
@@ -107,6 +115,14 @@ def _base(text: str, end: int) -> str:
     return run.group() if run else ""
 
 
+def _power_digits(base: str, exponent: str) -> float:
+    """About how many digits ``base ^ exponent`` has when both are plain numbers (0 otherwise)."""
+    base, exponent = base.strip("{}() "), exponent.strip("{}() ")
+    if not (base.isdigit() and exponent.isdigit()):
+        return 0
+    return len(base.lstrip("0") or "0") * int(exponent)
+
+
 def _depth(text: str, openers: str, closers: str) -> int:
     depth = deepest = 0
     for ch in text:
@@ -150,11 +166,22 @@ def exploding_shape(text: str) -> str | None:
             return "a power inside an exponent (a power tower)"
         if _longest_number(exponent) > MAX_EXPONENT_DIGITS:
             return f"an exponent of more than {MAX_EXPONENT_DIGITS} digits"
-        plain = _PLAIN_BASE.fullmatch(_base(text, power.start())) or power.group() in ("pow", "Pow")
+        base = _base(text, power.start())
+        if _power_digits(base, exponent) > MAX_POWER_DIGITS:
+            return f"a power of more than {MAX_POWER_DIGITS:,} digits"
+        plain = _PLAIN_BASE.fullmatch(base) or power.group() in ("pow", "Pow")
         if not plain and _longest_number(exponent) > MAX_GROUP_EXPONENT_DIGITS:
             return f"an exponent of more than {MAX_GROUP_EXPONENT_DIGITS} digits on an expression"
-        if _POWER.match(text, end + len(text[end:]) - len(text[end:].lstrip())):
+        if _POWER.match(text, len(text) - len(text[end:].lstrip())):
             return "a chain of powers (a^b^c, a power tower)"
+    for trig in _TRIG.finditer(text):
+        argument, end = _operand(text, trig.end())
+        power = _POWER.match(text, len(text) - len(text[end:].lstrip()))
+        if argument[:1].isdigit() and power:  # \sin 2^{99}: the power of a bare number is in the argument
+            argument = text[trig.end() : _operand(text, power.end())[1]]
+        powers = [_operand(argument, p.end())[0] for p in _POWER.finditer(argument)]
+        if _longest_number(argument) > MAX_EXPONENT_DIGITS or any(_longest_number(e) > 2 for e in powers):
+            return f"a trigonometric function of a number of more than {MAX_EXPONENT_DIGITS} digits"
     for bang in _FACTORIAL.finditer(text):
         before = text[: bang.start()].rstrip()
         if before.endswith("!"):
