@@ -45,7 +45,7 @@ ORDINARY = [  # (completion, reference): answers math-verify is there for, and p
 ]
 BACKSTOP = [  # the slowest shapes found that pass the screen: bounded by the time budget (MATH_VERIFY_TIMEOUT) alone
     "<answer>{{{{{1}}}}}</answer>",
-    "<answer>\\tan(3^{9999})</answer>",
+    "<answer>\\log(3^{9999})</answer>",
     "<answer>3^{9999}</answer>",
     "<answer>\\left(\\left(7\\right)\\right)</answer>",
 ]

@@ -15,7 +15,7 @@ from lightning_reasonattn.capture import capture_rhythm
 from lightning_reasonattn.functional.coupling import token_entropy
 from lightning_reasonattn.metrics import RhythmCoupling
 from lightning_reasonattn.models import load_model
-from lightning_reasonattn.survey import SurveySettings, progress
+from lightning_reasonattn.survey import SurveySettings
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +65,8 @@ def _run(tmp_path, model: Path, *extra: str, out: str = "out") -> int:
 
 
 def test_survey_end_to_end_matches_unbatched_measurement(tiny_arithmetic, tmp_path, capsys, monkeypatch):
+    from lightning_reasonattn.survey import progress
+
     monkeypatch.setitem(progress.STEP_INTERVAL_S, "log", 0.0)  # a progress line at every decoding step
     args = ("--n", "4", "--batch-size", "3", "--max-new-tokens", "48", "--reports", "1", "--peak-top", "0.4")
     assert _run(tmp_path, tiny_arithmetic, *args) == 0
@@ -219,6 +221,7 @@ def test_survey_settings_reject_bad_values(kwargs, message):
 
 
 def test_decode_steps_count_the_tokens_of_the_rows_still_running(tiny_small_vocab):
+    from lightning_reasonattn.survey import progress
     from lightning_reasonattn.survey.run import _eos_ids, measure_batch
 
     model, tokenizer = load_model(str(tiny_small_vocab))
