@@ -167,7 +167,8 @@ def numeric_reference(value: Any, verify: bool = False) -> tuple[str, Fraction |
                 "number that long reads as no number, so it could never be matched"
             )
         short = max(_digits(exact.numerator), _digits(exact.denominator)) <= MAX_NUMBER_DIGITS
-        return (str(value) if short else ""), exact  # str() of a 4300-digit int raises; math-verify needs no text
+        # str() of a fraction of 4300-digit terms raises (a float's never does): math-verify then gets no text
+        return (str(value) if short or not isinstance(value, _numbers.Rational) else ""), exact
     text = extract_numeric_answer(value) or value
     gold = parse_number(text, strict=True)
     if gold is not None:
