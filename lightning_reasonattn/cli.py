@@ -39,6 +39,7 @@ from .capture import capture_rhythm
 from .functional import select_layers
 from .grpo.cli import run_command
 from .models import DEFAULT_MODEL, ModelLoadError, load_model
+from .rollout.context import ContextLengthError, check_context
 from .survey.command import add_survey_parser
 
 LIGHTNING_COMMANDS = {  # their arguments belong to LightningCLI (grpo/cli.py); here they are only listed
@@ -139,12 +140,17 @@ def analyze(args: argparse.Namespace) -> int:
     except (ModelLoadError, ValueError) as exc:
         return _fail("analyze", str(exc))
 
-    if prompt_ids(tokenizer, args.prompt).numel() == 0:
+    prompt_tokens = prompt_ids(tokenizer, args.prompt).shape[1]
+    if prompt_tokens == 0:
         return _fail(
             "analyze",
             f"--prompt {args.prompt!r} gives no tokens: this model's tokenizer has no chat template to wrap it in and "
             "adds no start token. Pass a non-empty prompt.",
         )
+    try:
+        check_context(model, prompt_tokens, args.max_new_tokens, setting="--max-new-tokens")
+    except ContextLengthError as exc:
+        return _fail("analyze", str(exc))
     input_ids, response_mask = generate(
         model, tokenizer, args.prompt, max_new_tokens=args.max_new_tokens, sample=args.sample, seed=args.seed
     )

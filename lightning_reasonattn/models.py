@@ -32,6 +32,7 @@ from typing import Literal, get_args
 
 import torch
 
+from .files import check_model_folder
 from .functional._checks import check_choice, check_number
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
@@ -250,8 +251,9 @@ def resolve_model_path(name_or_path: str | None) -> str:
         The converted cache folder for the default model, else ``name_or_path``.
 
     Raises:
-        ModelLoadError: the default model is unavailable (see [`default_checkpoint`][default_checkpoint]), or
-            ``name_or_path`` is clearly a local path that does not exist.
+        ModelLoadError: the default model is unavailable (see [`default_checkpoint`][default_checkpoint]),
+            ``name_or_path`` is clearly a local path that does not exist, or a local folder whose files are unreadable
+            (see [`check_model_folder`][lightning_reasonattn.files.check_model_folder]; the message names the file).
     """
     if name_or_path is None or name_or_path == DEFAULT_MODEL:
         return str(default_checkpoint())
@@ -260,6 +262,11 @@ def resolve_model_path(name_or_path: str | None) -> str:
             f"Model path {name_or_path!r} does not exist: pass an existing checkpoint folder (with config.json), "
             f"a hub name, or leave the model out to use the default {DEFAULT_MODEL}."
         )
+    if Path(name_or_path).expanduser().is_dir():
+        try:
+            check_model_folder(Path(name_or_path).expanduser())  # each file read safely, named in the error
+        except ValueError as err:
+            raise ModelLoadError(f"Cannot load model {name_or_path!r}: {err}") from None
     return name_or_path
 
 
@@ -332,12 +339,14 @@ def load_model(
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except (OSError, ValueError) as exc:  # missing files, unknown model type
-        shown = name_or_path or DEFAULT_MODEL
+    except ImportError:
+        raise
+    except Exception as exc:  # missing files, an unknown model type, a config value of the wrong type, ...
+        shown, why = name_or_path or DEFAULT_MODEL, " ".join(str(exc).split())[:400]
         raise ModelLoadError(
-            f"Cannot load model {shown!r} from {path!r} ({exc}): pass a checkpoint folder with config.json and "
-            f"tokenizer files, a hub name reachable from this machine, or leave the model out to use the default "
-            f"{DEFAULT_MODEL}."
+            f"Cannot load model {shown!r} from {path!r} ({type(exc).__name__}: {why}): pass a checkpoint folder with "
+            f"config.json and tokenizer files, a hub name reachable from this machine, or leave the model out to use "
+            f"the default {DEFAULT_MODEL}."
         ) from exc
     if target_device is not None:
         model.to(target_device)

@@ -142,6 +142,27 @@ def test_json_into_missing_folder_is_reported(tiny_checkpoint, tmp_path, capsys)
     assert "--json" in err and "Traceback" not in err
 
 
+def test_analyze_refuses_a_prompt_past_the_context_with_both_numbers(tiny_checkpoint, capsys):
+    from transformers import AutoTokenizer
+
+    prompt = "The answer is 5 pm. " * 200
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+    )
+    tokens = len(tokenizer(text, add_special_tokens=False).input_ids)
+    assert tokens > 512  # the tiny model's context (max_position_embeddings)
+    argv = ["analyze", "--model", str(tiny_checkpoint), "--prompt", prompt, "--max-new-tokens", "8", "--no-report"]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1:] == [
+        f"reasonattn analyze: error: a prompt of {tokens} tokens plus --max-new-tokens 8 makes {tokens + 8} tokens, "
+        "more than the model's context of 512 (its max_position_embeddings): shorten the prompts to at most 504 "
+        "tokens (the prompt alone is too long)"
+    ]
+    assert "Traceback" not in err and "friendly reminder" not in err  # refused before generating
+
+
 BAD_ARGUMENTS = [  # (command line, fragment of the usage error)
     ([], "COMMAND"),
     (["analyze", "--max-new-tokens", "0"], "'0' is not an integer >= 1"),
@@ -207,6 +228,9 @@ BAD_INPUTS = [
     BadInput("analyze --layers 7 on a 4-layer model", "test_layer_out_of_range_is_reported"),
     BadInput("analyze --json into a missing folder", "test_json_into_missing_folder_is_reported"),
     BadInput("analyze --prompt '' without a chat template", "test_analyze_empty_prompt_without_chat_template"),
+    BadInput(
+        "analyze --prompt past the model's context", "test_analyze_refuses_a_prompt_past_the_context_with_both_numbers"
+    ),
     *(
         BadInput(f"reasonattn {' '.join(argv)}".strip(), "test_bad_arguments_exit_with_usage")
         for argv, _ in BAD_ARGUMENTS

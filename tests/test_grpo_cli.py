@@ -54,7 +54,12 @@ def trained(tmp_path_factory, model_dir) -> Path:
 
 def one_error_line(capsys, command="fit") -> str:
     """The error line, checked to be the only one and the last thing on stderr, with no traceback."""
-    err = capsys.readouterr().err.strip().splitlines()
+    return error_line(capsys.readouterr().err, command)
+
+
+def error_line(stderr: str, command="fit") -> str:
+    """:func:`one_error_line` of a captured stderr."""
+    err = stderr.strip().splitlines()
     errors = [line for line in err if line.startswith("reasonattn")]
     assert len(errors) == 1 and err[-1] == errors[0], err
     assert errors[0].startswith(f"reasonattn {command}: error: ") and not any("Traceback" in line for line in err)
@@ -191,7 +196,7 @@ def test_setting_errors_are_one_line_before_the_model_loads(tmp_path, model_dir,
     assert cli.main(argv) == 2
     captured = capsys.readouterr()
     assert "Loading weights" not in captured.err  # the model never loaded
-    line = one_error_line(type("Captured", (), {"readouterr": lambda self: captured})())
+    line = error_line(captured.err)
     assert expected in line
 
 
@@ -215,6 +220,17 @@ def test_missing_files_are_one_line(tmp_path, model_dir, capsys, missing):
     assert cli.main(["fit", "--config", str(config(tmp_path, model_dir))]) == 2
     line = one_error_line(capsys)
     assert all(fragment in line for fragment in fragments), line
+
+
+def test_fit_with_prompts_past_the_context_stops_in_one_line(tmp_path, model_dir, capsys):
+    data = tmp_path / "long.jsonl"
+    data.write_text(json.dumps({"prompt": "x" * 2000, "answer": "1"}) + "\n")  # 2000 tokens; the context is 512
+    config = write_config(tmp_path, model_dir, "uniform", task={"name": str(data)}, rewards={"functions": ["numeric"]})
+    assert cli.main(["fit", "--config", str(config)]) == 2  # the run had started: still one line, not a traceback
+    line = one_error_line(capsys)
+    assert "tokens plus sampling.max_new_tokens 10 makes" in line and "context of 512" in line, line
+    assert "shorten the prompts to at most 502 tokens" in line
+    assert not list(tmp_path.glob("ckpt/*.ckpt"))
 
 
 def test_console_entry_point_prints_no_traceback(tmp_path, model_dir):
@@ -291,6 +307,107 @@ def test_every_command_refuses_bad_checkpoints_in_one_line(tmp_path, model_dir, 
         line = one_error_line(capsys, command)
         assert str(path) in line and "Traceback" not in line, line
     assert not (tmp_path / "files" / "PWNED").exists()
+
+
+def _first(state: dict, part: str) -> str:
+    return next(key for key in state if part in key)
+
+
+def _set_first(part: str, make):
+    """Replace the first LoRA factor whose name holds ``part`` by ``make(that tensor)``."""
+
+    def mutate(ckpt):
+        key = _first(ckpt["state_dict"], part)
+        ckpt["state_dict"][key] = make(ckpt["state_dict"][key])
+
+    return mutate
+
+
+WRONG_TYPED = {  # name: (mutate a good checkpoint in place, fragment of the error naming the bad entry)
+    "hyper-parameters a string": (lambda c: c.update(hyper_parameters="oops"), "hyper_parameters is str 'oops'"),
+    "LoRA settings a string": (lambda c: c["hyper_parameters"].update(lora="r=4"), "hyper_parameters['lora'] is str"),
+    "LoRA rank a string": (
+        lambda c: c["hyper_parameters"]["lora"].update(r="4"),
+        "hyper_parameters['lora']: lora.r='4' is invalid",
+    ),
+    "task settings a list": (lambda c: c["hyper_parameters"].update(task=[1]), "hyper_parameters['task'] is list"),
+    "model an int": (lambda c: c["hyper_parameters"].update(model=5), "hyper_parameters['model'] is int 5"),
+    "quantization unknown": (lambda c: c["hyper_parameters"].update(quantization="nf5"), "'quantization'] is str"),
+    "group_size a string": (lambda c: c["hyper_parameters"].update(group_size="3"), "['group_size'] is str '3'"),
+    "state dict of strings": (
+        lambda c: c.update(state_dict=dict.fromkeys(c["state_dict"], "x")),
+        "is str 'x', not a tensor",
+    ),
+    "state dict a list": (lambda c: c.update(state_dict=[1, 2]), "state_dict is list, not a dict"),
+    "state dict empty": (lambda c: c.update(state_dict={}), "state_dict is empty, not the adapter's weights"),
+    "integer weights": (_set_first("lora_A", lambda t: t.long()), "is a torch.int64 tensor, not a floating-point"),
+    "NaN weights": (_set_first("lora_B", lambda t: torch.full_like(t, float("nan"))), "NaN or infinite values"),
+    "a LoRA factor of another rank": (
+        _set_first("lora_A", lambda t: torch.zeros(3, t.shape[1])),
+        "is a factor of shape [3, 64], not of rank 4 (lora.r)",
+    ),
+    "a LoRA factor of 3 dimensions": (_set_first("lora_B", lambda t: t[None]), "not a 2-D LoRA factor"),
+    "a LoRA factor without its pair": (
+        lambda c: c["state_dict"].pop(_first(c["state_dict"], "lora_B")),
+        "is a LoRA factor alone, not paired with",
+    ),
+    "global_step a string": (lambda c: c.update(global_step="5"), "global_step is str '5', not an integer >= 0"),
+    "sampling_seed a string": (lambda c: c.update(sampling_seed="x"), "sampling_seed is str 'x'"),
+    "RNG states a string": (lambda c: c.update(rng_states="x"), "rng_states is str 'x'"),
+    "RNG states that do not restore": (
+        lambda c: c.update(rng_states=[{"torch": torch.zeros(3, dtype=torch.uint8), "cuda": [], "python": (3,)}]),
+        "rng_states[0]: states that do not restore",
+    ),
+    "optimizer states a string": (lambda c: c.update(optimizer_states="x"), "optimizer_states is str 'x'"),
+    "param_groups a dict": (
+        lambda c: c["optimizer_states"][0].update(param_groups={}),
+        "optimizer_states[0]['param_groups'] is dict, not list",
+    ),
+    "schedulers a list of strings": (lambda c: c.update(lr_schedulers=["x"]), "lr_schedulers[0] is str 'x'"),
+    "loops a list": (lambda c: c.update(loops=[1]), "loops is list, not a dict"),
+    "base record a list": (lambda c: c.update(reasonattn_base=[1]), "reasonattn_base is list, not a dict"),
+}
+
+
+def wrong_typed_files(folder: Path, good: Path) -> dict[str, Path]:
+    """One copy of the checkpoint ``good`` per entry of WRONG_TYPED, with that entry spoilt."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for i, (name, (mutate, _)) in enumerate(WRONG_TYPED.items()):
+        ckpt = torch.load(good, weights_only=True)
+        mutate(ckpt)
+        files[name] = folder / f"wrong-{i}.ckpt"
+        torch.save(ckpt, files[name])
+    return files
+
+
+def test_load_checkpoint_checks_every_entry_by_type_and_shape(trained, tmp_path):
+    good = trained / "ckpt" / "epoch=0-step=2.ckpt"
+    assert load_checkpoint(good)["global_step"] == 2  # the control: a checkpoint of reasonattn fit passes
+    for name, path in wrong_typed_files(tmp_path, good).items():
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(path)
+        message = str(info.value)
+        assert str(path) in message and WRONG_TYPED[name][1] in message and "\n" not in message, (name, message)
+
+
+@pytest.mark.parametrize("command", CHECKPOINT_COMMANDS)
+def test_every_command_refuses_wrong_typed_checkpoints_before_the_model_loads(
+    trained, model_dir, tmp_path, capsys, command
+):
+    files = wrong_typed_files(tmp_path / "files", trained / "ckpt" / "epoch=0-step=2.ckpt")
+    config = write_config(tmp_path, model_dir, "uniform", steps=3)
+    for name, path in files.items():
+        if command == "export":
+            argv = ["export", str(path), str(tmp_path / "out")]
+        else:
+            argv = [command, "--config", str(config), "--ckpt_path", str(path)]
+        assert cli.main(argv) == 2, name
+        captured = capsys.readouterr()
+        assert "Loading weights" not in captured.err, name  # refused before the base model loads
+        line = error_line(captured.err, command)
+        assert str(path) in line and WRONG_TYPED[name][1] in line, (name, line)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "ckpt").exists()
 
 
 def test_checkpoints_load_with_weights_only(trained):
@@ -517,12 +634,25 @@ BAD_INPUTS = [
         for extra, _ in BAD_FIT_ARGUMENTS
     ),
     BadInput("fit --model.credit.q 2.0 from a shell (no traceback)", "test_console_entry_point_prints_no_traceback"),
+    BadInput("fit: prompts past the model's context", "test_fit_with_prompts_past_the_context_stops_in_one_line"),
     *(BadInput(f"fit: missing {name}", "test_missing_files_are_one_line") for name in MISSING_FILES),
     *(
         BadInput(f"load_checkpoint: {name} file", "test_load_checkpoint_refuses_non_checkpoints_without_running_code")
         for name in BAD_CHECKPOINTS
     ),
     BadInput("load_checkpoint: missing file", "test_load_checkpoint_refuses_non_checkpoints_without_running_code"),
+    *(
+        BadInput(f"load_checkpoint: {name}", "test_load_checkpoint_checks_every_entry_by_type_and_shape")
+        for name in WRONG_TYPED
+    ),
+    *(
+        BadInput(
+            f"{command}: checkpoint with {name}",
+            "test_every_command_refuses_wrong_typed_checkpoints_before_the_model_loads",
+        )
+        for command in CHECKPOINT_COMMANDS
+        for name in WRONG_TYPED
+    ),
     *(
         BadInput(f"{command}: {name} checkpoint file", "test_every_command_refuses_bad_checkpoints_in_one_line")
         for command in CHECKPOINT_COMMANDS

@@ -8,19 +8,25 @@ raises the expected exception type with a message that names the problem. Three 
   (Python's 4300-digit int limit, giant fractions, digit runs with separators, unicode digits, nested braces,
   power towers for math-verify, regex-unfriendly floods, ...);
 - misbehaving reward functions under :func:`score_completions` (a clear :class:`RewardError`; ``None`` allowed);
-- bad files and reward names (refused when read or resolved, with the fix in the message).
+- bad files and reward names (refused when read or resolved, with the fix in the message);
+- hostile reference values (the data's ``numbers``, ``target``, ``answer``), completions of the wrong type, and
+  answers whose evaluation explodes in math-verify (refused by the screen before the child process is asked).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import math
 import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -28,6 +34,7 @@ from lightning_reasonattn.grpo.data import reward_functions, task_records
 from lightning_reasonattn.grpo.settings import RewardSettings, TaskSettings
 from lightning_reasonattn.rewards import (
     RewardError,
+    answers,
     countdown_reward,
     format_reward,
     numeric_answer_reward,
@@ -130,13 +137,13 @@ def _jsonl(*records) -> str:
     return "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records)
 
 
-def _records(text: str, answer_column: str | None = None):
-    """Write ``text`` to a JSONL file and read it as a task of the ``numeric`` reward."""
+def _records(text: str | bytes, answer_column: str | None = None, rewards=("numeric",), name="records.jsonl"):
+    """Write ``text`` (or bytes) to a file and read it as a task of the ``rewards`` (default: ``numeric``)."""
 
     def call(tmp):
-        path = tmp / "records.jsonl"
-        path.write_text(text, encoding="utf-8")
-        funcs, _ = reward_functions(RewardSettings(["numeric"]), TaskSettings(name=str(path)))
+        path = tmp / name
+        path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+        funcs, _ = reward_functions(RewardSettings(list(rewards)), TaskSettings(name=str(path)))
         return task_records(TaskSettings(name=str(path), answer_column=answer_column), chat=False, reward_funcs=funcs)
 
     return call
@@ -162,7 +169,7 @@ FILE_CASES = [
     Case(
         "file: a record without the answer column",
         _records(_jsonl(GOOD, {"prompt": "3+3?"})),
-        (ValueError, "record 1 has no column 'answer'"),
+        (ValueError, r"records.jsonl, line 2 \(record 1\) has no column 'answer'"),
     ),
     Case(
         "file: no record has the answer column",
@@ -173,16 +180,20 @@ FILE_CASES = [
     Case(
         "file: a record with an extra column",
         _records(_jsonl(GOOD, {**GOOD, "x": 1})),
-        (ValueError, "record 1 has column 'x'"),
+        (ValueError, r"records.jsonl, line 2 \(record 1\) has column 'x'"),
     ),
-    Case("file: a record that is not an object", _records(_jsonl(GOOD, "[1, 2]")), (ValueError, "record 1 is list")),
+    Case(
+        "file: a record that is not an object",
+        _records(_jsonl(GOOD, "[1, 2]")),
+        (ValueError, r"line 2 \(record 1\) is list"),
+    ),
     Case(
         "file: a line that is not JSON", _records(_jsonl(GOOD, "{'prompt': 1}")), (ValueError, "line 2: not valid JSON")
     ),
     Case(
         "file: a prompt that is a number",
         _records(_jsonl({"prompt": 42, "answer": "4"})),
-        (ValueError, "record 0 has prompt 42"),
+        (ValueError, r"line 1 \(record 0\) has prompt 42 \(int\)"),
     ),
     Case(
         "reward name: no such module",
@@ -244,22 +255,356 @@ def _reference_cases() -> list[Case]:
         Case(
             "numeric: answer 10**5000",
             lambda tmp: numeric_answer_reward(None, ["42"], [10**5000], use_math_verify=False),
-            [0.0],
+            (ValueError, r"column 'answer', row 0: an int of about 5001 digits has more than 100 digits"),
         ),
         Case(
             "numeric: answer of 4400 digits as text",
             lambda tmp: numeric_answer_reward(None, ["42"], ["9" * 4400], use_math_verify=False),
-            (ValueError, "not a plain number"),
+            (ValueError, r"column 'answer', row 0: .* holds a number of more than 100 digits"),
         ),
         Case(
             "countdown: target of 5000 digits",
             lambda tmp: countdown_reward(None, ["<answer>3+3</answer>"], [[3, 3]], ["9" * 5000]),
-            (ValueError, "is not a number"),
+            (ValueError, r"column 'target', row 0: .* has over 100 digits"),
         ),
     ]
 
 
-BAD_INPUTS: list[Case] = _hostile_cases() + _reference_cases() + PROTOCOL_CASES + FILE_CASES
+# ------------------------------------------------------------------------------- reference columns, per call
+
+
+def _countdown(numbers=(3, 3), target=6, completion="<answer>3+3</answer>"):
+    """countdown_reward on two rows: a good one, then the hostile value in row 1."""
+    return lambda tmp: countdown_reward(None, ["<answer>3+3</answer>", completion], [[3, 3], numbers], [6, target])
+
+
+def _numeric(answer, verify=False):
+    return lambda tmp: numeric_answer_reward(None, ["42", "42"], ["42", answer], use_math_verify=verify)
+
+
+REFERENCE_COLUMN_CASES = [  # each names the column, the row and the type received; none computes for seconds
+    *(
+        Case(
+            f"countdown: target {name}", _countdown(target=value), (ValueError, f"column 'target', row 1: .*{pattern}")
+        )
+        for name, value, pattern in [
+            ("'1e9999999' (ten million digits)", "1e9999999", r"'1e9999999' \(str\) is not an integer's text"),
+            ("'-1E+99999'", "-1E+99999", r"'-1E\+99999' \(str\) is not an integer's text"),
+            ("infinity", math.inf, r"inf \(float\): not finite"),
+            ("minus infinity", -math.inf, r"-inf \(float\): not finite"),
+            ("2.5", 2.5, r"2.5 \(float\): not an integer"),
+            ("1e308", 1e308, r"has more than 100 digits"),
+            ("10**5000", 10**5000, r"has more than 100 digits"),
+            ("bytes", b"6", r"b'6' \(bytes\): bytes, not an integer"),
+            ("None", None, r"None \(NoneType\): not an integer"),
+            ("a list", [6], r"\[6\] \(list\): not an integer"),
+            ("True", True, r"True \(bool\): a boolean"),
+            ("Decimal('6')", Decimal("6"), r"\(Decimal\): not an integer"),
+            ("Arabic-Indic digit", "٦", r"'٦' \(str\) is not an integer's text"),
+        ]
+    ),
+    *(
+        Case(
+            f"countdown: numbers {name}",
+            _countdown(numbers=value),
+            (ValueError, rf"column 'numbers', row 1: .*{pattern}"),
+        )
+        for name, value, pattern in [
+            ("['a', 2, 3]", ["a", 2, 3], r"holds 'a' \(str\) at position 0: not an integer"),
+            ("None", None, r"None \(NoneType\) is not a list"),
+            ("[3.5, 3] (was read as [3, 3])", [3.5, 3], r"holds 3.5 \(float\) at position 0: not an integer"),
+            ("'33' (was read as [3, 3])", "33", r"'33' \(str\) is not a list"),
+            ("[b'3', 3] (was read as [3, 3])", [b"3", 3], r"holds b'3' \(bytes\) at position 0"),
+            ("nested lists", [[3], [3]], r"holds \[3\] \(list\) at position 0"),
+            ("a 21-digit number", [10**20, 3], r"at position 0: answers are read as unsigned numbers of at most 12"),
+            ("infinity", [math.inf, 3], r"holds inf \(float\) at position 0: not finite"),
+            ("100 numbers", list(range(100)), r"holds 100 numbers: a Countdown answer uses 1 to 16"),
+            ("a negative number", [-3, 3], r"holds -3 at position 0: answers are read as unsigned"),
+            ("a dict", {"a": 3}, r"\(dict\) is not a list"),
+            ("[True, 3]", [True, 3], r"holds True \(bool\) at position 0: a boolean"),
+            ("an empty list", [], r"holds 0 numbers"),
+        ]
+    ),
+    *(
+        Case(f"numeric: answer {name}", _numeric(value), (ValueError, rf"column 'answer', row 1: .*{pattern}"))
+        for name, value, pattern in [
+            ("None", None, r"is null \(None\)"),
+            ("bytes", b"42", r"b'42' \(bytes\) is neither a number nor a string: decode"),
+            ("a list", [42], r"\[42\] \(list\) is neither"),
+            ("a dict", {"value": 42}, r"\(dict\) is neither"),
+            ("infinity", math.inf, r"inf \(float\) is not finite"),
+            ("NaN", math.nan, r"nan \(float\) is not finite"),
+            ("1e300", 1e300, r"has more than 100 digits"),
+            ("'1e9999999' without math-verify", "1e9999999", r"is not a plain number"),
+        ]
+    ),
+    Case(
+        "numeric+math-verify: answer 9^{9^{9}}",
+        _numeric("9^{9^{9}}", verify=True),
+        (ValueError, r"column 'answer', row 1: '9\^\{9\^\{9\}\}' holds a power inside an exponent"),
+        needs_math_verify=True,
+    ),
+    Case(
+        "numeric+math-verify: answer '1e9999999'",
+        _numeric("1e9999999", verify=True),
+        (ValueError, r"column 'answer', row 1: '1e9999999' holds e-notation"),
+        needs_math_verify=True,
+    ),
+    Case(
+        "numeric+math-verify: a LaTeX answer of 300 characters",
+        _numeric("\\sqrt{2}+" * 33 + "1", verify=True),
+        (ValueError, r"column 'answer', row 1: .* its 298 characters are more than math-verify reads \(200"),
+        needs_math_verify=True,
+    ),
+]
+"""Hostile values in the reference columns of a reward call (data, not model output)."""
+
+
+# ------------------------------------------------------------------------------- completions of the wrong type
+
+WRONG_COMPLETIONS = [  # (name, completion, the message's pattern after "completion 1: ")
+    ("bytes", b"<answer>42</answer>", r"not bytes \(b'<answer>42</answer>'\): decode it first"),
+    ("bytearray", bytearray(b"42"), r"not bytearray .*: decode it first"),
+    ("memoryview", memoryview(b"42"), r"not memoryview \(b'42'\)"),
+    ("an int", 42, r"not int \(42\)"),
+    ("a text part holding an int", [{"role": "assistant", "content": [{"type": "text", "text": 42}]}],
+     r"message 0's content, part 0: its text is int \(42\), not a string"),
+    ("a message content of bytes", [{"role": "assistant", "content": b"42"}], r"message 0's content .* not bytes"),
+    ("a list of lists of messages", [[{"role": "assistant", "content": "42"}]], r"message 0 is list"),
+    ("a list of ints", [4, 2], r"message 0 is int \(4\)"),
+    ("a part that is a list", [{"role": "assistant", "content": [["42"]]}], r"message 0's content, part 0 is list"),
+    ("a message whose content is a dict", {"role": "assistant", "content": {"text": "42"}}, r"content .* not dict"),
+]  # fmt: skip
+TYPED_REWARDS: list[tuple[str, Callable[[Any], list]]] = [
+    ("countdown", lambda c: countdown_reward(None, ["1", c], [[3, 3]] * 2, [6, 6])),
+    ("numeric", lambda c: numeric_answer_reward(None, ["1", c], ["42", "42"], use_math_verify=False)),
+    ("format", lambda c: format_reward(None, ["1", c])),
+]
+COMPLETION_TYPE_CASES = [
+    *(
+        Case(
+            f"{reward}: completion {name}",
+            lambda tmp, call=call, c=c: call(c),
+            (TypeError, rf"completion 1: .*{pattern}"),
+        )
+        for name, c, pattern in WRONG_COMPLETIONS
+        for reward, call in TYPED_REWARDS
+    ),
+    Case(
+        "numeric: a content of plain string parts (was read as empty)",
+        lambda tmp: numeric_answer_reward(
+            None, [[{"role": "assistant", "content": ["4", "2"]}]], ["42"], use_math_verify=False
+        ),
+        [1.0],
+    ),
+    Case(
+        "format: a completion of 2 million characters in the format (bounded time)",
+        lambda tmp: format_reward(None, ["<think>" + "a" * 2_000_000 + "</think><answer>1</answer>"]),
+        [0.0],
+    ),
+]
+"""Completions that are not text or messages: a TypeError naming the row and the type, whatever the nesting."""
+
+
+# ------------------------------------------------------------------------------- math-verify's shape screen
+
+EXPLODING_ANSWERS: list[tuple[str, str]] = [
+    ("power tower in nested braces 9^{{9}^{9}}", "<answer>9^{{9}^{9}}</answer>"),
+    ("power tower in a boxed, nested braces", "so \\boxed{9^{{9}^{9}}}"),
+    ("Python power tower in plain text 9**9**9**9", "the answer: 9**9**9**9"),
+    ("Python power tower with parentheses", "<answer>9**(9**9)</answer>"),
+    ("caret tower with parentheses 9^(9^9)", "so it is 9^(9^9)"),
+    ("pow() of pow()", "pow(9, pow(9, 9))"),
+    ("Knuth's up-arrows", "<answer>9 \\uparrow\\uparrow 9</answer>"),
+    ("unicode up-arrows", "<answer>3 ↑↑↑ 3</answer>"),
+    ("Python exponent of 6 digits", "<answer>2**100000</answer>"),
+    ("exponent with LaTeX thin spaces 9\\,999\\,999", "<answer>10^{9\\,999\\,999}</answer>"),
+    ("exponent with thousands commas", "<answer>10^{99,999}</answer>"),
+    ("exponent with a space between digit groups", "<answer>10^{99 999}</answer>"),
+    ("e-notation 1e9999999", "<answer>1e9999999</answer>"),
+    ("e-notation 1.5E+999999", "<answer>1.5E+999999</answer>"),
+    ("e-notation in prose", "the result is 2.5e-99999"),
+    ("exp of a 7-digit number", "<answer>\\exp(9999999)</answer>"),
+    ("double factorial 9!!", "<answer>9!!</answer>"),
+    ("quadruple factorial 9!!!!", "<answer>9!!!!</answer>"),
+    ("Gamma of a power", "<answer>\\Gamma(10^{9})</answer>"),
+    ("Gamma of Gamma", "<answer>\\Gamma(\\Gamma(9))</answer>"),
+    ("binomial of a power", "<answer>\\binom{10^{9}}{5}</answer>"),
+    ("binomial of 6-digit numbers", "<answer>\\binom{100000}{50000}</answer>"),
+    ("factorial(factorial(9))", "<answer>factorial(factorial(9))</answer>"),
+    ("sum to 9999 of powers", "<answer>\\sum_{i=1}^{9999} i^{9999}</answer>"),
+    ("power 9999 of a sum", "<answer>(1+10^{-9999})^{9999}</answer>"),
+    ("power 9999 of a cosine", "<answer>\\cos(\\pi/9999)^{9999}</answer>"),
+    ("integral to 9999", "<answer>\\int_0^{9999} x^{9999} dx</answer>"),
+    ("12 nested braces", "<answer>" + "{" * 12 + "1" + "}" * 12 + "</answer>"),
+    ("tangent of a power of 40,000 digits", "<answer>\\tan(9999^{9999})</answer>"),
+    ("sine of 2^{9999}", "<answer>\\sin(2^{9999})</answer>"),
+    ("sine of 2^{9999} without parentheses", "so the answer is \\sin 2^{9999}"),
+]
+"""``(name, completion)``: answers on which math-verify takes a second to hours (each measured past 1 s, or a shape
+of one), refused by the screen before the child process is asked."""
+
+
+@contextlib.contextmanager
+def _no_child_process():
+    """math-verify 'installed', with a worker that fails the test if it is ever asked."""
+
+    class Refuses:
+        def equal(self, gold, answer, timeout):
+            raise AssertionError(f"math-verify was asked about {answer!r}")
+
+    with (
+        mock.patch.object(answers, "has_math_verify", lambda: True),
+        mock.patch.object(answers, "math_verify_worker", Refuses),
+    ):
+        yield
+
+
+def _screened(completion: str):
+    def call(tmp):
+        with _no_child_process():
+            return numeric_answer_reward(None, [completion], ["\\sqrt{2}"], use_math_verify=True)
+
+    return call
+
+
+def _screen_cases() -> list[Case]:
+    return [Case(f"math-verify screen: {name}", _screened(c), [0.0]) for name, c in EXPLODING_ANSWERS]
+
+
+# ------------------------------------------------------------------------------- data files, read as a task
+
+_ROW = {"prompt": "2+2?", "answer": "4"}
+DATA_FILE_CASES = [  # each error names the file, the line (or record) and, for a value, the column
+    Case(
+        "file: a line that is not UTF-8 (Latin-1)",
+        _records(
+            _jsonl(_ROW).encode() + json.dumps({"prompt": "café", "answer": "4"}, ensure_ascii=False).encode("latin-1")
+        ),
+        (ValueError, r"records.jsonl, line 2, column 16: byte 0xe9 is not UTF-8 .*iconv"),
+    ),
+    Case(
+        "file: UTF-16",
+        _records(_jsonl(_ROW).encode("utf-16")),
+        (ValueError, r"records.jsonl is UTF-16 .*save it as UTF-8"),
+    ),
+    Case(
+        "file: a UTF-8 byte-order mark (read as UTF-8)",
+        _records(b"\xef\xbb\xbf" + _jsonl(_ROW).encode()),
+        ([{"prompt": "2+2?", "answer": "4"}], []),
+    ),
+    Case(
+        "file: a record nested 100,000 deep",
+        _records('{"prompt": "x", "answer": ' + "[" * 100_000 + "]" * 100_000 + "}\n"),
+        (ValueError, r"records.jsonl, line 1: nested more than 64 lists or objects deep"),
+    ),
+    Case(
+        "file: an extra column nested 500 deep",
+        _records('{"prompt": "x", "answer": "4", "meta": ' + "[" * 500 + "]" * 500 + "}\n"),
+        (ValueError, r"records.jsonl, line 1: nested more than 64"),
+    ),
+    Case(
+        "file: an answer of 5,000 digits",
+        _records('{"prompt": "x", "answer": ' + "9" * 5000 + "}\n"),
+        (ValueError, r"records.jsonl, line 1: holds a number too long to read \(value has 5000 digits"),
+    ),
+    Case(
+        "file: an answer of 201 digits",
+        _records('{"prompt": "x", "answer": ' + "9" * 201 + "}\n"),
+        (ValueError, r"line 1 \(record 0\): column 'answer' \(numeric_answer_reward\): .* has more than 100 digits"),
+    ),
+    Case(
+        "file: an answer that is an object",
+        _records(_jsonl(_ROW, {"prompt": "x", "answer": {"value": 4}})),
+        (
+            ValueError,
+            r"records.jsonl, line 2 \(record 1\): column 'answer' .*\(dict\) is neither a number nor a string",
+        ),
+    ),
+    Case(
+        "file: an answer that is a list",
+        _records(_jsonl({"prompt": "x", "answer": [4]})),
+        (ValueError, r"line 1 \(record 0\): column 'answer' .*\[4\] \(list\) is neither"),
+    ),
+    Case(
+        "file: an answer Infinity",
+        _records('{"prompt": "x", "answer": Infinity}\n'),
+        (ValueError, r"line 1 \(record 0\): column 'answer' .*inf \(float\) is not finite"),
+    ),
+    Case(
+        "file: an answer 1e999 (read as infinity)",
+        _records('{"prompt": "x", "answer": 1e999}\n'),
+        (ValueError, r"line 1 \(record 0\): column 'answer' .*inf \(float\) is not finite"),
+    ),
+    Case(
+        "file: an answer null",
+        _records('{"prompt": "x", "answer": null}\n'),
+        (ValueError, r"line 1 \(record 0\): column 'answer' .*is null"),
+    ),
+    Case(
+        "file: a line of 17 MiB",
+        _records('{"prompt": "' + "x" * (17 * 2**20) + '", "answer": "4"}\n'),
+        (ValueError, r"records.jsonl, line 1: longer than 16 MiB"),
+    ),
+    Case(
+        "file: a JSON array in Latin-1",
+        _records(
+            json.dumps([{"prompt": "café", "answer": "4"}], ensure_ascii=False).encode("latin-1"), name="records.json"
+        ),
+        (ValueError, r"records.json, line 1, column 17: byte 0xe9 is not UTF-8"),
+    ),
+    Case(
+        "file: a JSON array nested 100,000 deep",
+        _records("[" * 100_000 + "]" * 100_000, name="records.json"),
+        (ValueError, r"records.json: nested more than 64"),
+    ),
+    Case(
+        "file: a JSON array with a syntax error on line 3",
+        _records('[\n{"prompt": "x", "answer": "4"},\n{"prompt": }\n]', name="records.json"),
+        (ValueError, r"records.json, line 3, column 12: not valid JSON"),
+    ),
+    Case(
+        "file: a parquet file of random bytes",
+        _records(bytes(range(256)) * 4, name="records.parquet"),
+        (ValueError, r"records.parquet cannot be read as a parquet file \(ArrowInvalid"),
+    ),
+    Case(
+        "file: a Countdown target '1e9999999'",
+        _records(_jsonl({"prompt": "x", "numbers": [3, 3], "target": "1e9999999"}), rewards=["countdown"]),
+        (
+            ValueError,
+            r"line 1 \(record 0\): column 'target' \(countdown_reward\): '1e9999999' \(str\) is not an integer",
+        ),
+    ),
+    Case(
+        "file: Countdown numbers '33'",
+        _records(_jsonl({"prompt": "x", "numbers": "33", "target": 6}), rewards=["countdown"]),
+        (ValueError, r"line 1 \(record 0\): column 'numbers' \(countdown_reward\): '33' \(str\) is not a list"),
+    ),
+    Case(
+        "file: Countdown numbers [3.5, 3]",
+        _records(
+            _jsonl({"prompt": "x", "numbers": [3, 3]}, {"prompt": "y", "numbers": [3.5, 3], "target": 6}).replace(
+                '"numbers": [3, 3]}', '"numbers": [3, 3], "target": 6}'
+            ),
+            rewards=["countdown"],
+        ),
+        (ValueError, r"line 2 \(record 1\): column 'numbers' .*holds 3.5 \(float\) at position 0: not an integer"),
+    ),
+]
+"""Hostile data files read as a task: refused when read, before any model loads, with the file and line named."""
+
+
+BAD_INPUTS: list[Case] = (
+    _hostile_cases()
+    + _reference_cases()
+    + PROTOCOL_CASES
+    + FILE_CASES
+    + REFERENCE_COLUMN_CASES
+    + COMPLETION_TYPE_CASES
+    + _screen_cases()
+    + DATA_FILE_CASES
+)
 """All hostile inputs of this module (tried / clean is reported in docs/train.md, "Robustness")."""
 
 

@@ -193,7 +193,11 @@ def test_truncated_gguf_says_how_to_reinstall(monkeypatch, tmp_path, kind):
 
 def test_other_names_pass_through(tmp_path):
     assert models.resolve_model_path("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
     assert models.resolve_model_path(str(tmp_path)) == str(tmp_path)
+    (tmp_path / "config.json").unlink()  # an existing folder is read as a model folder: it needs its config
+    with pytest.raises(ModelLoadError, match="has no config.json"):
+        models.resolve_model_path(str(tmp_path))
 
 
 def test_missing_local_path_is_named(tmp_path, monkeypatch):

@@ -151,5 +151,6 @@ def test_fit_refuses_a_file_without_the_answer_column_before_training(tmp_path, 
     records = [{"prompt": [USER], "answer": "4"}, {"prompt": [USER], "answer": "4"}, {"prompt": [USER]}]
     config = fit_config(tmp_path, model_path, jsonl(tmp_path / "gap.jsonl", records), ["numeric"])
     assert cli.main(["fit", "--config", config]) == 2  # one line, exit 2, before the model loads
-    assert re.search(r"reasonattn fit: error: .*gap.jsonl: record 2 has no column 'answer'", capsys.readouterr().err)
+    expected = r"reasonattn fit: error: .*gap.jsonl, line 3 \(record 2\) has no column 'answer'"
+    assert re.search(expected, capsys.readouterr().err)
     assert not list(tmp_path.glob("ckpt/*.ckpt"))  # refused before the first step

@@ -186,7 +186,7 @@ def write_jsonl(path, records):
 def test_a_record_without_the_answer_column_is_refused_when_read(tmp_path):
     records = [{"prompt": [USER], "answer": "4"}] * 3 + [{"prompt": [USER]}]
     path = write_jsonl(tmp_path / "train.jsonl", records)
-    with pytest.raises(ValueError, match=r"train.jsonl: record 3 has no column 'answer' that record 0 has"):
+    with pytest.raises(ValueError, match=r"train.jsonl, line 4 \(record 3\) has no column 'answer' that record 0 has"):
         load_prompts(path)
     # the same columns everywhere, but not the one the reward reads: refused with the fix
     path = write_jsonl(tmp_path / "solutions.jsonl", [{"prompt": "2+2?", "solution": "4"}])

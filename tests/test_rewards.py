@@ -201,7 +201,7 @@ def test_countdown_format_score_and_column_errors():
     assert reward(None, completions, [[3, 3]] * 4, [6] * 4) == [1.0, 0.1, 0.0, 0.1]
     with pytest.raises(ValueError, match="'numbers' must hold one value per completion"):
         countdown_reward(None, ["a", "b"], [[3, 3]], [6, 6])
-    with pytest.raises(ValueError, match="target 'six' is not a number"):
+    with pytest.raises(ValueError, match=r"column 'target', row 0: 'six' \(str\) is not an integer"):
         countdown_reward(None, ["a"], [[3, 3]], ["six"])
 
 
@@ -241,7 +241,7 @@ def test_numeric_answer_reward_builtin():
 def test_numeric_answer_reward_errors(monkeypatch):
     with pytest.raises(ValueError, match="not a plain number"):
         numeric_answer_reward(None, ["2"], ["\\sqrt{2}"], use_math_verify=False)
-    with pytest.raises(ValueError, match="neither a number nor a string"):
+    with pytest.raises(ValueError, match=r"column 'answer', row 0: is null \(None\)"):
         numeric_answer_reward(None, ["2"], [None], use_math_verify=False)
     with pytest.raises(ValueError, match="not finite"):
         numeric_answer_reward(None, ["2"], [math.nan], use_math_verify=False)
@@ -274,6 +274,21 @@ def test_numeric_answer_reward_defers_to_math_verify(monkeypatch):
     assert len(worker.calls) == 2  # the plain number 2 was settled without math-verify
     assert numeric_answer_reward(None, ["<answer>9^{9^{9}}</answer>"], ["\\sqrt{2}"]) == [0.0]
     assert len(worker.calls) == 2  # a refused candidate never reaches math-verify
+
+
+ORDINARY_ANSWERS = [
+    "$\\frac{\\pi}{4}$", "$\\sqrt{2}$", "$2\\sqrt{2}$", "$(1, 2)$", "the answer is 2(845+1)", "$x^2+1$", "$10^{9}$",
+    "$3^{9999}$", "$2^{2024}$", "$(-2)^{2024}$", "$5!$", "$\\binom{10}{3}$", "$1.5e10$", "$e^{i\\pi}$", "x != 3",
+    "$\\boxed{\\frac{\\sqrt{2}}{2}}$", "$2^{10} \\cdot 3^{5}$", "$1-\\sin^{2}(x)$", "$\\sin(x)^{2}$",
+    "$\\left(\\frac{1}{2}\\right)^{99}$", "$a\\!b$", "$\\cos(\\pi/9)$", "1,234,567", "$\\mathrm{e}^{9999}$",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("answer", ORDINARY_ANSWERS)
+def test_the_math_verify_screen_lets_ordinary_answers_through(answer):
+    from lightning_reasonattn.rewards.math_screen import exploding_shape
+
+    assert exploding_shape(answer) is None
 
 
 # ------------------------------------------------------------------------------------------- format
@@ -315,7 +330,7 @@ def test_completion_text():
     assert completion_text({"role": "assistant", "content": "x"}) == "x"
     parts = [{"role": "assistant", "content": [{"type": "text", "text": "p"}, {"type": "image"}]}]
     assert completion_text(parts) == "p"
-    with pytest.raises(TypeError, match="must be a string or a list"):
+    with pytest.raises(TypeError, match="is text or a list of .* messages, not int"):
         completion_text(42)
 
 

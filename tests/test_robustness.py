@@ -20,7 +20,14 @@ from conftest import BadInput
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "troubleshooting.md"
-AREAS = ("test_hostile_rewards", "test_hostile_capture", "test_grpo_cli", "test_cli", "test_survey")
+AREAS = (
+    "test_hostile_rewards",
+    "test_hostile_capture",
+    "test_grpo_cli",
+    "test_cli",
+    "test_survey",
+    "test_hostile_files",
+)
 
 
 def name_of(case) -> str:

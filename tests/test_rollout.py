@@ -80,3 +80,44 @@ def test_auto_backend_rule():
     assert choose_backend(True, "cuda", int(1.2 * gib), 20 * gib) == "dense"  # 0.6B bf16 copy on a 24 GB card
     assert choose_backend(True, "cuda", 8 * gib, 20 * gib) == "policy"  # 4B copy: over a quarter of free memory
     assert choose_backend(True, "cuda", 5 * gib, 20 * gib) == "dense"  # exactly a quarter still fits
+
+
+def test_check_context_by_hand():
+    from lightning_reasonattn.rollout.context import ContextLengthError, check_context, context_length
+
+    model = tiny_model("llama")  # max_position_embeddings=512
+    assert context_length(model) == 512
+    check_context(model, 500, 12)  # 512 exactly: fits
+    with pytest.raises(ContextLengthError) as info:
+        check_context(model, 500, 13, setting="sampling.max_new_tokens")
+    message = str(info.value)
+    assert "500 tokens plus sampling.max_new_tokens 13 makes 513 tokens" in message and "context of 512" in message
+    assert "lower sampling.max_new_tokens to 12, or shorten the prompts to at most 499 tokens" in message
+    with pytest.raises(ContextLengthError, match="at most 500 tokens \\(the prompt alone is too long\\)"):
+        check_context(model, 600, 12)
+    no_limit = type("Model", (), {"config": type("Config", (), {})()})()
+    assert context_length(no_limit) is None
+    check_context(no_limit, 10**6, 10**6)  # nothing known: nothing checked
+
+
+def test_sample_hands_every_step_to_a_streamer():
+    model = tiny_model("llama")
+    prompts = torch.tensor([[0, 0, 5, 6], [3, 4, 5, 6]])
+
+    class Record:
+        def __init__(self):
+            self.puts, self.ended = [], False
+
+        def put(self, value):
+            self.puts.append(value.clone())
+
+        def end(self):
+            self.ended = True
+
+    record = Record()
+    out = sample(
+        model, prompts, torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]]), [1, 2, 3], 0, 9, keys=None, streamer=record
+    )
+    assert torch.equal(record.puts[0], prompts)  # the prompt first
+    steps = torch.stack([p.reshape(-1) for p in record.puts[1:]], 1)  # then one [B] tensor per decoding step
+    assert steps.shape == out.ids.shape and torch.equal(steps.masked_fill(~out.mask, 0), out.ids) and record.ended

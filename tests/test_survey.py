@@ -64,7 +64,10 @@ def _run(tmp_path, model: Path, *extra: str, out: str = "out") -> int:
     return cli.main([*argv, *extra])
 
 
-def test_survey_end_to_end_matches_unbatched_measurement(tiny_arithmetic, tmp_path, capsys):
+def test_survey_end_to_end_matches_unbatched_measurement(tiny_arithmetic, tmp_path, capsys, monkeypatch):
+    from lightning_reasonattn.survey import progress
+
+    monkeypatch.setitem(progress.STEP_INTERVAL_S, "log", 0.0)  # a progress line at every decoding step
     args = ("--n", "4", "--batch-size", "3", "--max-new-tokens", "48", "--reports", "1", "--peak-top", "0.4")
     assert _run(tmp_path, tiny_arithmetic, *args) == 0
     printed = capsys.readouterr()
@@ -73,6 +76,14 @@ def test_survey_end_to_end_matches_unbatched_measurement(tiny_arithmetic, tmp_pa
     assert {"survey.json", "table.md", "profiles.png", "index.html", "batches"} <= {p.name for p in out.iterdir()}
     assert result["responses"] == 4 and len(list((out / "batches").glob("*.json"))) == 2  # batches of 3 and 1
     assert "responses/s" in printed.err and "FAI peaks preceded by or at a WAAD peak" in printed.out
+    # Progress within a batch: every decoding step of each batch, as many as its longest response has tokens.
+    longest = [max(len(r["response_ids"]) for r in batch) for batch in (_batches(out)[:3], _batches(out)[3:])]
+    for batch, steps in enumerate(longest, 1):
+        shown = [int(n) for n in re.findall(rf"batch {batch}/2: step (\d+)/48, \d+ tokens/s", printed.err)]
+        assert shown == list(range(1, steps + 1)), (batch, shown[:5], steps)
+    # The layers measured, resolved: 'middle' of 4 layers is round(linspace(1, 2, 5)) = {1, 2}.
+    assert result["settings"]["layers"] == "middle" and result["layers"] == [1, 2]
+    assert "layers 1, 2 (middle)" in (out / "index.html").read_text()
 
     # The stored per-token signals equal those of each response measured alone (left padding and batching
     # change nothing), and the pooled statistics equal RhythmCoupling's over those single measurements.
@@ -126,6 +137,8 @@ def test_survey_eos_resume_and_refusal(tiny_small_vocab, tmp_path, capsys):
     for r, (trace, _, mask) in zip(responses, _remeasure(tiny_small_vocab, responses), strict=True):
         torch.testing.assert_close(_stored(r["fai"]), trace.fai[mask], equal_nan=True, atol=1e-6, rtol=1e-4)
     assert first["truncated"] == sum(r["truncated"] for r in responses)
+    page = (out / "index.html").read_text()  # --reports 0: the page says the lists were turned off, not empty
+    assert page.count("Per-response reports were turned off (--reports 0)") == 2 and "No response has" not in page
 
     # Resume: nothing is measured again; a lost batch is measured again, identically.
     batch1 = (out / "batches" / "00001.json").read_text()
@@ -155,6 +168,12 @@ def _out_is_a_file(tmp_path, model) -> int:
     return _run(tmp_path, model, "--n", "2", out="file")
 
 
+def _prompts_past_the_context(tmp_path, model) -> int:
+    prompts = tmp_path / "long.jsonl"
+    prompts.write_text(json.dumps({"prompt": "1+2=3*4-5" * 80}) + "\n")  # some 700 tokens; the context is 512
+    return _run(tmp_path, model, "--prompts", str(prompts), "--n", "1", "--max-new-tokens", "8")
+
+
 def _top_p_above_one(tmp_path, model) -> int:
     with pytest.raises(SystemExit) as info:
         cli.main(["survey", "--top-p", "1.5"])
@@ -170,6 +189,12 @@ BAD_SURVEY_RUNS = [  # (name, the run, its exit status, fragment of the error on
     ),
     ("--out is a file", _out_is_a_file, 1, "is a file: pass a folder"),
     ("--top-p 1.5", _top_p_above_one, 2, "not a number in (0, 1]"),
+    (
+        "prompts past the model's context",
+        _prompts_past_the_context,
+        1,
+        "plus --max-new-tokens 8 makes",
+    ),
 ]
 
 
@@ -193,6 +218,26 @@ BAD_SURVEY_SETTINGS = [
 def test_survey_settings_reject_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         SurveySettings(**kwargs)
+
+
+def test_decode_steps_count_the_tokens_of_the_rows_still_running(tiny_small_vocab):
+    from lightning_reasonattn.survey import progress
+    from lightning_reasonattn.survey.run import _eos_ids, measure_batch
+
+    model, tokenizer = load_model(str(tiny_small_vocab))
+    steps = []
+
+    class Recorder(progress.SurveyProgress):
+        def step(self, count, tokens, seconds):
+            steps.append((count, tokens))
+
+    settings = SurveySettings(max_new_tokens=24, batch_size=4)
+    tracker = Recorder(4, 1, 24, None).streamer(0, 4, _eos_ids(model, tokenizer))
+    records = measure_batch(model, tokenizer, ["1+2", "3*4-5", "12", "4-3"], settings, seed=0, streamer=tracker)
+    lengths = [len(r["response_ids"]) for r in records]  # each up to and including its EOS
+    assert min(lengths) < 24  # some row ended early: its later steps make no token
+    assert [count for count, _ in steps] == list(range(1, max(lengths) + 1))
+    assert steps[-1][1] == sum(lengths)
 
 
 def test_fingerprint_covers_what_is_measured_only():

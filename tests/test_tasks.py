@@ -191,7 +191,7 @@ def test_load_prompts_errors(tmp_path):
         load_prompts(path)
     with pytest.raises(ValueError, match="no column 'answer'"):
         load_prompts(path, prompt_column="question", answer_column="answer")
-    with pytest.raises(ValueError, match="record 0 has prompt 0"):
+    with pytest.raises(ValueError, match=r"line 1 \(record 0\) has prompt 0 \(int\)"):
         load_prompts(path, prompt_column="id")
     with pytest.raises(ValueError, match="single split"):
         load_prompts(path, prompt_column="question", split="test")
@@ -208,7 +208,7 @@ def test_load_prompts_errors(tmp_path):
     with pytest.raises(ValueError, match="holds no records"):
         load_prompts(tmp_path / "empty.jsonl")
     ragged = write_jsonl(tmp_path / "ragged.jsonl", [{"prompt": "a"}, {"text": "b"}])
-    with pytest.raises(ValueError, match="record 1 has no column 'prompt'"):
+    with pytest.raises(ValueError, match=r"line 2 \(record 1\) has no column 'prompt'"):
         load_prompts(ragged)
 
 

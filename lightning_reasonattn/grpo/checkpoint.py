@@ -3,8 +3,9 @@
 * **Safe loading.** [`load_checkpoint`][load_checkpoint] reads a file with ``torch.load(weights_only=True)``: tensors
   and plain data only, so a crafted file cannot run code (RhythmGRPO stores its settings as plain dicts, so nothing
   needs allow-listing). Anything that is not a RhythmGRPO checkpoint (an empty file, random bytes, text, another
-  module's checkpoint, a pickle of Python objects) raises [`CheckpointError`][CheckpointError] with one line saying what
-  it is.
+  module's checkpoint, a pickle of Python objects), and a checkpoint whose entries have the wrong types or shapes
+  ([`check_contents`][lightning_reasonattn.grpo.checkpoint_schema.check_contents]), raises
+  [`CheckpointError`][CheckpointError] with one line naming the file and the bad entry, before any model is built.
 * **The resume rule.** A resumed run takes its settings from its own config and command line, like a fresh run;
   the checkpoint gives the adapter, optimizer, scheduler, RNG states and step. Settings that cannot change
   mid-run must equal the checkpoint's ([`MODEL_SETTINGS`][MODEL_SETTINGS] always, [`RUN_SETTINGS`][RUN_SETTINGS] when
@@ -30,6 +31,7 @@ from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ..models import DEFAULT_MODEL, compute_dtype
+from .checkpoint_schema import check_contents
 from .distributed import set_rng_states
 from .settings import plain, settings_sections
 
@@ -69,7 +71,8 @@ def load_checkpoint(path: str | Path) -> dict:
 
     Raises:
         CheckpointError: the file is missing, empty, not a PyTorch file, holds Python objects (refused: unpickling
-            them could run code), or is not a Lightning checkpoint written by RhythmGRPO.
+            them could run code), is not a Lightning checkpoint written by RhythmGRPO, or holds an entry of the wrong
+            type or shape (see [`check_contents`][lightning_reasonattn.grpo.checkpoint_schema.check_contents]).
     """
     path = Path(path)
     shown = repr(str(path))
@@ -110,6 +113,12 @@ def load_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(
             f"checkpoint {shown} is {what} (it lacks {', '.join(missing)}): pass a .ckpt written by reasonattn fit."
         )
+    try:
+        check_contents(ckpt)
+    except ValueError as err:
+        raise CheckpointError(
+            f"checkpoint {shown}: {err}. The file was changed, or not written by reasonattn fit: pass a .ckpt it wrote."
+        ) from None
     return ckpt
 
 

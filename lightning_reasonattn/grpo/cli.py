@@ -4,7 +4,8 @@ Errors a user can fix (a bad setting, a missing file, a file that is not a check
 fit the settings) are reported as one line, ``reasonattn fit: error: ...``, with exit status 2. That covers
 everything before the first step runs: parsing, building the module, loading the model and the checkpoint,
 Lightning's own checks. An error once steps run (a failing reward function, say) stops the run with its
-traceback, and the checkpoints written so far stay. ``--debug`` (or ``REASONATTN_DEBUG=1``) shows the traceback of
+traceback, and the checkpoints written so far stay; a prompt too long for the model's context is reported in one
+line even then. ``--debug`` (or ``REASONATTN_DEBUG=1``) shows the traceback of
 every error.
 """
 
@@ -22,8 +23,10 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from ..files import read_text, too_long_number, where
 from ..models import DEFAULT_MODEL, ModelLoadError, resolve_model_path
 from ..rewards.protocol import RewardError
+from ..rollout.context import ContextLengthError
 from .checkpoint import check_resume, flat_settings, load_checkpoint
 from .distributed import check_max_steps
 from .export import export_adapter
@@ -162,7 +165,7 @@ def run_command(command: str, argv: list[str], debug: bool = False) -> int:
     started = _RunStarted()
     try:
         return run_export(argv) if command == "export" else run_fit(argv, command, started)
-    except CommandError as err:
+    except (CommandError, ContextLengthError) as err:  # a prompt too long for the model: one line even mid-run
         if debug:
             raise
         return _report(command, err)
@@ -220,6 +223,7 @@ def run_fit(argv: list[str], subcommand: str = "fit", started: _RunStarted | Non
             f"it needs a config: start from examples/grpo_cpu_smollm2.yaml (see docs/train.md), or print every "
             f"setting with: reasonattn {subcommand} --print_config"
         )
+    check_config_files(argv)
     kwargs = {"prog": "reasonattn", "exit_on_error": False}
     with warnings.catch_warnings():  # args are given on purpose (the console's argv minus --debug)
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
@@ -232,6 +236,53 @@ def run_fit(argv: list[str], subcommand: str = "fit", started: _RunStarted | Non
             auto_configure_optimizers=False,
         )
     return 0
+
+
+MAX_CONFIG_BYTES = 16 * 2**20
+"""A config is kilobytes; a bigger ``--config`` file is the wrong file."""
+
+
+def check_config_files(argv: list[str]) -> None:
+    """Read every ``--config FILE`` of ``argv`` as LightningCLI will, so that its errors name the file (and line).
+
+    jsonargparse reports a binary or non-UTF-8 file with the codec's message and a YAML error at "<unicode string>";
+    here each is one line: ``FILE, line L, column C: ...``. A missing file is left to jsonargparse (it says so).
+
+    Raises:
+        ValueError: a file that is binary, not UTF-8, larger than ``MAX_CONFIG_BYTES``, not YAML, or not a mapping.
+    """
+    import yaml
+
+    paths = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg in ("--config", "-c")]
+    paths += [arg.split("=", 1)[1] for arg in argv if arg.startswith("--config=")]
+    for name in paths:
+        path = Path(name)
+        if not path.is_file():
+            continue
+        text = read_text(path, "--config", MAX_CONFIG_BYTES)
+        try:
+            config = yaml.safe_load(text)
+        except yaml.MarkedYAMLError as err:
+            mark = err.problem_mark or err.context_mark
+            at = where(path, mark.line + 1, mark.column + 1) if mark else str(path)
+            raise ValueError(f"--config {at}: not valid YAML ({err.problem or err.context}).") from None
+        except RecursionError:  # noqa: B904 (nothing to chain: the recursion is the whole story)
+            raise ValueError(
+                f"--config {path}: nested deeper than a YAML reader follows (a config: a few levels)."
+            ) from None
+        except ValueError as err:  # a number of more than 4300 digits
+            raise ValueError(f"--config {path}: {too_long_number(err)}") from None
+        except yaml.YAMLError as err:
+            raise ValueError(f"--config {path}: not valid YAML ({' '.join(str(err).split())[:200]}).") from None
+        if config is None:
+            raise ValueError(
+                f"--config {path} is empty: start from examples/grpo_cpu_smollm2.yaml (see docs/train.md)."
+            )
+        if not isinstance(config, dict):
+            raise ValueError(
+                f"--config {path} holds a YAML {type(config).__name__}, not a mapping of settings (trainer:, model:, "
+                "...): start from examples/grpo_cpu_smollm2.yaml."
+            )
 
 
 def run_export(argv: list[str]) -> int:

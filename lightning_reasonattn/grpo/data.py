@@ -10,6 +10,7 @@ import torch
 
 from .. import rewards as rw
 from ..rewards import BUILTIN_REWARDS
+from ..rewards.references import record_check
 from ..tasks import load_prompts
 from ..tasks.table import TASKS
 from .distributed import shard
@@ -29,7 +30,9 @@ def task_records(
             that a file without its answer column is refused here, when it is read, rather than at the first step.
 
     Raises:
-        ValueError: an unknown task or missing file, or records without a column a reward function requires.
+        ValueError: an unknown task or missing file, records without a column a reward function requires, or a value
+            a reward function's check refuses (``reference_columns``, see
+            [`record_check`][lightning_reasonattn.rewards.references.record_check]), with the file, line and column.
     """
     if task.name in TASKS:
         train, test = TASKS[task.name].generate_splits(
@@ -42,7 +45,8 @@ def task_records(
             "of those (a JSONL / JSON / parquet file or a dataset folder)."
         )
     else:
-        train, test = load_prompts(task.name, task.prompt_column, task.answer_column), []
+        check = record_check(reward_funcs)  # the reward functions' reference columns, checked as the file is read
+        train, test = load_prompts(task.name, task.prompt_column, task.answer_column, check=check), []
     check_reward_columns(reward_funcs, train or test, task.name)
     return train, test
 

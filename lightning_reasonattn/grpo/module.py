@@ -37,6 +37,7 @@ from ..functional.keyed import mix
 from ..functional.settings import RhythmSettings
 from ..models import LoraSettings, Quantization, add_lora, lean_lora_casts, load_model, lost_update_fraction
 from ..rewards.protocol import RewardLog, TrainerState, conversational_completions, score_completions
+from ..rollout.context import check_context
 from ..rollout.dense import DenseRollout, resolve_backend
 from ..rollout.logprobs import completion_logprobs, measure
 from ..rollout.prompts import encode_prompts
@@ -303,6 +304,7 @@ class RhythmGRPO(pl.LightningModule):
         prompt_index = (torch.arange(len(records)) + first).repeat_interleave(g)
         sample_index = torch.arange(g).repeat(len(records))
         ids, mask = encode_prompts(self.tokenizer, [r["prompt"] for r in records], self.device)
+        check_context(self.policy, ids.shape[1], self.sampling.max_new_tokens, setting="sampling.max_new_tokens")
         s = self.sampling
         t = s.temperature if temperature is None else temperature
         keys = None

@@ -12,9 +12,11 @@ Every function here reads model output, so each one is bounded by construction, 
 With the optional ``math-verify`` package (``pip install 'lightning-reasonattn[math]'``),
 [`math_verify_equal`][math_verify_equal] compares LaTeX answers such as ``\\frac{2}{\\sqrt{2}}`` and ``\\sqrt{2}``. Its
 parser takes up to seconds on some short inputs (nested parentheses), and sympy minutes on others (``9^{{9}^{9}}``), so
-it only ever sees a short answer ([`MATH_VERIFY_MAX_CHARS`][MATH_VERIFY_MAX_CHARS]) that passes cheap shape checks
-([`math_verify_candidate`][math_verify_candidate]), and it runs in a child process that is killed after
-[`MATH_VERIFY_TIMEOUT`][MATH_VERIFY_TIMEOUT] seconds (the answer then counts as "not equal").
+it only ever sees a short answer ([`MATH_VERIFY_MAX_CHARS`][MATH_VERIFY_MAX_CHARS]) that passes the shape screen of
+[`lightning_reasonattn.rewards.math_screen`][lightning_reasonattn.rewards.math_screen] (power towers in any notation,
+huge exponents, e-notation, factorials; see [`math_verify_candidate`][math_verify_candidate]), and it runs in a child
+process that is killed after [`MATH_VERIFY_TIMEOUT`][MATH_VERIFY_TIMEOUT] seconds (the answer then counts as "not
+equal"): a last resort for the shapes the screen does not know.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import importlib.util
 import re
 from fractions import Fraction
 
+from .math_screen import MAX_PAREN_DEPTH, exploding_shape
 from .math_verify_worker import MathVerifyWorker
 
 MAX_SCAN_CHARS = 10_000
@@ -32,7 +35,7 @@ MAX_NUMBER_DIGITS = 100
 """A number with more digits than this (integer and fraction part together) reads as no number."""
 MATH_VERIFY_MAX_CHARS = 200
 """math-verify sees at most this many characters of a completion (its answer block, or its tail)."""
-MATH_VERIFY_MAX_NESTING = 2
+MATH_VERIFY_MAX_NESTING = MAX_PAREN_DEPTH
 """Answers with parentheses or brackets nested deeper than this skip math-verify (its parser is slow on them)."""
 MATH_VERIFY_TIMEOUT = 1.0
 """Default time limit, in seconds, of one math-verify comparison (the child process is killed after it)."""
@@ -42,10 +45,6 @@ _DIGITS = re.compile(r"[0-9]+")
 _NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:/[0-9]+)?")
 _FRAC = re.compile(r"\\[dt]?frac\{(-?[0-9]+)\}\{(-?[0-9]+)\}")
 _THOUSANDS = re.compile(r"(?<=[0-9]),(?=[0-9]{3}(?![0-9]))")
-# Shapes whose evaluation explodes in sympy: a power inside an exponent (9^{9^{9}}, 9^9^9), an exponent of five
-# digits or more (3^{99999}), a factorial of a bracketed expression or of a number of four digits or more
-# ((10^{10})!, 10000!).
-_EXPLODING = re.compile(r"\^\s*(?:\{[^{}]*|[0-9a-zA-Z]\s*)\^|\^\s*\{?\s*-?\s*[0-9]{5}|(?:[)}\]]|[0-9]{4})\s*!")
 
 
 def extract_answer_block(text: str) -> str | None:
@@ -164,17 +163,6 @@ def _latex_env(text: str) -> str:
     return text if "$" in text or "\\boxed" in text else f"${text.strip()}$"
 
 
-def _nesting(text: str) -> int:
-    depth = deepest = 0
-    for ch in text:
-        if ch in "([":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in ")]":
-            depth = max(depth - 1, 0)
-    return deepest
-
-
 def math_verify_candidate(text: str) -> str | None:
     """The short text math-verify may read from a completion, or ``None`` when it must not read any.
 
@@ -202,11 +190,9 @@ def math_verify_candidate(text: str) -> str | None:
     if block is not None and len(block) > MATH_VERIFY_MAX_CHARS:
         return None
     candidate = _latex_env(block) if block is not None else text[-MATH_VERIFY_MAX_CHARS:]
-    if (
-        any(len(run) > MAX_NUMBER_DIGITS for run in _DIGITS.findall(_THOUSANDS.sub("", candidate)))
-        or _nesting(candidate) > MATH_VERIFY_MAX_NESTING
-        or _EXPLODING.search(candidate)
-    ):
+    if any(len(run) > MAX_NUMBER_DIGITS for run in _DIGITS.findall(_THOUSANDS.sub("", candidate))):
+        return None
+    if exploding_shape(candidate) is not None:
         return None
     return candidate
 
@@ -228,6 +214,6 @@ def math_verify_equal(gold: str, completion: str, timeout: float | None = MATH_V
         refused, or if math-verify is not installed.
     """
     candidate = math_verify_candidate(completion)
-    if not has_math_verify() or candidate is None or len(gold) > MATH_VERIFY_MAX_CHARS:
+    if not has_math_verify() or candidate is None or len(gold) > MATH_VERIFY_MAX_CHARS or exploding_shape(gold):
         return False
     return math_verify_worker().equal(_latex_env(gold), candidate, timeout)

@@ -1,14 +1,15 @@
 """The built-in reward functions: Countdown equations, numeric answers, the think/answer format.
 
-Each returns values in ``[0, 1]`` and never raises on a completion, whatever it holds (the bounds are in
-[`lightning_reasonattn.rewards.answers`][lightning_reasonattn.rewards.answers]). Completions are untrusted input:
-they are parsed, never evaluated.
+Each returns values in ``[0, 1]`` and never raises on a completion's text, whatever it holds (the bounds are in
+[`lightning_reasonattn.rewards.answers`][lightning_reasonattn.rewards.answers]); a completion of another type (bytes,
+a message whose text is a number) is refused with a ``TypeError`` that names its row and type. Completions are
+untrusted input: they are parsed, never evaluated. The reference columns are checked by type and size at each call
+(and when a file is read, see [`lightning_reasonattn.rewards.references`][lightning_reasonattn.rewards.references]):
+a bad one raises a ``ValueError`` that names the column, the row and the value.
 """
 
 from __future__ import annotations
 
-import math
-import numbers as _numbers
 from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
@@ -22,11 +23,14 @@ from .answers import (
     extract_numeric_answer,
     parse_number,
 )
-from .protocol import brief_repr, completion_text
+from .protocol import completion_text
+from .references import checked_column, countdown_numbers, countdown_target, numeric_answer_column, numeric_reference
 
 _ANSWER_OPEN = "<answer>"
 _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
 _ANSWER_CLOSE = "</answer>"
+MAX_COMPLETION_CHARS = 1_000_000
+"""``format_reward`` reads the whole text: a longer completion (some 250,000 tokens) does not follow the format."""
 
 
 def _per_completion(name: str, column: str, values: Any, n: int) -> list:
@@ -34,6 +38,17 @@ def _per_completion(name: str, column: str, values: Any, n: int) -> list:
         got = f"{len(values)} values" if isinstance(values, (list, tuple)) else repr(values)[:60]
         raise ValueError(f"{name}: column {column!r} must hold one value per completion ({n}), got {got}.")
     return list(values)
+
+
+def _texts(name: str, completions: Sequence) -> list[str]:
+    """The text of every completion; a completion of another type raises a TypeError naming its row."""
+    texts = []
+    for row, completion in enumerate(completions):
+        try:
+            texts.append(completion_text(completion))
+        except TypeError as err:
+            raise TypeError(f"{name}: completion {row}: {err}") from None
+    return texts
 
 
 # ------------------------------------------------------------------------------------------ countdown
@@ -89,16 +104,6 @@ def countdown_equation_correct(expression: str, numbers: Sequence[int], target: 
     return uses_numbers and all(value == target for value, _ in parsed)
 
 
-def _countdown_target(value: Any) -> Fraction:
-    try:
-        if isinstance(value, bool) or not isinstance(value, (_numbers.Rational, str, float)):
-            raise TypeError
-        return Fraction(value)
-    except (TypeError, ValueError, ZeroDivisionError):
-        message = f"countdown_reward: target {brief_repr(value)} is not a number; the column must hold integers."
-        raise ValueError(message) from None
-
-
 def countdown_reward(prompts, completions, numbers, target, format_score: float = 0.0, **kwargs) -> list[float]:
     """Countdown (TinyZero): 1.0 when the final equation uses every given number once and equals the target.
 
@@ -119,18 +124,22 @@ def countdown_reward(prompts, completions, numbers, target, format_score: float 
         ``[n]`` rewards: 1.0, ``format_score`` or 0.0.
 
     Raises:
-        ValueError: a column without one value per completion, or a target that is not a number.
+        ValueError: a column without one value per completion, ``numbers`` that are not a list of 1 to 16 unsigned
+            integers of at most 12 digits, or a target that is not an integer of at most 100 digits (the message
+            names the column and the row; see
+            [`countdown_numbers`][lightning_reasonattn.rewards.references.countdown_numbers] and
+            [`countdown_target`][lightning_reasonattn.rewards.references.countdown_target]).
+        TypeError: a completion that is neither text nor a list of messages (the message names its row).
 
     Example:
         >>> countdown_reward(None, ["<answer>(93 - 43) + 1</answer>", "93 - 43 = 50"], [[93, 43, 1]] * 2, [51, 51])
         [1.0, 0.0]
     """
-    n = len(completions)
-    numbers = _per_completion("countdown_reward", "numbers", numbers, n)
-    targets = [_countdown_target(t) for t in _per_completion("countdown_reward", "target", target, n)]
+    name, n = "countdown_reward", len(completions)
+    numbers = checked_column(name, "numbers", _per_completion(name, "numbers", numbers, n), countdown_numbers)
+    targets = checked_column(name, "target", _per_completion(name, "target", target, n), countdown_target)
     rewards = []
-    for completion, nums, goal in zip(completions, numbers, targets, strict=True):
-        text = completion_text(completion)
+    for text, nums, goal in zip(_texts(name, completions), numbers, targets, strict=True):
         expression = extract_countdown_expression(text)
         if expression is not None and countdown_equation_correct(expression, nums, goal):
             rewards.append(1.0)
@@ -140,20 +149,6 @@ def countdown_reward(prompts, completions, numbers, target, format_score: float 
 
 
 # ------------------------------------------------------------------------------------ numeric answers
-
-
-def _reference(value: Any) -> tuple[str, Fraction | None]:
-    if isinstance(value, bool) or not isinstance(value, (_numbers.Real, str)):
-        raise ValueError(f"numeric_answer_reward: answer {brief_repr(value)} is neither a number nor a string.")
-    if isinstance(value, _numbers.Real):
-        if not isinstance(value, _numbers.Rational) and not math.isfinite(value):  # ints are finite, however long
-            raise ValueError(f"numeric_answer_reward: answer {value!r} is not finite; fix the answer column.")
-        try:
-            return str(value), Fraction(value)
-        except ValueError:  # an int past Python's 4300-digit string limit: math-verify cannot read it either
-            return "", Fraction(value)
-    text = extract_numeric_answer(value) or value
-    return text, parse_number(text, strict=True)
 
 
 def numeric_answer_reward(
@@ -191,8 +186,11 @@ def numeric_answer_reward(
         ``[n]`` rewards in ``{0.0, 1.0}``.
 
     Raises:
-        ValueError: ``answer`` without one value per completion, or a reference that is not a plain number
-            while math-verify is not used.
+        ValueError: ``answer`` without one value per completion, or a reference that is not a number or a string,
+            not finite, longer than 100 digits, or not a plain number while math-verify is not used (see
+            [`numeric_reference`][lightning_reasonattn.rewards.references.numeric_reference]; the message names the
+            column and the row).
+        TypeError: a completion that is neither text nor a list of messages (the message names its row).
         ImportError: ``use_math_verify=True`` without the package
             (``pip install 'lightning-reasonattn[math]'``).
 
@@ -206,17 +204,11 @@ def numeric_answer_reward(
             "numeric_answer_reward(use_math_verify=True) needs math-verify: pip install 'lightning-reasonattn[math]'"
         )
     verify = use_math_verify is not False and installed
-    n = len(completions)
-    references = _per_completion("numeric_answer_reward", "answer", answer, n)
+    name, n = "numeric_answer_reward", len(completions)
+    answers = _per_completion(name, "answer", answer, n)
+    references = checked_column(name, "answer", answers, numeric_reference, verify=verify)
     rewards = []
-    for completion, reference in zip(completions, references, strict=True):
-        gold_text, gold = _reference(reference)
-        if gold is None and not verify:
-            raise ValueError(
-                f"numeric_answer_reward: reference answer {brief_repr(reference)} is not a plain number; fix the answer"
-                " column, or install math-verify (pip install 'lightning-reasonattn[math]') to compare LaTeX answers."
-            )
-        text = completion_text(completion)
+    for text, (gold_text, gold) in zip(_texts(name, completions), references, strict=True):
         predicted_text = extract_numeric_answer(text)
         predicted = parse_number(predicted_text) if predicted_text is not None else None
         ok = gold is not None and predicted is not None
@@ -243,6 +235,8 @@ def matches_think_answer_format(text: str) -> bool:
     Returns:
         ``True`` if it follows the template.
     """
+    if len(text) > MAX_COMPLETION_CHARS:
+        return False
     body = text.strip()
     if body.startswith(_THINK_OPEN):
         body = body[len(_THINK_OPEN) :]
@@ -269,8 +263,15 @@ def format_reward(prompts, completions, **kwargs) -> list[float]:
     Returns:
         ``[n]`` rewards in ``{0.0, 1.0}``.
 
+    Raises:
+        TypeError: a completion that is neither text nor a list of messages (the message names its row).
+
     Example:
         >>> format_reward(None, ["<think>a</think>\\n<answer>1</answer>", "<answer>1</answer>"])
         [1.0, 0.0]
     """
-    return [1.0 if matches_think_answer_format(completion_text(c)) else 0.0 for c in completions]
+    return [1.0 if matches_think_answer_format(text) else 0.0 for text in _texts("format_reward", completions)]
+
+
+countdown_reward.reference_columns = {"numbers": countdown_numbers, "target": countdown_target}
+numeric_answer_reward.reference_columns = {"answer": numeric_answer_column}

@@ -102,37 +102,71 @@ def completion_text(completion: Any) -> str:
 
     Args:
         completion: a string; a list of ``{"role", "content"}`` messages (their contents are joined with
-            newlines; a content may itself be a list of ``{"type": "text", "text": ...}`` parts); a single
-            message dict; or ``None`` (an empty completion).
+            newlines; a content may itself be a list of ``{"type": "text", "text": ...}`` parts, of which the text
+            ones count); a single message dict; or ``None`` (an empty completion).
 
     Returns:
         The text, ``""`` for ``None``.
 
     Raises:
-        TypeError: any other type.
+        TypeError: any other type, at any level (bytes, a number, a list of lists, a text part that is not a string);
+            the message names where it is and the type received.
+
+    Example:
+        >>> completion_text([{"role": "assistant", "content": [{"type": "text", "text": "42"}]}])
+        '42'
+        >>> completion_text(b"42")
+        Traceback (most recent call last):
+        ...
+        TypeError: a completion is text or a list of {'role', 'content'} messages, not bytes (b'42'): decode it first
     """
     if completion is None:
         return ""
     if isinstance(completion, str):
         return completion
     if isinstance(completion, Mapping):
-        return _content_text(completion.get("content"))
-    if isinstance(completion, Sequence):
-        return "\n".join(_content_text(m.get("content") if isinstance(m, Mapping) else m) for m in completion)
-    raise TypeError(
-        f"A completion must be a string or a list of {{'role', 'content'}} messages, got {type(completion).__name__}:"
-        f" {completion!r:.80}."
-    )
+        return _content_text(completion.get("content"), "the message's content")
+    if isinstance(completion, Sequence) and not isinstance(completion, _BYTES):
+        texts = []
+        for i, message in enumerate(completion):
+            if isinstance(message, Mapping):
+                texts.append(_content_text(message.get("content"), f"message {i}'s content"))
+            elif message is None or isinstance(message, str):
+                texts.append(message or "")
+            else:
+                raise TypeError(f"message {i} is {_received(message)}, not a {{'role', 'content'}} message")
+        return "\n".join(texts)
+    raise TypeError(f"a completion is text or a list of {{'role', 'content'}} messages, not {_received(completion)}")
 
 
-def _content_text(content: Any) -> str:
+_BYTES = (bytes, bytearray, memoryview)
+
+
+def _received(value: Any) -> str:
+    """``"bytes (b'42'): decode it first"``: the type received, the value, and the fix for bytes."""
+    text = f"{type(value).__name__} ({brief_repr(value if not isinstance(value, memoryview) else value.tobytes())})"
+    return text + (": decode it first" if isinstance(value, _BYTES) else "")
+
+
+def _content_text(content: Any, what: str = "a message content") -> str:
     if content is None:
         return ""
     if isinstance(content, str):
         return content
-    if isinstance(content, Sequence):  # multimodal parts: keep the text ones
-        return "".join(p.get("text") or "" for p in content if isinstance(p, Mapping))
-    raise TypeError(f"A message content must be a string or a list of parts, got {type(content).__name__}.")
+    if not isinstance(content, Sequence) or isinstance(content, _BYTES):
+        raise TypeError(f"{what} is a string or a list of parts, not {_received(content)}")
+    texts = []
+    for j, part in enumerate(content):  # multimodal parts: the text ones count
+        if isinstance(part, str):
+            texts.append(part)
+        elif isinstance(part, Mapping):
+            text = part.get("text")
+            if text is not None and not isinstance(text, str):
+                raise TypeError(f"{what}, part {j}: its text is {_received(text)}, not a string")
+            texts.append(text or "")
+        else:
+            raise TypeError(f"{what}, part {j} is {_received(part)}, not a {{'type': 'text', 'text': ...}} part")
+    return "".join(texts)
 
 
 def conversational_completions(prompts: Sequence[Any], texts: Sequence[str]) -> tuple[list, list]:

@@ -108,6 +108,8 @@ def sample(
     top_p: float = 1.0,
     top_k: int | None = None,
     keys: torch.Tensor | None = None,
+    *,
+    streamer=None,
 ) -> Completions:
     """Sample one completion per (left-padded) prompt row with ``model.generate``.
 
@@ -117,6 +119,8 @@ def sample(
         temperature: ``0`` decodes greedily (``top_p``, ``top_k`` and ``keys`` are then ignored).
         keys: ``[B]`` int64 row keys: sample with [`KeyedSampling`][KeyedSampling] (the draws depend on the keys only);
             ``None`` samples with ``generate``'s own ``do_sample`` from the process RNG.
+        streamer: passed to ``generate``, which calls its ``put`` with the prompt ids, then with each step's ``[B]`` new
+            tokens, and ``end()`` at the end (progress reports; it does not touch the sampling).
 
     Returns:
         [`Completions`][Completions] of width ``<= max_new_tokens``.
@@ -140,6 +144,7 @@ def sample(
             max_new_tokens=max_new_tokens,
             eos_token_id=eos_ids,
             pad_token_id=pad_id,
+            streamer=streamer,
             **how,
         )
     finally:
@@ -216,6 +221,7 @@ def sample_batch(
     top_p: float = 1.0,
     top_k: int | None = None,
     keys: torch.Tensor | None = None,
+    streamer=None,
 ) -> SampledBatch:
     """[`sample`][sample] one completion per prompt row, then
     [`join_completions`][join_completions]: the batch that
@@ -231,5 +237,6 @@ def sample_batch(
         top_p=top_p,
         top_k=top_k,
         keys=keys,
+        streamer=streamer,
     )
     return join_completions(prompt_ids, prompt_mask, completions)

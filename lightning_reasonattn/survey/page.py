@@ -106,6 +106,16 @@ def profiles_figure(result: dict[str, Any]):
     return fig
 
 
+def _layers(result: dict[str, Any]) -> str:
+    """``"1, 2 (middle)"``: the layer indices measured, and how they were chosen."""
+    chosen = result["settings"]["layers"]
+    indices = result.get("layers")
+    if indices is None:  # a survey.json written before the indices were recorded
+        return str(chosen)
+    shown = ", ".join(str(i) for i in indices)
+    return f"{shown} ({chosen})" if isinstance(chosen, str) else shown
+
+
 def _row_html(row: dict[str, Any]) -> str:
     cls = ' class="paper"' if row["key"] == "fai_preceded_rate" else ""
     label = row["label"]
@@ -119,9 +129,27 @@ def _row_html(row: dict[str, Any]) -> str:
     )
 
 
-def _response_list(items: list[dict[str, Any]]) -> str:
+def empty_reason(result: dict[str, Any], section: str) -> str:
+    """Why the list ``section`` (``"most"`` or ``"least"`` coupled) of a survey is empty: the page says it."""
+    if result["settings"].get("reports", 1) == 0:
+        return (
+            "Per-response reports were turned off (--reports 0). Rerun with --reports N and the same --out to write "
+            "them: the measured batches are reused."
+        )
+    ranked = sum(r.get("lift") is not None for r in result.get("per_response", []))
+    if ranked == 0:
+        return (
+            f"No response has {MIN_PEAKS_TO_RANK} FAI peaks or more (of {result['responses']} responses), so none is "
+            "ranked: longer responses (--max-new-tokens) or more prompts (--n) give more peaks."
+        )
+    if section == "least":
+        return f"Every ranked response ({ranked}) is listed above: a response is listed once."
+    return ""
+
+
+def _response_list(items: list[dict[str, Any]], reason: str = "") -> str:
     if not items:
-        return f'<p class="note">No response has {MIN_PEAKS_TO_RANK} FAI peaks or more.</p>'
+        return f'<p class="note">{html.escape(reason)}</p>'
     out = ['<ol class="resp">']
     for item in items:
         link = f'<a href="{html.escape(item["report"], quote=True)}">report</a>' if item.get("report") else "no report"
@@ -149,7 +177,8 @@ def survey_html(result: dict[str, Any], images: dict[str, bytes] | None = None) 
         f"{result['responses']} responses ({result['response_tokens']} tokens, {result['truncated']} cut at "
         f"{s['max_new_tokens']} tokens) to the prompts {s['prompts']!r}, sampled at temperature {s['temperature']} "
         f"(top-p {s['top_p']}, top-k {s['top_k'] or 'off'}); peaks: local maxima among the top "
-        f"{s['peak_top']:.0%} of a signal; window k = {s['coupling_k']} tokens. {run['date']}, {run['machine']}; "
+        f"{s['peak_top']:.0%} of a signal; window k = {s['coupling_k']} tokens; layers {_layers(result)}. "
+        f"{run['date']}, {run['machine']}; "
         f"{run['measured_responses']} responses measured in this run at "
         f"{_num(run['responses_per_s'], 2)} responses/s."
     )
@@ -180,11 +209,14 @@ def survey_html(result: dict[str, Any], images: dict[str, bytes] | None = None) 
     for name, png in (images or {}).items():
         data = base64.b64encode(png).decode("ascii")
         out.append(f'<img alt="{html.escape(name, quote=True)}" src="data:image/png;base64,{data}">')
+    if not images:
+        out.append(f'<p class="note">No picture: {html.escape(MISSING_MATPLOTLIB.split(", so")[0])}; install it with '
+                   "pip install 'lightning-reasonattn[report]' and rerun with the same --out.</p>")  # fmt: skip
     out += [
         "<h2>Most coupled responses</h2>",
-        _response_list(result["coupled"]["most"]),
+        _response_list(result["coupled"]["most"], empty_reason(result, "most")),
         "<h2>Least coupled responses</h2>",
-        _response_list(result["coupled"]["least"]),
+        _response_list(result["coupled"]["least"], empty_reason(result, "least")),
         f'<p class="note">Ranked by their own lift in the paper\'s direction, among responses with at least '
         f"{MIN_PEAKS_TO_RANK} FAI peaks.</p>",
         "<details><summary>Settings</summary>",

@@ -36,13 +36,16 @@ import torch
 
 from ..analysis import write_analysis_report
 from ..capture import capture_rhythm
+from ..functional import select_layers
 from ..models import DEFAULT_MODEL, load_model
+from ..rollout.context import check_context
 from ..rollout.logprobs import measure
 from ..rollout.prompts import encode_prompts
 from ..rollout.sampling import sample_batch
 from ..tasks import load_prompts
 from ..tasks.table import TASKS
 from .page import write_survey_files
+from .progress import SurveyProgress
 from .settings import SurveySettings
 from .table import rank_coupled, summarize_survey
 
@@ -103,7 +106,9 @@ def _eos_ids(model, tokenizer) -> list[int]:
 
 # ------------------------------------------------------------------------------------------- one batch
 @torch.no_grad()
-def measure_batch(model, tokenizer, prompts: list[Any], settings: SurveySettings, seed: int) -> list[dict[str, Any]]:
+def measure_batch(
+    model, tokenizer, prompts: list[Any], settings: SurveySettings, seed: int, *, streamer=None
+) -> list[dict[str, Any]]:
     """Sample one response per prompt, capture the batch's rhythm and entropies in one forward, count.
 
     Args:
@@ -112,6 +117,7 @@ def measure_batch(model, tokenizer, prompts: list[Any], settings: SurveySettings
         prompts: strings or chat messages.
         settings: the survey's settings.
         seed: the sampling seed of this batch.
+        streamer: passed to ``generate`` (the progress of each decoding step).
 
     Returns:
         one record per response: ``prompt_ids`` and ``response_ids`` (unpadded; the response ends with its EOS
@@ -121,6 +127,7 @@ def measure_batch(model, tokenizer, prompts: list[Any], settings: SurveySettings
     """
     device = next(model.parameters()).device
     ids, mask = encode_prompts(tokenizer, prompts, device)
+    check_context(model, ids.shape[1], settings.max_new_tokens, setting="--max-new-tokens")
     torch.manual_seed(seed)
     batch = sample_batch(
         model,
@@ -132,6 +139,7 @@ def measure_batch(model, tokenizer, prompts: list[Any], settings: SurveySettings
         temperature=settings.temperature,
         top_p=settings.top_p,
         top_k=settings.top_k or None,
+        streamer=streamer,
     )
     # The entropy of the model's own distribution (temperature 1), whatever the sampling temperature.
     measured = measure(model, batch, temperature=1.0, rhythm=settings.rhythm())
@@ -209,33 +217,6 @@ def _load_batch(path: Path, digest: str) -> list[dict[str, Any]] | None:
     return saved["responses"]
 
 
-class _Progress:
-    """One stderr line per batch (rewritten in place on a terminal): responses done, responses/s, time left."""
-
-    def __init__(self, total: int, stream: TextIO | None):
-        self.total, self.stream = total, stream
-        self.done = self.measured = 0
-        self.start = time.perf_counter()
-
-    def update(self, count: int, measured: bool) -> None:
-        self.done += count
-        self.measured += count if measured else 0
-        if self.stream is None:
-            return
-        seconds = time.perf_counter() - self.start
-        rate = self.measured / seconds if seconds > 0 and self.measured else 0.0
-        left = (self.total - self.done) / rate if rate else 0.0
-        width = 24
-        filled = round(width * self.done / max(1, self.total))
-        line = (
-            f"survey [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} responses, "
-            f"{rate:.2f} responses/s, {left / 60:.1f} min left"
-        )
-        tty = getattr(self.stream, "isatty", lambda: False)()
-        end = "" if tty and self.done < self.total else "\n"
-        print(("\r" if tty else "") + line, end=end, file=self.stream, flush=True)
-
-
 # ------------------------------------------------------------------------------------------- the run
 def collect(
     model, tokenizer, settings: SurveySettings, out: Path, stream: TextIO | None = None
@@ -245,10 +226,10 @@ def collect(
     if not prompts:
         raise ValueError(f"--prompts {settings.prompts!r} holds no prompt.")
     size = settings.batch_size
-    progress = _Progress(len(prompts), stream)
+    progress = SurveyProgress(len(prompts), math.ceil(len(prompts) / size), settings.max_new_tokens, stream)
     responses: list[dict[str, Any]] = []
     reused = measured = 0
-    measuring = 0.0
+    measuring = seconds = 0.0
     for index in range(math.ceil(len(prompts) / size)):
         chunk = prompts[index * size : (index + 1) * size]
         digest = _digest(chunk)
@@ -257,15 +238,17 @@ def collect(
         fresh = found is None
         if fresh:
             start = time.perf_counter()
-            found = measure_batch(model, tokenizer, chunk, settings, batch_seed(settings.seed, index))
+            steps = progress.streamer(index, len(chunk), _eos_ids(model, tokenizer))
+            found = measure_batch(model, tokenizer, chunk, settings, batch_seed(settings.seed, index), streamer=steps)
             _write_json(path, {"prompts": digest, "responses": found})
-            measuring += time.perf_counter() - start
+            seconds = time.perf_counter() - start
+            measuring += seconds
             measured += len(chunk)
         else:
             reused += 1
         for offset, record in enumerate(found):
             responses.append({**record, "prompt_index": index * size + offset})
-        progress.update(len(chunk), fresh)
+        progress.update(len(chunk), fresh, seconds)
     facts = {
         "batches": math.ceil(len(prompts) / size),
         "reused_batches": reused,
@@ -319,6 +302,11 @@ def write_response_reports(
     return items
 
 
+def measured_layers(model, layers: str | list[int]) -> list[int]:
+    """The layer indices a selection (``"middle"``, ``"all"`` or indices) stands for in ``model``: what was measured."""
+    return select_layers(model.config.get_text_config().num_hidden_layers, layers)
+
+
 def _machine(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -343,7 +331,8 @@ def run_survey(
         progress: show the progress line on standard error (``True``), not at all (``False``), or on a stream.
 
     Returns:
-        the ``survey.json`` record: ``settings``, ``fingerprint``, ``model``, ``run`` (date, machine, times),
+        the ``survey.json`` record: ``settings``, ``fingerprint``, ``model``, ``layers`` (the layer indices measured,
+        which ``settings["layers"]`` such as ``"middle"`` resolved to), ``run`` (date, machine, times),
         ``table``, ``profiles``, ``coupled`` (most / least coupled responses) and ``per_response``.
 
     Raises:
@@ -363,6 +352,7 @@ def run_survey(
         "model": settings.model or DEFAULT_MODEL,
         "fingerprint": settings.fingerprint(),
         "settings": settings.as_dict(),
+        "layers": measured_layers(model, settings.layers),
         **summarize_survey(responses, settings),
     }
     most, least = rank_coupled(result["per_response"], settings.reports)

@@ -7,10 +7,11 @@ raw: a trainer formats message prompts with [`apply_chat_template`][apply_chat_t
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from ..files import MAX_JSON_DEPTH, json_depth, parse_json, read_jsonl, read_text
 
 SYSTEM_PROMPT = (
     "You are a helpful assistant. You first think about the reasoning process and then give the user the answer."
@@ -102,22 +103,22 @@ def apply_chat_template(
     return out
 
 
-def _read_json_records(path: Path) -> list[dict[str, Any]]:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json" and text.lstrip().startswith("["):
-        rows = json.loads(text)
-    else:
-        rows = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}, line {number}: not valid JSON ({err.msg}); fix or remove it.") from None
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise ValueError(f"{path}: record {i} is {type(row).__name__}, not an object with named columns.")
-    return rows
+def _read_json_records(path: Path) -> tuple[list[Any], list[str]]:
+    """The records of a JSONL file or a JSON array, and where each is (``"line 3 (record 2)"``, ``"record 2"``).
+
+    Read by ``lightning_reasonattn.files``: not UTF-8, a line past ``MAX_LINE_BYTES``, nesting past ``MAX_JSON_DEPTH``
+    or a number of more than 4300 digits is refused with the file and line named.
+    """
+    if path.suffix == ".json" and _starts_with_bracket(path):
+        rows = parse_json(read_text(path, "data file"), path)
+        return rows, [f"record {i}" for i in range(len(rows))]
+    lines = read_jsonl(path)
+    return [row for _, row in lines], [f"line {number} (record {i})" for i, (number, _) in enumerate(lines)]
+
+
+def _starts_with_bracket(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[")
 
 
 def _import_datasets():
@@ -129,15 +130,29 @@ def _import_datasets():
     return datasets
 
 
-def _read_with_datasets(path: Path, split: str | None, cache_dir: str | Path | None) -> list[dict[str, Any]]:
+def _read_with_datasets(path: Path, split: str | None, cache_dir: str | Path | None) -> tuple[list[Any], list[str]]:
     datasets = _import_datasets()
     cache_dir = None if cache_dir is None else str(cache_dir)
-    if path.is_file():  # parquet
-        data = datasets.load_dataset("parquet", data_files=str(path), split="train", cache_dir=cache_dir)
-    elif (path / "dataset_dict.json").exists() or (path / "state.json").exists():  # save_to_disk output
-        data = datasets.load_from_disk(str(path))
-    else:  # a folder of data files, e.g. train.jsonl and test.parquet
-        data = datasets.load_dataset(str(path), cache_dir=cache_dir)
+    verbosity = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # its log of a failure (a traceback) adds no news
+    try:
+        if path.is_file():  # parquet
+            data = datasets.load_dataset("parquet", data_files=str(path), split="train", cache_dir=cache_dir)
+        elif (path / "dataset_dict.json").exists() or (path / "state.json").exists():  # save_to_disk output
+            data = datasets.load_from_disk(str(path))
+        else:  # a folder of data files, e.g. train.jsonl and test.parquet
+            data = datasets.load_dataset(str(path), cache_dir=cache_dir)
+    except ImportError:
+        raise
+    except Exception as err:  # pyarrow's and datasets' own errors (a corrupt file, an undecodable one) name no file
+        kind = "parquet file" if path.is_file() else "dataset folder"
+        message = " ".join(str(err).split())[:300]
+        raise ValueError(
+            f"{path} cannot be read as a {kind} ({type(err).__name__}: {message}): pass a .parquet "
+            "file, a folder written by Dataset.save_to_disk, or a folder of data files."
+        ) from None
+    finally:
+        datasets.logging.set_verbosity(verbosity)
     if isinstance(data, Mapping):  # several splits
         if split is None and len(data) == 1:
             split = next(iter(data))
@@ -146,7 +161,8 @@ def _read_with_datasets(path: Path, split: str | None, cache_dir: str | Path | N
         data = data[split]
     elif split not in (None, "train"):
         raise ValueError(f"{path} holds a single split; pass split=None instead of {split!r}.")
-    return [dict(row) for row in data]
+    rows = [dict(row) for row in data]
+    return rows, [f"row {i}" for i in range(len(rows))]
 
 
 def load_prompts(
@@ -157,6 +173,8 @@ def load_prompts(
     rename: Mapping[str, str] | None = None,
     limit: int | None = None,
     cache_dir: str | Path | None = None,
+    *,
+    check: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Read prompt records from a local JSONL, JSON, parquet file or dataset folder.
 
@@ -174,6 +192,8 @@ def load_prompts(
         limit: keep only the first ``limit`` records.
         cache_dir: where ``datasets`` caches what it converts from parquet or data files (its default if
             ``None``).
+        check: called on every record (renamed); a ``ValueError`` it raises is raised again with the file and the
+            line or record in front (e.g. the reward functions' checks of their reference columns).
 
     Returns:
         Records: dicts with ``"prompt"`` (a string or messages), ``"answer"`` if mapped, and every other
@@ -182,7 +202,9 @@ def load_prompts(
     Raises:
         FileNotFoundError: no such file or folder.
         ValueError: an unknown file type, a missing column, records with different columns (a record without
-            the answer column is refused here, not when training reaches it), a bad split or an empty dataset.
+            the answer column is refused here, not when training reaches it), a bad split, an empty dataset, or a
+            file that cannot be read (not UTF-8, a line past 16 MiB, nesting past 64 levels, a number of more than
+            4300 digits, a corrupt parquet file): the message names the file and the line or record.
         ImportError: parquet or a folder without the ``datasets`` package.
 
     Example::
@@ -198,13 +220,16 @@ def load_prompts(
     if path.is_file() and path.suffix in (".jsonl", ".json"):
         if split not in (None, "train"):
             raise ValueError(f"{path} is a single file, hence a single split: pass split=None, not {split!r}.")
-        rows = _read_json_records(path)
+        rows, places = _read_json_records(path)
     elif path.is_dir() or path.suffix == ".parquet":
-        rows = _read_with_datasets(path, split, cache_dir)
+        rows, places = _read_with_datasets(path, split, cache_dir)
     else:
         raise ValueError(f"Unknown file type {path.suffix!r} of {path}: use .jsonl, .json, .parquet or a folder.")
     if not rows:
         raise ValueError(f"{path} holds no records.")
+    for row, place in zip(rows, places, strict=True):
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}, {place} is {type(row).__name__}, not an object with named columns.")
     renames = dict(rename or {})
     renames[prompt_column] = "prompt"
     if answer_column is not None:
@@ -215,34 +240,54 @@ def load_prompts(
             f"{path} has no column {missing[0]!r}; its columns are {sorted(rows[0])}. Map the right ones with"
             " prompt_column=, answer_column= or rename=."
         )
-    rows = rows[:limit] if limit is not None else rows
-    _check_same_columns(rows, path)
-    return [_renamed(row, renames, i, path) for i, row in enumerate(rows)]
+    rows, places = (rows[:limit], places[:limit]) if limit is not None else (rows, places)
+    _check_same_columns(rows, places, path)
+    records = []
+    for row, place in zip(rows, places, strict=True):
+        record = _renamed(row, renames, place, path)
+        try:
+            if json_depth(record) > MAX_JSON_DEPTH:  # parquet and dataset rows (JSON was checked when parsed)
+                raise ValueError(f"nested more than {MAX_JSON_DEPTH} lists or objects deep (MAX_JSON_DEPTH)")
+            if check is not None:
+                check(record)
+        except ValueError as err:
+            raise ValueError(f"{path}, {place}: {err}") from None
+        records.append(record)
+    return records
 
 
-def _check_same_columns(rows: list[dict[str, Any]], path: Path) -> None:
+def _check_same_columns(rows: list[dict[str, Any]], places: list[str], path: Path) -> None:
     """Every record has the columns of the first: a reward function gets one value per completion of each."""
     first = set(rows[0])
-    for index, row in enumerate(rows):
+    for row, place in zip(rows, places, strict=True):
         if set(row) != first:
             missing, extra = sorted(first - set(row)), sorted(set(row) - first)
             what = f"has no column {missing[0]!r}" if missing else f"has column {extra[0]!r}"
             raise ValueError(
-                f"{path}: record {index} {what} that record 0 {'has' if missing else 'lacks'}; every record needs the"
+                f"{path}, {place} {what} that record 0 {'has' if missing else 'lacks'}; every record needs the"
                 f" same columns ({sorted(first)}): add the missing one (null is a value) or drop the extra one."
             )
 
 
-def _renamed(row: Mapping[str, Any], renames: Mapping[str, str], index: int, path: Path) -> dict[str, Any]:
+def _renamed(row: Mapping[str, Any], renames: Mapping[str, str], place: str, path: Path) -> dict[str, Any]:
     out = {renames.get(key, key): value for key, value in row.items() if key not in renames}
     for old, new in renames.items():
         if old not in row:
-            raise ValueError(f"{path}: record {index} has no column {old!r}; every record needs it.")
+            raise ValueError(f"{path}, {place} has no column {old!r}; every record needs it.")
         out[new] = row[old]
     prompt = out["prompt"]
     if not isinstance(prompt, str) and not _is_messages(prompt):
         raise ValueError(
-            f"{path}: record {index} has prompt {prompt!r:.80}, neither a string nor a list of messages; choose"
-            " the prompt column with prompt_column=."
+            f"{path}, {place} has prompt {_brief(prompt)} ({type(prompt).__name__}), neither a string nor a list of "
+            "messages; choose the prompt column with prompt_column=."
         )
     return out
+
+
+def _brief(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, safe for ints past Python's 4300-digit string limit."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"an int of {value.bit_length()} bits"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
