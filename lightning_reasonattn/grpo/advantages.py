@@ -15,8 +15,8 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group
 
     Completions are laid out group by group: ``rewards[p * G + j]`` is completion ``j`` of prompt ``p``. A NaN
     reward (a completion no reward function applies to, see
-    [`lightning_reasonattn.rewards.protocol`][lightning_reasonattn.rewards.protocol]) is left out of its group's mean and
-    std and gets advantage 0, as in TRL.
+    [`lightning_reasonattn.rewards.protocol`][lightning_reasonattn.rewards.protocol]) is left out of its group's
+    mean and std and gets advantage 0, as in TRL.
 
     Args:
         rewards: ``[P * G]`` rewards, NaN where there is none.

@@ -36,8 +36,8 @@ def task_records(
         task: which task, or which file.
         chat: prompts as chat messages (generated tasks).
         reward_funcs: the run's reward functions: every column one of them requires (see
-            [`required_columns`][lightning_reasonattn.rewards.protocol.required_columns]) must be in the records, so that
-            a file without its answer column is refused here, when it is read, rather than at the first step.
+            [`required_columns`][lightning_reasonattn.rewards.protocol.required_columns]) must be in the records, so
+            that a file without its answer column is refused here, when it is read, rather than at the first step.
 
     Raises:
         ValueError: an unknown task or missing file, or records without a column a reward function requires.

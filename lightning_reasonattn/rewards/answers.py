@@ -152,8 +152,8 @@ _WORKER: MathVerifyWorker | None = None
 
 
 def math_verify_worker() -> MathVerifyWorker:
-    """The process-wide [`MathVerifyWorker`][lightning_reasonattn.rewards.math_verify_worker.MathVerifyWorker] (made on first
-    use)."""
+    """The process-wide [`MathVerifyWorker`][lightning_reasonattn.rewards.math_verify_worker.MathVerifyWorker]
+    (made on first use)."""
     global _WORKER
     if _WORKER is None:
         _WORKER = MathVerifyWorker()
@@ -215,8 +215,8 @@ def math_verify_equal(gold: str, completion: str, timeout: float | None = MATH_V
     """Whether math-verify finds the completion's answer equal to ``gold``, within a time limit.
 
     The comparison runs in a child process (see
-    [`lightning_reasonattn.rewards.math_verify_worker`][lightning_reasonattn.rewards.math_verify_worker]) that is killed when it takes
-    longer than ``timeout``: a hard limit, in any thread.
+    [`lightning_reasonattn.rewards.math_verify_worker`][lightning_reasonattn.rewards.math_verify_worker]) that is
+    killed when it takes longer than ``timeout``: a hard limit, in any thread.
 
     Args:
         gold: the reference answer's text (plain or LaTeX).

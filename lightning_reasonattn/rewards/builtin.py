@@ -172,8 +172,8 @@ def numeric_answer_reward(
     GSM8K's ``####``) that must then be exactly one number (``"1,234"``, ``"-3"``, ``"0.75"``, ``"3/4"``,
     ``"\\frac{3}{4}"``). The completion's answer is the last number of its ``<answer>`` block, else of its
     last ``\\boxed{}``, else after its last ``####``, else of its text; a number of more than
-    [`MAX_NUMBER_DIGITS`][lightning_reasonattn.rewards.answers.MAX_NUMBER_DIGITS] digits is no number. When that built-in check
-    says "different", or the reference is not a plain number (e.g. ``\\sqrt{2}``), and ``math_verify`` is
+    [`MAX_NUMBER_DIGITS`][lightning_reasonattn.rewards.answers.MAX_NUMBER_DIGITS] digits is no number. When that
+    built-in check says "different", or the reference is not a plain number (e.g. ``\\sqrt{2}``), and ``math_verify`` is
     installed (the ``math`` extra), math-verify gets the final say, on a short candidate and within
     ``math_verify_timeout`` seconds (see [`math_verify_equal`][lightning_reasonattn.rewards.answers.math_verify_equal]).
 

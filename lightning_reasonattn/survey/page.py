@@ -1,7 +1,7 @@
 """Rendering of a survey: the table as text and Markdown, the profiles as a PNG, and one self-contained HTML page.
 
-Pure rendering of the ``survey.json`` record (see [`lightning_reasonattn.survey.run`][lightning_reasonattn.survey.run]); the
-page has the style of the per-response rhythm report ([`lightning_reasonattn.report`][lightning_reasonattn.report]),
+Pure rendering of the ``survey.json`` record (see [`lightning_reasonattn.survey.run`][lightning_reasonattn.survey.run]);
+the page has the style of the per-response rhythm report ([`lightning_reasonattn.report`][lightning_reasonattn.report]),
 embeds its picture as a ``data:`` URI and links the per-response reports with relative links. Response text is model
 output: it is only ever escaped.
 """
