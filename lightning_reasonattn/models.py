@@ -32,6 +32,7 @@ from typing import Literal, get_args
 
 import torch
 
+from .compat import BNB_CPU_BF16_FLAG
 from .functional._checks import check_choice, check_number
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
@@ -400,8 +401,8 @@ def exact_cpu_4bit(model: torch.nn.Module) -> None:
     An RL step scores in eval mode and updates in train mode, which must agree, so the repacking is off.
     """
     for module in model.modules():
-        if hasattr(module, "support_avx512bf16_for_cpu"):
-            module.support_avx512bf16_for_cpu = False
+        if hasattr(module, BNB_CPU_BF16_FLAG):
+            setattr(module, BNB_CPU_BF16_FLAG, False)
 
 
 # LoRA targets per model family: every linear layer of attention and MLP (QLoRA's choice), lm_head excluded.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import asdict
 
+from ..compat import attached_trainer
 from .checkpoint import apply_optim_settings, base_record, check_resume
 from .distributed import gather_objects, rng_states, set_rng_states
 from .settings import plain
@@ -37,7 +38,7 @@ class CheckpointHooks:
         from lightning.pytorch.trainer.states import TrainerFn
         from lightning.pytorch.utilities import rank_zero_info
 
-        if self._trainer is not None:  # (load_from_checkpoint builds the module from the checkpoint's own settings)
+        if attached_trainer(self) is not None:  # (load_from_checkpoint builds the module from its own settings)
             training = self.trainer.state.fn == TrainerFn.FITTING
             rank_zero_info(check_resume(checkpoint, dict(self.hparams), self.trainer.ckpt_path, training))
             apply_optim_settings(checkpoint, self.optim.lr, self.optim.weight_decay, self._warmup)

@@ -26,9 +26,9 @@ import warnings
 import lightning.pytorch as pl
 import torch
 import torchmetrics
-from torch.nn.parallel import DistributedDataParallel
 
 from ..capture import measuring
+from ..compat import attached_trainer, ddp_ignore
 from ..functional._checks import check_choice, check_number
 from ..functional.credit import RHYTHM_STRATEGIES, credit_gamma
 from ..functional.keyed import keyed_uniform, mix
@@ -170,14 +170,14 @@ class RhythmGRPO(StepLogging, CheckpointHooks, pl.LightningModule):
     def configure_model(self) -> None:
         if self.policy is not None:
             return
-        device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
+        device = self.trainer.strategy.root_device if attached_trainer(self) is not None else torch.device("cpu")
         base, self.tokenizer = load_model(
             self.model_name, device=device, quantization=self.quantization, double_quant=self.double_quant
         )
         self.policy = add_lora(base, self.lora, self.gradient_checkpointing)
         self.policy.train()
         # Under DDP only the adapter is synchronised (and averaged): every rank loads the same frozen base.
-        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, frozen_names(self))
+        ddp_ignore(self, frozen_names(self))
 
     def configure_optimizers(self):
         params = [p for p in self.policy.parameters() if p.requires_grad]
@@ -205,11 +205,11 @@ class RhythmGRPO(StepLogging, CheckpointHooks, pl.LightningModule):
 
     @property
     def _world_size(self) -> int:
-        return self.trainer.world_size if self._trainer is not None else 1
+        return self.trainer.world_size if attached_trainer(self) is not None else 1
 
     @property
     def _strategy(self):
-        return self.trainer.strategy if self._trainer is not None else None
+        return self.trainer.strategy if attached_trainer(self) is not None else None
 
     def train_dataloader(self):
         """This rank's share of every step's prompts (all of them on one process)."""
@@ -366,7 +366,7 @@ class RhythmGRPO(StepLogging, CheckpointHooks, pl.LightningModule):
         ids = rollouts.ids[:, -rollouts.width :].cpu()
         completion_ids = [row[keep].tolist() for row, keep in zip(ids, rollouts.completion_mask.cpu(), strict=True)]
         state = None
-        if self._trainer is not None:
+        if attached_trainer(self) is not None:
             t = self.trainer
             state = TrainerState(global_step=t.global_step, max_steps=t.max_steps, epoch=float(t.current_epoch))
         return score_completions(self.reward_funcs, self.reward_weights, prompts, completions, rollouts.columns,

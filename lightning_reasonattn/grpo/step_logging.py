@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from ..compat import attached_trainer
 from ..rewards.protocol import RewardLog
 from .distributed import gather_objects, sum_and_max_over_ranks
 from .step_data import Rollouts, Scored
@@ -54,7 +55,7 @@ class StepLogging:
 
     def _write_completions(self, rollouts: Rollouts, scored: Scored) -> None:
         """Append the first completion of every prompt of the step (all ranks') to ``completions.jsonl``."""
-        log_dir = self.trainer.log_dir if self._trainer is not None else None  # a broadcast: every rank reads it
+        log_dir = self.trainer.log_dir if attached_trainer(self) is not None else None  # a broadcast: all ranks read it
         n = len(rollouts.texts)
         extra = {k: v for k, v in scored.log.extra.items() if len(v) == n}  # log_extra columns, one value each
         rows = []
