@@ -487,6 +487,16 @@ def lean_lora_casts(model: torch.nn.Module):
         yield
 
 
+def enable_activation_checkpointing(model, kwargs: dict) -> None:
+    """Turn on transformers' activation (gradient) checkpointing: ``activation_checkpointing_enable`` where it
+    exists, else its older name ``gradient_checkpointing_enable`` (deprecated, with a FutureWarning, since)."""
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 def add_lora(model: torch.nn.Module, settings: LoraSettings | None = None, gradient_checkpointing: bool = False):
     """Wrap ``model`` with a trainable LoRA adapter (base weights frozen), k-bit aware.
 
@@ -517,7 +527,7 @@ def add_lora(model: torch.nn.Module, settings: LoraSettings | None = None, gradi
     else:
         model.requires_grad_(False)
         if gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=ckpt_kwargs)
+            enable_activation_checkpointing(model, ckpt_kwargs)
             model.enable_input_require_grads()
     config = peft.LoraConfig(
         r=settings.r,

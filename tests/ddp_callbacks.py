@@ -16,7 +16,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import CSVLogger
-from test_callbacks import UserModule, samples
+from test_callbacks import ValidatedModule, samples
 from torch.utils.data import DataLoader
 
 from lightning_reasonattn import AttentionRhythmMonitor, RhythmReport
@@ -44,7 +44,7 @@ def trainer(out: Path, devices: int, report: bool = True, **kw) -> pl.Trainer:
 def validate(out: Path, devices: int, report: bool = True) -> dict[str, float]:
     """The monitor's values over 4 validation sequences (on ``devices`` processes, 2 each with 2)."""
     t = trainer(out, devices, report)
-    t.validate(UserModule(), DataLoader(samples(4, seed=5), batch_size=1), verbose=False)
+    t.validate(ValidatedModule(), DataLoader(samples(4, seed=5), batch_size=1), verbose=False)
     return {k: v.item() for k, v in t.callback_metrics.items() if k.startswith("rhythm/")}
 
 
@@ -53,7 +53,7 @@ def main(out: Path, devices: int) -> None:
         warnings.simplefilter("always")
         values = validate(out / "validate", devices)
         fit = trainer(out / "fit", devices, max_steps=1, val_check_interval=1)
-        fit.fit(UserModule(), DataLoader(samples(8), batch_size=2), DataLoader(samples(4, seed=5), batch_size=1))
+        fit.fit(ValidatedModule(), DataLoader(samples(8), batch_size=2), DataLoader(samples(4, seed=5), batch_size=1))
     if fit.is_global_zero:
         reports = sorted(p.parent.name for p in (out / "fit").rglob("report.html"))
         result = {"val": values, "reports": reports, "warnings": [str(w.message) for w in caught]}
