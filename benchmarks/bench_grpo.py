@@ -240,8 +240,8 @@ def run_rhythm(args, route: str, folder: Path) -> dict:
     gen_s, gen_tokens, update_tokens, lengths, step_s = [], [], [], [], []
     original_rollout = module.rollout
 
-    def timed_rollout(records):
-        out = original_rollout(records)
+    def timed_rollout(records, **kwargs):  # e.g. the step's sampling key
+        out = original_rollout(records, **kwargs)
         gen_s.append(out.seconds)
         gen_tokens.append(int(out.completion_mask.sum()))
         update_tokens.append(int(out.mask.sum()))
