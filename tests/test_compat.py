@@ -33,6 +33,12 @@ def require(ok: bool, dist: str, name: str, what: str) -> None:
         pytest.fail(str(PrivateAPIError(dist, name, what)), pytrace=False)
 
 
+def require_parameters(func, names: list[str], dist: str, name: str) -> None:
+    """Fail with compat's message unless ``func``'s first parameters are ``names`` (what compat passes)."""
+    params = list(inspect.signature(func).parameters)
+    require(params[: len(names)] == names, dist, name, f"takes ({', '.join(params)}), not ({', '.join(names)}, ...)")
+
+
 def quiet_trainer(tmp_path, **kwargs) -> pl.Trainer:
     args = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                 enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
@@ -83,6 +89,7 @@ def test_lightning_cli_calls_the_overridden_hooks_and_fills_what_compat_reads():
         ours = list(inspect.signature(getattr(ReasonattnCLI, name)).parameters)
         require(theirs == ours, "lightning", f"LightningCLI.{name}", f"takes {theirs}, ReasonattnCLI's override {ours}")
 
+    require_parameters(LightningCLI._get, ["self", "config", "key", "default"], "lightning", "LightningCLI._get")
     _ProbeCLI.seen = {}
     with warnings.catch_warnings():  # args given on purpose, under pytest's own command line
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
@@ -150,6 +157,10 @@ def test_attached_trainer_and_the_step_lightning_logs_at(tmp_path):
 
 
 def test_is_local_path(tmp_path):
+    from lightning.fabric.utilities import cloud_io
+
+    name = "lightning.fabric.utilities.cloud_io._is_local_file_protocol"
+    require_parameters(compat._private(cloud_io, "_is_local_file_protocol", "lightning"), ["path"], "lightning", name)
     assert compat.is_local_path(tmp_path / "last.ckpt") and compat.is_local_path(str(tmp_path / "a.ckpt"))
     assert compat.is_local_path("file:///tmp/last.ckpt")
     assert not compat.is_local_path("s3://bucket/last.ckpt") and not compat.is_local_path("memory://last.ckpt")
@@ -176,6 +187,9 @@ def test_ddp_ignore_keeps_ddp_off_the_named_parameters(tmp_path):
         for _ in range(2):
             ddp(torch.ones(2, 3)).sum().backward()
 
+    name = "DistributedDataParallel._set_params_and_buffers_to_ignore_for_model"
+    ignore = compat._private(DistributedDataParallel, name.split(".")[1], "torch")
+    require_parameters(ignore, ["module", "params_and_buffers_to_ignore"], "torch", name)
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'group'}", rank=0, world_size=1)
     try:
         # The control: DDP waits for the gradient of a trainable parameter the forward never used.
@@ -186,8 +200,7 @@ def test_ddp_ignore_keeps_ddp_off_the_named_parameters(tmp_path):
         except PrivateAPIError:
             raise
         except RuntimeError as err:
-            require(False, "torch", "DistributedDataParallel._set_params_and_buffers_to_ignore_for_model",
-                    f"no longer keeps DDP off the named parameters ({str(err).splitlines()[0]})")  # fmt: skip
+            require(False, "torch", name, f"no longer keeps DDP off the named parameters ({str(err).splitlines()[0]})")
     finally:
         dist.destroy_process_group()
 
@@ -241,6 +254,10 @@ def test_eager_attention_function_equals_a_dense_attention():
     model = tiny_model("llama").eval()
     module = model.model.layers[0].self_attn
     eager = compat.eager_attention_function(module)
+    name = f"{type(module).__module__}.eager_attention_forward"
+    require_parameters(eager, ["module", "query", "key", "value", "attention_mask"], "transformers", name)
+    params = inspect.signature(eager).parameters
+    require({"scaling", "dropout"} <= set(params), "transformers", name, f"takes no scaling or dropout: {list(params)}")
     torch.manual_seed(0)
     heads, kv_heads, n, d = model.config.num_attention_heads, model.config.num_key_value_heads, 7, module.head_dim
     q, k, v = torch.randn(2, heads, n, d), torch.randn(2, kv_heads, n, d), torch.randn(2, kv_heads, n, d)
@@ -266,7 +283,11 @@ def _quantized_layer():
 
 def test_unpack_cpu_4bit_restores_the_weight_dequantize_reads():
     import bitsandbytes.functional as bnbf
+    from bitsandbytes.nn import modules
 
+    name = "bitsandbytes.nn.modules._convert_weight_packed_for_cpu_inverse"
+    inverse = compat._private(modules, "_convert_weight_packed_for_cpu_inverse", "bitsandbytes")
+    require_parameters(inverse, ["packed_weight", "quant_state"], "bitsandbytes", name)
     layer, reference = _quantized_layer()
     weight = layer.weight
     compat.unpack_cpu_4bit(weight)  # not packed: nothing to do
@@ -277,8 +298,8 @@ def test_unpack_cpu_4bit_restores_the_weight_dequantize_reads():
     weight.data, weight.quant_state = pack(weight.data, weight.quant_state)
     assert weight.quant_state.packing_format_for_cpu
     compat.unpack_cpu_4bit(weight)
-    require(not getattr(weight.quant_state, "packing_format_for_cpu", False), "bitsandbytes",
-            "bitsandbytes.nn.modules._convert_weight_packed_for_cpu_inverse", "leaves the weight packed")  # fmt: skip
+    require(not getattr(weight.quant_state, "packing_format_for_cpu", False), "bitsandbytes", name,
+            "leaves the weight packed")  # fmt: skip
     # The repacking rounded the block scales to bfloat16 (why models.exact_cpu_4bit prevents it): the weight
     # comes back to bfloat16 precision, relative error <= 2^-9 from the scales and 2^-9 from the result's dtype.
     unpacked = bnbf.dequantize_4bit(weight.data, weight.quant_state).float()
