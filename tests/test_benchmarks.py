@@ -97,7 +97,7 @@ def _run(command: list[str], env: dict) -> subprocess.CompletedProcess:
 def smoke_runs(request, tmp_path_factory):
     """The selected smoke runs, started together (as many at once as there are cores): name -> future."""
     selected = [item.callspec.params["name"] for item in request.session.items
-                if item.module is sys.modules[__name__] and hasattr(item, "callspec")]  # fmt: skip
+                if getattr(item, "module", None) is sys.modules[__name__] and hasattr(item, "callspec")]  # fmt: skip
     root = tmp_path_factory.mktemp("benchmarks")
     model = tiny_checkpoint(root / "tiny", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                             num_attention_heads=2, num_key_value_heads=1)  # fmt: skip
