@@ -7,9 +7,10 @@ dependency, its version and the private name. At run time a name that is gone ra
 [`PrivateAPIError`][PrivateAPIError] with the same message, instead of an ``AttributeError`` deep in a run.
 
 Checked against: torch 2.13.0, lightning 2.6.6, transformers 5.24.0, bitsandbytes 0.50.2 (the versions the
-project's CPU reference install resolves; older releases inside the ranges of ``pyproject.toml`` are not checked
-one by one). When a check fails after an upgrade: find what the dependency now offers (a public API is best),
-change the one function here, rerun ``tests/test_compat.py``, and update the versions above.
+project's CPU reference install resolves), and the lowest that ``pyproject.toml`` accepts but torch's: lightning
+2.6.0, transformers 5.0.0, bitsandbytes 0.47.0 (with torch 2.13.0, peft 0.18.0, jsonargparse 4.27.7), where
+``tests/test_compat.py`` passes too. When a check fails after an upgrade: find what the dependency now offers (a
+public API is best), change the one function here, rerun ``tests/test_compat.py``, and update the versions above.
 
 Dependencies are imported inside the functions: importing this module costs nothing.
 """
@@ -175,8 +176,9 @@ def unpack_cpu_4bit(weight) -> None:
     so that ``bitsandbytes.functional.dequantize_4bit`` reads it: ``bitsandbytes.nn.modules.
     _convert_weight_packed_for_cpu_inverse`` when the quant state says ``packing_format_for_cpu``.
 
-    Checked against bitsandbytes 0.50.2 (the repacking exists since the CPU backend got its AVX512-BF16 kernel).
-    If it is gone, check whether bitsandbytes still repacks (``Linear4bit.forward``) and how it undoes it.
+    Checked against bitsandbytes 0.50.2; the repacking came with 0.49.0 (0.47 and 0.48 never repack: nothing to
+    undo, and this is not called). If it is gone, check whether bitsandbytes still repacks
+    (``Linear4bit.forward``) and how it undoes it.
     """
     if not getattr(weight.quant_state, "packing_format_for_cpu", False):
         return
@@ -192,6 +194,7 @@ BNB_CPU_BF16_FLAG = "support_avx512bf16_for_cpu"
 """The ``Linear4bit`` attribute that lets bitsandbytes repack a 4-bit weight for its bfloat16 CPU kernel in eval
 mode (``models.exact_cpu_4bit`` sets it to False on every layer that has it).
 
-Checked against bitsandbytes 0.50.2 (set in ``Linear4bit.__init__``). If it is renamed, the repacking comes back
-unnoticed on AVX512-BF16 CPUs (scoring in eval mode then computes in bfloat16): use the new name.
+Checked against bitsandbytes 0.50.2 (set in ``Linear4bit.__init__`` since 0.49.0; 0.47 and 0.48 never repack and
+have no such flag). If it is renamed, the repacking comes back unnoticed on AVX512-BF16 CPUs (scoring in eval mode
+then computes in bfloat16): use the new name.
 """
