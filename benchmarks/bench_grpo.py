@@ -205,6 +205,7 @@ def run_rhythm(args, route: str, folder: Path) -> dict:
     import torch
 
     from lightning_reasonattn.grpo import RhythmGRPO
+    from lightning_reasonattn.grpo import module as grpo_module
     from lightning_reasonattn.grpo.settings import (
         CreditSettings,
         LossSettings,
@@ -240,11 +241,11 @@ def run_rhythm(args, route: str, folder: Path) -> dict:
     gen_s, gen_tokens, update_tokens, lengths, step_s = [], [], [], [], []
     original_rollout = module.rollout
 
-    def timed_rollout(records):
-        out = original_rollout(records)
+    def timed_rollout(records, **kwargs):  # e.g. the step's sampling key
+        out = original_rollout(records, **kwargs)
         gen_s.append(out.seconds)
         gen_tokens.append(int(out.completion_mask.sum()))
-        update_tokens.append(int(out.mask.sum()))
+        update_tokens.append(int(out.attention_mask.sum()))
         lengths.append(float(out.completion_mask.sum(-1).float().mean()))
         return out
 
@@ -262,8 +263,10 @@ def run_rhythm(args, route: str, folder: Path) -> dict:
 
         return wrapper
 
-    for name in ("score", "credit", "update"):
+    for name in ("score", "update"):
         setattr(module, name, timed(name, getattr(module, name)))
+    # the credit of a step's rows, a function of grpo.credit that the module calls (inside update, or score)
+    grpo_module.rows_gamma = timed("credit", grpo_module.rows_gamma)  # this worker process only
     parts["sync"] = []  # re-merging the adapter into the dense rollout copy, inside update()
     sync_seconds = [0.0]
     dense_sync = DenseRollout.sync

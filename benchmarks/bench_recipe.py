@@ -5,7 +5,9 @@ Usage::
 
     python benchmarks/bench_recipe.py --device cuda --shape qwen3-0.6b                 # a GPU: ~3 min
     python benchmarks/bench_recipe.py --device cuda --shape qwen3-0.6b --max-new-tokens 1024 --prompts 16
-    python benchmarks/bench_recipe.py --device cpu --shape llama-tiny --steps 1         # a smoke run on CPU
+    python benchmarks/bench_recipe.py --device cpu --shape llama-tiny --steps 1         # a quick run on CPU
+    python benchmarks/bench_recipe.py --device cpu --shape llama-tiny --hidden 32 --layers 2 --steps 1 --warmup 0 \
+        --prompts 2 --group 2 --max-new-tokens 4 --n-train 8                          # the tests' smoke run
 
 Each strategy runs in a fresh subprocess through LightningCLI on the example config, with these overrides only:
 the model (a random one of the given shape, with a byte-level BPE tokenizer trained on Countdown prompts), the
@@ -48,6 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--group", type=int, default=8, help="completions per prompt (the recipe: 8)")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="completion length (the recipe: 1024)")
     parser.add_argument("--n-train", type=int, default=256, help="Countdown puzzles in the prompt pool")
+    parser.add_argument("--hidden", type=int, default=256, help="llama-tiny: hidden size")
+    parser.add_argument("--layers", type=int, default=8, help="llama-tiny: layers")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worker", choices=STRATEGIES, help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
@@ -65,8 +69,15 @@ def build_checkpoint(args, folder: Path) -> None:
 
     records = generate_countdown(args.n_train, seed=args.seed)
     tokenizer = tiny_tokenizer([r["prompt"] for r in records], vocab_size=512)
+    heads = max(2, args.hidden // 32)  # head_dim 32 (8 heads at the default 256), at least 2 heads
     shape = argparse.Namespace(
-        shape=args.shape, model_vocab=None, hidden=256, layers=8, heads=8, kv_heads=4, intermediate=None
+        shape=args.shape,
+        model_vocab=None,
+        hidden=args.hidden,
+        layers=args.layers,
+        heads=heads,
+        kv_heads=heads // 2,
+        intermediate=None,
     )
     config = model_config(shape, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
     torch.manual_seed(args.seed)

@@ -5,6 +5,7 @@ Usage::
 
     python benchmarks/bench_update_memory.py                      # Qwen3-0.6B shape, 8 x (40 + 64) tokens, CPU
     python benchmarks/bench_update_memory.py --layers 4           # quicker, the same per-layer picture
+    python benchmarks/bench_update_memory.py --layers 1 --batch 1 --prompt 4 --completion 4 --model-vocab 128  # smoke
 
 A CPU stand-in for a GPU's ``max_memory_allocated``, and deterministic: the bytes of the distinct tensors that
 autograd saves for the backward (``torch.autograd.graph.saved_tensors_hooks``, weights and buffers left out),
@@ -40,6 +41,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=8, help="completions in the update batch")
     parser.add_argument("--prompt", type=int, default=40, help="prompt tokens")
     parser.add_argument("--completion", type=int, default=64, help="completion tokens")
+    parser.add_argument("--model-vocab", type=int, default=None, help="vocabulary (default: Qwen3's, 151936)")
     return parser.parse_args()
 
 
@@ -75,14 +77,14 @@ def saved_bytes(model, ids: torch.Tensor, width: int, fused: bool) -> int:
     return sum(seen.values())
 
 
-def build(folder: Path, layers: int):
+def build(folder: Path, layers: int, vocab: int | None = None):
     from bench_grpo import model_config
     from transformers import AutoModelForCausalLM
 
     from lightning_reasonattn.testing import tiny_tokenizer
 
     tokenizer = tiny_tokenizer(vocab_size=97)
-    shape = argparse.Namespace(shape="qwen3-0.6b", model_vocab=None)
+    shape = argparse.Namespace(shape="qwen3-0.6b", model_vocab=vocab)
     config = model_config(shape, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
     config.num_hidden_layers = layers
     config.layer_types = config.layer_types[:layers]
@@ -118,7 +120,7 @@ def main() -> None:
     rows = {}
     with tempfile.TemporaryDirectory(prefix="bench-update-memory-") as tmp:
         folder = Path(tmp) / "model"
-        config = build(folder, args.layers)
+        config = build(folder, args.layers, args.model_vocab)
         ids = torch.randint(0, config.vocab_size, (args.batch, args.prompt + args.completion))
         print(
             f"random Qwen3-0.6B shape with {args.layers} layers (vocab {config.vocab_size}), NF4 + LoRA r=16 on "

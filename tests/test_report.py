@@ -13,7 +13,7 @@ import torch
 from conftest import tiny_model
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
-from test_callbacks import PROMPT, UserModule, samples, trainer
+from test_callbacks import PROMPT, UserModule, ValidatedModule, samples, trainer
 from test_capture import batch, eager_maps
 from torch.utils.data import DataLoader
 
@@ -237,7 +237,7 @@ def test_csv_logger_gets_files_and_one_warning(tmp_path):
     train, val = samples(6, seed=1), samples(2, seed=2)
     val[0]["attention_mask"][:5] = 0  # left padding: the report shows the unpadded sequence
     val[0]["labels"][:5] = -100
-    module = UserModule()
+    module = ValidatedModule()
     report = RhythmReport(every_n_steps=2, tokenizer=WordTokenizer(), sequence_index=1, horizon=(4, 20))
     t = trainer(tmp_path, [report])
     with warnings.catch_warnings(record=True) as record:
@@ -275,7 +275,7 @@ def test_validate_reports_unpadded_sequence(tmp_path):
     report = RhythmReport(tokenizer=None, horizon=(4, 20))
     t = trainer(tmp_path, [report], logger=False, default_root_dir=tmp_path)
     with pytest.warns(UserWarning, match="the trainer has no logger"):
-        t.validate(UserModule(), DataLoader(val, batch_size=2), verbose=False)
+        t.validate(ValidatedModule(), DataLoader(val, batch_size=2), verbose=False)
     spans = parse(tmp_path / "rhythm_report" / "val_step_0" / "report.html")
     ids = val[0]["input_ids"]
     assert [s["text"] for s in spans] == [str(int(i)) for i in ids[PROMPT:]]  # ids shown without a tokenizer

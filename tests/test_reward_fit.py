@@ -18,6 +18,9 @@ from test_grpo_module import write_config
 
 from lightning_reasonattn import cli
 
+# Lightning warns that the held-out loader is empty: every task here is read from a file, which has no held-out split
+pytestmark = pytest.mark.filterwarnings("ignore:Total length of `HeldOut` across ranks is zero:UserWarning")
+
 pytest.importorskip("bitsandbytes")
 
 USER = {"role": "user", "content": "What is 2 + 2?"}

@@ -12,6 +12,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from ..capture import capture_rhythm, measuring
 from ..capture.modules import logits_of
+from ..compat import logging_step
 from ..functional._checks import check_positive_int
 from ..functional.coupling import token_entropy
 from ..functional.settings import RhythmSettings
@@ -116,8 +117,8 @@ class AttentionRhythmMonitor(Callback):
         pl_module.add_module("_rhythm_metrics", metrics)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if "_rhythm_metrics" in pl_module._modules:
-            del pl_module._modules["_rhythm_metrics"]
+        if hasattr(pl_module, "_rhythm_metrics"):
+            delattr(pl_module, "_rhythm_metrics")  # nn.Module's __delattr__: out of its submodules
         self._model = None
 
     # ------------------------------------------------------------------ hooks
@@ -182,7 +183,7 @@ class AttentionRhythmMonitor(Callback):
         # self.log from on_train_batch_end would stay in Lightning's step results and be written again at every
         # later step; and the values are already reduced over the ranks by torchmetrics' compute(), so there is
         # nothing for Lightning to sync (self.log(..., sync_dist=False) of an epoch value would warn under DDP).
-        step = getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", trainer.global_step)
+        step = logging_step(trainer)
         for logger in trainer.loggers:
             logger.log_metrics({name: float(value) for name, value in named.items()}, step=step)
         trainer.callback_metrics.update({name: value.detach().cpu() for name, value in named.items()})

@@ -14,6 +14,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
 from ..capture import capture_group_maps, capture_rhythm, measuring
+from ..compat import logging_step
 from ..functional._checks import check_positive_int
 from ..functional.settings import RhythmSettings
 from ..report import default_span, rhythm_markdown, write_report
@@ -218,7 +219,7 @@ class RhythmReport(Callback):
 
         boards = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
         if boards:
-            log_step = getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", step) if split == "train" else step
+            log_step = logging_step(trainer) if split == "train" else step
             images = {picture: _png_array(paths[picture]) for picture in ("heatmaps", "curves") if picture in paths}
             page = (Path(self.dirname) / name / "report.html").as_posix()
             text = rhythm_markdown(trace, tokens, title=title) + f"\n\nThe token-level page: `{page}` in the log dir."

@@ -11,12 +11,13 @@ attention unchanged, then hands the layer's queries and keys to the active recor
 from __future__ import annotations
 
 import contextvars
-import sys
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+
+from ..compat import attn_implementation, eager_attention_function, set_attn_implementation
 
 _PREFIX = "reasonattn_"
 
@@ -31,7 +32,7 @@ def _wrapped_attention(base_name: str):
 
     def attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
         if base_name == "eager":  # eager lives in each model's own file, not in the interface
-            base = sys.modules[type(module).__module__].eager_attention_forward
+            base = eager_attention_function(module)
         else:
             base = ALL_ATTENTION_FUNCTIONS[base_name]
         out = base(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
@@ -53,13 +54,13 @@ def _wrapped_attention(base_name: str):
 def _register(base_name: str) -> str:
     """Register the wrapper and its mask function under ``reasonattn_<base_name>``; return that name."""
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
-    from transformers.modeling_utils import AttentionInterface
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
 
     name = _PREFIX + base_name
-    if name not in AttentionInterface._global_mapping:
+    if name not in ALL_ATTENTION_FUNCTIONS:  # the interfaces are mappings: register() adds to every instance
         AttentionInterface.register(name, _wrapped_attention(base_name))
-    if name not in AttentionMaskInterface._global_mapping:
-        mask_fn = ALL_MASK_ATTENTION_FUNCTIONS._global_mapping.get(base_name)
+    if name not in ALL_MASK_ATTENTION_FUNCTIONS:
+        mask_fn = ALL_MASK_ATTENTION_FUNCTIONS.get(base_name)
         if mask_fn is None:
             raise NotImplementedError(
                 f"attention implementation {base_name!r} has no mask function in transformers' "
@@ -143,14 +144,14 @@ def check_causal(base: torch.nn.Module, layers: list[int]) -> None:
 def intercept_attention(base, recorder):
     """Route the model's attention through the wrapper, with ``recorder`` active; restore on exit."""
     configs = list(_config_tree(base.config))
-    saved = [c._attn_implementation_internal for c in configs]
+    saved = [attn_implementation(c) for c in configs]
     for c, impl in zip(configs, saved, strict=True):
         if impl is not None and not impl.startswith(_PREFIX):
-            c._attn_implementation_internal = _register(impl)
+            set_attn_implementation(c, _register(impl))
     token = _ACTIVE.set(recorder)
     try:
         yield recorder
     finally:
         _ACTIVE.reset(token)
         for c, impl in zip(configs, saved, strict=True):
-            c._attn_implementation_internal = impl
+            set_attn_implementation(c, impl)

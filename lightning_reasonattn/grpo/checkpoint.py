@@ -27,9 +27,9 @@ import warnings
 from pathlib import Path
 
 import torch
-from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from ..compat import LR_SCHEDULER_LAST_LR, is_local_path
 from ..models import DEFAULT_MODEL, compute_dtype
 from .checkpoint_schema import check_contents
 from .distributed import set_rng_states
@@ -195,7 +195,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     filesystem), then ``os.replace``-ing it over the target: the previous checkpoint stays whole until then."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        if storage_options is not None or not _is_local_file_protocol(path):
+        if storage_options is not None or not is_local_path(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -280,7 +280,7 @@ def apply_optim_settings(checkpoint: dict, lr: float, weight_decay: float, facto
     step = steps[0] if steps else 0
     for sched in checkpoint.get("lr_schedulers", []):
         sched["base_lrs"] = [lr for _ in sched.get("base_lrs", [])]
-        sched["_last_lr"] = [lr * factor(step) for _ in sched.get("_last_lr", [])]
+        sched[LR_SCHEDULER_LAST_LR] = [lr * factor(step) for _ in sched.get(LR_SCHEDULER_LAST_LR, [])]
     for state in checkpoint.get("optimizer_states", []):
         for group in state.get("param_groups", []):
             group.update(lr=lr * factor(step), initial_lr=lr, weight_decay=weight_decay)

@@ -23,6 +23,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from ..compat import cli_config_value, cli_method_arguments
 from ..files import read_text, too_long_number, where
 from ..models import DEFAULT_MODEL, ModelLoadError, resolve_model_path
 from ..rewards.protocol import RewardError
@@ -108,7 +109,7 @@ class ReasonattnCLI(LightningCLI):
 
     def _prepare_subcommand_parser(self, klass, subcommand: str, **kwargs):
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
-        if "weights_only" in self._subcommand_method_arguments.get(subcommand, []):
+        if "weights_only" in cli_method_arguments(self, subcommand):
             parser.set_defaults(weights_only=True)  # checkpoints are tensors and plain data: never unpickle code
         return parser
 
@@ -131,7 +132,7 @@ class ReasonattnCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs) -> pl.Trainer:
         if self.subcommand == "validate":  # it measures: no log version folder, checkpoint or config to write
-            callbacks = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
+            callbacks = cli_config_value(self, self.config_init, "trainer", default={}).get("callbacks") or []
             callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
             kept = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
             kwargs |= {"logger": False, "enable_checkpointing": False, "callbacks": kept}

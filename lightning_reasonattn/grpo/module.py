@@ -28,9 +28,9 @@ import torch
 import torchmetrics
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
-from torch.nn.parallel import DistributedDataParallel
 
 from ..capture import measuring
+from ..compat import attached_trainer, ddp_ignore
 from ..functional._checks import check_choice, check_number
 from ..functional.credit import RHYTHM_STRATEGIES
 from ..functional.keyed import mix
@@ -183,14 +183,14 @@ class RhythmGRPO(pl.LightningModule):
     def configure_model(self) -> None:
         if self.policy is not None:
             return
-        device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
+        device = self.trainer.strategy.root_device if attached_trainer(self) is not None else torch.device("cpu")
         base, self.tokenizer = load_model(
             self.model_name, device=device, quantization=self.quantization, double_quant=self.double_quant
         )
         self.policy = add_lora(base, self.lora, self.gradient_checkpointing)
         self.policy.train()
         # Under DDP only the adapter is synchronised (and averaged): every rank loads the same frozen base.
-        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, frozen_names(self))
+        ddp_ignore(self, frozen_names(self))
 
     def configure_optimizers(self):
         params = [p for p in self.policy.parameters() if p.requires_grad]
@@ -216,11 +216,11 @@ class RhythmGRPO(pl.LightningModule):
 
     @property
     def _world_size(self) -> int:
-        return self.trainer.world_size if self._trainer is not None else 1
+        return self.trainer.world_size if attached_trainer(self) is not None else 1
 
     @property
     def _strategy(self):
-        return self.trainer.strategy if self._trainer is not None else None
+        return self.trainer.strategy if attached_trainer(self) is not None else None
 
     def train_dataloader(self):
         """This rank's share of every step's prompts (all of them on one process)."""
@@ -384,7 +384,7 @@ class RhythmGRPO(pl.LightningModule):
         ids = rollouts.completion_ids.cpu()
         completion_ids = [row[keep].tolist() for row, keep in zip(ids, rollouts.completion_mask.cpu(), strict=True)]
         state = None
-        if self._trainer is not None:
+        if attached_trainer(self) is not None:
             t = self.trainer
             state = TrainerState(global_step=t.global_step, max_steps=t.max_steps, epoch=float(t.current_epoch))
         return score_completions(
@@ -515,7 +515,7 @@ class RhythmGRPO(pl.LightningModule):
             self.log(name, value.float().cpu(), prog_bar=bar, on_step=True, on_epoch=False, batch_size=batch)
         every = self.log_completions_every_n_steps
         if every and self.global_step % every == 0:
-            log_dir = self.trainer.log_dir if self._trainer is not None else None  # a broadcast: every rank reads it
+            log_dir = self.trainer.log_dir if attached_trainer(self) is not None else None  # a broadcast: every rank
             rows = completion_rows(rollouts, scored, step=self.global_step, group_size=self.group_size)
             every_rank = gather_objects(rows, self._world_size)
             if log_dir and self.global_rank == 0:
@@ -566,7 +566,7 @@ class RhythmGRPO(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Apply the resume rule (see ``grpo.checkpoint``), log what came from where; restore the RNG states."""
-        if self._trainer is not None:  # (load_from_checkpoint builds the module from the checkpoint's own settings)
+        if attached_trainer(self) is not None:  # (load_from_checkpoint builds the module from its own settings)
             training = self.trainer.state.fn == TrainerFn.FITTING
             rank_zero_info(check_resume(checkpoint, dict(self.hparams), self.trainer.ckpt_path, training))
             apply_optim_settings(checkpoint, self.optim.lr, self.optim.weight_decay, self._warmup)

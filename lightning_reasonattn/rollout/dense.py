@@ -14,6 +14,7 @@ from typing import Literal, get_args
 import torch
 
 from ..capture import unwrap_causal_lm
+from ..compat import attn_implementation, unpack_cpu_4bit
 
 Backend = Literal["auto", "policy", "dense"]
 BACKENDS = get_args(Backend)
@@ -77,10 +78,7 @@ def _dense_weight(module: torch.nn.Module, dtype: torch.dtype) -> torch.Tensor:
     if type(module).__name__ == "Linear4bit":
         import bitsandbytes.functional as bnbf
 
-        if getattr(weight.quant_state, "packing_format_for_cpu", False):  # see models.exact_cpu_4bit
-            from bitsandbytes.nn.modules import _convert_weight_packed_for_cpu_inverse
-
-            weight.data, weight.quant_state = _convert_weight_packed_for_cpu_inverse(weight.data, weight.quant_state)
+        unpack_cpu_4bit(weight)  # see models.exact_cpu_4bit
         return bnbf.dequantize_4bit(weight.data, weight.quant_state).to(dtype)
     if type(module).__name__ == "Linear8bitLt":
         import bitsandbytes.functional as bnbf
@@ -108,7 +106,7 @@ class DenseRollout:
             del config.quantization_config
         with torch.random.fork_rng(devices=[]):  # random init (overwritten below) must not shift the RNG stream
             self.model = AutoModelForCausalLM.from_config(
-                config, dtype=self.dtype, attn_implementation=base.config._attn_implementation
+                config, dtype=self.dtype, attn_implementation=attn_implementation(base.config)
             ).to(device)
         self.model.eval().requires_grad_(False)
         self.policy = policy
