@@ -344,6 +344,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     monitor = AttentionRhythmMonitor(every_n_steps=args.val_every, response_mask_key="response_mask", horizon=horizon)
     heads = HeadDistances(collate(val[: args.batch_size]), horizon)
+    train_loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, collate_fn=collate)
+    val_loader = DataLoader(val, batch_size=args.batch_size, collate_fn=collate)
     trainer = pl.Trainer(
         max_steps=args.max_steps,
         accelerator="cpu",
@@ -351,19 +353,15 @@ def main(argv: list[str] | None = None) -> dict:
         callbacks=[monitor, heads],
         val_check_interval=args.val_every,
         check_val_every_n_epoch=None,
-        log_every_n_steps=10,
+        log_every_n_steps=min(10, len(train_loader)),  # (a tiny smoke run has fewer batches an epoch)
         num_sanity_val_steps=0,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
     )
     start = time.perf_counter()
-    trainer.validate(module, DataLoader(val, batch_size=args.batch_size, collate_fn=collate), verbose=False)  # step 0
-    trainer.fit(
-        module,
-        DataLoader(train, batch_size=args.batch_size, shuffle=True, collate_fn=collate),
-        DataLoader(val, batch_size=args.batch_size, collate_fn=collate),
-    )
+    trainer.validate(module, val_loader, verbose=False)  # step 0
+    trainer.fit(module, train_loader, val_loader)
     seconds = time.perf_counter() - start
 
     (args.out / "heads.json").write_text(json.dumps(heads.history))

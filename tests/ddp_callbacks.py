@@ -18,7 +18,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import CSVLogger
 from test_callbacks import ValidatedModule, samples
-from tiny_gpt import GPTModule
+from tiny_gpt import ValidatedGPTModule
 from torch.utils.data import DataLoader
 
 from lightning_reasonattn import AttentionRhythmMonitor, RhythmReport
@@ -43,7 +43,7 @@ def trainer(out: Path, devices: int, report: bool = True, **kw) -> pl.Trainer:
     return pl.Trainer(**{**args, **kw})
 
 
-MODULES = {"hf": ValidatedModule, "gpt": GPTModule}
+MODULES = {"hf": ValidatedModule, "gpt": ValidatedGPTModule}
 
 
 def validate(out: Path, devices: int, report: bool = True, kind: str = "hf") -> dict[str, float]:

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import pytest
@@ -231,6 +232,20 @@ def test_fit_with_prompts_past_the_context_stops_in_one_line(tmp_path, model_dir
     assert "tokens plus sampling.max_new_tokens 10 makes" in line and "context of 512" in line, line
     assert "shorten the prompts to at most 502 tokens" in line
     assert not list(tmp_path.glob("ckpt/*.ckpt"))
+
+
+def test_a_file_task_runs_without_a_validation_loop(tmp_path, model_dir, capsys):
+    data = tmp_path / "sums.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"{i}+1=", "answer": str(i + 1)}) + "\n" for i in range(4)))
+    config = write_config(tmp_path, model_dir, "uniform", task={"name": str(data)}, rewards={"functions": ["numeric"]})
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert cli.main(["fit", "--config", str(config)]) == 0
+    assert not [w for w in seen if "across ranks is zero" in str(w.message)]  # no empty loader to warn of
+    capsys.readouterr()  # (the fit's output)
+    assert cli.main(["validate", "--config", str(config)]) == 2
+    line = one_error_line(capsys, "validate")
+    assert "has no held-out problems to validate on" in line and "sums.jsonl" in line, line
 
 
 def test_console_entry_point_prints_no_traceback(tmp_path, model_dir):

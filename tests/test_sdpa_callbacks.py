@@ -9,7 +9,7 @@ import pytest
 import torch
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from test_callbacks import samples, trainer
-from tiny_gpt import GPTModule, TinyGPT
+from tiny_gpt import GPTModule, TinyGPT, ValidatedGPTModule
 from torch.utils.data import DataLoader
 
 from lightning_reasonattn import AttentionRhythmMonitor, RhythmReport, capture_rhythm
@@ -24,7 +24,7 @@ def stacked(rows):
 
 def test_monitor_logs_equal_a_direct_capture(tmp_path):
     train, val = samples(4, seed=1), samples(3, seed=2)
-    module = GPTModule(n_kv_head=2)
+    module = ValidatedGPTModule(n_kv_head=2)
     monitor = AttentionRhythmMonitor(every_n_steps=1, horizon=HORIZON)
     t = trainer(tmp_path, [monitor], max_steps=2)
     t.fit(module, DataLoader(train, batch_size=2), DataLoader(val, batch_size=3))

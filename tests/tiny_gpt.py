@@ -198,8 +198,12 @@ class GPTModule(pl.LightningModule):
         self.log("train_loss", loss)
         return loss
 
-    def validation_step(self, batch, batch_idx):
-        self.log("val_loss", self.loss(batch))
-
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.5)
+
+
+class ValidatedGPTModule(GPTModule):
+    """The same, with a validation step (for the runs given validation data)."""
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_loss", self.loss(batch))

@@ -28,6 +28,7 @@ import torch
 import torchmetrics
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from ..capture import measuring
 from ..compat import attached_trainer, ddp_ignore
@@ -179,6 +180,13 @@ class RhythmGRPO(pl.LightningModule):
         use_atomic_checkpoint_io(self.trainer)  # a checkpoint is written next to its target, then renamed over it
         if self.task.name not in TASKS:  # a file: read and check it now, before the model loads
             self._splits = task_records(self.task, False, self.reward_funcs)  # (chat shapes generated prompts only)
+        if self.task.name not in TASKS or self.task.n_test == 0:
+            if stage == "validate":
+                raise MisconfigurationException(
+                    f"task {self.task.name!r} has no held-out problems to validate on (a file gives all its records "
+                    "to training; n_test=0 keeps none): validate on a built-in task with model.task.n_test > 0."
+                )
+            self.trainer.limit_val_batches = 0  # no validation loop (an empty one makes Lightning warn of it)
 
     def configure_model(self) -> None:
         if self.policy is not None:
