@@ -34,7 +34,9 @@ class BlockAttention:
         stop: rows and keys beyond ``stop`` are never needed.
     """
 
-    def __init__(self, layer, query, key, mask, key_mask, scaling=None, softcap=None, sliding_window=None, stop=None):
+    def __init__(
+        self, layer, query, key, mask, key_mask, *, scaling=None, softcap=None, sliding_window=None, stop=None
+    ):
         b, h, n, d = query.shape
         h_kv = key.shape[1]
         if h % h_kv:
@@ -129,10 +131,10 @@ def admit(layer: int, query: torch.Tensor, key: torch.Tensor, key_mask: torch.Te
     seen.add(layer)
 
 
-def _layer_attention(layer, query, key, mask, key_mask, scaling, kwargs, stop) -> BlockAttention:
-    return BlockAttention(
-        layer, query, key, mask, key_mask, scaling, kwargs.get("softcap"), kwargs.get("sliding_window"), stop
-    )
+def _layer_attention(layer, query, key, mask, *, key_mask, scaling, kwargs, stop) -> BlockAttention:
+    """The layer's [`BlockAttention`][BlockAttention] with the options its attention call was given."""
+    options = dict(softcap=kwargs.get("softcap"), sliding_window=kwargs.get("sliding_window"))
+    return BlockAttention(layer, query, key, mask, key_mask, scaling=scaling, stop=stop, **options)
 
 
 @dataclass
@@ -174,7 +176,9 @@ class StatsRecorder:
             return
         # Every quantity reads response rows only: skip the prompt rows before the first response token.
         first, last = int(rows[0]), int(rows[-1]) + 1
-        attn = _layer_attention(layer, query, key, mask, self.key_mask, scaling, kwargs, last)
+        attn = _layer_attention(
+            layer, query, key, mask, key_mask=self.key_mask, scaling=scaling, kwargs=kwargs, stop=last
+        )
         lo, hi = self.horizon
         w = self.window
         for r0 in range(first, last, self.block_size):
@@ -213,7 +217,7 @@ class StatsRecorder:
         head_fai = torch.where(
             rows & (counts > 0), self.head_fai / counts.clamp_min(1), torch.full_like(self.head_fai, nan)
         )
-        return trace_from_head_stats(distance, head_waad, head_fai, resp, layers, head_fraction, q, k)
+        return trace_from_head_stats(distance, head_waad, head_fai, resp, layers, head_fraction=head_fraction, q=q, k=k)
 
 
 @dataclass
@@ -237,7 +241,9 @@ class MapRecorder:
         admit(layer, query, key, self.key_mask, self.seen)
         b, h = query.shape[:2]
         slot = self.slots[layer]
-        attn = _layer_attention(layer, query, key, mask, self.key_mask, scaling, kwargs, self.stop)
+        attn = _layer_attention(
+            layer, query, key, mask, key_mask=self.key_mask, scaling=scaling, kwargs=kwargs, stop=self.stop
+        )
         width = self.stop - self.start
         weights = {}
         for name, heads in self.groups.items():

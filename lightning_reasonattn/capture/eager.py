@@ -28,11 +28,21 @@ def _attention_modules(base, layers: list[int]) -> list[torch.nn.Module]:
     return found
 
 
-def eager_layer_stats(model, input_ids, attention_mask, position_ids, response_mask, layers, window, horizon):
+def eager_layer_stats(model, inputs: dict, response_mask, *, layers, window, horizon):
     """Fallback: per-head statistics from the attention weights the selected modules return when asked.
 
     Each selected attention module is called with ``output_attentions=True`` and its ``[B, H, N, N]`` map is
     reduced at once by the dense functional math, then dropped, so only one map is alive at a time.
+
+    Args:
+        model: a Hugging Face causal LM.
+        inputs: the forward's ``input_ids``, ``attention_mask`` and ``position_ids`` (each ``[B, N]``).
+        response_mask: ``[B, N]`` bool, the rows measured.
+        layers: the selected layer indices; window, horizon: as in the spec.
+
+    Returns:
+        ``(head_distance [B, L, H], head_waad [B, L, H, N], head_fai [B, L, H, N])``, for
+        [`trace_from_head_stats`][lightning_reasonattn.functional.trace.trace_from_head_stats].
     """
     modules = _attention_modules(unwrap_causal_lm(model), layers)
     stats: dict[int, tuple[torch.Tensor, ...]] = {}
@@ -62,7 +72,7 @@ def eager_layer_stats(model, input_ids, attention_mask, position_ids, response_m
         for i, module in enumerate(modules):
             handles.append(module.register_forward_pre_hook(ask_for_weights, with_kwargs=True))
             handles.append(module.register_forward_hook(reduce(i)))
-        model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+        model(**inputs, use_cache=False)
     finally:
         for handle in handles:
             handle.remove()

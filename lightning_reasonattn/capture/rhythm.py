@@ -128,12 +128,13 @@ def rhythm_capture(
             module that makes no SDPA call.
     """
     route = route_for(model, attention_modules)
-    with _recording(route, response_mask, attention_mask, layers, window, horizon, block_size) as handle:
+    measure = dict(layers=layers, window=window, horizon=horizon, block_size=block_size)
+    with _recording(route, response_mask, attention_mask, **measure) as handle:
         yield handle
 
 
 @contextmanager
-def _recording(route, response_mask, attention_mask, layers, window, horizon, block_size):
+def _recording(route, response_mask, attention_mask, *, layers, window, horizon, block_size):
     window = check_window(window)
     horizon = check_horizon(horizon)
     block_size = check_positive_int(block_size, "block_size")
@@ -282,8 +283,9 @@ def capture_rhythm(
     attention_mask, response_mask = _check_inputs(input_ids, attention_mask, response_mask)
     route.check_batch(attention_mask)
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+    measure = dict(layers=layers, window=window, horizon=horizon, block_size=block_size)
     with torch.no_grad():
-        with _recording(route, response_mask, attention_mask, layers, window, horizon, block_size) as rec:
+        with _recording(route, response_mask, attention_mask, **measure) as rec:
             outputs = route.call(input_ids, attention_mask, position_ids)
         if isinstance(route, SdpaRoute):  # no fallback: every selected attention module must have called SDPA
             rec.check_complete()
@@ -294,10 +296,9 @@ def capture_rhythm(
                 "selected layer at a time (slower: a second forward pass and an N x N map per layer).",
                 stacklevel=2,
             )
-            stats = eager_layer_stats(
-                model, input_ids, attention_mask, position_ids, response_mask, rec.layers, window, horizon
-            )
-            trace = trace_from_head_stats(*stats, response_mask, rec.layers, head_fraction, q, k)
+            inputs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+            stats = eager_layer_stats(model, inputs, response_mask, layers=rec.layers, window=window, horizon=horizon)
+            trace = trace_from_head_stats(*stats, response_mask, rec.layers, head_fraction=head_fraction, q=q, k=k)
         else:
             trace = rec.trace(head_fraction, q, k)
     return (trace, outputs) if return_outputs else trace

@@ -100,6 +100,7 @@ def trace_from_head_stats(
     head_fai: torch.Tensor,
     response_mask: torch.Tensor,
     layers: list[int],
+    *,
     head_fraction: float = SPEC.head_fraction,
     q: float = SPEC.q,
     k: int = SPEC.k,

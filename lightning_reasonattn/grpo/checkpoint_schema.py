@@ -33,8 +33,13 @@ import torch
 from ..models import QUANTIZATIONS
 from .settings import settings_sections
 
-_INTEGER_ARGUMENTS = {"prompts_per_step": 1, "group_size": 2, "score_batch_size": 1, "eval_batch_size": 1,
-                      "log_completions_every_n_steps": 0}  # fmt: skip
+_INTEGER_ARGUMENTS = {  # each integer argument and its least value
+    "prompts_per_step": 1,
+    "group_size": 2,
+    "score_batch_size": 1,
+    "eval_batch_size": 1,
+    "log_completions_every_n_steps": 0,
+}
 _BOOLEAN_ARGUMENTS = ("double_quant", "gradient_checkpointing")
 
 

@@ -210,8 +210,9 @@ def survey_html(result: dict[str, Any], images: dict[str, bytes] | None = None) 
         data = base64.b64encode(png).decode("ascii")
         out.append(f'<img alt="{html.escape(name, quote=True)}" src="data:image/png;base64,{data}">')
     if not images:
-        out.append(f'<p class="note">No picture: {html.escape(MISSING_MATPLOTLIB.split(", so")[0])}; install it with '
-                   "pip install 'lightning-reasonattn[report]' and rerun with the same --out.</p>")  # fmt: skip
+        reason = html.escape(MISSING_MATPLOTLIB.split(", so")[0])
+        fix = "pip install 'lightning-reasonattn[report]' and rerun with the same --out"
+        out.append(f'<p class="note">No picture: {reason}; install it with {fix}.</p>')
     out += [
         "<h2>Most coupled responses</h2>",
         _response_list(result["coupled"]["most"], empty_reason(result, "most")),

@@ -50,8 +50,8 @@ class SurveyProgress:
         stream: TextIO | None,
         clock: Callable[[], float] = time.perf_counter,
     ):
-        self.total, self.batches, self.max_new_tokens, self.stream, self.clock = (
-            total, batches, max_new_tokens, stream, clock)  # fmt: skip
+        self.total, self.batches, self.max_new_tokens = total, batches, max_new_tokens
+        self.stream, self.clock = stream, clock
         self.done = self.measured = self.measured_batches = self.batch = 0
         self.measuring_s = 0.0  # in measured batches, for the rates
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
