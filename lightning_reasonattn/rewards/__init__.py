@@ -6,7 +6,8 @@ for conversational prompts), ``completion_ids``, ``trainer_state``, ``log_extra`
 dataset column, one value per completion. It returns one float per completion, or ``None`` where it does not
 apply. The protocol, its checks and how ``None`` combines are in
 [`lightning_reasonattn.rewards.protocol`][lightning_reasonattn.rewards.protocol] (re-exported here);
-[`completion_text`][completion_text] reads both completion forms. Functions must accept ``**kwargs``.
+[`completion_text`][lightning_reasonattn.rewards.completions.completion_text] reads both completion forms.
+Functions must accept ``**kwargs``.
 
 Built in, each returning values in ``[0, 1]`` and never raising on a completion, whatever it holds (the bounds
 are in [`lightning_reasonattn.rewards.answers`][lightning_reasonattn.rewards.answers]):
@@ -49,6 +50,7 @@ from .builtin import (
     numeric_answer_reward,
     parse_arithmetic,
 )
+from .completions import completion_text, conversational_completions
 from .protocol import (
     TRAINER_KEYWORDS,
     RewardError,
@@ -56,8 +58,6 @@ from .protocol import (
     RewardLog,
     TrainerState,
     combine_rewards,
-    completion_text,
-    conversational_completions,
     required_columns,
     reward_name,
     score_completions,

@@ -23,7 +23,7 @@ from .answers import (
     extract_numeric_answer,
     parse_number,
 )
-from .protocol import completion_text
+from .completions import completion_text
 from .references import checked_column, countdown_numbers, countdown_target, numeric_answer_column, numeric_reference
 
 _ANSWER_OPEN = "<answer>"

@@ -26,8 +26,9 @@ from typing import Any
 from ..tasks.arithmetic import MAX_DIGITS, MAX_OPERANDS
 from . import answers as _answers
 from .answers import MATH_VERIFY_MAX_CHARS, MAX_NUMBER_DIGITS, extract_numeric_answer, parse_number
+from .completions import brief_repr
 from .math_screen import exploding_shape
-from .protocol import brief_repr, reward_name
+from .protocol import reward_name
 
 _INTEGER_TEXT = re.compile(r"\s*[+\-]?[0-9]+(?:\.0*)?\s*")
 _DIGIT_RUN = re.compile(r"[0-9]+")
