@@ -196,11 +196,11 @@ def test_every_public_module_is_on_the_api_page_once():
 
 
 def test_rewards_page_lists_what_is_not_rendered_elsewhere():
-    """rewards re-exports the reward protocol and the answer parsing; the page shows those once, in their modules."""
+    """rewards re-exports the protocol, completions and answer parsing; the page shows each once, in its module."""
     griffe = pytest.importorskip("griffe")  # what mkdocstrings reads the package with
 
     rewards = griffe.load("lightning_reasonattn", search_paths=[str(ROOT)])["rewards"]
-    homes = ("lightning_reasonattn.rewards.protocol", "lightning_reasonattn.rewards.answers")
+    homes = tuple(f"lightning_reasonattn.rewards.{name}" for name in ("protocol", "completions", "answers"))
     elsewhere = {name for name in rewards.exports if rewards[name].canonical_path.rsplit(".", 1)[0] in homes}
     text = API_PAGE.read_text(encoding="utf-8")
     block = text[text.index("::: lightning_reasonattn.rewards\n") :].split("\n\n")[0]

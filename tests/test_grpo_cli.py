@@ -242,10 +242,7 @@ def test_a_file_task_runs_without_a_validation_loop(tmp_path, model_dir, capsys)
         warnings.simplefilter("always")
         assert cli.main(["fit", "--config", str(config)]) == 0
     assert not [w for w in seen if "across ranks is zero" in str(w.message)]  # no empty loader to warn of
-    capsys.readouterr()  # (the fit's output)
-    assert cli.main(["validate", "--config", str(config)]) == 2
-    line = one_error_line(capsys, "validate")
-    assert "has no held-out problems to validate on" in line and "sums.jsonl" in line, line
+    assert not [w for w in seen if "LeafSpec" in str(w.message)]  # (Lightning's, about torch: not for users)
 
 
 def test_console_entry_point_prints_no_traceback(tmp_path, model_dir):
@@ -483,8 +480,6 @@ def test_validate_writes_no_log_version_and_prints_the_reward(trained, model_dir
     assert not any("callbacks used to create the checkpoint" in t or "dirpath has changed" in t for t in texts)
 
 
-# Lightning warns that the held-out loader is empty: a task read from a file has no held-out split, on purpose here
-@pytest.mark.filterwarnings("ignore:Total length of `HeldOut` across ranks is zero:UserWarning")
 def test_validate_without_a_held_out_split_says_so(tmp_path, model_dir, capsys):
     data = tmp_path / "problems.jsonl"
     data.write_text("".join(json.dumps({"prompt": f"{i} + 1 =", "answer": str(i + 1)}) + "\n" for i in range(4)))

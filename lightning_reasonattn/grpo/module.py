@@ -184,8 +184,9 @@ class RhythmGRPO(pl.LightningModule):
         if self.task.name not in TASKS or self.task.n_test == 0:
             if stage == "validate":
                 raise MisconfigurationException(
-                    f"task {self.task.name!r} has no held-out problems to validate on (a file gives all its records "
-                    "to training; n_test=0 keeps none): validate on a built-in task with model.task.n_test > 0."
+                    f"task {self.task.name!r} has no held-out split (a task read from a file trains on all its "
+                    f"records; a generated one holds out task.n_test={self.task.n_test} problems): validate needs a "
+                    f"generated task ({', '.join(TASKS)}) with task.n_test > 0."
                 )
             self.trainer.limit_val_batches = 0  # no validation loop (an empty one makes Lightning warn of it)
 
