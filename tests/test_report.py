@@ -278,7 +278,7 @@ def test_validate_reports_unpadded_sequence(tmp_path):
         t.validate(ValidatedModule(), DataLoader(val, batch_size=2), verbose=False)
     spans = parse(tmp_path / "rhythm_report" / "val_step_0" / "report.html")
     ids = val[0]["input_ids"]
-    assert [s["text"] for s in spans] == [str(int(i)) for i in ids[PROMPT:]]  # ids shown without a tokenizer
+    assert [s["text"] for s in spans] == [f"{int(i)} " for i in ids[PROMPT:]]  # ids, spaced, without a tokenizer
     assert [int(s["data-pos"]) for s in spans] == list(range(PROMPT - 5, len(ids) - 5))  # padding dropped
 
 

@@ -197,8 +197,8 @@ class RhythmReport(Callback):
         return trace.to("cpu"), {name: value.cpu() for name, value in maps.items()}, span
 
     def _decode(self, ids: list[int]) -> list[str]:
-        if self.tokenizer is None:
-            return [str(i) for i in ids]
+        if self.tokenizer is None:  # the ids, each with a space after it so that they read apart on the page
+            return [f"{i} " for i in ids]
         return [self.tokenizer.decode([i]) for i in ids]
 
     def _report(self, trainer: pl.Trainer, batch: Any, split: str) -> None:
