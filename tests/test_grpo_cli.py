@@ -71,6 +71,9 @@ def error_line(stderr: str, command="fit") -> str:
 
 
 BAD_SETTINGS = [  # (build the settings, fragment of the error that names the value)
+    (lambda: settings.CreditSettings(horizon=(2, 10**20)), "credit.horizon=(2, 100000000000000000000) is invalid"),
+    (lambda: settings.CreditSettings(window=10**30), "window=1000000000000000000000000000000 is invalid"),
+    (lambda: settings.CreditSettings(k=2**63), "k=9223372036854775808 is invalid"),
     (lambda: settings.LossSettings(num_iterations=0), "loss.num_iterations=0"),
     (lambda: settings.LossSettings(mini_batch_size=0), "loss.mini_batch_size=0"),
     (lambda: settings.LossSettings(epsilon_low=-0.1), "loss.epsilon_low=-0.1"),
@@ -174,6 +177,8 @@ def test_help_lists_the_commands_and_the_choices(capsys):
 
 BAD_FIT_ARGUMENTS = [  # (arguments after `fit --config FILE`, fragment of the one error line)
     (["--model.credit.strategy", "coupld"], "--model.credit.strategy: got 'coupld', expected one of 'uniform'"),
+    (["--model.credit.strategy", "coupled "], "got 'coupled ', expected one of"),  # the stray space shown
+    (["--model.group_size", str(10**30)], "group_size=1000000000000000000000000000000 is invalid"),
     (["--model.loss.loss_type", "bnpo"], "use 'token-mean', TRL's 'dapo'"),
     (["--model.loss.num_iterations", "0"], "loss.num_iterations=0 is invalid"),
     (["--model.sampling.top_p", "0"], "sampling.top_p=0.0 is invalid"),
@@ -232,6 +237,37 @@ def test_fit_with_prompts_past_the_context_stops_in_one_line(tmp_path, model_dir
     assert "tokens plus sampling.max_new_tokens 10 makes" in line and "context of 512" in line, line
     assert "shorten the prompts to at most 502 tokens" in line
     assert not list(tmp_path.glob("ckpt/*.ckpt"))
+
+
+LATE_SETUP_ERRORS = {  # found once the model or the callbacks exist, still before the first step: (config, line)
+    "credit.layers past the model's": (
+        {"credit": {"strategy": "coupled", "horizon": [2, 8], "layers": [100]}},
+        "credit.layers=[100]: layer index 100 is out of range for a model with 4 layers",
+    ),
+    "a checkpoint dirpath that is a file": (None, "is a file, not a folder: set dirpath to a folder"),
+}
+
+
+@pytest.mark.parametrize("name", LATE_SETUP_ERRORS)
+def test_late_setup_errors_are_one_line_before_the_first_step(tmp_path, model_dir, capsys, name):
+    overrides, expected = LATE_SETUP_ERRORS[name]
+    config = write_config(tmp_path, model_dir, **(overrides or {}))
+    if overrides is None:  # the config's ModelCheckpoint writes to tmp_path / "ckpt"
+        (tmp_path / "ckpt").write_text("my notes")
+    assert cli.main(["fit", "--config", str(config)]) == 2
+    line = one_error_line(capsys)
+    assert expected in line, line
+    assert not list(tmp_path.glob("lightning_logs/*/metrics.csv"))  # no step ran
+    if overrides is None:
+        assert (tmp_path / "ckpt").read_text() == "my notes"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_config_that_is_a_pipe_is_refused_without_reading_it(tmp_path, capsys):
+    pipe = tmp_path / "config.yaml"
+    os.mkfifo(pipe)  # no writer: reading it would block forever
+    assert cli.main(["fit", "--config", str(pipe)]) == 2
+    assert "is not a regular file (a pipe, device or socket)" in one_error_line(capsys)
 
 
 def test_a_file_task_runs_without_a_validation_loop(tmp_path, model_dir, capsys):
@@ -677,6 +713,11 @@ BAD_INPUTS = [
         for extra, _ in RESUME_REFUSALS
     ),
     BadInput("validate: a task without a held-out split", "test_validate_without_a_held_out_split_says_so"),
+    *(
+        BadInput(f"fit: {name}", "test_late_setup_errors_are_one_line_before_the_first_step")
+        for name in LATE_SETUP_ERRORS
+    ),
+    BadInput("fit: a --config that is a named pipe", "test_a_config_that_is_a_pipe_is_refused_without_reading_it"),
     BadInput("export: into a folder of other files", "test_export_refuses_a_folder_of_other_files"),
 ]
 """Every bad input tried here, once (the count is in docs/troubleshooting.md, "Robustness")."""

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import FAMILIES, tiny_model
+from lightning.pytorch.utilities.exceptions import MisconfigurationException as MCE
 from test_capture import assert_rows_match, batch, dense_reference
 
-from lightning_reasonattn import capture_rhythm, rhythm_capture
+from lightning_reasonattn import AttentionRhythmMonitor, RhythmReport, capture_rhythm, rhythm_capture
 from lightning_reasonattn.functional import attention as attention_math
 from lightning_reasonattn.functional import credit_gamma, rhythm_from_attentions, select_layers
 
@@ -251,6 +252,18 @@ BAD_INPUTS = [
     ),  # fmt: skip
     # a horizon longer than every response: FAI all NaN, no anchors
     Bad("horizon longer than every response", short_responses, UserWarning, r"horizon=\(50, 100\).*FAI is NaN"),
+    # ids the model cannot embed, a model that is not one, numbers past any tensor's integers
+    Bad("ids past the vocabulary", lambda: capture(input_ids=batch()[0] + 10_000), ValueError, r"id \d+, outside"),
+    Bad("negative ids", lambda: capture(input_ids=batch()[0] - 10_000), ValueError, r"id -\d+, outside the vocab"),
+    Bad("a model name for the model", lambda: capture(model="gpt2"), TypeError, r"model='gpt2' \(str\) is not a"),
+    Bad("k = 10**30", lambda: capture(k=10**30), ValueError, r"k=10{30} is invalid: it must be an integer >= 1"),
+    Bad("window = 10**30", lambda: capture(window=10**30), ValueError, r"window=10{30} is invalid"),
+    Bad("horizon up to 10**30", lambda: capture(horizon=(2, 10**30)), ValueError, r"horizon=\(2, 10{30}\) is inv"),
+    # the callbacks' settings, refused when the callback is built
+    Bad("a misspelt monitor setting", lambda: AttentionRhythmMonitor(horizonn=(2, 6)), MCE, r"horizonn=.*mean horizon"),
+    Bad("num_buckets = -3", lambda: AttentionRhythmMonitor(num_buckets=-3), MCE, r"num_buckets=-3 is invalid"),
+    Bad("a misspelt report setting", lambda: RhythmReport(windw=5), MCE, r"windw=5: did you mean window"),
+    Bad("RhythmReport dpi = 10**6", lambda: RhythmReport(dpi=10**6), MCE, r"dpi=1000000 is invalid.*<= 600"),
 ]
 
 

@@ -3,6 +3,7 @@ and which steps are due."""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -177,6 +178,10 @@ class BatchInputs:
         return found
 
 
+ROUTE_OPTIONS = ("attention_modules", "forward")
+"""The capture's keywords besides the rhythm's knobs that a callback passes on (see ``capture_rhythm``)."""
+
+
 def split_capture_kwargs(
     rhythm: RhythmSettings | None, capture_kwargs: dict[str, Any]
 ) -> tuple[RhythmSettings, dict[str, Any]]:
@@ -189,6 +194,15 @@ def split_capture_kwargs(
     Raises:
         MisconfigurationException: a bad value (named, with the fix), or the knobs given twice.
     """
+    unknown = [key for key in capture_kwargs if key not in RHYTHM_FIELDS and key not in ROUTE_OPTIONS]
+    if unknown:  # a misspelt knob would otherwise reach capture_rhythm only at the first measured step
+        known = [*RHYTHM_FIELDS, *ROUTE_OPTIONS]
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        raise MisconfigurationException(
+            f"unknown setting {unknown[0]}={capture_kwargs[unknown[0]]!r}"
+            + (f": did you mean {close[0]}?" if close else "")
+            + f" The settings are {', '.join(known)}."
+        )
     knobs = {key: value for key, value in capture_kwargs.items() if key in RHYTHM_FIELDS}
     others = {key: value for key, value in capture_kwargs.items() if key not in RHYTHM_FIELDS}
     if rhythm is not None and knobs:

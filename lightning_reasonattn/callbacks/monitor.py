@@ -87,6 +87,8 @@ class AttentionRhythmMonitor(Callback):
         try:
             self.every_n_steps = check_positive_int(every_n_steps, "every_n_steps")
             self.max_sequences = None if max_sequences is None else check_positive_int(max_sequences, "max_sequences")
+            if num_buckets is not None:
+                check_positive_int(num_buckets, "num_buckets")
         except ValueError as err:
             raise MisconfigurationException(str(err)) from None
         self.on_validation = on_validation

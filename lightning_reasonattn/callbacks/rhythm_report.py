@@ -15,10 +15,13 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
 from ..capture import capture_group_maps, capture_rhythm, measuring
 from ..compat import logging_step
-from ..functional._checks import check_positive_int
+from ..functional._checks import check_number, check_positive_int
 from ..functional.settings import RhythmSettings
 from ..report import default_span, rhythm_markdown, write_report
 from .inputs import BatchInputs, due, find_model, split_capture_kwargs
+
+MAX_DPI = 600
+"""The finest resolution of the pictures (a larger one makes images of hundreds of megapixels)."""
 
 
 def _png_array(path: Path):
@@ -113,7 +116,7 @@ class RhythmReport(Callback):
     ):
         try:
             self.every_n_steps = check_positive_int(every_n_steps, "every_n_steps")
-            self.dpi = check_positive_int(dpi, "dpi")
+            self.dpi = check_number("dpi", dpi, low=1, high=MAX_DPI, integer=True, fix=" (default 90)")
         except ValueError as err:
             raise MisconfigurationException(str(err)) from None
         if isinstance(sequence_index, bool) or not isinstance(sequence_index, int) or sequence_index < 0:

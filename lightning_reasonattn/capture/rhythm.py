@@ -177,6 +177,23 @@ class _Handle:
         return self._recorder.trace(self.layers, head_fraction, q, k)
 
 
+def _check_vocabulary(model: torch.nn.Module, input_ids: torch.Tensor) -> None:
+    """Refuse token ids outside the model's input embedding (one sync; models without ``get_input_embeddings``
+    are left to their own embedding's error)."""
+    get = getattr(model, "get_input_embeddings", None)
+    embedding = get() if callable(get) else None
+    size = getattr(embedding, "num_embeddings", None)
+    if not isinstance(size, int) or input_ids.numel() == 0:
+        return
+    low, high = int(input_ids.min()), int(input_ids.max())
+    if low < 0 or high >= size:
+        bad = low if low < 0 else high
+        raise ValueError(
+            f"input_ids hold the id {bad}, outside the vocabulary [0, {size}) of {type(model).__name__}: encode "
+            "the text with this model's tokenizer."
+        )
+
+
 def _check_inputs(input_ids, attention_mask, response_mask):
     """The batch of [`capture_rhythm`][capture_rhythm]: shapes, dtypes and 0/1 values (a few syncs, once per call)."""
     if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2:
@@ -281,6 +298,7 @@ def capture_rhythm(
     q = check_fraction(q, "q")
     k = check_positive_int(k, "k")
     attention_mask, response_mask = _check_inputs(input_ids, attention_mask, response_mask)
+    _check_vocabulary(model, input_ids)
     route.check_batch(attention_mask)
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
     measure = dict(layers=layers, window=window, horizon=horizon, block_size=block_size)

@@ -122,6 +122,11 @@ def route_for(
             be found without ``attention_modules``.
         ValueError: bad ``attention_modules``.
     """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(
+            f"model={model!r} ({type(model).__name__}) is not a torch.nn.Module: load the model first, e.g. "
+            "AutoModelForCausalLM.from_pretrained(path, attn_implementation='sdpa')."
+        )
     if isinstance(model, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
         raise TypeError(
             f"capture needs a transformers causal language model or a model whose attention calls "

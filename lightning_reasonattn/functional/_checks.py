@@ -28,23 +28,30 @@ def as_real(value) -> float | None:
     return float(value)
 
 
+MAX_INTEGER = 2**31 - 1
+"""The largest count, size, length or index a setting takes: past any sequence, and safe in every integer tensor."""
+
+
 def check_window(window: int) -> int:
     w = as_int(window)
-    if w is None or w < 1:
-        raise ValueError(f"window={window!r} is invalid: the WAAD window must be an integer >= 1 (default 10).")
+    if w is None or not 1 <= w <= MAX_INTEGER:
+        raise ValueError(
+            f"window={window!r} is invalid: the WAAD window must be an integer in [1, {MAX_INTEGER}] (default 10)."
+        )
     return w
 
 
 def check_horizon(horizon) -> tuple[int, int]:
     message = (
-        f"horizon={horizon!r} is invalid: pass a pair (lo, hi) of integers with 0 <= lo <= hi, for example (10, 100)."
+        f"horizon={horizon!r} is invalid: pass a pair (lo, hi) of integers with 0 <= lo <= hi <= {MAX_INTEGER}, for "
+        "example (10, 100)."
     )
     try:
         lo, hi = horizon
     except (TypeError, ValueError):
         raise ValueError(message) from None
     lo, hi = as_int(lo), as_int(hi)
-    if lo is None or hi is None or lo < 0 or lo > hi:
+    if lo is None or hi is None or lo < 0 or lo > hi or hi > MAX_INTEGER:
         raise ValueError(message)
     return lo, hi
 
@@ -102,8 +109,11 @@ def check_number(
 ) -> int | float:
     """``value`` as a Python int (``integer``) or float, or ``ValueError`` unless it is a finite number within bounds.
 
-    ``low`` / ``high`` are inclusive unless ``low_open`` / ``high_open``; ``fix`` is appended to the message.
+    ``low`` / ``high`` are inclusive unless ``low_open`` / ``high_open``; ``fix`` is appended to the message. An
+    integer's ``high`` is at most [`MAX_INTEGER`][MAX_INTEGER]: a larger one overflows the tensors it sizes.
     """
+    if integer:
+        high = MAX_INTEGER if high is None else min(high, MAX_INTEGER)
     x = as_int(value) if integer else as_real(value)
     ok = x is not None and math.isfinite(x)
     if ok and low is not None:
@@ -111,13 +121,17 @@ def check_number(
     if ok and high is not None:
         ok = x < high if high_open else x <= high
     if not ok:
-        bounds = [f"{'>' if low_open else '>='} {low:g}"] if low is not None else []
-        bounds += [f"{'<' if high_open else '<='} {high:g}"] if high is not None else []
+        bounds = [f"{'>' if low_open else '>='} {_number(low)}"] if low is not None else []
+        bounds += [f"{'<' if high_open else '<='} {_number(high)}"] if high is not None else []
         what = "an integer" if integer else "a finite number"
         raise ValueError(
             f"{name}={value!r} is invalid: it must be {' '.join([what, ' and '.join(bounds)]).strip()}{fix}."
         )
     return x
+
+
+def _number(x: float) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
 
 
 def check_response_mask(response_mask: torch.Tensor, shape: tuple[int, ...] | torch.Size) -> torch.Tensor:

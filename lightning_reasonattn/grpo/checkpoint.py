@@ -222,6 +222,22 @@ def use_atomic_checkpoint_io(trainer) -> None:
         trainer.strategy.checkpoint_io = AtomicCheckpointIO()
 
 
+def check_checkpoint_folders(trainer) -> None:
+    """Refuse a checkpoint folder (``ModelCheckpoint(dirpath=...)``) that exists as something else than a folder,
+    before the first step (Lightning would fail at the first save, after a step's work).
+
+    Raises:
+        ValueError: naming the path and the fix.
+    """
+    for callback in trainer.checkpoint_callbacks:
+        folder = getattr(callback, "dirpath", None)
+        if folder and is_local_path(str(folder)) and os.path.exists(folder) and not os.path.isdir(folder):
+            raise ValueError(
+                f"the checkpoint folder (ModelCheckpoint dirpath) {str(folder)!r} is a file, not a folder: set "
+                "dirpath to a folder (it is created if missing)."
+            )
+
+
 def base_record(model_name: str | None, quantization: str, double_quant: bool, policy, lora_dtype: str) -> dict:
     """What an adapter was trained on: base model, quantization, compute and adapter dtypes (``reasonattn export``
     writes it beside the adapter, since the adapter reproduces the policy only on that base)."""

@@ -188,7 +188,8 @@ def one_line(err: argparse.ArgumentError) -> str:
         return f"--{key}: {' '.join(rest.split())}"
     hint = LOSS_TYPE_HINTS.get(value.group(1).strip(), "") if key.endswith("loss.loss_type") else ""
     expected = " or ".join(dict.fromkeys(_type_name(kind) for kind in kinds))
-    return f"--{key}: got {value.group(1).strip()!r}, expected {expected}{' (' + hint + ')' if hint else ''}"
+    given = value.group(1).rstrip("\r")  # as typed: a stray space must show in the message
+    return f"--{key}: got {given!r}, expected {expected}{' (' + hint + ')' if hint else ''}"
 
 
 def _type_name(kind: str) -> str:
@@ -253,6 +254,8 @@ def check_config_files(argv: list[str]) -> None:
     paths += [arg.split("=", 1)[1] for arg in argv if arg.startswith("--config=")]
     for name in paths:
         path = Path(name)
+        if path.exists() and not path.is_file() and not path.is_dir():  # a FIFO would block the read forever
+            raise ValueError(f"--config {path} is not a regular file (a pipe, device or socket): pass a YAML file.")
         if not path.is_file():
             continue
         text = read_text(path, "--config", MAX_CONFIG_BYTES)

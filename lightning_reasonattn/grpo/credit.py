@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from ..functional.credit import credit_gamma
+from ..capture.route import route_for
+from ..functional.attention import select_layers
+from ..functional.credit import RHYTHM_STRATEGIES, credit_gamma
 from ..functional.keyed import keyed_uniform, mix
 from ..functional.trace import RhythmTrace
 from .settings import CreditSettings
@@ -17,6 +19,22 @@ from .step_data import Rollouts
 
 SAMPLE_STREAM, CREDIT_STREAM = 1, 2
 """The keyed random streams of a run: the rollouts' sampling, and the ``random`` credit strategy."""
+
+
+def check_credit_layers(settings: CreditSettings, model: torch.nn.Module) -> None:
+    """Refuse ``credit.layers`` that the model does not have, before the first step (a strategy that reads the
+    attention only; the others capture nothing).
+
+    Raises:
+        ValueError: with the setting, the model's number of layers and the fix.
+    """
+    if settings.strategy not in RHYTHM_STRATEGIES:
+        return
+    num_layers = route_for(model).num_layers
+    try:
+        select_layers(num_layers, settings.layers)
+    except ValueError as err:
+        raise ValueError(f"credit.layers={settings.layers!r}: {err}") from None
 
 
 def keyed_scores(rollouts: Rollouts, rows: slice, seed: int) -> torch.Tensor | None:

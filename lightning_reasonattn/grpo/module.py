@@ -49,12 +49,13 @@ from .advantages import group_advantages, token_advantages
 from .checkpoint import (
     apply_optim_settings,
     base_record,
+    check_checkpoint_folders,
     check_resume,
     restore_rng_states,
     slim_checkpoint,
     use_atomic_checkpoint_io,
 )
-from .credit import SAMPLE_STREAM, rows_gamma
+from .credit import SAMPLE_STREAM, check_credit_layers, rows_gamma
 from .data import HeldOut, PromptStream, reward_functions, task_records
 from .distributed import (
     check_held_out,
@@ -179,6 +180,8 @@ class RhythmGRPO(pl.LightningModule):
         if self._seed is None:
             self._seed = run_seed(self.trainer.strategy)
         use_atomic_checkpoint_io(self.trainer)  # a checkpoint is written next to its target, then renamed over it
+        if stage == "fit":
+            check_checkpoint_folders(self.trainer)
         if self.task.name not in TASKS:  # a file: read and check it now, before the model loads
             self._splits = task_records(self.task, False, self.reward_funcs)  # (chat shapes generated prompts only)
         if self.task.name not in TASKS or self.task.n_test == 0:
@@ -260,6 +263,7 @@ class RhythmGRPO(pl.LightningModule):
         # run reproduces the next one (tested), so the warning is silenced for this module's runs.
         warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
         check_max_steps(self.trainer.max_steps)  # (reasonattn fit checks it before anything is built)
+        check_credit_layers(self.credit_settings, self.policy)  # the model is built: its layers are known
 
     def on_train_start(self) -> None:
         self._make_dense_copy()

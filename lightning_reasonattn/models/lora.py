@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -141,7 +142,9 @@ def add_lora(model: torch.nn.Module, settings: LoraSettings | None = None, gradi
         target_modules=targets,
         task_type="CAUSAL_LM",
     )
-    policy = peft.get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft reads transformers' deprecated is_gradient_checkpointing: not the user's
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+        policy = peft.get_peft_model(model, config)
     if settings.dtype == "bfloat16":
         for param in policy.parameters():
             if param.requires_grad:
