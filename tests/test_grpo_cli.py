@@ -281,6 +281,13 @@ def test_a_file_task_runs_without_a_validation_loop(tmp_path, model_dir, capsys)
     assert not [w for w in seen if "LeafSpec" in str(w.message)]  # (Lightning's, about torch: not for users)
 
 
+def test_a_long_value_is_cut_in_the_error_line(tmp_path, model_dir, capsys):
+    argv = ["fit", "--config", str(write_config(tmp_path, model_dir)), "--model.credit.strategy", "x" * 100_000]
+    assert cli.main(argv) == 2
+    line = one_error_line(capsys)
+    assert "xxx... (100,000 characters), expected one of 'uniform'" in line and len(line) < 1000, line[:2000]
+
+
 def test_console_entry_point_prints_no_traceback(tmp_path, model_dir):
     config = write_config(tmp_path, model_dir)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
@@ -718,6 +725,7 @@ BAD_INPUTS = [
         for name in LATE_SETUP_ERRORS
     ),
     BadInput("fit: a --config that is a named pipe", "test_a_config_that_is_a_pipe_is_refused_without_reading_it"),
+    BadInput("fit: a choice of 100,000 characters", "test_a_long_value_is_cut_in_the_error_line"),
     BadInput("export: into a folder of other files", "test_export_refuses_a_folder_of_other_files"),
 ]
 """Every bad input tried here, once (the count is in docs/troubleshooting.md, "Robustness")."""

@@ -121,6 +121,14 @@ CONFIGS = {  # name: (bytes of the --config file, fragment of the error after th
     "a YAML syntax error": (b"model: {model: [\n", ", line 2, column 1: not valid YAML"),
     "a number of 5,000 digits": (("seed_everything: " + "9" * 5000 + "\n").encode(), ": holds a number too long"),
     "empty": (b"", " is empty: start from examples/grpo_cpu_smollm2.yaml"),
+    "aliases of aliases (10**8 values)": (
+        (
+            "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+            + "".join(f"{n}: &{n} [{', '.join(['*' + m] * 10)}]\n" for m, n in zip("abcdefg", "bcdefgh", strict=True))
+            + "model: {task: {style: *h}}\n"
+        ).encode(),
+        " expands to more than 100,000 values (YAML aliases that repeat aliases?)",
+    ),
 }
 
 

@@ -180,16 +180,21 @@ def one_line(err: argparse.ArgumentError) -> str:
     text = str(err)
     found = re.match(r'Parser key "([^"]+)":\s*(.*)', text, re.S)
     if not found:
-        return " ".join(text.split()) + " (see --help)"
+        return _cut(" ".join(text.split())) + " (see --help)"
     key, rest = found.groups()
     kinds = re.findall(r"Expected a (<class '\w+'>|typing\.Literal\[[^\]]*\])", rest)
     value = re.search(r"(?:Got|Given) value: (.+)", rest)
     if not kinds or not value:
-        return f"--{key}: {' '.join(rest.split())}"
+        return f"--{key}: {_cut(' '.join(rest.split()))}"
     hint = LOSS_TYPE_HINTS.get(value.group(1).strip(), "") if key.endswith("loss.loss_type") else ""
     expected = " or ".join(dict.fromkeys(_type_name(kind) for kind in kinds))
-    given = value.group(1).rstrip("\r")  # as typed: a stray space must show in the message
+    given = _cut(value.group(1).rstrip("\r"))  # as typed: a stray space must show in the message
     return f"--{key}: got {given!r}, expected {expected}{' (' + hint + ')' if hint else ''}"
+
+
+def _cut(text: str, limit: int = 300) -> str:
+    """``text`` cut to ``limit`` characters (a value echoed by the parser can be megabytes long)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def _type_name(kind: str) -> str:
@@ -237,6 +242,8 @@ def run_fit(argv: list[str], subcommand: str = "fit", started: _RunStarted | Non
 
 MAX_CONFIG_BYTES = 16 * 2**20
 """A config is kilobytes; a bigger ``--config`` file is the wrong file."""
+MAX_CONFIG_VALUES = 100_000
+"""The most values (mapping entries and list items, counted with every alias expanded) a --config may hold."""
 
 
 def check_config_files(argv: list[str]) -> None:
@@ -282,6 +289,25 @@ def check_config_files(argv: list[str]) -> None:
                 f"--config {path} holds a YAML {type(config).__name__}, not a mapping of settings (trainer:, model:, "
                 "...): start from examples/grpo_cpu_smollm2.yaml."
             )
+        if not _fewer_values_than(config, MAX_CONFIG_VALUES):
+            raise ValueError(
+                f"--config {path} expands to more than {MAX_CONFIG_VALUES:,} values (YAML aliases that repeat "
+                "aliases?): a config holds settings, a few hundred values; write data in a data file."
+            )
+
+
+def _fewer_values_than(tree, budget: int) -> bool:
+    """Whether ``tree`` (parsed YAML, where an alias is the same object again) holds fewer than ``budget`` values,
+    counting every repetition; stops as soon as the budget is spent, so an alias bomb costs ``budget`` steps."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        children = list(node.values()) if isinstance(node, dict) else node if isinstance(node, list) else ()
+        budget -= len(children)
+        if budget <= 0:
+            return False
+        stack.extend(child for child in children if isinstance(child, (dict, list)))
+    return True
 
 
 def run_export(argv: list[str]) -> int:
