@@ -179,6 +179,7 @@ BAD_FIT_ARGUMENTS = [  # (arguments after `fit --config FILE`, fragment of the o
     (["--model.credit.strategy", "coupld"], "--model.credit.strategy: got 'coupld', expected one of 'uniform'"),
     (["--model.credit.strategy", "coupled "], "got 'coupled ', expected one of"),  # the stray space shown
     (["--model.group_size", str(10**30)], "group_size=1000000000000000000000000000000 is invalid"),
+    (["--trainer.devices", "3"], "prompts_per_step=2 cannot be split evenly over 3 processes"),  # before launching
     (["--model.loss.loss_type", "bnpo"], "use 'token-mean', TRL's 'dapo'"),
     (["--model.loss.num_iterations", "0"], "loss.num_iterations=0 is invalid"),
     (["--model.sampling.top_p", "0"], "sampling.top_p=0.0 is invalid"),

@@ -29,7 +29,7 @@ from ..models import DEFAULT_MODEL, ModelLoadError, resolve_model_path
 from ..rewards.protocol import RewardError
 from ..rollout.context import ContextLengthError
 from .checkpoint import check_resume, flat_settings, load_checkpoint
-from .distributed import check_max_steps
+from .distributed import check_max_steps, check_split
 from .export import export_adapter
 from .module import RhythmGRPO
 from .settings import LOSS_TYPE_HINTS
@@ -123,7 +123,11 @@ class ReasonattnCLI(LightningCLI):
         if current.get("model") not in (None, DEFAULT_MODEL):
             resolve_model_path(current["model"])  # a local path that does not exist fails now, not after set-up
         if subcommand == "fit":  # before a trainer or a log folder is made (RhythmGRPO.setup checks it too)
-            check_max_steps(self.config[subcommand].get("trainer", {}).get("max_steps"))
+            trainer = self.config[subcommand].get("trainer", {})
+            check_max_steps(trainer.get("max_steps"))
+            processes = _process_count(trainer.get("devices"), trainer.get("num_nodes", 1))
+            if processes:  # before Lightning starts one process per device, each of which would refuse it too
+                check_split(current.get("prompts_per_step", 1), processes)
         ckpt_path = self.config[subcommand].get("ckpt_path")
         if not ckpt_path or str(ckpt_path) in SPECIAL_CKPT_PATHS or str(ckpt_path).startswith("registry"):
             return
@@ -190,6 +194,20 @@ def one_line(err: argparse.ArgumentError) -> str:
     expected = " or ".join(dict.fromkeys(_type_name(kind) for kind in kinds))
     given = _cut(value.group(1).rstrip("\r"))  # as typed: a stray space must show in the message
     return f"--{key}: got {given!r}, expected {expected}{' (' + hint + ')' if hint else ''}"
+
+
+def _process_count(devices, num_nodes) -> int | None:
+    """The number of processes a Trainer's ``devices`` x ``num_nodes`` gives when it is written as a count (a
+    list of device indices counts its entries); ``None`` for ``"auto"``, ``-1`` and the like."""
+    if isinstance(devices, str) and devices.strip().isdigit():
+        devices = int(devices)
+    if isinstance(devices, (list, tuple)):
+        devices = len(devices)
+    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+        return None
+    if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 1:
+        return None
+    return devices * num_nodes
 
 
 def _cut(text: str, limit: int = 300) -> str:
