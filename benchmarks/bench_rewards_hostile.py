@@ -52,6 +52,8 @@ BACKSTOP = [  # the slowest shapes found that pass the screen: bounded by the ti
 HUGE = [  # (name, completion): the size of a completion, not its shape
     ("2 million characters in the format", "<think>" + "a" * 2_000_000 + "</think><answer>1</answer>"),
     ("200 million characters", "x" * 200_000_000),
+    ("1,000,000 messages", [{"role": "assistant", "content": "5"}] * 1_000_000),
+    ("1,000,000 text parts", [{"role": "assistant", "content": [{"type": "text", "text": "5"}] * 1_000_000}]),
 ]
 
 

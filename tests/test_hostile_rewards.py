@@ -21,7 +21,7 @@ import json
 import math
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -35,11 +35,13 @@ from lightning_reasonattn.grpo.settings import RewardSettings, TaskSettings
 from lightning_reasonattn.rewards import (
     RewardError,
     answers,
+    completion_text,
     countdown_reward,
     format_reward,
     numeric_answer_reward,
     score_completions,
 )
+from lightning_reasonattn.rewards.completions import MAX_COMPLETION_PARTS
 
 HAS_MATH_VERIFY = importlib.util.find_spec("math_verify") is not None
 
@@ -362,6 +364,21 @@ REFERENCE_COLUMN_CASES = [  # each names the column, the row and the type receiv
 
 # ------------------------------------------------------------------------------- completions of the wrong type
 
+
+def _nested(inner: Any, depth: int) -> Any:
+    """``inner`` wrapped ``depth`` times in a list (a dict ``{"x": ...}`` when ``inner`` is a dict): Python's own
+    ``repr`` of it raises RecursionError."""
+    value = inner
+    for _ in range(depth):
+        value = {"x": value} if isinstance(inner, dict) else [value]
+    return value
+
+
+class _BadRepr:
+    def __repr__(self):
+        raise ZeroDivisionError("a __repr__ that raises")
+
+
 WRONG_COMPLETIONS = [  # (name, completion, the message's pattern after "completion 1: ")
     ("bytes", b"<answer>42</answer>", r"not bytes \(b'<answer>42</answer>'\): decode it first"),
     ("bytearray", bytearray(b"42"), r"not bytearray .*: decode it first"),
@@ -374,6 +391,12 @@ WRONG_COMPLETIONS = [  # (name, completion, the message's pattern after "complet
     ("a list of ints", [4, 2], r"message 0 is int \(4\)"),
     ("a part that is a list", [{"role": "assistant", "content": [["42"]]}], r"message 0's content, part 0 is list"),
     ("a message whose content is a dict", {"role": "assistant", "content": {"text": "42"}}, r"content .* not dict"),
+    ("a list nested 100,000 deep", _nested([], 100_000), r"message 0 is list \(\[\[\[\[\[\[\[\.\.\.\]\]"),
+    ("a part nested 100,000 deep", [{"role": "assistant", "content": [_nested([], 100_000)]}],
+     r"message 0's content, part 0 is list \(\[\[\[\[\["),
+    ("a content of a dict nested 100,000 deep", {"role": "assistant", "content": _nested({}, 100_000)},
+     r"the message's content is a string or a list of parts, not dict \(\{'x': \{'x': "),
+    ("an object whose repr raises", [_BadRepr()], r"message 0 is _BadRepr \(an unprintable _BadRepr\)"),
 ]  # fmt: skip
 TYPED_REWARDS: list[tuple[str, Callable[[Any], list]]] = [
     ("countdown", lambda c: countdown_reward(None, ["1", c], [[3, 3]] * 2, [6, 6])),
@@ -470,6 +493,173 @@ def _screened(completion: str):
 
 def _screen_cases() -> list[Case]:
     return [Case(f"math-verify screen: {name}", _screened(c), [0.0]) for name, c in EXPLODING_ANSWERS]
+
+
+# ------------------------------------------------------------------- answers read wrongly, and odd completion types
+
+
+def _numeric_verified(completion: str, reference: Any):
+    """numeric with math-verify 'installed' but never asked: the built-in check and the screen alone decide."""
+
+    def call(tmp):
+        with _no_child_process():
+            return numeric_answer_reward(None, [completion], [reference], use_math_verify=True)
+
+    return call
+
+
+def _both_modes(completion: str, reference: Any) -> list[Callable[[Path], Any]]:
+    """The same comparison without math-verify, and with a math-verify that must not be asked."""
+    return [
+        lambda tmp: numeric_answer_reward(None, [completion], [reference], use_math_verify=False),
+        _numeric_verified(completion, reference),
+    ]
+
+
+class _HostileStr(str):
+    """A str whose methods (and ``str()``, ``len()``, indexing, ``repr``) all raise: only its characters count."""
+
+    def _boom(self, *args, **kwargs):
+        raise ZeroDivisionError("a str subclass method")
+
+    strip = lstrip = rstrip = split = rsplit = splitlines = count = find = rfind = startswith = endswith = _boom
+    replace = partition = rpartition = encode = __str__ = __repr__ = __len__ = __getitem__ = __iter__ = _boom
+    __contains__ = __add__ = __radd__ = __hash__ = __eq__ = __format__ = _boom
+
+
+class _CountingSequence(Sequence):
+    """``n`` copies of ``item``, counting how many are read."""
+
+    def __init__(self, item: Any, n: int):
+        self.item, self.n, self.reads = item, n, 0
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        self.reads += 1
+        return self.item
+
+
+def _reads(make: Callable[[], tuple[Any, _CountingSequence]]):
+    """``(completion_text(completion), at most MAX_COMPLETION_PARTS + 1 items read)``."""
+
+    def call(tmp):
+        completion, counter = make()
+        text = completion_text(completion)
+        return text, counter.reads <= MAX_COMPLETION_PARTS + 1
+
+    return call
+
+
+def _million_messages():
+    counter = _CountingSequence({"role": "assistant", "content": "<answer>5</answer>"}, 1_000_000)
+    return counter, counter
+
+
+def _million_parts():
+    counter = _CountingSequence({"type": "text", "text": "5"}, 1_000_000)
+    return [{"role": "assistant", "content": counter}], counter
+
+
+def _shared_megabyte_messages():  # 10,000 references to one string of a million characters: 10 GB once joined
+    counter = _CountingSequence({"role": "assistant", "content": "5" * 1_000_000}, 10_000)
+    return counter, counter
+
+
+EMPTY_REFERENCES = ["", " ", "#### ", "\\boxed{}", "<answer> </answer>"]
+EDGE_CASES = [
+    *(
+        Case(f"numeric ({mode}): {name}", call, [0.0])
+        for name, completion, reference in [
+            ("'5½' against 5 (the ½ was dropped)", "5\u00bd", "5"),
+            ("'<answer>5½</answer>' against 5", "<answer>5\u00bd</answer>", "5"),
+            ("'5²' against 5", "the answer is 5\u00b2", "5"),
+            ("'5٤' against 5", "5\u0664", "5"),
+            ("'1_000' against 0 (read as 000)", "1_000", "0"),
+            ("'1_000' against 1", "1_000", "1"),
+            ("'1_000' against 1000", "1_000", "1000"),
+            ("'0/0' against 0", "0/0", "0"),
+            ("'\\frac{0}{0}' against 0", "\\boxed{\\frac{0}{0}}", "0"),
+            ("'1/0.0' against 0", "<answer>1/0.0</answer>", "0"),
+            ("'5 \\div 0' against 0", "<answer>5 \\div 0</answer>", "0"),
+        ]
+        for mode, call in zip(("plain", "math-verify screened"), _both_modes(completion, reference), strict=True)
+    ),
+    *(
+        Case(f"numeric ({mode}): {name} still reads", call, [1.0])
+        for name, completion, reference in [
+            ("'x_1 = 5' against 5", "so x_1 = 5", "5"),
+            ("'5.5' against 11/2", "<answer>5.5</answer>", "\\frac{11}{2}"),
+            ("'1/0.5' against 2 (not a zero)", "1/0.5 = 2", "2"),
+            ("'1.5/0.5' against 3 (read as 5)", "<answer>1.5/0.5</answer>", "3"),
+        ]
+        for mode, call in zip(("plain", "math-verify screened"), _both_modes(completion, reference), strict=True)
+    ),
+    *(
+        Case(
+            f"numeric ({mode}): reference {ref!r}",
+            lambda tmp, ref=ref, verify=verify: (
+                _numeric_verified("5", ref)(tmp)
+                if verify
+                else numeric_answer_reward(None, ["5"], [ref], use_math_verify=False)
+            ),
+            (ValueError, r"column 'answer', row 0: .* holds no answer: every record needs a reference answer"),
+        )
+        for ref in EMPTY_REFERENCES
+        for mode, verify in (("plain", False), ("math-verify", True))
+    ),
+    *(
+        Case(
+            f"numeric ({mode}): reference {ref!r} (an undefined value)",
+            lambda tmp, ref=ref, verify=verify: (
+                _numeric_verified("0", ref)(tmp)
+                if verify
+                else numeric_answer_reward(None, ["0"], [ref], use_math_verify=False)
+            ),
+            (ValueError, r"column 'answer', row 0: .* holds a division by zero: no answer equals it"),
+        )
+        for ref in ["0/0", "\\frac{1}{0}"]
+        for mode, verify in (("plain", False), ("math-verify", True))
+    ),
+    Case(
+        "numeric+math-verify: '1_000' against 1 (math-verify read 1)",
+        lambda tmp: numeric_answer_reward(None, ["1_000"], ["1"], use_math_verify=True),
+        [0.0],
+        needs_math_verify=True,
+    ),
+    Case(
+        "numeric+math-verify: '0/0' against 0 (the verdict hung on the hash seed)",
+        lambda tmp: numeric_answer_reward(None, ["0/0", "<answer>0/0</answer>"], ["0", "0"], use_math_verify=True),
+        [0.0, 0.0],
+        needs_math_verify=True,
+    ),
+    *(
+        Case(f"{reward}: a str subclass whose methods raise", lambda tmp, call=call: call(), [1.0])
+        for reward, call in [
+            ("countdown", lambda: countdown_reward(None, [_HostileStr(_STR_TEXT)], [[2, 3]], [5])),
+            ("numeric", lambda: numeric_answer_reward(None, [_HostileStr(_STR_TEXT)], ["3"], use_math_verify=False)),
+            ("format", lambda: format_reward(None, [_HostileStr(_STR_TEXT)])),
+            ("format (in a message)", lambda: format_reward(None, [[{"content": _HostileStr(_STR_TEXT)}]])),
+            ("format (a message that is the str)", lambda: format_reward(None, [[_HostileStr(_STR_TEXT)]])),
+            ("format (in a part)", lambda: format_reward(None, [[{"content": [{"text": _HostileStr(_STR_TEXT)}]}]])),
+        ]
+    ),
+    Case("completion_text: 1,000,000 messages (bounded reads)", _reads(_million_messages), ("", True)),
+    Case("completion_text: 1,000,000 text parts (bounded reads)", _reads(_million_parts), ("", True)),
+    Case("completion_text: 10,000 messages of 1,000,000 characters", _reads(_shared_megabyte_messages), ("", True)),
+    *(
+        Case(f"{reward}: 1,000,000 messages", lambda tmp, call=call: call(_MILLION), [0.0])
+        for reward, call in REWARDS
+        if reward != "numeric+math-verify"
+    ),
+]
+"""Answers the built-in check read wrongly, references that hold no answer or an undefined one, a str subclass
+that overrides its methods, and completions too big to read whole."""
+_STR_TEXT = "<think>2 and 3</think><answer>2+3</answer>"
+_MILLION = [{"role": "assistant", "content": "<answer>5</answer>"}] * 1_000_000
 
 
 # ------------------------------------------------------------------------------- data files, read as a task
@@ -604,6 +794,7 @@ BAD_INPUTS: list[Case] = (
     + COMPLETION_TYPE_CASES
     + _screen_cases()
     + DATA_FILE_CASES
+    + EDGE_CASES
 )
 """All hostile inputs of this module (tried / clean is reported in docs/train.md, "Robustness")."""
 

@@ -6,7 +6,9 @@ Every function here reads model output, so each one is bounded by construction, 
 - a number longer than [`MAX_NUMBER_DIGITS`][MAX_NUMBER_DIGITS] digits reads as *no number* (Python refuses to convert
   strings of more than 4300 digits to ``int``, and no real answer is that long), so a completion made of a
   million ``7`` s scores 0 instead of raising;
-- only ASCII digits count (``"٤٢"`` is no number);
+- only ASCII digits count (``"٤٢"`` is no number), and a number run into another numeric character or joined to
+  digits by an underscore is none either (``5½``, ``5²``, ``1_000``), nor is a division by zero (``0/0``,
+  ``5 \\div 0``): none is read as its ASCII part, in either mode (math-verify is not asked about them);
 - the regular expressions have no nested repetition (linear time).
 
 With the optional ``math-verify`` package (``pip install 'lightning-reasonattn[math]'``),
@@ -26,7 +28,7 @@ import importlib.util
 import re
 from fractions import Fraction
 
-from .math_screen import MAX_PAREN_DEPTH, exploding_shape
+from .math_screen import MAX_PAREN_DEPTH, ZERO_DIVISOR, exploding_shape, glued_number, unreadable_number
 from .math_verify_worker import MathVerifyWorker
 
 MAX_SCAN_CHARS = 10_000
@@ -42,7 +44,7 @@ MATH_VERIFY_TIMEOUT = 1.0
 
 _ANSWER_OPEN, _ANSWER_CLOSE = "<answer>", "</answer>"
 _DIGITS = re.compile(r"[0-9]+")
-_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:/[0-9]+)?")
+_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:/[0-9]+(?:\.[0-9]+)?)?")
 _FRAC = re.compile(r"\\[dt]?frac\{(-?[0-9]+)\}\{(-?[0-9]+)\}")
 _THOUSANDS = re.compile(r"(?<=[0-9]),(?=[0-9]{3}(?![0-9]))")
 
@@ -110,8 +112,10 @@ def parse_number(text: str, strict: bool = False) -> Fraction | None:
             ``\\sqrt{2}`` reads as no number rather than as 2.
 
     Returns:
-        The number as a Fraction, or ``None`` if there is none, a zero denominator, or more than
-        [`MAX_NUMBER_DIGITS`][MAX_NUMBER_DIGITS] digits in it.
+        The number as a Fraction, or ``None`` if there is none, if it is divided by zero (``0/0``, ``1/0.0``,
+        ``5 \\div 0``), if it runs into a numeric character that is not an ASCII digit or is joined to digits by
+        an underscore (``5½``, ``5²``, ``1_000``: the last number is not plain, so the answer is no number), or has
+        more than [`MAX_NUMBER_DIGITS`][MAX_NUMBER_DIGITS] digits in it.
 
     Example:
         >>> parse_number("The total is $1,234.50."), parse_number("\\\\sqrt{2}", strict=True)
@@ -132,10 +136,17 @@ def parse_number(text: str, strict: bool = False) -> Fraction | None:
         return Fraction(int(num), int(den)) if int(den) else None
     if not plain:
         return None
-    num, _, den = plain[-1].group(0).partition("/")
-    if _too_long(num, den) or (den and not int(den)):
+    last = plain[-1]
+    num, _, den = last.group(0).partition("/")
+    if _too_long(num, den) or glued_number(text, last.start(), last.end()) or (den and not Fraction(den)):
         return None
-    return Fraction(num) / (Fraction(den) if den else 1)
+    value = Fraction(num) / (Fraction(den) if den else 1)
+    if value == 0 and any(  # the divisor of a division by zero: 5 \div 0, \frac{x}{0}
+        d.start() < last.start() < d.end()
+        for d in ZERO_DIVISOR.finditer(text, max(0, last.start() - 200), last.end() + 8)
+    ):
+        return None
+    return value
 
 
 # ------------------------------------------------------------------------------------------ math-verify
@@ -172,7 +183,9 @@ def math_verify_candidate(text: str) -> str | None:
     [`MAX_NUMBER_DIGITS`][MAX_NUMBER_DIGITS] digits (thousands separators removed),
     parentheses nested deeper than [`MATH_VERIFY_MAX_NESTING`][MATH_VERIFY_MAX_NESTING], a power inside an exponent, an
     exponent of five digits or more, or a factorial of a bracketed expression or of a number of four digits or more:
-    shapes on which math-verify's parser or sympy takes seconds, or more.
+    shapes on which math-verify's parser or sympy takes seconds, or more. ``None`` too when it holds a number no
+    grader should read ([`unreadable_number`][lightning_reasonattn.rewards.math_screen.unreadable_number]: ``0/0``,
+    ``1_000``, ``5½``), on which math-verify's verdict is wrong or hangs on the hash seed.
 
     Args:
         text: a completion's text.
@@ -192,7 +205,7 @@ def math_verify_candidate(text: str) -> str | None:
     candidate = _latex_env(block) if block is not None else text[-MATH_VERIFY_MAX_CHARS:]
     if any(len(run) > MAX_NUMBER_DIGITS for run in _DIGITS.findall(_THOUSANDS.sub("", candidate))):
         return None
-    if exploding_shape(candidate) is not None:
+    if exploding_shape(candidate) is not None or unreadable_number(candidate) is not None:
         return None
     return candidate
 
@@ -215,5 +228,7 @@ def math_verify_equal(gold: str, completion: str, timeout: float | None = MATH_V
     """
     candidate = math_verify_candidate(completion)
     if not has_math_verify() or candidate is None or len(gold) > MATH_VERIFY_MAX_CHARS or exploding_shape(gold):
+        return False
+    if unreadable_number(gold) is not None or not candidate.strip():  # no text: nothing to compare
         return False
     return math_verify_worker().equal(_latex_env(gold), candidate, timeout)

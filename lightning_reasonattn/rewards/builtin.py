@@ -23,14 +23,12 @@ from .answers import (
     extract_numeric_answer,
     parse_number,
 )
-from .completions import completion_text
+from .completions import MAX_COMPLETION_CHARS, completion_text
 from .references import checked_column, countdown_numbers, countdown_target, numeric_answer_column, numeric_reference
 
 _ANSWER_OPEN = "<answer>"
 _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
 _ANSWER_CLOSE = "</answer>"
-MAX_COMPLETION_CHARS = 1_000_000
-"""``format_reward`` reads the whole text: a longer completion (some 250,000 tokens) does not follow the format."""
 
 
 def _per_completion(name: str, column: str, values: Any, n: int) -> list:

@@ -8,12 +8,31 @@ prompt is a list of messages ([`conversational_completions`][conversational_comp
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+MAX_COMPLETION_CHARS = 1_000_000
+"""A completion's text past this many characters (some 250,000 tokens) is too long to be one answer:
+``format_reward`` scores it 0.0, and [`completion_text`][completion_text] stops reading messages there."""
+MAX_COMPLETION_PARTS = 10_000
+"""[`completion_text`][completion_text] reads at most this many messages and content parts of one completion."""
+
+
+class _Overflow(Exception):
+    """A list of messages or parts past ``MAX_COMPLETION_PARTS`` items or ``MAX_COMPLETION_CHARS`` characters."""
 
 
 def completion_text(completion: Any) -> str:
     """The text of one completion, plain or in TRL's conversational format.
+
+    Reading is bounded whatever the completion holds: a list of messages is read up to
+    [`MAX_COMPLETION_PARTS`][MAX_COMPLETION_PARTS] messages and content parts in all, and stops once its text has
+    passed [`MAX_COMPLETION_CHARS`][MAX_COMPLETION_CHARS] characters. A completion with more than that (a million
+    messages; 10,000 references to one string of a million characters, 10 GB once joined) is too long to be one
+    answer: it reads as no text, ``""``, which every built-in reward scores 0.0. A single string, or a single
+    message or part however long, is read whole (the rewards bound what they scan of it). A ``str`` subclass is
+    read as its characters (a plain ``str``), none of its methods called.
 
     Args:
         completion: a string; a list of ``{"role", "content"}`` messages (their contents are joined with
@@ -21,11 +40,11 @@ def completion_text(completion: Any) -> str:
             ones count); a single message dict; or ``None`` (an empty completion).
 
     Returns:
-        The text, ``""`` for ``None``.
+        The text (a plain ``str``), ``""`` for ``None`` and for a list of messages past the bounds above.
 
     Raises:
-        TypeError: any other type, at any level (bytes, a number, a list of lists, a text part that is not a string);
-            the message names where it is and the type received.
+        TypeError: any other type, at any level (bytes, a number, a list of lists, a text part that is not a string),
+            however deeply it nests; the message names where it is and the type received (its ``repr`` cut short).
 
     Example:
         >>> completion_text([{"role": "assistant", "content": [{"type": "text", "text": "42"}]}])
@@ -38,20 +57,47 @@ def completion_text(completion: Any) -> str:
     if completion is None:
         return ""
     if isinstance(completion, str):
-        return completion
-    if isinstance(completion, Mapping):
-        return _content_text(completion.get("content"), "the message's content")
-    if isinstance(completion, Sequence) and not isinstance(completion, _BYTES):
-        texts = []
-        for i, message in enumerate(completion):
-            if isinstance(message, Mapping):
-                texts.append(_content_text(message.get("content"), f"message {i}'s content"))
-            elif message is None or isinstance(message, str):
-                texts.append(message or "")
-            else:
-                raise TypeError(f"message {i} is {_received(message)}, not a {{'role', 'content'}} message")
-        return "\n".join(texts)
+        return _plain(completion)
+    budget = _Budget()
+    try:
+        if isinstance(completion, Mapping):
+            return _content_text(completion.get("content"), "the message's content", budget)
+        if isinstance(completion, Sequence) and not isinstance(completion, _BYTES):
+            texts = []
+            for i, message in enumerate(completion):
+                budget.item()
+                if isinstance(message, Mapping):
+                    texts.append(_content_text(message.get("content"), f"message {i}'s content", budget))
+                elif message is None or isinstance(message, str):
+                    texts.append("" if message is None else _plain(message))
+                    budget.read(len(texts[-1]))
+                else:
+                    raise TypeError(f"message {i} is {_received(message)}, not a {{'role', 'content'}} message")
+                budget.read(1)  # the newline
+            return "\n".join(texts)
+    except _Overflow:
+        return ""
     raise TypeError(f"a completion is text or a list of {{'role', 'content'}} messages, not {_received(completion)}")
+
+
+def _plain(text: str) -> str:
+    """``text`` as a plain ``str``: ``str.__str__`` copies a subclass's characters without calling its methods."""
+    return str.__str__(text)
+
+
+class _Budget:
+    """What one completion may still read: ``item()`` before each message or part, ``read(n)`` after its text."""
+
+    def __init__(self) -> None:
+        self.parts, self.chars = 0, 0
+
+    def item(self) -> None:
+        if self.parts >= MAX_COMPLETION_PARTS or self.chars > MAX_COMPLETION_CHARS:
+            raise _Overflow
+        self.parts += 1
+
+    def read(self, chars: int) -> None:
+        self.chars += chars
 
 
 _BYTES = (bytes, bytearray, memoryview)
@@ -63,24 +109,34 @@ def _received(value: Any) -> str:
     return text + (": decode it first" if isinstance(value, _BYTES) else "")
 
 
-def _content_text(content: Any, what: str = "a message content") -> str:
+def _content_text(content: Any, what: str = "a message content", budget: _Budget | None = None) -> str:
+    """The text of one message's content; ``""`` past the bounds of ``budget`` (its own when ``None``)."""
+    if budget is None:
+        try:
+            return _content_text(content, what, _Budget())
+        except _Overflow:
+            return ""
     if content is None:
         return ""
     if isinstance(content, str):
-        return content
+        text = _plain(content)
+        budget.read(len(text))
+        return text
     if not isinstance(content, Sequence) or isinstance(content, _BYTES):
         raise TypeError(f"{what} is a string or a list of parts, not {_received(content)}")
     texts = []
     for j, part in enumerate(content):  # multimodal parts: the text ones count
+        budget.item()
         if isinstance(part, str):
-            texts.append(part)
+            texts.append(_plain(part))
         elif isinstance(part, Mapping):
             text = part.get("text")
             if text is not None and not isinstance(text, str):
                 raise TypeError(f"{what}, part {j}: its text is {_received(text)}, not a string")
-            texts.append(text or "")
+            texts.append("" if text is None else _plain(text))
         else:
             raise TypeError(f"{what}, part {j} is {_received(part)}, not a {{'type': 'text', 'text': ...}} part")
+        budget.read(len(texts[-1]))
     return "".join(texts)
 
 
@@ -122,9 +178,22 @@ def conversational_completions(prompts: Sequence[Any], texts: Sequence[str]) -> 
     return out_prompts, completions
 
 
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxstring, _SHORT_REPR.maxother = 6, 200, 200
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+
+
 def brief_repr(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters; safe for ints past Python's 4300-digit string limit."""
-    if isinstance(value, int) and value.bit_length() > 4 * limit:
-        return f"an int of about {int(value.bit_length() * math.log10(2)) + 1} digits"
-    text = repr(value)
+    """``repr(value)`` cut to ``limit`` characters; bounded whatever the value.
+
+    Safe for ints past Python's 4300-digit string limit; lists, tuples, dicts and sets are shown to a depth of 6 and
+    their first few items (``repr`` of a list nested 100,000 deep raises RecursionError, of a million items takes
+    a second); a value whose ``repr`` raises shows as ``an unprintable <type>``.
+    """
+    try:
+        if isinstance(value, int) and value.bit_length() > 4 * limit:
+            return f"an int of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+        text = _SHORT_REPR.repr(value) if type(value) in _CONTAINERS else repr(value)
+    except Exception:  # a user type's __repr__, or a subclass of a container nested past the recursion limit
+        return f"an unprintable {type(value).__name__}"
     return text if len(text) <= limit else text[: limit - 3] + "..."

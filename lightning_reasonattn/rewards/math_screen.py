@@ -25,6 +25,11 @@ millisecond, in every notation measured here:
   twelve levels of ``{{...}}`` take 2 s) or parentheses and brackets deeper than
   [`MAX_PAREN_DEPTH`][MAX_PAREN_DEPTH].
 
+[`unreadable_number`][unreadable_number] finds, in the same way, answers that no grader should read as a number,
+whatever math-verify makes of them: a division by zero (``0/0`` equalled ``0`` in some processes and not in others:
+math-verify's verdict on it depends on the hash seed), digits joined by an underscore (``1_000`` equalled ``1``), and
+a number run into a numeric character that is not an ASCII digit (``5½``, ``5²``, ``5٤``).
+
 Digit groups are read whole before counting: ``10^{9\\,999\\,999}``, ``10^{99,999}`` and ``10^{99 999}`` have
 exponents of 7 and 5 digits. The scan is conservative: an ordinary answer it refuses (``\\binom{1000}{500}``) only
 loses math-verify's final say; the built-in exact comparison still decides plain numbers.
@@ -63,6 +68,48 @@ _TRIG = re.compile(r"(?<![a-zA-Z])\\?(?:arc)?(?:sin|cos|tan|cot|sec|csc)h?(?![a-
 _E_NOTATION = re.compile(rf"[0-9.]\s*[eE]\s*[+\-−]?\s*[0-9]{{{MAX_EXPONENT_DIGITS + 1},}}")
 _DIGITS = re.compile(r"[0-9]+")
 _CLOSE = {"{": "}", "(": ")", "[": "]"}
+ZERO_DIVISOR = re.compile(
+    r"(?:/|÷|\\div(?![a-zA-Z])|\\over(?![a-zA-Z])|\\[dt]?frac\s*(?:\{[^{}]*\}|[0-9a-zA-Z]))"
+    r"\s*[({]?\s*[+\-−]?\s*0+(?:\.0+)?\s*[)}]?(?![0-9.])"
+)
+"""A division by zero: ``1/0``, ``5 \\div 0``, ``÷ (0)``, ``\\frac{x}{0}``, ``\\frac10``, ``{1 \\over 0}``."""
+_UNDERSCORE_DIGITS = re.compile(r"[0-9]_+[0-9]")
+
+
+def glued_number(text: str, start: int, end: int) -> bool:
+    """Whether the number ``text[start:end]`` (ASCII digits) runs into another number: a numeric character that is
+    not an ASCII digit next to it (``5½``, ``5²``, ``٤5``), or an underscore and a digit (``1_000``): it is then
+    part of a number that is not plain, and reads as none."""
+    before, after = text[start - 1 : start] if start else "", text[end : end + 1]
+    if any(ch and not ch.isascii() and ch.isnumeric() for ch in (before, after)):
+        return True
+    if before == "_" and text[start - 2 : start - 1].isdigit():
+        return True
+    return after == "_" and text[end + 1 : end + 2].isdigit()
+
+
+def unreadable_number(text: str) -> str | None:
+    """Why ``text`` (a short answer) holds no number a grader should read, or ``None``.
+
+    Args:
+        text: an answer of at most a few hundred characters.
+
+    Returns:
+        ``"a division by zero"``, ``"digits joined by an underscore (1_000)"``, ``"a number run into a numeric
+        character that is not an ASCII digit (5½)"``, or ``None``.
+
+    Example:
+        >>> unreadable_number("0/0"), unreadable_number("1_000"), unreadable_number("5½"), unreadable_number("x_1 = 5")
+        ('a division by zero', 'digits joined by an underscore (1_000)', 'a number run into a numeric character that \
+is not an ASCII digit (5½)', None)
+    """
+    if ZERO_DIVISOR.search(text):
+        return "a division by zero"
+    if _UNDERSCORE_DIGITS.search(text):
+        return "digits joined by an underscore (1_000)"
+    if any(glued_number(text, m.start(), m.end()) for m in _DIGITS.finditer(text)):
+        return "a number run into a numeric character that is not an ASCII digit (5½)"
+    return None
 
 
 def _group_end(text: str, start: int) -> int:

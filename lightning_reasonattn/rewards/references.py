@@ -27,7 +27,7 @@ from ..tasks.arithmetic import MAX_DIGITS, MAX_OPERANDS
 from . import answers as _answers
 from .answers import MATH_VERIFY_MAX_CHARS, MAX_NUMBER_DIGITS, extract_numeric_answer, parse_number
 from .completions import brief_repr
-from .math_screen import exploding_shape
+from .math_screen import exploding_shape, unreadable_number
 from .protocol import reward_name
 
 _INTEGER_TEXT = re.compile(r"\s*[+\-]?[0-9]+(?:\.0*)?\s*")
@@ -147,7 +147,9 @@ def numeric_reference(value: Any, verify: bool = False) -> tuple[str, Fraction |
     Raises:
         ValueError: ``None``, another type (bytes, a list, a dict), a number that is not finite, a number of more than
             ``MAX_NUMBER_DIGITS`` digits (a completion's number that long reads as no number, so it could never be
-            matched), or a string that is neither a plain number nor an answer math-verify may read.
+            matched), a string that holds no answer (``""``, ``"#### "``, ``"\\boxed{}"``) or a division by zero
+            (``"0/0"``: no answer equals it; the same message with and without math-verify), or a string that is
+            neither a plain number nor an answer math-verify may read (``"1_000"``, ``"5½"`` are neither).
 
     Example:
         >>> numeric_reference("Natalia sold 48 + 24 = 72 clips. #### 72")
@@ -170,10 +172,18 @@ def numeric_reference(value: Any, verify: bool = False) -> tuple[str, Fraction |
         short = max(_digits(exact.numerator), _digits(exact.denominator)) <= MAX_NUMBER_DIGITS
         # str() of a fraction of 4300-digit terms raises (a float's never does): math-verify then gets no text
         return (str(value) if short or not isinstance(value, _numbers.Rational) else ""), exact
-    text = extract_numeric_answer(value) or value
+    text = extract_numeric_answer(value)
+    if text is None:
+        raise ValueError(
+            f"{brief_repr(value)} holds no answer: every record needs a reference answer (an empty text, or an empty "
+            "\\boxed{}, <answer> block or #### line, is none)"
+        )
     gold = parse_number(text, strict=True)
     if gold is not None:
         return text, gold
+    unreadable = unreadable_number(text[:10_000])
+    if unreadable == "a division by zero":
+        raise ValueError(f"{brief_repr(value)} holds a division by zero: no answer equals it; fix the answer column")
     if sum(len(run) for run in _DIGIT_RUN.findall(text[:10_000])) > MAX_NUMBER_DIGITS and parse_number(text) is None:
         raise ValueError(
             f"{brief_repr(value)} holds a number of more than {MAX_NUMBER_DIGITS} digits (MAX_NUMBER_DIGITS): a "
@@ -195,6 +205,8 @@ def numeric_reference(value: Any, verify: bool = False) -> tuple[str, Fraction |
             f"{brief_repr(value)} holds {shape}, which math-verify cannot evaluate in bounded time: write the value "
             "out, or leave the record out"
         )
+    if unreadable is not None:
+        raise ValueError(f"{brief_repr(value)} holds {unreadable}, which no answer is read as: write the number out")
     return text, None
 
 
