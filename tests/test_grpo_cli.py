@@ -639,6 +639,33 @@ def test_export_refuses_a_folder_of_other_files(trained, tmp_path, capsys):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
+def test_export_refuses_another_tools_adapter(trained, tmp_path, capsys):
+    folder = tmp_path / "my-adapter"  # a peft folder that reasonattn did not write: it has no reasonattn_base.json
+    folder.mkdir()
+    mine = {
+        "adapter_config.json": b'{"peft_type": "LORA", "r": 64}',
+        "adapter_model.safetensors": b"MY-WEIGHTS",
+        "README.md": b"# My adapter",
+        "notes.txt": b"keep",
+    }
+    for name, data in mine.items():
+        (folder / name).write_bytes(data)
+    assert cli.main(["export", str(trained / "ckpt" / "epoch=0-step=1.ckpt"), str(folder)]) == 2
+    line = one_error_line(capsys, "export")
+    assert str(folder) in line and "not written by reasonattn export" in line, line
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == mine
+
+
+def test_export_replaces_its_own_previous_export(trained, tmp_path, capsys):
+    pytest.importorskip("peft")
+    ckpt, out = trained / "ckpt" / "epoch=0-step=1.ckpt", tmp_path / "adapter"
+    assert cli.main(["export", str(ckpt), str(out)]) == 0
+    (out / "notes.txt").write_text("mine")
+    (out / "adapter_model.safetensors").write_bytes(b"stale")
+    assert cli.main(["export", str(ckpt), str(out)]) == 0
+    assert (out / "notes.txt").read_text() == "mine" and (out / "adapter_model.safetensors").read_bytes() != b"stale"
+
+
 # ------------------------------------------------------------------------------------------ the count
 
 BAD_INPUTS = [
@@ -678,5 +705,6 @@ BAD_INPUTS = [
     ),
     BadInput("validate: a task without a held-out split", "test_validate_without_a_held_out_split_says_so"),
     BadInput("export: into a folder of other files", "test_export_refuses_a_folder_of_other_files"),
+    BadInput("export: into another tool's peft adapter folder", "test_export_refuses_another_tools_adapter"),
 ]
 """Every bad input tried here, once (the count is in docs/troubleshooting.md, "Robustness")."""
