@@ -101,7 +101,7 @@ def export_adapter(checkpoint: str | Path, out_dir: str | Path) -> Path:
 
 
 def _check_out_dir(out: Path) -> None:
-    """Refuse a file, or a non-empty folder that no export wrote (its :data:`MARKER` is missing): never overwrite a
+    """Refuse a file, or a non-empty folder that no export wrote (its ``MARKER`` file is missing): never overwrite a
     user's files (another tool's adapter_config.json, weights or README.md among them)."""
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{str(out)!r} is a file: pass a new or empty folder (it is created if needed).")
