@@ -90,14 +90,14 @@ def not_utf8(text: str) -> str | None:
 
     Example:
         >>> not_utf8("2+2? " + b"\\xff".decode("utf-8", "surrogateescape")), not_utf8("\\ud800"), not_utf8("café")
-        ('byte 0xff (not UTF-8) at character 6', "a lone surrogate '\\\\ud800' at character 1", None)
+        ('byte 0xff at character 6', "a lone surrogate '\\\\ud800' at character 1", None)
     """
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as err:
         char = text[err.start]
         if 0xDC80 <= ord(char) <= 0xDCFF:  # surrogateescape: the byte it stands for
-            return f"byte 0x{ord(char) - 0xDC00:02x} (not UTF-8) at character {err.start + 1}"
+            return f"byte 0x{ord(char) - 0xDC00:02x} at character {err.start + 1}"
         return f"a lone surrogate {char!r} at character {err.start + 1}"
     return None
 
