@@ -17,6 +17,38 @@ def positive_int(text: str) -> int:
     return value
 
 
+MAX_SEED = 2**63 - 1
+"""Largest seed: ``torch.manual_seed`` takes a 64-bit integer (a larger one overflows in C++)."""
+
+
+def int_in(low: int, high: int):
+    """An ``argparse`` type: an integer in ``[low, high]`` (a count with a bound, e.g. so that ``--n 10**30`` is
+    refused at once instead of filling the memory)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer in [{low}, {high}]")
+        return value
+
+    parse.__name__ = f"integer in [{low}, {high}]"
+    return parse
+
+
+def random_seed(text: str) -> int:
+    """A random seed: an integer in ``[0, 2**63 - 1]`` (what ``torch.manual_seed`` accepts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seed: an integer in [0, 2**63 - 1]")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     """An integer >= 0."""
     return 0 if text.strip() == "0" else positive_int(text)

@@ -34,8 +34,9 @@ from .analysis import (
     token_rows,
     write_analysis_report,
 )
-from .arguments import layers_arg, positive_int
+from .arguments import layers_arg, positive_int, random_seed
 from .capture import capture_rhythm
+from .files import not_utf8
 from .functional import select_layers
 from .grpo.cli import run_command
 from .models import DEFAULT_MODEL, ModelLoadError, load_model
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument(
         "--layers", type=layers_arg, default="middle", help="'middle' (default), 'all' or indices such as 10,12,14"
     )
-    an.add_argument("--seed", type=int, default=0, help="random seed for --sample (default 0)")
+    an.add_argument("--seed", type=random_seed, default=0, help="random seed for --sample (default 0)")
     mode = an.add_mutually_exclusive_group()
     mode.add_argument("--greedy", dest="sample", action="store_false", help="greedy decoding (default)")
     mode.add_argument(
@@ -132,6 +133,13 @@ def _fail(command: str, message: str) -> int:
 def analyze(args: argparse.Namespace) -> int:
     """Run ``reasonattn analyze``: load, generate, capture, print (and write JSON)."""
     model_name = args.model or DEFAULT_MODEL
+    bad_text = not_utf8(args.prompt)
+    if bad_text:
+        return _fail(
+            "analyze",
+            f"--prompt holds bytes that are not UTF-8 ({bad_text}): pass the prompt as UTF-8 text (a Latin-1 "
+            "terminal or file? convert it, e.g. with iconv -f latin1 -t utf-8).",
+        )
     if args.json and not Path(args.json).resolve().parent.is_dir():
         return _fail("analyze", f"--json {args.json!r}: its folder does not exist; create it or pick another path.")
     try:

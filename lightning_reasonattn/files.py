@@ -83,6 +83,25 @@ def decode_utf8(data: bytes, path: str | Path, first_line: int = 1) -> str:
         ) from None
 
 
+def not_utf8(text: str) -> str | None:
+    """What keeps ``text`` from being written as UTF-8, or ``None``: a byte that was not UTF-8 where the text came from
+    (Python keeps such bytes of a command line as surrogate escapes), or a lone surrogate (JSON's ``"\\ud800"``).
+    A tokenizer refuses both, with a ``TypeError`` that names neither.
+
+    Example:
+        >>> not_utf8("2+2? " + b"\\xff".decode("utf-8", "surrogateescape")), not_utf8("\\ud800"), not_utf8("café")
+        ('byte 0xff at character 6', "a lone surrogate '\\\\ud800' at character 1", None)
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        char = text[err.start]
+        if 0xDC80 <= ord(char) <= 0xDCFF:  # surrogateescape: the byte it stands for
+            return f"byte 0x{ord(char) - 0xDC00:02x} at character {err.start + 1}"
+        return f"a lone surrogate {char!r} at character {err.start + 1}"
+    return None
+
+
 def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
     """How deep ``value`` nests lists, tuples and dicts (a scalar is 0), counted without recursion up to ``limit + 1``.
 

@@ -170,6 +170,10 @@ BAD_ARGUMENTS = [  # (command line, fragment of the usage error)
     (["analyze", "--device", "tpu"], "invalid choice: 'tpu'"),
     (["analyze", "--greedy", "--sample"], "not allowed with argument"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (
+        ["analyze", "--model", "no-model", "--sample", "--seed", str(2**70)],
+        f"'{2**70}' is not a seed: an integer in [0, 2**63 - 1]",
+    ),
 ]
 
 
@@ -195,6 +199,14 @@ def test_analyze_empty_prompt_without_chat_template(tmp_path, capsys):
     assert cli.main(["analyze", "--model", str(folder), "--prompt", "", "--no-report"]) == 1
     err = capsys.readouterr().err
     assert "--prompt" in err and "no tokens" in err and "Traceback" not in err
+
+
+def test_analyze_refuses_a_prompt_that_is_not_utf8(tiny_checkpoint, capsys):
+    prompt = b"2+2? \xff\xfe".decode("utf-8", "surrogateescape")  # what Python makes of such bytes in argv
+    assert cli.main(["analyze", "--model", str(tiny_checkpoint), "--prompt", prompt, "--no-report"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("reasonattn analyze: error: --prompt holds bytes that are not UTF-8")
+    assert "byte 0xff" in err and "Traceback" not in err
 
 
 def test_escape_token():
@@ -228,6 +240,7 @@ BAD_INPUTS = [
     BadInput("analyze --layers 7 on a 4-layer model", "test_layer_out_of_range_is_reported"),
     BadInput("analyze --json into a missing folder", "test_json_into_missing_folder_is_reported"),
     BadInput("analyze --prompt '' without a chat template", "test_analyze_empty_prompt_without_chat_template"),
+    BadInput("analyze --prompt of bytes that are not UTF-8", "test_analyze_refuses_a_prompt_that_is_not_utf8"),
     BadInput(
         "analyze --prompt past the model's context", "test_analyze_refuses_a_prompt_past_the_context_with_both_numbers"
     ),

@@ -683,6 +683,33 @@ def test_export_refuses_a_folder_of_other_files(trained, tmp_path, capsys):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
+def test_export_refuses_another_tools_adapter(trained, tmp_path, capsys):
+    folder = tmp_path / "my-adapter"  # a peft folder that reasonattn did not write: it has no reasonattn_base.json
+    folder.mkdir()
+    mine = {
+        "adapter_config.json": b'{"peft_type": "LORA", "r": 64}',
+        "adapter_model.safetensors": b"MY-WEIGHTS",
+        "README.md": b"# My adapter",
+        "notes.txt": b"keep",
+    }
+    for name, data in mine.items():
+        (folder / name).write_bytes(data)
+    assert cli.main(["export", str(trained / "ckpt" / "epoch=0-step=1.ckpt"), str(folder)]) == 2
+    line = one_error_line(capsys, "export")
+    assert str(folder) in line and "not written by reasonattn export" in line, line
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == mine
+
+
+def test_export_replaces_its_own_previous_export(trained, tmp_path, capsys):
+    pytest.importorskip("peft")
+    ckpt, out = trained / "ckpt" / "epoch=0-step=1.ckpt", tmp_path / "adapter"
+    assert cli.main(["export", str(ckpt), str(out)]) == 0
+    (out / "notes.txt").write_text("mine")
+    (out / "adapter_model.safetensors").write_bytes(b"stale")
+    assert cli.main(["export", str(ckpt), str(out)]) == 0
+    assert (out / "notes.txt").read_text() == "mine" and (out / "adapter_model.safetensors").read_bytes() != b"stale"
+
+
 # ------------------------------------------------------------------------------------------ the count
 
 BAD_INPUTS = [
@@ -728,5 +755,6 @@ BAD_INPUTS = [
     BadInput("fit: a --config that is a named pipe", "test_a_config_that_is_a_pipe_is_refused_without_reading_it"),
     BadInput("fit: a choice of 100,000 characters", "test_a_long_value_is_cut_in_the_error_line"),
     BadInput("export: into a folder of other files", "test_export_refuses_a_folder_of_other_files"),
+    BadInput("export: into another tool's peft adapter folder", "test_export_refuses_another_tools_adapter"),
 ]
 """Every bad input tried here, once (the count is in docs/troubleshooting.md, "Robustness")."""

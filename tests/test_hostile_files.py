@@ -9,6 +9,7 @@ checkpoints are in ``test_grpo_cli.py``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -58,14 +59,39 @@ DATA_FILES = {  # name: (file name, bytes, fragment of the error after the file 
     ),
     "a JSON array with a syntax error": ("data.json", b'[\n{"prompt": "x"},\n{"prompt": }\n]', ", line 3, column 12"),
     "a parquet file of random bytes": ("data.parquet", bytes(range(256)) * 4, " cannot be read as a parquet file"),
+    "an empty prompt": ("data.jsonl", b'{"prompt": "", "answer": "2"}\n', ", line 1 (record 0): prompt '' is empty"),
+    "an empty message list": (
+        "data.jsonl",
+        b'{"prompt": [], "answer": "2"}\n',
+        ", line 1 (record 0): prompt [] is an empty list of messages",
+    ),
+    "a message without a role": (
+        "data.jsonl",
+        b'{"prompt": [{"content": "1 + 1 ="}], "answer": "2"}\n',
+        ", line 1 (record 0): prompt message 0 has no 'role'",
+    ),
+    "a lone surrogate": (
+        "data.jsonl",
+        b'{"prompt": "1 + 1 = \\ud800", "answer": "2"}\n',
+        ", line 1 (record 0): prompt holds a lone surrogate '\\ud800' at character 9",
+    ),
+    "a FIFO named .jsonl": ("data.jsonl", None, " is not a regular file (a FIFO)"),
 }
+
+
+def write_data(path: Path, data: bytes | None) -> None:
+    """The data file: ``data`` as bytes, or a FIFO (a named pipe, which a reader would wait on) for ``None``."""
+    if data is None:
+        os.mkfifo(path)
+    else:
+        path.write_bytes(data)
 
 
 @pytest.mark.parametrize("name", sorted(DATA_FILES))
 def test_fit_reports_a_bad_data_file_in_one_line_before_the_model_loads(tmp_path, model_dir, capsys, name):
     file_name, data, fragment = DATA_FILES[name]
     path = tmp_path / file_name
-    path.write_bytes(data)
+    write_data(path, data)
     config = write_config(tmp_path, model_dir, "uniform", task={"name": str(path)}, rewards={"functions": ["numeric"]})
     assert cli.main(["fit", "--config", str(config)]) == 2
     line, err = error_lines(capsys, "fit")
@@ -103,7 +129,7 @@ def test_fit_checks_the_reference_columns_before_the_model_loads(tmp_path, model
 def test_survey_reports_a_bad_prompt_file_in_one_line(tmp_path, model_dir, capsys, name):
     file_name, data, fragment = DATA_FILES[name]
     path = tmp_path / file_name
-    path.write_bytes(data)
+    write_data(path, data)
     argv = ["survey", "--model", str(model_dir), "--device", "cpu", "--prompts", str(path), "--n", "2"]
     assert cli.main([*argv, "--out", str(tmp_path / "out")]) == 1
     line, _ = error_lines(capsys, "survey")

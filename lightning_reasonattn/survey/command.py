@@ -6,11 +6,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..arguments import fraction, layers_arg, non_negative_float, non_negative_int, positive_int
+from ..arguments import fraction, int_in, layers_arg, non_negative_float, random_seed
 from ..models import ModelLoadError
 from .page import format_survey_table
 from .run import PROMPT_SETS, run_survey
-from .settings import CHAT_MODES, SurveySettings
+from .settings import CHAT_MODES, MAX_COUNT, SurveySettings
+
+count = int_in(1, MAX_COUNT)
+count_or_zero = int_in(0, MAX_COUNT)
 
 
 def add_survey_parser(subparsers) -> None:
@@ -31,28 +34,28 @@ def add_survey_parser(subparsers) -> None:
         help=f"a built-in set ({', '.join(PROMPT_SETS)}) or a .jsonl/.json/.parquet file (default arithmetic)",
     )
     sv.add_argument("--prompt-column", default="prompt", help="the prompt column of a file (default prompt)")
-    sv.add_argument("--n", type=positive_int, default=128, help="number of prompts, one response each (default 128)")
-    sv.add_argument("--max-new-tokens", type=positive_int, default=200, help="response length limit (default 200)")
+    sv.add_argument("--n", type=count, default=128, help="number of prompts, one response each (default 128)")
+    sv.add_argument("--max-new-tokens", type=count, default=200, help="response length limit (default 200)")
     sv.add_argument(
         "--temperature", type=non_negative_float, default=1.0, help="sampling temperature, 0 = greedy (default 1)"
     )
     sv.add_argument("--top-p", type=fraction, default=1.0, help="nucleus sampling cut (default 1: off)")
-    sv.add_argument("--top-k", type=non_negative_int, default=0, help="top-k sampling cut (default 0: off)")
-    sv.add_argument("--batch-size", type=positive_int, default=8, help="prompts per batch (default 8)")
-    sv.add_argument("--seed", type=int, default=0, help="seed of the prompts and of the sampling (default 0)")
+    sv.add_argument("--top-k", type=count_or_zero, default=0, help="top-k sampling cut (default 0: off)")
+    sv.add_argument("--batch-size", type=count, default=8, help="prompts per batch (default 8)")
+    sv.add_argument("--seed", type=random_seed, default=0, help="seed of the prompts and of the sampling (default 0)")
     sv.add_argument(
         "--chat", choices=CHAT_MODES, default="auto", help="wrap prompts in the chat template (default: if it has one)"
     )
     sv.add_argument(
         "--layers", type=layers_arg, default="middle", help="'middle' (default), 'all' or indices such as 10,12,14"
     )
-    sv.add_argument("--k", type=non_negative_int, default=3, help="coupling window in tokens (default 3)")
+    sv.add_argument("--k", type=count_or_zero, default=3, help="coupling window in tokens (default 3)")
     sv.add_argument(
         "--peak-top", type=fraction, default=0.2, help="peaks: local maxima among this top fraction (default 0.2)"
     )
-    sv.add_argument("--boot", type=positive_int, default=2000, help="bootstrap resamples (default 2000)")
+    sv.add_argument("--boot", type=count, default=2000, help="bootstrap resamples (default 2000)")
     sv.add_argument(
-        "--reports", type=non_negative_int, default=5, help="per-response reports of the N most and least coupled"
+        "--reports", type=count_or_zero, default=5, help="per-response reports of the N most and least coupled"
     )
     sv.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto", help="default: cuda if available")
     sv.add_argument("--out", default="reasonattn_out/survey", help="output folder (default reasonattn_out/survey)")

@@ -179,11 +179,15 @@ def prepare_folder(out_dir: str | Path, settings: SurveySettings) -> Path:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} is a file: pass a folder (it is created if needed).")
     saved_path = out / SETTINGS_FILE
+    start_again = f"pass another --out folder, or remove {out} to start a new survey there"
     if saved_path.exists():
         try:
             saved = json.loads(saved_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{saved_path} is unreadable ({exc}): delete it or pass another --out folder.") from None
+        except (OSError, ValueError) as exc:  # (a JSONDecodeError, or text that is not UTF-8)
+            raise ValueError(f"{saved_path} is unreadable ({exc}): {start_again}.") from None
+        problem = _settings_problem(saved)
+        if problem:
+            raise ValueError(f"{saved_path} holds {problem}, not a survey's settings: {start_again}.")
         if saved.get("fingerprint") != settings.fingerprint():
             old, new = saved.get("settings", {}), settings.measured()
             changed = [f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in sorted(new) if old.get(k) != new[k]]
@@ -191,12 +195,30 @@ def prepare_folder(out_dir: str | Path, settings: SurveySettings) -> Path:
                 f"{out} holds a survey made with other settings ({'; '.join(changed) or 'unknown'}): "
                 "rerun with those settings to resume it, or pass another --out folder."
             )
-    elif (out / BATCHES).exists():
-        raise ValueError(f"{out} has a {BATCHES}/ folder but no {SETTINGS_FILE}: pass another --out folder.")
+    elif out.is_dir() and any(out.iterdir()):  # not a survey's folder: its files (index.html, ...) are the user's
+        raise ValueError(
+            f"--out {str(out)!r} holds files but no {SETTINGS_FILE}, so no survey: a survey would overwrite its "
+            f"index.html, table.md, survey.json: pass a new or empty --out folder (or one of an earlier survey)."
+        )
     (out / BATCHES).mkdir(parents=True, exist_ok=True)
     record = {"fingerprint": settings.fingerprint(), "settings": settings.measured()}
     _write_json(saved_path, record)
     return out
+
+
+def _settings_problem(saved: Any) -> str | None:
+    """What is wrong with the contents of a survey's settings file, or ``None``."""
+    if not isinstance(saved, dict):
+        return f"a JSON {type(saved).__name__}"
+    for key, kind in (("fingerprint", str), ("settings", dict)):
+        if key in saved and not isinstance(saved[key], kind):
+            return f"{key!r}: {_brief(saved[key])} ({type(saved[key]).__name__})"
+    return None
+
+
+def _brief(value: Any, limit: int = 40) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _write_json(path: Path, value: Any) -> None:

@@ -7,10 +7,15 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from ..functional._checks import check_choice, check_fraction, check_number, check_positive_int
+from ..functional._checks import check_choice, check_fraction, check_number
 from ..functional.settings import COUPLING_K, PEAK_TOP, RhythmSettings
 
 CHAT_MODES = ("auto", "on", "off")
+MAX_COUNT = 1_000_000
+"""Bound of every count of a survey (``n``, ``batch_size``, ``n_boot``, ``max_new_tokens``, ...): a million responses
+take weeks on one GPU, and ``n=10**30`` would fill the memory with prompts before anything is measured."""
+MAX_SEED = 2**63 - 1
+"""Largest seed (``torch.manual_seed`` takes a 64-bit integer)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,14 +84,19 @@ class SurveySettings(RhythmSettings):
     def __post_init__(self):
         super().__post_init__()
         for name in ("n", "max_new_tokens", "batch_size", "num_buckets", "n_boot"):
-            check_positive_int(getattr(self, name), name)
+            check_number(
+                name, getattr(self, name), low=1, high=MAX_COUNT, integer=True, fix=f" (at most {MAX_COUNT:,})"
+            )
+        check_number("seed", self.seed, low=0, high=MAX_SEED, integer=True, fix=" (at most 2**63 - 1)")
         for name in ("peak_top", "level", "top_p"):
             check_fraction(getattr(self, name), name)
-        check_number("coupling_k", self.coupling_k, low=0, integer=True, fix=" (the coupling window; default 3)")
+        check_number(
+            "coupling_k", self.coupling_k, low=0, high=MAX_COUNT, integer=True, fix=" (the coupling window; default 3)"
+        )
         check_number("temperature", self.temperature, low=0, fix=" (0 decodes greedily)")
         if self.top_k is not None:
-            check_number("top_k", self.top_k, low=0, integer=True, fix=" (0 or None keeps every token)")
-        check_number("reports", self.reports, low=0, integer=True, fix=" (0 writes none)")
+            check_number("top_k", self.top_k, low=0, high=MAX_COUNT, integer=True, fix=" (0 or None keeps every token)")
+        check_number("reports", self.reports, low=0, high=MAX_COUNT, integer=True, fix=" (0 writes none)")
         check_choice("chat", self.chat, CHAT_MODES)
 
     def measured(self) -> dict[str, Any]:

@@ -7,11 +7,12 @@ raw: a trainer formats message prompts with [`apply_chat_template`][apply_chat_t
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..files import MAX_JSON_DEPTH, json_depth, parse_json, read_jsonl, read_text
+from ..files import MAX_JSON_DEPTH, json_depth, not_utf8, parse_json, read_jsonl, read_text
 
 SYSTEM_PROMPT = (
     "You are a helpful assistant. You first think about the reasoning process and then give the user the answer."
@@ -201,10 +202,13 @@ def load_prompts(
 
     Raises:
         FileNotFoundError: no such file or folder.
-        ValueError: an unknown file type, a missing column, records with different columns (a record without
-            the answer column is refused here, not when training reaches it), a bad split, an empty dataset, or a
-            file that cannot be read (not UTF-8, a line past 16 MiB, nesting past 64 levels, a number of more than
-            4300 digits, a corrupt parquet file): the message names the file and the line or record.
+        ValueError: an unknown file type or not a regular file (a FIFO, a device), a missing column, records with
+            different columns (a record without the answer column is refused here, not when training reaches it), a
+            prompt a model cannot take (an empty string, an empty list of messages, a message without a string
+            ``role`` or without ``content``, text that is not UTF-8 such as a lone surrogate ``"\\ud800"``), a bad
+            split, an empty dataset, or a file that cannot be read (not UTF-8, a line past 16 MiB, nesting past 64
+            levels, a number of more than 4300 digits, a corrupt parquet file): the message names the file and the
+            line or record.
         ImportError: parquet or a folder without the ``datasets`` package.
 
     Example::
@@ -216,6 +220,11 @@ def load_prompts(
         raise FileNotFoundError(
             f"No file or folder at {str(path)!r}. load_prompts reads local .jsonl, .json, .parquet files and dataset"
             " folders; download a hub dataset first with datasets.load_dataset(name).save_to_disk(folder)."
+        )
+    if not path.is_file() and not path.is_dir():
+        raise ValueError(
+            f"{path} is not a regular file ({_file_kind(path)}), nor a folder: pass a .jsonl, .json or .parquet file, "
+            "or a dataset folder."
         )
     if path.is_file() and path.suffix in (".jsonl", ".json"):
         if split not in (None, "train"):
@@ -256,6 +265,13 @@ def load_prompts(
     return records
 
 
+def _file_kind(path: Path) -> str:
+    mode = path.stat().st_mode
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    kinds += ((stat.S_ISSOCK, "a socket"),)
+    return next((name for test, name in kinds if test(mode)), "not a file")
+
+
 def _check_same_columns(rows: list[dict[str, Any]], places: list[str], path: Path) -> None:
     """Every record has the columns of the first: a reward function gets one value per completion of each."""
     first = set(rows[0])
@@ -276,12 +292,51 @@ def _renamed(row: Mapping[str, Any], renames: Mapping[str, str], place: str, pat
             raise ValueError(f"{path}, {place} has no column {old!r}; every record needs it.")
         out[new] = row[old]
     prompt = out["prompt"]
-    if not isinstance(prompt, str) and not _is_messages(prompt):
+    if not isinstance(prompt, str) and not isinstance(prompt, (list, tuple)):
         raise ValueError(
             f"{path}, {place} has prompt {_brief(prompt)} ({type(prompt).__name__}), neither a string nor a list of "
             "messages; choose the prompt column with prompt_column=."
         )
+    problem = _prompt_problem(prompt)
+    if problem:
+        raise ValueError(
+            f"{path}, {place}: prompt {problem}: fix the record (a prompt is a non-empty string, or a non-empty list "
+            "of {'role': ..., 'content': ...} messages, in UTF-8 text)."
+        )
     return out
+
+
+def _prompt_problem(prompt: str | list | tuple) -> str | None:
+    """Why a model cannot be given ``prompt`` (empty, a message without role or content, text that is not UTF-8),
+    or ``None``; a tokenizer or chat template would otherwise fail on it mid-run, naming no record."""
+    if isinstance(prompt, str) and not prompt:
+        return "'' is empty"
+    if not isinstance(prompt, str):
+        if not prompt:
+            return f"{_brief(prompt)} is an empty list of messages"
+        for i, message in enumerate(prompt):
+            if not isinstance(message, Mapping):
+                return (
+                    f"message {i} is {_brief(message)} ({type(message).__name__}), not a {{'role', 'content'}} object"
+                )
+            for key, kinds, what in (("role", (str,), "a string"), ("content", (str, list), "text or a list of parts")):
+                if key not in message:
+                    return f"message {i} has no {key!r}"
+                if not isinstance(message[key], kinds):
+                    value = message[key]
+                    return f"message {i} has {key} {_brief(value)} ({type(value).__name__}), not {what}"
+    stack = [prompt]
+    while stack:  # every string in it (a message's role and content, a content part's text)
+        item = stack.pop()
+        if isinstance(item, str):
+            bad = not_utf8(item)
+            if bad:
+                return f"holds {bad}, which is not text (a JSON escape of half a UTF-16 pair?)"
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return None
 
 
 def _brief(value: Any, limit: int = 80) -> str:
