@@ -286,7 +286,7 @@ def test_a_long_value_is_cut_in_the_error_line(tmp_path, model_dir, capsys):
     argv = ["fit", "--config", str(write_config(tmp_path, model_dir)), "--model.credit.strategy", "x" * 100_000]
     assert cli.main(argv) == 2
     line = one_error_line(capsys)
-    assert "xxx... (100,000 characters), expected one of 'uniform'" in line and len(line) < 1000, line[:2000]
+    assert "xxx'... (100,000 characters), expected one of 'uniform'" in line and len(line) < 1000, line[:2000]
 
 
 def test_console_entry_point_prints_no_traceback(tmp_path, model_dir):

@@ -192,8 +192,9 @@ def one_line(err: argparse.ArgumentError) -> str:
         return f"--{key}: {_cut(' '.join(rest.split()))}"
     hint = LOSS_TYPE_HINTS.get(value.group(1).strip(), "") if key.endswith("loss.loss_type") else ""
     expected = " or ".join(dict.fromkeys(_type_name(kind) for kind in kinds))
-    given = _cut(value.group(1).rstrip("\r"))  # as typed: a stray space must show in the message
-    return f"--{key}: got {given!r}, expected {expected}{' (' + hint + ')' if hint else ''}"
+    given = value.group(1).rstrip("\r")  # as typed: a stray space must show in the message
+    shown = repr(given) if len(given) <= 300 else f"{given[:300]!r}... ({len(given):,} characters)"
+    return f"--{key}: got {shown}, expected {expected}{' (' + hint + ')' if hint else ''}"
 
 
 def _process_count(devices, num_nodes) -> int | None:
