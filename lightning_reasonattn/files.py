@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import codecs
 import json
+import math
+import reprlib
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -277,3 +280,32 @@ def check_model_folder(folder: str | Path) -> None:
                 fh.keys()
         except Exception as err:  # safetensors raises its own error types for every kind of damage
             raise ValueError(f"{weights} is not a readable safetensors file ({type(err).__name__}: {err}).") from None
+
+
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxstring, _SHORT_REPR.maxother = 6, 200, 200
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+
+
+def brief_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters; bounded whatever the value.
+
+    Safe for ints past Python's 4300-digit string limit; lists, tuples, dicts and sets are shown to a depth of 6 and
+    their first few items (``repr`` of a list nested 100,000 deep raises RecursionError, of a million items takes
+    a second); a value whose ``repr`` raises shows as ``an unprintable <type>``.
+    """
+    try:
+        if isinstance(value, int) and value.bit_length() > 4 * limit:
+            return f"an int of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+        text = _SHORT_REPR.repr(value) if type(value) in _CONTAINERS else repr(value)
+    except Exception:  # a user type's __repr__, or a subclass of a container nested past the recursion limit
+        return f"an unprintable {type(value).__name__}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def file_kind(path: Path) -> str:
+    """What a path that is not a regular file is (``"a FIFO"``, ``"a socket"``...), for the messages."""
+    mode = path.stat().st_mode
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    kinds += ((stat.S_ISSOCK, "a socket"),)
+    return next((name for test, name in kinds if test(mode)), "not a file")

@@ -7,10 +7,10 @@ prompt is a list of messages ([`conversational_completions`][conversational_comp
 
 from __future__ import annotations
 
-import math
-import reprlib
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from ..files import brief_repr
 
 MAX_COMPLETION_CHARS = 1_000_000
 """A completion's text past this many characters (some 250,000 tokens) is too long to be one answer:
@@ -176,24 +176,3 @@ def conversational_completions(prompts: Sequence[Any], texts: Sequence[str]) -> 
         out_prompts.append(messages)
         completions.append([{"role": "assistant", "content": prefix + text}])
     return out_prompts, completions
-
-
-_SHORT_REPR = reprlib.Repr()
-_SHORT_REPR.maxlevel, _SHORT_REPR.maxstring, _SHORT_REPR.maxother = 6, 200, 200
-_CONTAINERS = (list, tuple, dict, set, frozenset)
-
-
-def brief_repr(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters; bounded whatever the value.
-
-    Safe for ints past Python's 4300-digit string limit; lists, tuples, dicts and sets are shown to a depth of 6 and
-    their first few items (``repr`` of a list nested 100,000 deep raises RecursionError, of a million items takes
-    a second); a value whose ``repr`` raises shows as ``an unprintable <type>``.
-    """
-    try:
-        if isinstance(value, int) and value.bit_length() > 4 * limit:
-            return f"an int of about {int(value.bit_length() * math.log10(2)) + 1} digits"
-        text = _SHORT_REPR.repr(value) if type(value) in _CONTAINERS else repr(value)
-    except Exception:  # a user type's __repr__, or a subclass of a container nested past the recursion limit
-        return f"an unprintable {type(value).__name__}"
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -7,12 +7,11 @@ raw: a trainer formats message prompts with [`apply_chat_template`][apply_chat_t
 
 from __future__ import annotations
 
-import stat
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..files import MAX_JSON_DEPTH, json_depth, not_utf8, parse_json, read_jsonl, read_text
+from ..files import MAX_JSON_DEPTH, brief_repr, file_kind, json_depth, not_utf8, parse_json, read_jsonl, read_text
 
 SYSTEM_PROMPT = (
     "You are a helpful assistant. You first think about the reasoning process and then give the user the answer."
@@ -223,7 +222,7 @@ def load_prompts(
         )
     if not path.is_file() and not path.is_dir():
         raise ValueError(
-            f"{path} is not a regular file ({_file_kind(path)}), nor a folder: pass a .jsonl, .json or .parquet file, "
+            f"{path} is not a regular file ({file_kind(path)}), nor a folder: pass a .jsonl, .json or .parquet file, "
             "or a dataset folder."
         )
     if path.is_file() and path.suffix in (".jsonl", ".json"):
@@ -263,13 +262,6 @@ def load_prompts(
             raise ValueError(f"{path}, {place}: {err}") from None
         records.append(record)
     return records
-
-
-def _file_kind(path: Path) -> str:
-    mode = path.stat().st_mode
-    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
-    kinds += ((stat.S_ISSOCK, "a socket"),)
-    return next((name for test, name in kinds if test(mode)), "not a file")
 
 
 def _check_same_columns(rows: list[dict[str, Any]], places: list[str], path: Path) -> None:
@@ -339,10 +331,6 @@ def _prompt_problem(prompt: str | list | tuple) -> str | None:
     return None
 
 
-def _brief(value: Any, limit: int = 80) -> str:
-    """``repr(value)`` cut to ``limit`` characters, safe for ints past Python's 4300-digit string limit."""
-    try:
-        text = repr(value)
-    except ValueError:
-        return f"an int of {value.bit_length()} bits"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _brief(value: Any) -> str:
+    """[`brief_repr`][lightning_reasonattn.files.brief_repr] at the width of these messages (80 characters)."""
+    return brief_repr(value, 80)
