@@ -27,6 +27,8 @@ AREAS = (
     "test_cli",
     "test_survey",
     "test_hostile_files",
+    "test_hostile_plain_models",
+    "test_hostile_runs",
 )
 
 

@@ -53,7 +53,6 @@ from .checkpoint import (
     check_resume,
     restore_rng_states,
     slim_checkpoint,
-    use_atomic_checkpoint_io,
 )
 from .credit import SAMPLE_STREAM, check_credit_layers, rows_gamma
 from .data import HeldOut, PromptStream, reward_functions, task_records
@@ -179,7 +178,6 @@ class RhythmGRPO(pl.LightningModule):
             check_split(self.prompts_per_step, self.trainer.world_size)
         if self._seed is None:
             self._seed = run_seed(self.trainer.strategy)
-        use_atomic_checkpoint_io(self.trainer)  # a checkpoint is written next to its target, then renamed over it
         if stage == "fit":
             check_checkpoint_folders(self.trainer)
         if self.task.name not in TASKS:  # a file: read and check it now, before the model loads
