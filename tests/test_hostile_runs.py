@@ -357,7 +357,9 @@ def node(rank: int, port: int, config: Path, folder: Path, *extra: str) -> subpr
 
 
 def test_two_nodes_log_the_values_of_one_process(tmp_path, model_dir, processes):
-    configs = {name: write_config(tmp_path / name, model_dir, "coupled", steps=2) for name in ("one", "two")}
+    # a reward of each text alone (an alternating one would depend on the batch split) and test_ddp's learning rate
+    same = {"rewards": {"functions": ["conftest:text_hash_reward"]}, "optim": {"lr": 1e-3}}
+    configs = {name: write_config(tmp_path / name, model_dir, "coupled", steps=2, **same) for name in ("one", "two")}
     port = free_port()
     processes += [node(rank, port, configs["two"], tmp_path / "two") for rank in (0, 1)]
     processes.append(start(["fit", "--config", str(configs["one"])], tmp_path / "one"))

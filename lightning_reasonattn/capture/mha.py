@@ -41,7 +41,8 @@ def mha_as_sdpa(args: tuple, kwargs: dict, where: str) -> dict:
     """The SDPA call that a ``multi_head_attention_forward(*args, **kwargs)`` call stands for (see the module).
 
     Args:
-        args, kwargs: the call's arguments.
+        args: the call's positional arguments.
+        kwargs: its keyword arguments.
         where: the attention module, for messages.
 
     Returns:

@@ -150,9 +150,9 @@ def route_for(
     meta = next((name for name, t in chain(model.named_parameters(), model.named_buffers()) if t.is_meta), None)
     if meta is not None:
         raise ValueError(
-            f"{type(model).__name__} is on the meta device ({meta!r} holds a shape but no values): a model built "
-            "under torch.device('meta') (or init_empty_weights) has no weights to run. Materialise and load them "
-            "first (model.to_empty(device='cpu') then load_state_dict(...), or from_pretrained), then capture."
+            f"{type(model).__name__} has tensors on the meta device ({meta!r} holds a shape but no values): a model "
+            "built under torch.device('meta') (or init_empty_weights) has no weights to run. Materialise and load "
+            "them first (model.to_empty(device='cpu') then load_state_dict(...), or from_pretrained), then capture."
         )
     if isinstance(model, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
         raise TypeError(
