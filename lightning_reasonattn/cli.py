@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             status = run_command(argv[0], argv[1:], debug=debug)
         else:
             status = _run_handler(build_parser().parse_args(argv), debug)
-        sys.stdout.flush()  # a closed pipe shows here, not as Python's "Exception ignored" at exit
+        if sys.stdout is not None:  # (None when the shell closed it: `>&-`; print() then writes nothing)
+            sys.stdout.flush()  # a closed pipe shows here, not as Python's "Exception ignored" at exit
         return status
     except BrokenPipeError:  # `reasonattn analyze ... | head -1`: the reader has all it wanted
         return quiet_broken_pipe()
@@ -216,6 +217,8 @@ def analyze(args: argparse.Namespace) -> int:
     if args.report:
         try:
             paths = write_analysis_report(model, tokenizer, input_ids, trace, out_dir=args.report, title=model_name)
+        except OutputError as exc:
+            return _fail("analyze", f"--report: {exc} Pass a writable folder.")
         except OSError as exc:
             return _fail("analyze", f"cannot write the report to {args.report!r} ({exc}): pass a writable folder.")
         shown = ", ".join(str(p) for p in paths.values())

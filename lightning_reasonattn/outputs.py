@@ -122,7 +122,8 @@ def whole_folder(path: str | Path) -> Iterator[Path]:
     except BaseException as err:
         cause = failed_write(err)
         if isinstance(cause, OSError) and not isinstance(err, OutputError):
-            raise OutputError(target, cause, f"{target} is as it was") from err
+            kept = f"{target} is as it was" if target.exists() else "no folder was made"
+            raise OutputError(target, cause, kept) from err
         raise
     finally:
         if tmp is not None:

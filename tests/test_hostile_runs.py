@@ -170,7 +170,7 @@ def test_a_disk_that_fills_during_a_checkpoint_write_is_one_line(tmp_path, model
     line = error_line(capsys.readouterr().err)
     target = tmp_path / "ckpt" / "epoch=0-step=2.ckpt"
     assert line == f"reasonattn fit: error: cannot write {str(target)!r} (No space left on device): the " \
-        "checkpoints written before it are whole."  # fmt: skip
+        "checkpoints written before it are whole; free space (or set another dirpath) and resume from one."  # fmt: skip
     assert whole_checkpoints(tmp_path / "ckpt") == [1]
 
 
@@ -211,7 +211,7 @@ def test_export_on_a_disk_that_fills_leaves_no_folder(trained, tmp_path, capsys,
     out = tmp_path / "adapter"
     assert cli.main(["export", str(trained / "ckpt" / "last.ckpt"), str(out)]) == 2
     line = error_line(capsys.readouterr().err, "export")
-    assert line.startswith(f"reasonattn export: error: cannot write {str(out)!r} (No space left on device)"), line
+    assert line == f"reasonattn export: error: cannot write {str(out)!r} (No space left on device): no folder was made."
     assert list(tmp_path.iterdir()) == []  # neither the folder nor a temporary one
 
 
@@ -240,6 +240,17 @@ def test_analyze_into_a_closed_pipe_stops_quietly(model_dir, tmp_path):
     proc.stdout.close()  # the reader is gone before the table comes (`| head -1` once it has its line)
     status, _, err = finish(proc)
     assert status == 141 and "Traceback" not in err and "BrokenPipe" not in err, err[-2000:]
+
+
+def test_analyze_with_stdout_closed_runs_as_before(model_dir, tmp_path):
+    argv = ["analyze", "--model", str(model_dir), "--max-new-tokens", "8", "--json", str(tmp_path / "r.json")]
+    command = [sys.executable, "-m", "lightning_reasonattn.cli", *argv, "--no-report"]
+    run = subprocess.run(  # `reasonattn analyze ... >&-`: Python's sys.stdout is None
+        command, cwd=tmp_path, env=environment(), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        timeout=TIMEOUT_S, preexec_fn=lambda: os.close(1),
+    )  # fmt: skip
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert json.loads((tmp_path / "r.json").read_text())["tokens"]
 
 
 def test_analyze_on_a_latin1_terminal_escapes_what_it_cannot_show(model_dir, tmp_path):
@@ -326,6 +337,8 @@ EXAMPLE_ARGUMENTS = {  # arguments of watch_rhythm_emerge.py: the start of the e
     "--n-embd 190": "argument --n-embd: 190 is not a multiple of --n-head 6",
     "--lr nan": "argument --lr: 'nan' is not a learning rate",
     "--horizon 9 3": "argument --horizon: 9 3: pass LO HI with LO <= HI",
+    "--horizon -1 5": "argument --horizon: '-1' is not an integer >= 0",
+    "--threads -1": "argument --threads: '-1' is not an integer >= 0",
 }
 
 
@@ -422,6 +435,7 @@ BAD_INPUTS = [
     BadInput("export: a disk that fills", "test_export_on_a_disk_that_fills_leaves_no_folder"),
     BadInput("fit: a run folder moved, then resumed", "test_a_run_folder_moved_and_resumed_keeps_writing_last_ckpt"),
     BadInput("analyze | head: a closed pipe", "test_analyze_into_a_closed_pipe_stops_quietly"),
+    BadInput("analyze >&-: stdout closed", "test_analyze_with_stdout_closed_runs_as_before"),
     BadInput(
         "analyze: a Latin-1 terminal and a prompt holding ’",
         "test_analyze_on_a_latin1_terminal_escapes_what_it_cannot_show",

@@ -218,7 +218,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         if storage_options is not None or not is_local_path(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
-        with whole_file(path, kept="the checkpoints written before it are whole") as tmp, open(tmp, "wb") as fh:
+        kept = "the checkpoints written before it are whole; free space (or set another dirpath) and resume from one"
+        with whole_file(path, kept=kept) as tmp, open(tmp, "wb") as fh:
             torch.save(checkpoint, fh)
             fh.flush()
             os.fsync(fh.fileno())

@@ -113,7 +113,8 @@ def lost_process_line(err: BaseException, record: RunRecord) -> str:
     saved = getattr(record.checkpoint_io, "last_saved", None)
     kept = f"the last checkpoint is {saved[0]!r} (step {saved[1]})" if saved else "no checkpoint was written"
     first = re.sub(r"^\[[^\]]*\]\s*", "", " ".join(str(err).split()))[:160]  # without gloo's "[file.cc:553]"
+    when = f"stopped answering after step {record.step}" if record.started else "did not join, or stopped answering,"
     return (
-        f"another process of this run stopped answering after step {record.step} ({first}): a process or node died, "
-        f"or the network between them failed; {kept}. Start every process again (with --ckpt_path to resume)."
+        f"another process of this run {when} ({first}): a process or node died or never started, or the network "
+        f"between them failed; {kept}. Start every process again (with --ckpt_path to resume)."
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..arguments import fraction, int_in, layers_arg, non_negative_float, random_seed
 from ..models import ModelLoadError
+from ..outputs import OutputError
 from .page import format_survey_table
 from .run import BATCHES, PROMPT_SETS, run_survey
 from .settings import CHAT_MODES, MAX_COUNT, SurveySettings
@@ -93,6 +94,9 @@ def survey_command(args) -> int:
         result = run_survey(settings, args.out)
     except (ModelLoadError, ValueError, FileNotFoundError, ImportError) as exc:
         print(f"reasonattn survey: error: {exc}", file=sys.stderr)
+        return 1
+    except OutputError as exc:  # a full disk...: the batches finished so far are whole
+        print(f"reasonattn survey: error: --out: {exc} Finished batches are kept for a re-run.", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"reasonattn survey: error: cannot write to --out {args.out!r} ({exc}).", file=sys.stderr)
