@@ -24,6 +24,7 @@ import pickle
 import re
 import tempfile
 import warnings
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -33,27 +34,21 @@ from ..compat import LR_SCHEDULER_LAST_LR, is_local_path
 from ..models import DEFAULT_MODEL, compute_dtype
 from .checkpoint_schema import check_contents
 from .distributed import set_rng_states
-from .settings import plain, settings_sections
+from .settings import FIXED_FOR_MODEL, FIXED_FOR_RUN, RunSettings, plain, settings_sections
 
-MODEL_SETTINGS = {
-    "model": "the adapter was trained on that base model",
-    "quantization": "the adapter was trained on that quantized base",
-    "double_quant": "the adapter was trained on that quantized base",
-    "lora.r": "the adapter's shape is fixed",
-    "lora.alpha": "it scales every adapter update",
-    "lora.target_modules": "the adapter's layers are fixed",
-    "lora.dtype": "the optimizer state is kept in that dtype",
-}
+
+def _fixed_settings(kind: str) -> dict[str, str]:
+    """``{"lora.r": why, "model": why, ...}``: the settings whose field metadata gives them the resume rule ``kind``."""
+    found = {f.name: f.metadata["why"] for f in fields(RunSettings) if f.metadata.get("fixed") == kind}
+    for section, cls in settings_sections().items():
+        found |= {f"{section}.{f.name}": f.metadata["why"] for f in fields(cls) if f.metadata.get("fixed") == kind}
+    return found
+
+
+MODEL_SETTINGS = _fixed_settings(FIXED_FOR_MODEL)
 """Settings that define the trained policy: a checkpoint is only used with the values it was trained with."""
 
-RUN_SETTINGS = {
-    **{
-        f"task.{key}": "the task defines the prompt stream and the held-out split"
-        for key in ("name", "seed", "n_test", "difficulty", "style", "chat", "prompt_column", "answer_column")
-    },
-    "loss.num_iterations": "the step counts optimizer steps, num_iterations per batch of prompts",
-    "optim.optimizer": "the saved optimizer state belongs to that optimizer",
-}
+RUN_SETTINGS = _fixed_settings(FIXED_FOR_RUN)
 """Settings that a resumed training run must keep (validation may change them, e.g. to evaluate another task)."""
 
 _LIGHTNING_KEYS = ("state_dict", "global_step", "hyper_parameters")

@@ -154,7 +154,7 @@ def sample(
     return Completions(ids.masked_fill(~mask, pad_id), mask, truncated)
 
 
-@dataclass
+@dataclass(frozen=True)
 class SampledBatch:
     """Prompts and their sampled completions as one batch, the masks made once.
 
