@@ -34,6 +34,7 @@ from ..compat import LR_SCHEDULER_LAST_LR, is_local_path
 from ..models import DEFAULT_MODEL, compute_dtype
 from .checkpoint_schema import check_contents
 from .distributed import set_rng_states
+from .policy import model_record
 from .settings import FIXED_FOR_MODEL, FIXED_FOR_RUN, RunSettings, plain, settings_sections
 
 
@@ -125,6 +126,9 @@ def flat_settings(hparams: dict) -> dict[str, object]:
     """
     sections = settings_sections()
     flat: dict[str, object] = {}
+    arguments = {f.name for f in fields(RunSettings)}
+    given = {name: plain(value) for name, value in hparams.items() if name in arguments}
+    run = RunSettings(**given | {"model": model_record(given.get("model"))})
     for name, value in hparams.items():
         if name.startswith("_"):  # LightningCLI's "_instantiator"
             continue
@@ -132,9 +136,11 @@ def flat_settings(hparams: dict) -> dict[str, object]:
             known = {f: v for f, v in plain(value).items() if f in sections[name].__dataclass_fields__}
             for key, item in plain(sections[name](**known)).items():
                 flat[f"{name}.{key}"] = item
+        elif name in arguments:  # resolved: "auto" and null compare equal to what they stand for
+            flat[name] = plain(getattr(run, name))
         else:
-            flat[name] = plain(value)
-    if "model" in flat:  # None and the default's name are the same model; a path is compared resolved
+            flat[name] = model_record(value) if name == "tokenizer" else plain(value)
+    if "model" in flat and not run.is_module:  # None and the default's name are the same model; a path resolved
         model = flat["model"] or DEFAULT_MODEL
         flat["model"] = str(Path(model).resolve()) if Path(model).exists() else model
     return flat
@@ -233,14 +239,17 @@ def check_checkpoint_folders(trainer) -> None:
             )
 
 
-def base_record(model_name: str | None, quantization: str, double_quant: bool, policy, lora_dtype: str) -> dict:
+def base_record(run: RunSettings, policy, lora_dtype: str) -> dict:
     """What an adapter was trained on: base model, quantization, compute and adapter dtypes (``reasonattn export``
-    writes it beside the adapter, since the adapter reproduces the policy only on that base)."""
+    writes it beside the adapter, since the adapter reproduces the policy only on that base). A module is recorded
+    by its class (``{"class_path": ...}``)."""
+    base = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
     return {
-        "model": model_name or DEFAULT_MODEL,
-        "quantization": quantization,
-        "double_quant": double_quant,
-        "compute_dtype": str(compute_dtype(policy.get_base_model())).removeprefix("torch."),
+        "model": run.model if run.is_module else run.model or DEFAULT_MODEL,
+        "quantization": run.quantization,
+        "double_quant": run.double_quant,
+        "finetune": run.finetune,
+        "compute_dtype": str(compute_dtype(base)).removeprefix("torch."),
         "lora_dtype": lora_dtype,
     }
 

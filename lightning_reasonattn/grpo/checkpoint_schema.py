@@ -126,7 +126,8 @@ def _rng_states(states: Any) -> None:
 def _base(base: Any) -> None:
     _expect(isinstance(base, dict), "reasonattn_base", base, "a dict")
     fields: dict[str, Callable[[Any], bool]] = {
-        "model": lambda v: isinstance(v, str),
+        "model": lambda v: isinstance(v, str) or (isinstance(v, dict) and isinstance(v.get("class_path"), str)),
+        "finetune": lambda v: v in ("lora", "full"),
         "quantization": lambda v: v in QUANTIZATIONS,
         "double_quant": lambda v: isinstance(v, bool),
         "compute_dtype": lambda v: v is None or isinstance(v, str),

@@ -120,7 +120,7 @@ class ReasonattnCLI(LightningCLI):
             return
         current = self.config[subcommand]["model"].as_dict()
         flat_settings(current)  # builds every settings dataclass: a bad value fails before anything else runs
-        if current.get("model") not in (None, DEFAULT_MODEL):
+        if isinstance(current.get("model"), str) and current["model"] != DEFAULT_MODEL:
             resolve_model_path(current["model"])  # a local path that does not exist fails now, not after set-up
         if subcommand == "fit":  # before a trainer or a log folder is made (RhythmGRPO.setup checks it too)
             trainer = self.config[subcommand].get("trainer", {})

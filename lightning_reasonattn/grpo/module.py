@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from dataclasses import dataclass
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -25,7 +27,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from ..compat import attached_trainer, ddp_ignore
-from ..models import LoraSettings, Quantization, add_lora, lean_lora_casts, load_model, lost_update_fraction
+from ..models import LoraSettings, Quantization, lean_lora_casts, lost_update_fraction
 from ..rewards.protocol import RewardLog, TrainerState
 from ..rollout.dense import DenseRollout, resolve_backend
 from ..tasks.table import TASKS
@@ -50,8 +52,10 @@ from .distributed import (
     rng_states,
     run_seed,
 )
+from .policy import Reference, build_policy, model_record
 from .settings import (
     CreditSettings,
+    Finetune,
     LossSettings,
     OptimSettings,
     RewardSettings,
@@ -77,8 +81,11 @@ class RhythmGRPO(pl.LightningModule):
     its own fields; a dict is accepted for one and built into it).
 
     Args:
-        model: hub name or local checkpoint folder; None: the embedded default (SmolLM2-135M-Instruct).
-        quantization: base weights 'nf4' (default), 'fp4' (4-bit), 'int8' or 'none' (full precision).
+        model: hub name or local checkpoint folder (None: the embedded default, SmolLM2-135M-Instruct), or any
+            PyTorch causal LM (a ``torch.nn.Module``: ids ``[B, N]`` to logits ``[B, N, V]``, attention through SDPA;
+            in YAML a ``class_path`` with ``init_args``).
+        quantization: base weights 'nf4', 'fp4' (4-bit), 'int8' or 'none' (full precision); None: 'nf4' for a
+            Hugging Face model with an adapter, 'none' otherwise.
         double_quant: also quantize the 4-bit quantization constants (about 0.4 bit per weight less).
         lora: adapter settings (rank, alpha, dropout, target modules, dtype).
         gradient_checkpointing: recompute activations in the update's backward (less memory, more time).
@@ -96,12 +103,18 @@ class RhythmGRPO(pl.LightningModule):
         eval_batch_size: held-out prompts per validation batch (one greedy completion each); validation runs
             every trainer.val_check_interval steps (an int: the prompt stream has no epochs) and in
             reasonattn validate.
+        tokenizer: a module's tokenizer (``encode(str) -> list[int]``, ``decode(list[int]) -> str``,
+            ``eos_token_id``); a Hugging Face model brings its own.
+        weights: a state-dict file (``.safetensors``, or torch's) loaded into a module before training.
+        finetune: 'lora' (an adapter; the model's weights frozen), 'full' (every weight) or 'auto' (default: 'lora'
+            for a Hugging Face model, 'full' for a module). With 'full' and loss.beta > 0 the KL's reference is a
+            frozen copy of the starting weights.
     """
 
     def __init__(
         self,
-        model: str | None = None,
-        quantization: Quantization = "nf4",
+        model: str | torch.nn.Module | None = None,
+        quantization: Quantization | None = None,
         double_quant: bool = True,
         lora: LoraSettings = LoraSettings(),
         gradient_checkpointing: bool = False,
@@ -116,12 +129,16 @@ class RhythmGRPO(pl.LightningModule):
         score_batch_size: int = 16,
         log_completions_every_n_steps: int = 10,
         eval_batch_size: int = 16,
+        tokenizer: Any = None,
+        weights: str | None = None,
+        finetune: Finetune = "auto",
     ):
         super().__init__()
         self.run = RunSettings(
-            model=model,
+            model=model_record(model),
             quantization=quantization,
             double_quant=double_quant,
+            finetune=finetune,
             gradient_checkpointing=gradient_checkpointing,
             prompts_per_step=prompts_per_step,
             group_size=group_size,
@@ -136,11 +153,14 @@ class RhythmGRPO(pl.LightningModule):
         self.credit_settings = as_settings(CreditSettings, credit)
         self.loss_settings = as_settings(LossSettings, loss)
         self.optim = as_settings(OptimSettings, optim)
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["model", "tokenizer"])
+        self.hparams.update(model=self.run.model, tokenizer=model_record(tokenizer))  # objects recorded by class
+        self._given = _Given(model, tokenizer, weights)  # (not an nn.Module attribute: the policy is built from it)
         self.automatic_optimization = False
-        self.strict_loading = False  # checkpoints hold the adapter only
+        self.strict_loading = False  # checkpoints hold the trained weights only (an adapter: not the frozen base)
         self.policy = None
         self.tokenizer = None
+        self._reference: Reference | None = None
         self._dense: DenseRollout | None = None
         self._splits: tuple[list[dict], list[dict]] | None = None
         self._seed: int | None = None  # of the keyed sampling: the run's seed (kept in checkpoints)
@@ -179,12 +199,19 @@ class RhythmGRPO(pl.LightningModule):
         if self.policy is not None:
             return
         device = self.trainer.strategy.root_device if attached_trainer(self) is not None else torch.device("cpu")
-        base, self.tokenizer = load_model(
-            self.run.model, device=device, quantization=self.run.quantization, double_quant=self.run.double_quant
+        given = self._given
+        built = build_policy(
+            given.model,
+            given.tokenizer,
+            self.run,
+            self.lora,
+            weights=given.weights,
+            keep_reference=self.loss_settings.beta > 0,
+            device=device,
         )
-        self.policy = add_lora(base, self.lora, self.run.gradient_checkpointing)
+        self.policy, self.tokenizer, self._reference = built.model, built.tokenizer, built.reference
         self.policy.train()
-        # Under DDP only the adapter is synchronised (and averaged): every rank loads the same frozen base.
+        # Under DDP only the trained weights are synchronised (and averaged): every rank loads the same frozen base.
         ddp_ignore(self, frozen_names(self))
 
     def configure_optimizers(self):
@@ -205,7 +232,9 @@ class RhythmGRPO(pl.LightningModule):
     def _task_splits(self) -> tuple[list[dict], list[dict]]:
         """``(train, test)`` records, made once (20k Countdown problems take a while)."""
         if self._splits is None:
-            chat = self.task.chat if self.task.chat is not None else self.tokenizer.chat_template is not None
+            chat = self.task.chat
+            if chat is None:  # chat messages where the tokenizer has a chat template (a module's has none)
+                chat = getattr(self.tokenizer, "chat_template", None) is not None
             self._splits = task_records(self.task, chat, self.reward_funcs)
         return self._splits
 
@@ -284,7 +313,7 @@ class RhythmGRPO(pl.LightningModule):
         return GRPOStep(
             policy=self.policy,
             sampler=self._dense.model if self._dense is not None else self.policy,
-            reference=lambda: adapter_disabled(self.policy),
+            reference=self._reference,
             tokenizer=self.tokenizer,
             settings=settings,
             rewards=Rewards(self.reward_funcs, self.reward_weights),
@@ -363,13 +392,12 @@ class RhythmGRPO(pl.LightningModule):
         """The adapter only, plain data, every rank's RNG states and the base record (see ``slim_checkpoint``)."""
         # Lightning writes the checkpoint on rank 0 only, but calls this hook on every rank: every rank gathers.
         every_rank = self._processes.gather_objects(rng_states())
-        run = self.run
         slim_checkpoint(
             checkpoint,
             trainable={name for name, p in self.named_parameters() if p.requires_grad},
             rng_states=every_rank,
             sampling_seed=self._seed,
-            base=base_record(run.model, run.quantization, run.double_quant, self.policy, self.lora.dtype),
+            base=base_record(self.run, self.policy, self.lora.dtype),
         )
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -389,11 +417,13 @@ class RhythmGRPO(pl.LightningModule):
             self._seed = seed
 
 
-@contextlib.contextmanager
-def adapter_disabled(policy):
-    """The reference policy of a LoRA policy: the same model with its adapter disabled (no copy)."""
-    with policy.disable_adapter():
-        yield policy
+@dataclass(frozen=True)
+class _Given:
+    """The model, tokenizer and weights file RhythmGRPO was given (``configure_model`` builds the policy)."""
+
+    model: Any
+    tokenizer: Any
+    weights: str | None
 
 
 class _ManualOptimization:

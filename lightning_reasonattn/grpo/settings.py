@@ -21,6 +21,9 @@ from .advantages import ScaleRewards, SignMode
 from .loss import LOSS_ALIASES, LossType
 
 Optimizer = Literal["adamw", "adamw_8bit"]
+Finetune = Literal["auto", "lora", "full"]
+"""What RhythmGRPO trains: ``lora``, an adapter (the model's weights frozen); ``full``, all the weights; ``auto``,
+``lora`` for a Hugging Face model and ``full`` for any other module."""
 
 FIXED_FOR_MODEL, FIXED_FOR_RUN = "model", "run"
 """The resume rule of a setting, in its field's metadata (``{"fixed": ..., "why": ...}``): ``model``, it defines the
@@ -282,11 +285,14 @@ class RunSettings:
     ``fixed``, its resume rule.
     """
 
-    model: str | None = _model_fixed(None, "the adapter was trained on that base model", "a string or null")
-    quantization: Quantization = _model_fixed(
-        "nf4", "the adapter was trained on that quantized base", f"one of {get_args(Quantization)}"
+    model: str | dict | None = _model_fixed(
+        None, "the trained weights belong to that model", "a string, null or a module's {'class_path': ...}"
+    )
+    quantization: Quantization | None = _model_fixed(
+        None, "the adapter was trained on that quantized base", f"null or one of {get_args(Quantization)}"
     )
     double_quant: bool = _model_fixed(True, "the adapter was trained on that quantized base", "true or false")
+    finetune: Finetune = _model_fixed("auto", "the checkpoint holds those weights", f"one of {get_args(Finetune)}")
     gradient_checkpointing: bool = field(default=False, metadata={"expect": "true or false"})
     prompts_per_step: int = _count(4, 1)
     group_size: int = _count(8, 2, " (GRPO compares completions of a prompt)")
@@ -295,9 +301,14 @@ class RunSettings:
     eval_batch_size: int = _count(16, 1)
 
     def __post_init__(self):
-        if self.model is not None and not isinstance(self.model, str):
-            raise ValueError(f"model={self.model!r} is invalid: name a hub model or a local folder (null: the default)")
-        check_choice("quantization", self.quantization, Quantization)
+        model = self.model
+        if isinstance(model, dict) and not (set(model) == {"class_path"} and isinstance(model["class_path"], str)):
+            raise ValueError(f"model={model!r} is invalid: a module is recorded as {{'class_path': 'pkg.mod.Class'}}.")
+        if model is not None and not isinstance(model, (str, dict)):
+            raise ValueError(f"model={model!r} is invalid: name a hub model or a local folder (null: the default)")
+        if self.quantization is not None:
+            check_choice("quantization", self.quantization, Quantization)
+        check_choice("finetune", self.finetune, Finetune)
         for name in ("double_quant", "gradient_checkpointing"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r} is invalid: use true or false.")
@@ -306,6 +317,22 @@ class RunSettings:
                 low, fix = f.metadata["low"], f.metadata["fix"]
                 value = check_number(f.name, getattr(self, f.name), low=low, integer=True, fix=fix)
                 object.__setattr__(self, f.name, value)
+        # "auto" and null resolved: a Hugging Face model trains a LoRA adapter on a 4-bit NF4 base, a module all its
+        # weights in full precision (what a checkpoint records, and what the resume rule compares)
+        if self.finetune == "auto":
+            object.__setattr__(self, "finetune", "full" if self.is_module else "lora")
+        if self.quantization is None:
+            object.__setattr__(self, "quantization", "none" if self.is_module or self.finetune == "full" else "nf4")
+        if self.finetune == "full" and self.quantization != "none":
+            raise ValueError(
+                f"quantization={self.quantization!r} with finetune='full': quantized weights are frozen. Use "
+                "finetune: lora (an adapter over the quantized weights) or quantization: none."
+            )
+
+    @property
+    def is_module(self) -> bool:
+        """The model is a PyTorch module given as an object (recorded by its class), not a Hugging Face model."""
+        return isinstance(self.model, dict)
 
 
 def settings_sections() -> dict[str, type]:

@@ -37,7 +37,7 @@ from ..rewards.protocol import RewardLog, TrainerState, score_completions
 from ..rollout.context import check_context
 from ..rollout.logprobs import completion_logprobs, measure
 from ..rollout.prompts import encode_prompts
-from ..rollout.sampling import sample_batch
+from ..rollout.sampling import SampledBatch, sample_batch
 from .advantages import group_advantages, token_advantages
 from .credit import SAMPLE_STREAM, rows_gamma
 from .distributed import Processes
@@ -86,6 +86,18 @@ def end_ids(tokenizer) -> list[int]:
     """The ids that end a completion: the tokenizer's end-of-sequence id(s)."""
     eos = tokenizer.eos_token_id
     return list(eos) if isinstance(eos, (list, tuple)) else [eos]
+
+
+def decode_completions(tokenizer, batch: SampledBatch) -> list[str]:
+    """The completions' texts: a Hugging Face tokenizer's ``batch_decode`` without special tokens, or any
+    tokenizer's ``decode`` of each completion's tokens without its end token."""
+    if hasattr(tokenizer, "batch_decode"):
+        return tokenizer.batch_decode(batch.completion_ids, skip_special_tokens=True)
+    ends = set(end_ids(tokenizer))
+    texts = []
+    for ids, mask in zip(batch.completion_ids.tolist(), batch.completion_mask.tolist(), strict=True):
+        texts.append(tokenizer.decode([t for t, keep in zip(ids, mask, strict=True) if keep and t not in ends]))
+    return texts
 
 
 @dataclass(frozen=True)
@@ -160,7 +172,7 @@ class GRPOStep:
             **vars(batch),
             prompts=[r["prompt"] for r in records for _ in range(g)],
             columns={col: [r[col] for r in records for _ in range(g)] for col in records[0] if col != "prompt"},
-            texts=self.tokenizer.batch_decode(batch.completion_ids, skip_special_tokens=True),
+            texts=decode_completions(self.tokenizer, batch),
             seconds=seconds,
             stream_step=stream_step,
             prompt_index=prompt_index,

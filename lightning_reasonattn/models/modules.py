@@ -86,7 +86,9 @@ def add_module_lora(model: torch.nn.Module, settings: LoraSettings):
     if not targets:
         raise ValueError(f"{module_name(model)} has no linear layer for LoRA: set lora.target_modules.")
     model.requires_grad_(False)
-    config = peft.LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules=targets)
+    config = peft.LoraConfig(
+        r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules=targets
+    )
     policy = peft.get_peft_model(model, config)
     if settings.dtype == "bfloat16":
         for param in policy.parameters():
