@@ -37,21 +37,10 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 from lightning_reasonattn import AttentionRhythmMonitor, NanoGPT, WordTokenizer, capture_rhythm
-from lightning_reasonattn.tasks import generate_word_problems
+from lightning_reasonattn.tasks import generate_word_problems, worked_answer
 
 
 # ----------------------------------------------------------------------------------------------------- data
-def worked_answer(expression: str) -> str:
-    """``"3 - 2 + 6"`` -> ``"3 - 2 = 1. 1 + 6 = 7. The answer is 7."``: one step per change of the count."""
-    parts = expression.split()
-    count, steps = int(parts[0]), []
-    for op, n in zip(parts[1::2], parts[2::2], strict=True):
-        new = count + int(n) if op == "+" else count - int(n)
-        steps.append(f"{count} {op} {n} = {new}.")
-        count = new
-    return " ".join(steps) + f" The answer is {count}."
-
-
 def texts(n: int, seed: int) -> list[tuple[str, str]]:
     """``(prompt, answer)`` pairs of ``n`` word problems with 4 changes of at most 9."""
     records = generate_word_problems(n, seed=seed, difficulty=3, steps=4)

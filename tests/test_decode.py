@@ -204,7 +204,7 @@ def test_measure_of_left_padded_rows_equals_each_row_alone():
     width = batch.width
     for i, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
         ids = torch.tensor([prompt + completion])
-        n, c = ids.shape[1], len(completion)
+        c = len(completion)
         with torch.no_grad():
             logp_all = torch.log_softmax(model(ids)[0, len(prompt) - 1 : -1].double() / 0.7, -1)
         logp = logp_all.gather(-1, ids[0, len(prompt) :, None])[:, 0]
