@@ -5,6 +5,7 @@ from .capture import capture_group_maps, capture_rhythm, rhythm_capture
 from .functional import RhythmSettings, RhythmTrace, credit_gamma
 from .grpo import RhythmGRPO
 from .metrics import FutureAttentionInfluence, RhythmCoupling, WindowedAverageAttentionDistance
+from .models import NanoGPT, WordTokenizer
 from .survey import SurveySettings, run_survey
 
 __version__ = "0.1.0"
@@ -12,6 +13,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AttentionRhythmMonitor",
     "FutureAttentionInfluence",
+    "NanoGPT",
     "RhythmCoupling",
     "RhythmGRPO",
     "RhythmReport",
@@ -19,6 +21,7 @@ __all__ = [
     "RhythmTrace",
     "SurveySettings",
     "WindowedAverageAttentionDistance",
+    "WordTokenizer",
     "__version__",
     "capture_group_maps",
     "capture_rhythm",
