@@ -153,6 +153,11 @@ class RhythmGRPO(pl.LightningModule):
         self.credit_settings = as_settings(CreditSettings, credit)
         self.loss_settings = as_settings(LossSettings, loss)
         self.optim = as_settings(OptimSettings, optim)
+        if self.run.is_module and self.sampling.backend == "dense":
+            raise ValueError(
+                "sampling.backend='dense' copies a transformers model; a PyTorch module samples from itself: use "
+                "'auto' or 'policy'."
+            )
         self.save_hyperparameters(ignore=["model", "tokenizer"])
         self.hparams.update(model=self.run.model, tokenizer=model_record(tokenizer))  # objects recorded by class
         self._given = _Given(model, tokenizer, weights)  # (not an nn.Module attribute: the policy is built from it)
@@ -295,6 +300,8 @@ class RhythmGRPO(pl.LightningModule):
         self._make_dense_copy()  # the sanity check runs before on_train_start
 
     def _make_dense_copy(self) -> None:
+        if self.run.is_module:  # (a dense copy is rebuilt from a transformers config: a module samples itself)
+            return
         if self._dense is None and resolve_backend(self.sampling.backend, self.policy) == "dense":
             # trainer.validate runs in inference mode, and later syncs write into the copy: make it outside
             with torch.inference_mode(False), torch.no_grad():

@@ -50,8 +50,19 @@ def model_record(value: Any) -> Any:
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, dict) and isinstance(value.get("class_path"), str):
-        return {"class_path": value["class_path"]}
+        return {"class_path": _defined_at(value["class_path"])}
     return {"class_path": module_name(value)}
+
+
+def _defined_at(path: str) -> str:
+    """The class path where the class is defined (``pkg.Class`` re-exported from ``pkg.module`` is
+    ``pkg.module.Class``), so two spellings of one class compare equal; the path as given if it does not import."""
+    module_path, _, name = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_path), name)
+    except (ImportError, AttributeError, ValueError):
+        return path
+    return f"{cls.__module__}.{cls.__qualname__}" if isinstance(cls, type) else path
 
 
 def instantiate(value: Any, what: str) -> Any:

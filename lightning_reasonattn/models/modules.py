@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from .loading import exact_cpu_4bit
 from .lora import LoraSettings
 
 HEAD_NAMES = ("lm_head", "output", "head")
@@ -54,7 +55,12 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> None:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"weights file {shown} does not hold a state dict (names to tensors).")
     try:
-        model.load_state_dict(state, strict=True)
+        if path.suffix == ".safetensors":  # tied weights are stored once there: safetensors' loader ties them back
+            from safetensors.torch import load_model
+
+            load_model(model, str(path), strict=True)
+        else:
+            model.load_state_dict(state, strict=True)
     except RuntimeError as err:
         why = " ".join(str(err).split())[:400]
         raise ValueError(
@@ -135,4 +141,6 @@ def quantize_linears(
         if bias:
             new.bias = torch.nn.Parameter(old.bias.data, requires_grad=False)
         setattr(parent, child, new)
-    return model.to(device)
+    model = model.to(device)
+    exact_cpu_4bit(model)  # the same layers in eval (sampling) and train (update) mode on a CPU: see exact_cpu_4bit
+    return model
