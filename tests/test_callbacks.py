@@ -15,7 +15,7 @@ from tiny_gpt import GPTModule
 from torch.utils.data import DataLoader
 
 from lightning_reasonattn import capture_rhythm
-from lightning_reasonattn.callbacks import AttentionRhythmMonitor
+from lightning_reasonattn.callbacks import AttentionRhythmMonitor, BatchKeys
 from lightning_reasonattn.functional.coupling import coupling_counts, token_entropy
 
 N, PROMPT = 48, 12
@@ -116,7 +116,7 @@ def test_logs_equal_a_direct_capture(tmp_path):
     logged = [float(r["rhythm/train/waad"]) for r in rows if r.get("rhythm/train/waad")]
     assert len(logged) == 3 and logged[-1] == pytest.approx(metrics["rhythm/train/waad"].item(), rel=1e-6)
     assert any(r.get("rhythm/val/fai") for r in rows)
-    assert not hasattr(module, "_rhythm_metrics")  # cleaned up in teardown
+    assert not any("rhythm" in name for name, _ in module.named_modules())  # the monitor's metrics are its own
     assert module.model.config._attn_implementation == "sdpa"
 
 
@@ -149,7 +149,7 @@ def test_training_is_untouched(tmp_path, kind):
     assert torch.equal(plain[2], watched[2])
 
 
-def test_custom_batches_through_batch_to_inputs(tmp_path):
+def test_custom_batches_through_an_inputs_function(tmp_path):
     class TupleModule(UserModule):
         def training_step(self, batch, batch_idx):
             ids, labels = batch
@@ -157,7 +157,7 @@ def test_custom_batches_through_batch_to_inputs(tmp_path):
 
     data = [(s["input_ids"], s["labels"]) for s in samples(4)]
     monitor = AttentionRhythmMonitor(
-        every_n_steps=1, batch_to_inputs=lambda b: {"input_ids": b[0], "response_mask": b[1] != -100}
+        every_n_steps=1, inputs=lambda b: {"input_ids": b[0], "response_mask": b[1] != -100}
     )
     t = trainer(tmp_path, [monitor], max_steps=1)
     t.fit(TupleModule(), DataLoader(data, batch_size=2))
@@ -180,6 +180,6 @@ def test_bad_configuration(tmp_path):
 
 
 def test_batch_without_the_keys(tmp_path):
-    monitor = AttentionRhythmMonitor(every_n_steps=1, labels_key="targets")
+    monitor = AttentionRhythmMonitor(every_n_steps=1, inputs=BatchKeys(labels="targets"))
     with pytest.raises(KeyError, match=r"not \['targets'\]"):
         trainer(tmp_path, [monitor], max_steps=1).fit(UserModule(), DataLoader(samples(2), batch_size=2))
