@@ -272,7 +272,24 @@ def test_inputs_that_are_neither_keys_nor_a_function(inputs):
         AttentionRhythmMonitor(inputs=inputs)
 
 
-def test_an_inputs_function_that_returns_something_else(tmp_path):
-    monitor = AttentionRhythmMonitor(every_n_steps=1, inputs=lambda batch: batch["input_ids"])
-    with pytest.raises(KeyError, match=r"inputs=<lambda> returned a Tensor; it must return a mapping"):
+@pytest.mark.parametrize(
+    ("inputs", "error", "match"),
+    [
+        (lambda batch: batch["input_ids"], KeyError, r"inputs=<lambda> returned a Tensor; it must return a mapping"),
+        (
+            lambda batch: {"input_ids": batch["input_ids"].tolist(), "response_mask": batch["labels"] != -100},
+            TypeError,
+            r"inputs=<lambda> returned 'input_ids' as a list; return \[B, N\] tensors",
+        ),
+        (
+            lambda batch: {"input_ids": batch["input_ids"], "response_mask": (batch["labels"] != -100).float()},
+            TypeError,
+            r"inputs\(batch\)\['response_mask'\] has dtype torch.float32",
+        ),
+    ],
+    ids=["a tensor", "a list", "a float mask"],
+)
+def test_an_inputs_function_that_returns_something_else(tmp_path, inputs, error, match):
+    monitor = AttentionRhythmMonitor(every_n_steps=1, inputs=inputs)
+    with pytest.raises(error, match=match):
         trainer(tmp_path, [monitor], max_steps=1).fit(UserModule(), DataLoader(samples(2), batch_size=2))

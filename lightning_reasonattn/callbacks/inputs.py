@@ -222,6 +222,7 @@ def read_inputs(inputs: Inputs, batch: Any, max_sequences: int | None = None) ->
 
     Raises:
         KeyError: the batch lacks the keys, or the function returns something else than such a mapping.
+        TypeError: the function returns a value that is not a tensor, or a float response mask.
     """
     found = inputs(batch)
     if not isinstance(inputs, BatchKeys):
@@ -232,6 +233,12 @@ def read_inputs(inputs: Inputs, batch: Any, max_sequences: int | None = None) ->
                 "mapping with 'input_ids' and 'response_mask' (and optionally 'attention_mask')."
             )
         found = {key: found[key] for key in ("input_ids", "attention_mask", "response_mask") if key in found}
+        bad = next((key for key, value in found.items() if not isinstance(value, torch.Tensor)), None)
+        if bad is not None:
+            raise TypeError(
+                f"inputs={getattr(inputs, '__name__', type(inputs).__name__)} returned {bad!r} as a "
+                f"{type(found[bad]).__name__}; return [B, N] tensors (torch.stack a list of sequences)."
+            )
         check_mask_dtype(found["response_mask"], "inputs(batch)['response_mask']", "True at the response tokens")
     if "attention_mask" in found:
         found["response_mask"] = found["response_mask"].bool() & found["attention_mask"].bool()

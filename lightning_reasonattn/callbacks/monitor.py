@@ -101,13 +101,13 @@ class AttentionRhythmMonitor(RhythmCallback):
         super().__init__(every_n_steps, on_validation, on_test, model_attr, inputs, rhythm, capture_kwargs)
         self.num_buckets = num_buckets
         self.prefix = prefix
-        self._metrics: dict[str, list[SplitMetrics]] = {}  # per split, one per dataloader; the callback's own
+        self._metrics: dict[str, list[_SplitMetrics]] = {}  # per split, one per dataloader; the callback's own
 
     # ------------------------------------------------------------------ work
     def _start(self, trainer, pl_module, split: str, dataloaders: int) -> None:
         # Held by the callback, not the user's module (two monitors on one module keep their own), and placed on
         # the module's device now: every process then syncs states on its device, measured or not.
-        self._metrics[split] = [SplitMetrics(self.num_buckets).to(pl_module.device) for _ in range(dataloaders)]
+        self._metrics[split] = [_SplitMetrics(self.num_buckets).to(pl_module.device) for _ in range(dataloaders)]
 
     def _batch(self, trainer, pl_module, batch, split: str, batch_idx: int, dataloader_idx: int) -> None:
         inputs = self._inputs(batch, self.max_sequences)
@@ -132,7 +132,7 @@ class AttentionRhythmMonitor(RhythmCallback):
             del out, logits
         metrics = self._metrics.setdefault(split, [])
         while len(metrics) <= dataloader_idx:  # more dataloaders than the trainer announced
-            metrics.append(SplitMetrics(self.num_buckets).to(pl_module.device))
+            metrics.append(_SplitMetrics(self.num_buckets).to(pl_module.device))
         metrics[dataloader_idx].update(trace, entropy)
 
     def _end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str) -> None:
@@ -157,7 +157,7 @@ class AttentionRhythmMonitor(RhythmCallback):
         trainer.callback_metrics.update({name: value.detach().cpu() for name, value in named.items()})
 
 
-class SplitMetrics(torch.nn.Module):
+class _SplitMetrics(torch.nn.Module):
     """The monitor's metrics of one split and dataloader: WAAD and FAI (with their profiles), the coupling."""
 
     def __init__(self, num_buckets: int | None):
