@@ -181,7 +181,7 @@ OLD_KEYWORDS = {
     "labels_key": "labels",
     "response_mask_key": "response_mask",
 }
-"""The callbacks' keywords of release 0.1 for the batch's keys, and the ``BatchKeys`` field of each (deprecated)."""
+"""The callbacks' earlier keywords for the batch's keys, and the ``BatchKeys`` field of each (deprecated)."""
 
 
 def inputs_argument(inputs: Inputs | None, keywords: dict[str, Any], owner: str) -> Inputs:
@@ -226,17 +226,18 @@ def read_inputs(inputs: Inputs, batch: Any, max_sequences: int | None = None) ->
     """
     found = inputs(batch)
     if not isinstance(inputs, BatchKeys):
+        name = getattr(inputs, "__name__", type(inputs).__name__)
         keys = sorted(found) if isinstance(found, Mapping) else f"a {type(found).__name__}"
         if not isinstance(found, Mapping) or "input_ids" not in found or "response_mask" not in found:
             raise KeyError(
-                f"inputs={getattr(inputs, '__name__', type(inputs).__name__)} returned {keys}; it must return a "
+                f"inputs={name} returned {keys}; it must return a "
                 "mapping with 'input_ids' and 'response_mask' (and optionally 'attention_mask')."
             )
         found = {key: found[key] for key in ("input_ids", "attention_mask", "response_mask") if key in found}
         bad = next((key for key, value in found.items() if not isinstance(value, torch.Tensor)), None)
         if bad is not None:
             raise TypeError(
-                f"inputs={getattr(inputs, '__name__', type(inputs).__name__)} returned {bad!r} as a "
+                f"inputs={name} returned {bad!r} as a "
                 f"{type(found[bad]).__name__}; return [B, N] tensors (torch.stack a list of sequences)."
             )
         check_mask_dtype(found["response_mask"], "inputs(batch)['response_mask']", "True at the response tokens")

@@ -57,7 +57,7 @@ class AttentionRhythmMonitor(RhythmCallback):
             ([`BatchKeys`][lightning_reasonattn.callbacks.inputs.BatchKeys], default ``BatchKeys()``: ``input_ids``,
             ``attention_mask``, response tokens where ``labels != -100``), or ``fn(batch) -> {"input_ids",
             "response_mask", "attention_mask"?}`` for any other batch. The keywords ``input_ids_key``,
-            ``attention_mask_key``, ``labels_key``, ``response_mask_key`` and ``batch_to_inputs`` of release 0.1
+            ``attention_mask_key``, ``labels_key``, ``response_mask_key`` and ``batch_to_inputs`` used before
             still work, with a ``DeprecationWarning``.
         max_sequences: measure at most this many sequences of a batch (bounds the extra cost).
         num_buckets: profile resolution over relative response position (``None``: no profile).
