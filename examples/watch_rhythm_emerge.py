@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
-from lightning_reasonattn import AttentionRhythmMonitor, NanoGPT, WordTokenizer, capture_rhythm
+from lightning_reasonattn import AttentionRhythmMonitor, BatchKeys, NanoGPT, WordTokenizer, capture_rhythm
 from lightning_reasonattn.tasks import generate_word_problems, worked_answer
 
 
@@ -253,7 +253,9 @@ def main(argv: list[str] | None = None) -> dict:
     params = sum(p.numel() for p in module.parameters())
     horizon = tuple(args.horizon)
 
-    monitor = AttentionRhythmMonitor(every_n_steps=args.val_every, response_mask_key="response_mask", horizon=horizon)
+    monitor = AttentionRhythmMonitor(
+        every_n_steps=args.val_every, inputs=BatchKeys(response_mask="response_mask"), horizon=horizon
+    )
     heads = HeadDistances(collate(val[: args.batch_size]), horizon)
     train_loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, collate_fn=collate)
     val_loader = DataLoader(val, batch_size=args.batch_size, collate_fn=collate)

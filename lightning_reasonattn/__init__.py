@@ -1,6 +1,6 @@
 """lightning_reasonattn: see and train the preplan-and-anchor attention rhythm of reasoning LMs."""
 
-from .callbacks import AttentionRhythmMonitor, RhythmReport
+from .callbacks import AttentionRhythmMonitor, BatchKeys, RhythmReport
 from .capture import capture_group_maps, capture_rhythm, rhythm_capture
 from .functional import RhythmSettings, RhythmTrace, credit_gamma
 from .grpo import RhythmGRPO
@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AttentionRhythmMonitor",
+    "BatchKeys",
     "FutureAttentionInfluence",
     "NanoGPT",
     "RhythmCoupling",
