@@ -181,7 +181,8 @@ def test_a_checkpoint_folder_that_cannot_be_written_is_refused_before_the_first_
     config.write_text(text)
     assert cli.main(["fit", "--config", str(config)]) == 2
     line = error_line(capsys.readouterr().err)
-    assert f"{str(tmp_path / 'notes.txt' / 'ckpt')!r} cannot be written (Not a directory)" in line, line
+    assert f"{str(tmp_path / 'notes.txt' / 'ckpt')!r} cannot be written (Not a directory: " in line, line
+    assert not (tmp_path / "ckpt").exists() and (tmp_path / "notes.txt").read_text() == "mine"
     assert not list(tmp_path.glob("lightning_logs/*/metrics.csv"))  # no step ran
 
 

@@ -22,10 +22,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import re
-import tempfile
 import warnings
 from dataclasses import fields
 from pathlib import Path
@@ -229,8 +229,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 def check_checkpoint_folders(trainer) -> None:
     """Refuse a checkpoint folder (``ModelCheckpoint(dirpath=...)``) that cannot be written, before the first step
-    (Lightning would fail at the first save, after a step's work): a file, a folder under a file, a read-only
-    folder or filesystem. The folder is created, and a file is made in it and removed again, to find out.
+    (Lightning would fail at the first save, after a step's work): a file, a folder under a file, a folder on a
+    read-only filesystem or without write permission. Nothing is created (a full disk shows only when writing).
 
     Raises:
         ValueError: naming the path, the cause and the fix.
@@ -244,15 +244,25 @@ def check_checkpoint_folders(trainer) -> None:
                 f"the checkpoint folder (ModelCheckpoint dirpath) {str(folder)!r} is a file, not a folder: set "
                 "dirpath to a folder (it is created if missing)."
             )
-        try:
-            os.makedirs(folder, exist_ok=True)
-            with tempfile.TemporaryFile(dir=folder, prefix=".reasonattn-probe-"):
-                pass
-        except OSError as err:
+        cause = _unwritable(Path(folder))
+        if cause:
             raise ValueError(
-                f"the checkpoint folder (ModelCheckpoint dirpath) {str(folder)!r} cannot be written "
-                f"({err.strerror or err}): set dirpath to a folder this process may write in."
-            ) from None
+                f"the checkpoint folder (ModelCheckpoint dirpath) {str(folder)!r} cannot be written ({cause}): set "
+                "dirpath to a folder this process may write in."
+            )
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why files cannot be made in ``folder`` (or in the folders that would be made for it), or ``None``."""
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{os.strerror(errno.ENOTDIR)}: {existing} is a file"
+    if os.access(existing, os.W_OK | os.X_OK):
+        return None
+    read_only = hasattr(os, "statvfs") and os.statvfs(existing).f_flag & getattr(os, "ST_RDONLY", 1)
+    return os.strerror(errno.EROFS if read_only else errno.EACCES)
 
 
 class MovedRunFolder(Callback):
