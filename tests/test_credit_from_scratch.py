@@ -47,3 +47,15 @@ def test_start_model_is_saved_whole_then_reused(script, tmp_path):
     assert torch.equal(again(ids), model(ids))
     with pytest.raises(SystemExit, match="other settings \\(n_embd: 16 here, 32 asked\\)"):
         script.start_model({**TINY, "n_embd": 32}, tmp_path)
+
+
+def test_pretraining_is_deterministic_from_its_seed(script):
+    torch.set_num_threads(1)
+    settings = {**TINY, "max_steps": 3, "eval_every": 3}
+    first, _, info = script.pretrain(settings, log=lambda line: None)
+    second, _, _ = script.pretrain(settings, log=lambda line: None)
+    other, _, _ = script.pretrain({**settings, "seed": 1}, log=lambda line: None)
+    assert info["steps"] == 3
+    pairs = zip(first.state_dict().values(), second.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    assert not torch.equal(first.lm_head.weight, other.lm_head.weight)

@@ -174,6 +174,8 @@ def test_loop_refuses_what_it_cannot_decode():
         decode(model, ids, torch.tensor([[1, 1, 1, 1], [0, 0, 0, 0]]), [1], 0, 4)
     with pytest.raises(ValueError, match="max_new_tokens=0"):
         decode(model, ids, mask, [1], 0, 0)
+    with pytest.raises(ValueError, match=r"the id 60, outside the vocabulary \[0, 50\) of NanoGPT"):
+        decode(model, ids.masked_fill(mask.bool(), 60), mask, [1], 0, 2)
     with pytest.raises(TypeError, match="must return logits"):
         decode(torch.nn.Identity(), ids, mask, [1], 0, 2)  # returns the ids: [B, N], no vocabulary
 

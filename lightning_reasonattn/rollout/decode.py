@@ -34,7 +34,7 @@ import inspect
 
 import torch
 
-from ..capture.rhythm import measuring
+from ..capture.rhythm import _check_vocabulary, measuring
 from ..functional.keyed import mix
 from .completions import Completions, completion_mask
 from .context import check_context
@@ -144,8 +144,8 @@ def decode(
         [`Completions`][lightning_reasonattn.rollout.completions.Completions] of width ``<= max_new_tokens``.
 
     Raises:
-        ValueError: ``max_new_tokens < 1``, a row with no real prompt token, or ``keys`` of another length than the
-            batch.
+        ValueError: ``max_new_tokens < 1``, a row with no real prompt token, ``keys`` of another length than the
+            batch, or a prompt id outside the model's input embedding (where it has ``get_input_embeddings``).
         ContextLengthError: the longest prompt plus ``max_new_tokens`` is longer than the model's
             ``max_seq_length``.
     """
@@ -163,6 +163,7 @@ def decode(
     if keys is not None and temperature != 0 and tuple(keys.shape) != (rows,):
         raise ValueError(f"keys has shape {tuple(keys.shape)}: pass one int64 key per prompt row, shape ({rows},).")
     check_context(model, int(lengths.max()) if rows else 0, max_new_tokens)
+    _check_vocabulary(model, prompt_ids.masked_fill(prompt_mask == 0, 0))  # an id past the embedding: say so
     longest = int(lengths.max()) if rows else 0
     length = longest + max_new_tokens
     ids = torch.full((rows, length), pad_id, dtype=torch.long, device=device)
