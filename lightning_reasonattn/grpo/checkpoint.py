@@ -317,7 +317,6 @@ def base_record(run: RunSettings, policy, lora_dtype: str) -> dict:
         "model": run.model if run.is_module else run.model or DEFAULT_MODEL,
         "quantization": run.quantization,
         "double_quant": run.double_quant,
-        "finetune": run.finetune,
         "compute_dtype": str(compute_dtype(base)).removeprefix("torch."),
         "lora_dtype": lora_dtype,
     }

@@ -74,6 +74,7 @@ def export_adapter(checkpoint: str | Path, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     _check_out_dir(out)
     hparams = ckpt["hyper_parameters"]
+    _check_adapter_run(hparams, checkpoint)
     base = ckpt.get("reasonattn_base") or {  # checkpoints written before the record existed
         "model": hparams.get("model") or DEFAULT_MODEL,
         "quantization": hparams.get("quantization", "nf4"),
@@ -102,6 +103,22 @@ def export_adapter(checkpoint: str | Path, out_dir: str | Path) -> Path:
         tokenizer.save_pretrained(folder)
         (folder / "README.md").write_text(_readme(record, lora, Path(checkpoint).name, out), encoding="utf-8")
     return out
+
+
+def _check_adapter_run(hparams: dict, checkpoint) -> None:
+    """Refuse a checkpoint without a LoRA adapter of a Hugging Face model: a module's, or all weights trained.
+
+    Raises:
+        CheckpointError: saying where the trained weights are instead.
+    """
+    model, finetune = hparams.get("model"), hparams.get("finetune", "auto")
+    if isinstance(model, dict) or finetune == "full":
+        what = f"the module {model['class_path']}" if isinstance(model, dict) else "every weight of the model"
+        raise CheckpointError(
+            f"checkpoint {str(checkpoint)!r} trained {what} (finetune: {finetune}), not a peft adapter: its weights "
+            "are the checkpoint's state_dict (torch.load(path, weights_only=True)['state_dict'], names prefixed "
+            "'policy.'); export writes adapters only."
+        )
 
 
 def _check_out_dir(out: Path) -> None:
