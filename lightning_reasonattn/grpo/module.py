@@ -252,7 +252,7 @@ class RhythmGRPO(pl.LightningModule):
         return PromptStream(
             train,
             self.run.prompts_per_step,
-            self.task.seed,
+            self.task.seed if self.task.shuffle_seed is None else self.task.shuffle_seed,
             start=self._stream_step,
             rank=self.global_rank,
             world_size=self._processes.world_size,
