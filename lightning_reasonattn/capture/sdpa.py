@@ -192,16 +192,33 @@ class _Sites:
         with torch.no_grad():
             self.recorder.observe(layer, query.detach(), key.detach(), mask, call["scale"], {})
 
+    def rewrite(self, args: tuple, kwargs: dict) -> dict:
+        """The SDPA call of a selected layer with the mask the recorder gives it (a knockout), by name."""
+        call = sdpa_arguments(args, kwargs)
+        if self.current is None or self.current[1] not in self.recorder.slots:
+            return call
+        mask = self.recorder.rewrite(self.current[1], call["query"], call["key"], call["attn_mask"], call)
+        if mask is call["attn_mask"]:
+            return call
+        return {**call, "attn_mask": mask, "is_causal": False}
+
 
 class _Watch(TorchFunctionMode):
-    """Runs every torch function unchanged; after an SDPA call, hands its arguments to ``on_call``."""
+    """Runs every torch function unchanged; after an SDPA call, hands its arguments to ``on_call``. With ``rewrite``
+    (a recorder that changes the attention: a knockout), each SDPA call is checked first, then run as rewritten."""
 
-    def __init__(self, on_call):
+    def __init__(self, on_call, rewrite=None):
         super().__init__()
         self.on_call = on_call
+        self.rewrite = rewrite
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if func is SDPA and self.rewrite is not None:
+            self.on_call(args, kwargs)  # the model's own call is checked, then run on the recorder's mask
+            call = self.rewrite(args, kwargs)
+            query, key, value = (call.pop(name) for name in _PARAMS[:3])
+            return func(query, key, value, **call)
         out = func(*args, **kwargs)  # inside the mode's handler the mode is off: no recursion
         if func is SDPA:
             self.on_call(args, kwargs)
@@ -215,7 +232,8 @@ def intercept_sdpa(sites: list[tuple[str, torch.nn.Module]], recorder) -> Iterat
     Args:
         sites: ``(name, module)`` of the attention modules (from
             [`attention_modules_of`][lightning_reasonattn.capture.modules.attention_modules_of]).
-        recorder: a ``StatsRecorder`` or ``MapRecorder`` whose ``slots`` are keyed by forward-order index.
+        recorder: a ``StatsRecorder`` or ``MapRecorder`` whose ``slots`` are keyed by forward-order index; or a
+            knockout (``lightning_reasonattn.capture.knockout``), whose ``rewrite`` gives each selected call its mask.
 
     Yields:
         the hooks' state (``entered``: the modules that ran, by forward-order index).
@@ -226,7 +244,7 @@ def intercept_sdpa(sites: list[tuple[str, torch.nn.Module]], recorder) -> Iterat
         for _, module in sites:
             handles.append(module.register_forward_pre_hook(state.enter))
             handles.append(module.register_forward_hook(state.leave))
-        with _Watch(state.on_call):
+        with _Watch(state.on_call, state.rewrite if hasattr(recorder, "rewrite") else None):
             yield state
     finally:
         for handle in handles:
