@@ -73,6 +73,12 @@ SMOKE_RUNS = {
          "--n", "2", "--max-new-tokens", "4", "--batch", "2", "--show", "0"],
         ["accuracy [95% CI]", "\nword_problems:difficulty=1 greedy"],
     ),
+    "knockout_from_scratch": (
+        ["benchmarks/knockout_from_scratch.py", "--out", "{out}", "--max-steps", "2", "--n-layer", "2", "--n-head",
+         "2", "--n-embd", "32", "--n-train", "64", "--n-test", "8", "--boot", "50"],
+        ["Knockout: mean NLL increase", "\nAnchor tokens, global heads only", "held-out answers right",
+         "anchors / position (after):"],
+    ),
     "bench_monitor": (
         ["benchmarks/bench_monitor.py", "--steps", "2", "--every", "1", "--repeats", "1", "--batch", "2",
          "--length", "16", *TINY],

@@ -60,7 +60,7 @@ def format_survey_table(result: dict[str, Any]) -> str:
     for row in result["table"]:
         lines.append(f"{row['label']:<{width}}  {_num(row['value']):>7}  {_interval(row):>16}  {row['paper_text']:>6}")
     if result.get("knockout", {}).get("groups"):
-        lines += ["", *_knockout_text(result)]
+        lines += ["", format_knockout_table(result)]
     return "\n".join(lines)
 
 
@@ -276,8 +276,13 @@ def _stat(stat: dict[str, Any]) -> tuple[str, str]:
     return _num(stat["value"]), _interval(stat)
 
 
-def _knockout_text(result: dict[str, Any]) -> list[str]:
-    """The knockout table as fixed-width text: per group, each window's increase, ratio to random, anchors' ratio."""
+def format_knockout_table(result: dict[str, Any]) -> str:
+    """The knockout table as fixed-width text: per group and window (the rest of the response, the final answer) the
+    mean NLL increase, its ratio to random, the anchors' ratio to it, each with its interval.
+
+    Args:
+        result: a ``survey.json`` record with a ``knockout`` (or any ``{"settings": {"level"}, "knockout": ...}``).
+    """
     level = round(100 * result["settings"]["level"])
     groups = result["knockout"]["groups"]
     width = max(len(g["label"]) for g in groups)
@@ -287,7 +292,7 @@ def _knockout_text(result: dict[str, Any]) -> list[str]:
         for g in groups:
             cells = (" ".join(_stat(g[window][key])) for key in KNOCKOUT_STATS)
             lines.append(f"{g['label']:<{width}}  " + "  ".join(f"{cell:>28}" for cell in cells))
-    return lines
+    return "\n".join(lines)
 
 
 def _knockout_markdown(result: dict[str, Any]) -> list[str]:
