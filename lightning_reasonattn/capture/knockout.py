@@ -11,14 +11,13 @@ Row ``s`` itself, every query before ``s`` and the positions (RoPE, learned posi
 still read where it is predicted and still predicts the next one from its own row, but no later row reads it. Each
 row of the batch has its own set, so several sets of one sequence run in one forward (one row each).
 
-The knockout rides on the capture's routes ([`lightning_reasonattn.capture.route`][lightning_reasonattn.capture.route]):
-a transformers model's attention function runs on the knocked-out mask (its own ``sdpa`` or ``eager`` function,
-through [`lightning_reasonattn.capture.hf_attention`][lightning_reasonattn.capture.hf_attention]); any other model's
-``scaled_dot_product_attention`` calls are rerun with it
-([`lightning_reasonattn.capture.sdpa`][lightning_reasonattn.capture.sdpa]). The mask is the model's own (padding,
-causality) with the knocked-out entries blocked: a boolean mask stays boolean, an additive one gets the dtype's
-lowest value there, and a call without a mask (``is_causal=True``) gets the causal mask. A layer whose rows knock
-nothing out runs unchanged, so an empty set gives exactly the plain forward.
+The knockout rides on the capture's routes (``lightning_reasonattn.capture.route``): a transformers model's attention
+function runs on the knocked-out mask (its own ``sdpa`` or ``eager`` function, through
+``lightning_reasonattn.capture.hf_attention``); any other model's ``scaled_dot_product_attention`` calls are rerun
+with it ([`lightning_reasonattn.capture.sdpa`][lightning_reasonattn.capture.sdpa]). The mask is the model's own
+(padding, causality) with the knocked-out entries blocked: a boolean mask stays boolean, an additive one gets the
+dtype's lowest value there, and a call without a mask (``is_causal=True``) gets the causal mask. A layer whose rows
+knock nothing out runs unchanged, so an empty set gives exactly the plain forward.
 """
 
 from __future__ import annotations
@@ -86,7 +85,9 @@ class Knockout:
         """The mask layer ``layer`` runs on: the model's ``mask`` with the knocked-out entries blocked.
 
         Args:
-            query, key: the layer's ``[B, H, N, D]`` queries and ``[B, H_kv, N, D]`` keys (shapes only).
+            layer: the layer's index.
+            query: the layer's ``[B, H, N, D]`` queries (their shape and dtype are read).
+            key: its ``[B, H_kv, N, D]`` keys (their shape is read).
             mask: the model's mask: ``None`` (causal), bool (True = attend) or additive float, broadcastable to
                 ``[B, H, N, N]``.
             kwargs: the call's options: ``is_causal`` (``None`` = causal), ``sliding_window`` (transformers).

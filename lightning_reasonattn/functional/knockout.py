@@ -1,6 +1,6 @@
 """Which tokens a knockout hides, and how much the rest of a response loses (pure torch).
 
-The survey's knockout test (docs/rhythm.md, "Are anchors causal?") hides a few tokens of a response from every later
+The survey's knockout test (docs/knockout.md, "Are anchors causal?") hides a few tokens of a response from every later
 token ([`knockout_nll`][lightning_reasonattn.capture.knockout.knockout_nll]) and compares groups of the same size:
 
 * candidates: the response tokens where FAI is defined (all but the last ``H_lo``), the only places an anchor can
@@ -32,7 +32,7 @@ KINDS = ("digit", "word", "space", "punctuation")
 
 
 def token_kind(text: str) -> str:
-    """The kind of a token's text (see [`KINDS`][KINDS]): ``"12"`` digit, ``" the"`` word, ``"\\n"`` space, ``"."``
+    """The kind of a token's text (one of ``KINDS``): ``"12"`` digit, ``" the"`` word, ``"\\n"`` space, ``"."``
     punctuation."""
     if any("0" <= ch <= "9" for ch in text):
         return "digit"

@@ -2,7 +2,7 @@
 
 For every response of a survey, a few tokens of each group (anchors, and controls of the same count from the same
 response: random, position-matched, same-kind, highest-entropy and preplan tokens; see
-[`lightning_reasonattn.functional.knockout`][lightning_reasonattn.functional.knockout]) are knocked out of the
+[`choose_groups`][lightning_reasonattn.functional.choose_groups]) are knocked out of the
 attention ([`knockout_nll`][lightning_reasonattn.capture.knockout.knockout_nll]): no later token may attend to them, in
 every head of every layer, or (the ``*_global`` groups) in the response's global heads only, the channel FAI is
 defined on. All groups and the plain forward run as the rows of one batch, one forward per response.
@@ -10,7 +10,7 @@ defined on. All groups and the plain forward run as the rows of one batch, one f
 Per group the survey reports the mean increase of NLL over the tokens the knockout can reach (the rest of the
 response, and its final answer where the task defines one), its ratio to the random group and the anchors' ratio to
 it; every value is a ratio of sums over responses, with a percentile bootstrap interval that resamples the responses
-(the same resample for every group: the comparison is paired). Definitions: docs/rhythm.md, "Are anchors causal?".
+(the same resample for every group: the comparison is paired). Definitions: docs/knockout.md, "Are anchors causal?".
 
 Resumable like the survey: each batch's results are written to ``OUT/knockout/NNNNN.json``, reused while the
 responses and the knockout's settings are unchanged.
@@ -176,7 +176,8 @@ def measure_response(
 
     Args:
         model: the causal LM.
-        prompt_ids, response_ids: the response and its prompt (unpadded).
+        prompt_ids: the prompt's token ids (unpadded).
+        response_ids: the response's token ids.
         groups: positions within the response (from ``choose_groups``).
         answer: ``[n]`` bool, the final-answer tokens, or ``None``.
         heads: from [`heads_rows`][heads_rows].

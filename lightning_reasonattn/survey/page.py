@@ -380,7 +380,7 @@ def _knockout_html(result: dict[str, Any], png: bytes | None) -> list[str]:
         f"<tr>{names}</tr>",
         *rows,
         "</table>",
-        f'<p class="note">{html.escape(note)} Definitions: docs/rhythm.md, "Are anchors causal?".</p>',
+        f'<p class="note">{html.escape(note)} Definitions: docs/knockout.md (Are anchors causal?).</p>',
     ]
     if png is not None:
         data = base64.b64encode(png).decode("ascii")
