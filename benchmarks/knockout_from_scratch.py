@@ -3,19 +3,19 @@
 
 Usage::
 
-    OMP_NUM_THREADS=1 nice -n 5 python benchmarks/knockout_from_scratch.py --out knock_gpt       # ~10 min, 2 cores
+    OMP_NUM_THREADS=1 nice -n 5 python benchmarks/knockout_from_scratch.py --out knock_gpt  # 25 min, 1 thread
     python benchmarks/knockout_from_scratch.py --out smoke --max-steps 2 --n-layer 2 --n-head 2 --n-embd 32 \\
         --n-train 64 --n-test 8 --boot 50                                                         # a smoke run
 
-Trains the example's GPT (2.7M parameters, word tokens, learned positions, SDPA attention) on its word problems for
-``--max-steps`` steps (1200 by default: about 75% of held-out answers right), or loads ``OUT/model.pt`` written by an
-earlier run with the same settings. Then, for ``--n-test`` held-out problems, the worked answer is the response
-(teacher forcing): its rhythm is captured over the answer (``capture_rhythm``, the example's horizon ``(4, 32)``), its
-token entropies come from the same forward, and each response's groups are chosen and knocked out with the same
-functions as ``reasonattn survey --knockout`` (``lightning_reasonattn.functional.knockout``,
+Trains the example's GPT (``NanoGPT``, 2.7M parameters, word tokens, learned positions, SDPA attention) on its word
+problems for ``--max-steps`` steps (1200 by default: 84% of 256 held-out answers right), or loads ``OUT/model.pt``
+written by an earlier run with the same settings. Then, for ``--n-test`` held-out problems, the worked answer is the
+response (teacher forcing): its rhythm is captured over the answer (``capture_rhythm``, the example's horizon
+``(4, 32)``), its token entropies come from the same forward, and each response's groups are chosen and knocked out
+with the same functions as ``reasonattn survey --knockout`` (``lightning_reasonattn.functional.knockout``,
 ``lightning_reasonattn.survey.knockout``): anchors (top FAI peaks), random, position-matched, same-kind,
-highest-entropy and preplan tokens, and anchors / random tokens in the global heads only. The final answer is the
-number after "The answer is".
+highest-entropy and preplan tokens, and anchors / random tokens in the global heads only. The final answer is found
+as the survey finds it (the last number: the one after "The answer is").
 
 Writes ``OUT/knockout.json`` (the groups with their intervals, the settings, the accuracy, times) and
 ``OUT/knockout.png``; prints the table, then the anchors' ratios last.
@@ -38,7 +38,14 @@ from lightning_reasonattn import capture_rhythm
 from lightning_reasonattn.functional import token_entropy
 from lightning_reasonattn.functional.knockout import choose_groups, token_kind
 from lightning_reasonattn.functional.settings import PEAK_TOP
-from lightning_reasonattn.survey.knockout import heads_rows, measure_response, summarize_knockout
+from lightning_reasonattn.survey.knockout import (
+    answer_tokens,
+    final_answer_span,
+    heads_rows,
+    measure_response,
+    summarize_knockout,
+    token_texts,
+)
 from lightning_reasonattn.survey.page import format_knockout_table, knockout_figure
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,15 +97,6 @@ def train_or_load(ex, args, tokenizer, train) -> tuple[torch.nn.Module, dict]:
     return module.model.eval(), {"train_s": seconds, "loaded": False}
 
 
-def answer_mask(tokens: list[str]) -> torch.Tensor:
-    """The final answer of a worked answer: the tokens between the last "is" and the "." after it."""
-    mask = torch.zeros(len(tokens), dtype=torch.bool)
-    start = len(tokens) - tokens[::-1].index("is") if "is" in tokens else len(tokens)
-    stop = tokens.index(".", start) if "." in tokens[start:] else len(tokens)
-    mask[start:stop] = True
-    return mask
-
-
 def knock_out_batch(ex, model, batch, tokenizer, args, first_index: int) -> tuple[list[dict], int]:
     """Records of one batch of held-out answers (as the survey's), and how many answers the model gets right."""
     ids, am, response = batch["input_ids"], batch["attention_mask"], batch["response_mask"]
@@ -109,11 +107,11 @@ def knock_out_batch(ex, model, batch, tokenizer, args, first_index: int) -> tupl
     for row in range(ids.shape[0]):
         where = response[row].nonzero().flatten()
         p, n = int(where[0]), int(where[-1]) + 1
-        tokens = [tokenizer.vocab[i] for i in ids[row, p:n].tolist()]
+        texts = token_texts(tokenizer.decode, ids[row, p:n].tolist())
         index = first_index + row
         out = {"prompt_index": index, "skipped": None}
         chosen = choose_groups(
-            trace.fai[row, p:n], trace.waad[row, p:n], entropy[row, p:n], [token_kind(t) for t in tokens],
+            trace.fai[row, p:n], trace.waad[row, p:n], entropy[row, p:n], [token_kind(t) for t in texts],
             args.count, top=PEAK_TOP, generator=torch.Generator().manual_seed(args.seed * 1_000_003 + index),
         )  # fmt: skip
         if chosen is None:
@@ -121,7 +119,7 @@ def knock_out_batch(ex, model, batch, tokenizer, args, first_index: int) -> tupl
             continue
         groups, unmatched = chosen
         heads = heads_rows(trace.global_heads[row].tolist(), trace.layers, args.n_layer, args.n_head)
-        answer = answer_mask(tokens)
+        answer = answer_tokens(texts, final_answer_span("".join(texts)))  # the number after "The answer is"
         measured = measure_response(model, ids[row, :p].tolist(), ids[row, p:n].tolist(), groups, answer, heads)
         records.append({**out, "unmatched_kind": unmatched, "answer_tokens": int(answer.sum()), "groups": measured})
     return records, int(right.sum())
@@ -132,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     ex = example()
     train_pairs, test_pairs = ex.texts(args.n_train, args.seed), ex.texts(args.n_test, args.seed + 1)
-    tokenizer = ex.WordTokenizer([p + a for p, a in train_pairs + test_pairs])
+    tokenizer = ex.WordTokenizer.from_corpus([p + a for p, a in train_pairs + test_pairs])
     train, test = ex.examples(train_pairs, tokenizer), ex.examples(test_pairs, tokenizer)
     model, facts = train_or_load(ex, args, tokenizer, train)
     params = sum(p.numel() for p in model.parameters())

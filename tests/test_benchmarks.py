@@ -73,6 +73,13 @@ SMOKE_RUNS = {
          "--n", "2", "--max-new-tokens", "4", "--batch", "2", "--show", "0"],
         ["accuracy [95% CI]", "\nword_problems:difficulty=1 greedy"],
     ),
+    "credit_from_scratch": (  # pretrain a 1-layer start model for 2 steps, then time an RL step's pieces
+        ["benchmarks/credit_from_scratch.py", "--out", "{out}", "--n-layer", "1", "--n-head", "2", "--n-embd", "16",
+         "--n-pretrain", "64", "--n-test", "16", "--n-eval", "8", "--n-val", "4", "--max-steps", "2",
+         "--eval-every", "1", "--accept", "0", "1", "--max-new-tokens", "8", "--measure", "--prompts", "2",
+         "--group", "2", "--repeats", "1", "--spread-prompts", "2"],
+        ["validation accuracy", "| rollout, KV cache", "steps/hour per process", "rollout prefix recomputed / KV"],
+    ),
     "knockout_from_scratch": (
         ["benchmarks/knockout_from_scratch.py", "--out", "{out}", "--max-steps", "2", "--n-layer", "2", "--n-head",
          "2", "--n-embd", "32", "--n-train", "64", "--n-test", "8", "--boot", "50"],
