@@ -240,3 +240,23 @@ def test_global_heads_of_an_older_folder_are_captured_again(tiny_arithmetic, tmp
     for record in stored:
         older = {k: v for k, v in record.items() if k != "global_heads"}
         assert sorted(_global_heads(model, older, SurveySettings())) == sorted(record["global_heads"])
+
+
+def test_a_survey_with_nothing_to_knock_out_says_why(tiny_arithmetic, tmp_path, capsys):  # noqa: F811
+    args = ("--n", "3", "--batch-size", "3", "--max-new-tokens", "8", "--reports", "0", "--knockout")
+    assert _run(tmp_path, tiny_arithmetic, *args) == 0
+    out = tmp_path / "out"
+    knockout = json.loads((out / "survey.json").read_text())["knockout"]
+    assert knockout["groups"] == [] and knockout["skipped"] == 3
+    why = "none of the 3 responses has 8 tokens with an FAI"
+    assert why in capsys.readouterr().out and why in (out / "table.md").read_text()
+    assert why in (out / "index.html").read_text() and not (out / "knockout.png").exists()
+
+
+@pytest.mark.parametrize("knockout", [3, "yes", 1.0])
+def test_run_survey_refuses_a_knockout_that_is_not_one(knockout, tmp_path):
+    from lightning_reasonattn.survey import SurveySettings, run_survey
+
+    with pytest.raises(ValueError, match="pass True, False or KnockoutSettings"):
+        run_survey(SurveySettings(n=1), tmp_path / "out", knockout=knockout)
+    assert not (tmp_path / "out").exists()  # refused before the folder or the model

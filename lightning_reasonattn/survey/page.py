@@ -59,8 +59,8 @@ def format_survey_table(result: dict[str, Any]) -> str:
     lines = [f"{'statistic':<{width}}  {'value':>7}  {f'{level}% CI':>16}  {'paper':>6}"]
     for row in result["table"]:
         lines.append(f"{row['label']:<{width}}  {_num(row['value']):>7}  {_interval(row):>16}  {row['paper_text']:>6}")
-    if result.get("knockout", {}).get("groups"):
-        lines += ["", format_knockout_table(result)]
+    if "knockout" in result:
+        lines += ["", format_knockout_table(result) if result["knockout"]["groups"] else knockout_empty(result)]
     return "\n".join(lines)
 
 
@@ -74,8 +74,8 @@ def markdown_table(result: dict[str, Any]) -> str:
     for row in result["table"]:
         label = row["label"].replace("|", "\\|")
         lines.append(f"| {label} | {_num(row['value'])} | {_interval(row)} | {row['paper_text']} |")
-    if result.get("knockout", {}).get("groups"):
-        lines += ["", *_knockout_markdown(result)]
+    if "knockout" in result:
+        lines += ["", *(_knockout_markdown(result) if result["knockout"]["groups"] else [knockout_empty(result)])]
     return "\n".join(lines)
 
 
@@ -224,6 +224,8 @@ def survey_html(result: dict[str, Any], images: dict[str, bytes] | None = None) 
         out.append(f'<p class="note">No picture: {reason}; install it with {fix}.</p>')
     if result.get("knockout", {}).get("groups"):
         out += _knockout_html(result, (images or {}).get("knockout"))
+    elif "knockout" in result:
+        out += ["<h2>Are anchors causal? Knockout</h2>", f'<p class="note">{html.escape(knockout_empty(result))}</p>']
     out += [
         "<h2>Most coupled responses</h2>",
         _response_list(result["coupled"]["most"], empty_reason(result, "most")),
@@ -293,6 +295,17 @@ def format_knockout_table(result: dict[str, Any]) -> str:
             cells = (" ".join(_stat(g[window][key])) for key in KNOCKOUT_STATS)
             lines.append(f"{g['label']:<{width}}  " + "  ".join(f"{cell:>28}" for cell in cells))
     return "\n".join(lines)
+
+
+def knockout_empty(result: dict[str, Any]) -> str:
+    """Why a knockout has no table: no response had enough tokens with an FAI, and the fix."""
+    knockout = result["knockout"]
+    need = 2 * knockout["settings"]["count"]
+    return (
+        f"Knockout: none of the {knockout['skipped']} responses has {need} tokens with an FAI (an anchor group and a "
+        "control of --knockout-count tokens each), so nothing was knocked out: longer responses (--max-new-tokens), "
+        "a shorter FAI horizon or a smaller --knockout-count give some."
+    )
 
 
 def _knockout_markdown(result: dict[str, Any]) -> list[str]:

@@ -393,7 +393,7 @@ def run_survey(
     tokenizer=None,
     progress: TextIO | bool = True,
     *,
-    knockout: KnockoutSettings | bool = False,
+    knockout: KnockoutSettings | bool | None = False,
 ) -> dict[str, Any]:
     """Run a survey (or finish one) and write ``survey.json``, ``table.md``, ``profiles.png``, ``index.html`` and
     the per-response reports into ``out_dir``.
@@ -421,7 +421,7 @@ def run_survey(
     """
     if knockout is True:
         knockout = KnockoutSettings()
-    elif knockout is not False and not isinstance(knockout, KnockoutSettings):
+    elif knockout not in (False, None) and not isinstance(knockout, KnockoutSettings):
         raise ValueError(
             f"knockout={knockout!r}: pass True, False or KnockoutSettings(count=...) (tokens per group, default 4)."
         )
