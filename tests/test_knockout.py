@@ -273,3 +273,11 @@ def test_model_is_restored_after_a_knockout():
         after = model(ids).logits
     assert torch.equal(before, after)
     assert model.config._attn_implementation == "sdpa"
+
+
+def test_multihead_attention_layers_are_refused():
+    from test_hostile_plain_models import MHAModel
+
+    ids = torch.randint(0, 97, (1, 12), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(TypeError, match=r"'attn\.0' runs nn\.MultiheadAttention: a knockout rewrites"):
+        knockout_nll(MHAModel(), ids, [[3]], attention_modules="attn.*")

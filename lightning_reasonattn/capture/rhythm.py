@@ -166,11 +166,12 @@ class _Handle:
         """Whether every selected layer was seen by the wrapper."""
         return self._recorder.seen == set(self.layers)
 
-    def check_complete(self) -> None:
-        """Raise ``RuntimeError`` naming the selected layers no attention was recorded for, and the fix."""
+    def check_complete(self, forward_ran: bool = False) -> None:
+        """Raise ``RuntimeError`` naming the selected layers no attention was recorded for, and the fix
+        (``forward_ran``: the capture ran the forward itself, so the block's use is not the cause)."""
         missing = sorted(set(self.layers) - self._recorder.seen)
         if missing:
-            raise RuntimeError(self._route.missing(missing))
+            raise RuntimeError(self._route.missing(missing, forward_ran))
 
     def trace(self, head_fraction: float = SPEC.head_fraction, q: float = SPEC.q, k: int = SPEC.k) -> RhythmTrace:
         self.check_complete()
@@ -263,7 +264,8 @@ def capture_rhythm(
 
     A transformers model is called as ``model(input_ids=, attention_mask=, position_ids=, use_cache=False)``;
     any other model as ``model(input_ids)``, with ``attention_mask=`` and ``position_ids=`` when its ``forward``
-    names them; ``forward=fn(model, input_ids, attention_mask)`` replaces either call.
+    names them; ``forward=fn(model, input_ids, attention_mask)`` replaces either call. The model runs in eval mode
+    (no dropout: a measurement draws no random number), and every module's own mode is put back afterwards.
 
     Args:
         model: a transformers causal LM (peft-wrapped and bitsandbytes-quantized models work), or any model
@@ -279,7 +281,9 @@ def capture_rhythm(
         q: top fraction for preplan and anchor tokens, in (0, 1].
         k: look-back of dominated anchors.
         block_size: query rows reduced at a time (memory vs speed).
-        return_outputs: also return the model output (its logits are those of a plain forward).
+        return_outputs: also return the model output (its logits are those of a plain forward in eval mode; for
+            a model holding ``nn.MultiheadAttention``, whose fused eval path the capture switches off, that plain
+            forward is run a second time, unhooked).
         attention_modules: capture the SDPA calls of these modules: a list, or a name pattern such as
             ``"transformer.h.*.attn"`` (``*`` = one part of a dotted name); ``layers`` then indexes them in the
             order the forward runs them. Default: transformers' attention interface for a transformers model,
@@ -310,11 +314,13 @@ def capture_rhythm(
     route.check_batch(attention_mask)
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
     measure = dict(layers=layers, window=window, horizon=horizon, block_size=block_size)
-    with torch.no_grad():
+    with torch.no_grad(), measuring(model):  # eval mode: dropout would draw another rhythm on every call
         with _recording(route, response_mask, attention_mask, **measure) as rec:
             outputs = route.call(input_ids, attention_mask, position_ids)
+        if return_outputs and _has_fused_path(route):  # the capture made it take the unfused path: ~1e-7 apart
+            outputs = route.call(input_ids, attention_mask, position_ids)
         if isinstance(route, SdpaRoute):  # no fallback: every selected attention module must have called SDPA
-            rec.check_complete()
+            rec.check_complete(forward_ran=True)
         if not rec.complete:
             warnings.warn(
                 f"{type(model).__name__} does not route the attention of layers {rec.layers} through "
@@ -328,6 +334,14 @@ def capture_rhythm(
         else:
             trace = rec.trace(head_fraction, q, k)
     return (trace, outputs) if return_outputs else trace
+
+
+def _has_fused_path(route) -> bool:
+    """Whether a plain forward of the route's model may take ``nn.MultiheadAttention``'s fused eval path (its own
+    kernel, whose rounding differs from the unfused path's): a capture's hooks and mode switch that path off."""
+    if not isinstance(route, SdpaRoute) or not torch.backends.mha.get_fastpath_enabled():
+        return False
+    return any(isinstance(module, torch.nn.MultiheadAttention) for _, site in route.sites for module in site.modules())
 
 
 def capture_group_maps(
@@ -379,7 +393,7 @@ def capture_group_maps(
         route.call(input_ids, attention_mask, position_ids)
     if recorder.seen != set(trace.layers):
         if isinstance(route, SdpaRoute):
-            raise RuntimeError(route.missing(sorted(set(trace.layers) - recorder.seen)))
+            raise RuntimeError(route.missing(sorted(set(trace.layers) - recorder.seen), forward_ran=True))
         raise RuntimeError(
             f"{type(route.base).__name__} did not route attention through transformers' AttentionInterface; "
             "group maps need it (load the model with attn_implementation='sdpa')."

@@ -43,6 +43,7 @@ What a call must be (checked on the selected layers, every real query row, a blo
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -50,6 +51,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from .blockwise import check_lengths
+from .mha import MHA, mha_as_sdpa
 
 SDPA = torch.nn.functional.scaled_dot_product_attention
 _PARAMS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
@@ -113,9 +115,14 @@ def check_mask(name: str, mask: torch.Tensor, key_mask: torch.Tensor, block_size
 
 
 class _Sites:
-    """The attention modules' hooks: which module is running, its forward-order index, its SDPA calls."""
+    """The attention modules' hooks: which module is running, its forward-order index, its SDPA calls.
+
+    The hooks are the modules' own, so they fire in every thread; only the capturing thread's forward is counted (the
+    mode that sees the SDPA calls is per thread): another thread's plain forward meanwhile runs unmeasured.
+    """
 
     def __init__(self, sites: list[tuple[str, torch.nn.Module]], recorder):
+        self.thread = threading.get_ident()
         self.names = {id(module): name for name, module in sites}
         self.recorder = recorder
         self.entered: dict[int, int] = {}  # id(module) -> layer index (forward order)
@@ -125,6 +132,8 @@ class _Sites:
         self.left_padded: bool | None = None  # of the batch, computed at the first maskless call (one sync)
 
     def enter(self, module, args) -> None:
+        if threading.get_ident() != self.thread:
+            return
         name = self.names[id(module)]
         if id(module) in self.entered:
             raise RuntimeError(
@@ -136,6 +145,8 @@ class _Sites:
         self.calls = 0
 
     def leave(self, module, args, output) -> None:
+        if threading.get_ident() != self.thread:
+            return
         name, _ = self.current
         self.current = None
         if self.calls == 0:
@@ -145,7 +156,8 @@ class _Sites:
                 "modules that call it (attention_modules=...), e.g. the attention submodule of each block."
             )
 
-    def on_call(self, args: tuple, kwargs: dict) -> None:
+    def on_call(self, func, args: tuple, kwargs: dict) -> None:
+        """After an SDPA call (or an ``nn.MultiheadAttention`` one, ``func is MHA``) inside an attention module."""
         if self.current is None:  # SDPA outside the attention modules: not a layer of the rhythm
             return
         name, layer = self.current
@@ -155,9 +167,9 @@ class _Sites:
                 f"attention module {name!r} called scaled_dot_product_attention more than once in one forward: "
                 "name the modules that call it exactly once (attention_modules=...), e.g. the self-attention."
             )
-        call = sdpa_arguments(args, kwargs)
-        query, key, mask = call["query"], call["key"], call["attn_mask"]
         where = f"attention module {name!r} (layer {layer})"
+        call = mha_as_sdpa(args, kwargs, where) if func is MHA else sdpa_arguments(args, kwargs)
+        query, key, mask = call["query"], call["key"], call["attn_mask"]
         if query.ndim != 4 or key.ndim != 4:
             raise RuntimeError(
                 f"{where} calls scaled_dot_product_attention with a query of shape {tuple(query.shape)}: the capture "
@@ -192,20 +204,30 @@ class _Sites:
         with torch.no_grad():
             self.recorder.observe(layer, query.detach(), key.detach(), mask, call["scale"], {})
 
-    def rewrite(self, args: tuple, kwargs: dict) -> dict:
-        """The SDPA call of a selected layer with the mask the recorder gives it (a knockout), by name."""
-        call = sdpa_arguments(args, kwargs)
+    def rewrite(self, func, args: tuple, kwargs: dict) -> dict | None:
+        """The SDPA call of a selected layer with the mask the recorder gives it (a knockout), by name; ``None`` when
+        the call runs as the model made it.
+
+        Raises:
+            TypeError: the layer calls ``nn.MultiheadAttention``, whose masks a knockout does not rewrite.
+        """
         if self.current is None or self.current[1] not in self.recorder.slots:
-            return call
+            return None
+        if func is MHA:
+            raise TypeError(
+                f"attention module {self.current[0]!r} runs nn.MultiheadAttention: a knockout rewrites the masks of "
+                "scaled_dot_product_attention calls only; knock tokens out of a model whose attention calls it."
+            )
+        call = sdpa_arguments(args, kwargs)
         mask = self.recorder.rewrite(self.current[1], call["query"], call["key"], call["attn_mask"], call)
-        if mask is call["attn_mask"]:
-            return call
-        return {**call, "attn_mask": mask, "is_causal": False}
+        return None if mask is call["attn_mask"] else {**call, "attn_mask": mask, "is_causal": False}
 
 
 class _Watch(TorchFunctionMode):
-    """Runs every torch function unchanged; after an SDPA call, hands its arguments to ``on_call``. With ``rewrite``
-    (a recorder that changes the attention: a knockout), each SDPA call is checked first, then run as rewritten."""
+    """Runs every torch function unchanged; after an SDPA call (or an ``nn.MultiheadAttention`` one, whose SDPA call
+    inside runs with the mode off), hands the function and its arguments to ``on_call``. With ``rewrite`` (a recorder
+    that changes the attention: a knockout), each SDPA call is checked first, then run as rewritten; an
+    ``nn.MultiheadAttention`` call is refused (its masks are not rewritten)."""
 
     def __init__(self, on_call, rewrite=None):
         super().__init__()
@@ -214,14 +236,16 @@ class _Watch(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func is SDPA and self.rewrite is not None:
-            self.on_call(args, kwargs)  # the model's own call is checked, then run on the recorder's mask
-            call = self.rewrite(args, kwargs)
+        if self.rewrite is not None and (func is SDPA or func is MHA):
+            self.on_call(func, args, kwargs)  # the model's own call is checked, then run on the recorder's mask
+            call = self.rewrite(func, args, kwargs)
+            if call is None:
+                return func(*args, **kwargs)
             query, key, value = (call.pop(name) for name in _PARAMS[:3])
             return func(query, key, value, **call)
         out = func(*args, **kwargs)  # inside the mode's handler the mode is off: no recursion
-        if func is SDPA:
-            self.on_call(args, kwargs)
+        if func is SDPA or func is MHA:
+            self.on_call(func, args, kwargs)
         return out
 
 

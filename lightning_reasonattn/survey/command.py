@@ -8,9 +8,10 @@ from pathlib import Path
 
 from ..arguments import fraction, int_in, layers_arg, non_negative_float, random_seed
 from ..models import ModelLoadError
+from ..outputs import OutputError
 from .knockout import KnockoutSettings
 from .page import format_survey_table
-from .run import PROMPT_SETS, run_survey
+from .run import BATCHES, PROMPT_SETS, run_survey
 from .settings import CHAT_MODES, MAX_COUNT, SurveySettings
 
 count = int_in(1, MAX_COUNT)
@@ -69,7 +70,13 @@ def add_survey_parser(subparsers) -> None:
     )
     sv.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto", help="default: cuda if available")
     sv.add_argument("--out", default="reasonattn_out/survey", help="output folder (default reasonattn_out/survey)")
-    sv.set_defaults(handler=survey_command)
+    sv.set_defaults(handler=survey_command, kept=survey_kept)
+
+
+def survey_kept(args) -> str:
+    """What an interrupted survey keeps (for the one line the command prints)."""
+    done = len(list((Path(args.out) / BATCHES).glob("*.json")))
+    return f"the {done} finished batch(es) in {Path(args.out) / BATCHES} are kept; run the same command again to resume"
 
 
 def survey_command(args) -> int:
@@ -98,6 +105,9 @@ def survey_command(args) -> int:
         result = run_survey(settings, args.out, knockout=knockout)
     except (ModelLoadError, ValueError, FileNotFoundError, ImportError) as exc:
         print(f"reasonattn survey: error: {exc}", file=sys.stderr)
+        return 1
+    except OutputError as exc:  # a full disk...: the batches finished so far are whole
+        print(f"reasonattn survey: error: --out: {exc} Finished batches are kept for a re-run.", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"reasonattn survey: error: cannot write to --out {args.out!r} ({exc}).", file=sys.stderr)

@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ..outputs import write_whole
 from ..report.figures import figure_png, matplotlib_classes
 from ..report.page import PAGE_CSS, one_line
 from ..report.sequence import FAI_RGB, MISSING_MATPLOTLIB, WAAD_RGB, hex_color
@@ -249,8 +250,8 @@ def write_survey_files(out_dir: str | Path, result: dict[str, Any], dpi: int = 9
     """
     out = Path(out_dir)
     paths = {"json": out / "survey.json", "table": out / "table.md"}
-    paths["json"].write_text(json.dumps(result, indent=1, allow_nan=False), encoding="utf-8")
-    paths["table"].write_text(markdown_table(result) + "\n", encoding="utf-8")
+    write_whole(paths["json"], json.dumps(result, indent=1, allow_nan=False))
+    write_whole(paths["table"], markdown_table(result) + "\n")
     images = {}
     try:
         figure = profiles_figure(result)
@@ -259,13 +260,13 @@ def write_survey_files(out_dir: str | Path, result: dict[str, Any], dpi: int = 9
     else:
         images["profiles"] = figure_png(figure, dpi)
         paths["profiles"] = out / "profiles.png"
-        paths["profiles"].write_bytes(images["profiles"])
+        write_whole(paths["profiles"], images["profiles"])
         if result.get("knockout", {}).get("groups"):
             images["knockout"] = figure_png(knockout_figure(result), dpi)
             paths["knockout"] = out / "knockout.png"
-            paths["knockout"].write_bytes(images["knockout"])
+            write_whole(paths["knockout"], images["knockout"])
     paths["html"] = out / "index.html"
-    paths["html"].write_text(survey_html(result, images), encoding="utf-8")
+    write_whole(paths["html"], survey_html(result, images))
     return paths
 
 
