@@ -1,7 +1,7 @@
 """lightning_reasonattn: see and train the preplan-and-anchor attention rhythm of reasoning LMs."""
 
 from .callbacks import AttentionRhythmMonitor, BatchKeys, RhythmReport
-from .capture import capture_group_maps, capture_rhythm, rhythm_capture
+from .capture import capture_group_maps, capture_rhythm, knockout_nll, rhythm_capture
 from .functional import RhythmSettings, RhythmTrace, credit_gamma
 from .grpo import RhythmGRPO
 from .metrics import FutureAttentionInfluence, RhythmCoupling, WindowedAverageAttentionDistance
@@ -27,6 +27,7 @@ __all__ = [
     "capture_group_maps",
     "capture_rhythm",
     "credit_gamma",
+    "knockout_nll",
     "rhythm_capture",
     "run_survey",
 ]

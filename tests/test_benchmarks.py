@@ -83,6 +83,12 @@ SMOKE_RUNS = {
         ["validation accuracy", "| rollout, KV cache", "steps/hour per process", "rollout prefix recomputed / KV",
          "2 cells to run", "| coupled - uniform |", "| FAI-preceded lift |", "curves.png"],
     ),
+    "knockout_from_scratch": (
+        ["benchmarks/knockout_from_scratch.py", "--out", "{out}", "--max-steps", "2", "--n-layer", "2", "--n-head",
+         "2", "--n-embd", "32", "--n-train", "64", "--n-test", "8", "--boot", "50"],
+        ["Knockout: mean NLL increase", "\nAnchor tokens, global heads only", "held-out answers right",
+         "anchors / position (after):"],
+    ),
     "bench_monitor": (
         ["benchmarks/bench_monitor.py", "--steps", "2", "--every", "1", "--repeats", "1", "--batch", "2",
          "--length", "16", *TINY],

@@ -17,6 +17,7 @@ from .attention import (
 from .bootstrap import bootstrap_ci, profile_sums
 from .coupling import coupling_counts, local_peaks, response_counts, token_entropy
 from .credit import RHYTHM_STRATEGIES, STRATEGIES, credit_gamma
+from .knockout import choose_groups, knockout_sums, token_kind
 from .logprobs import chunked_logprobs
 from .settings import SPEC, RhythmSettings
 from .tokens import (
@@ -38,6 +39,7 @@ __all__ = [
     "SPEC",
     "anchor_tokens",
     "bootstrap_ci",
+    "choose_groups",
     "chunked_logprobs",
     "coupling_counts",
     "credit_gamma",
@@ -48,6 +50,7 @@ __all__ = [
     "head_backward_distance",
     "horizon_band",
     "intro_tokens",
+    "knockout_sums",
     "local_peaks",
     "lower_median",
     "preplan_tokens",
@@ -57,6 +60,7 @@ __all__ = [
     "select_layers",
     "select_tokens",
     "split_heads",
+    "token_kind",
     "token_entropy",
     "top_fraction",
     "trace_from_head_stats",

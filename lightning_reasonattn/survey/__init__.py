@@ -2,8 +2,8 @@
 
 Modules: ``settings`` ([`SurveySettings`][lightning_reasonattn.survey.settings.SurveySettings], what decides the
 numbers), ``run`` (sample, measure each batch in one forward, resume, write), ``table`` (the statistics with
-bootstrap intervals), ``page`` (the table as text and Markdown, the profiles PNG, the HTML page) and ``command``
-(its command line).
+bootstrap intervals), ``knockout`` (hiding anchors and controls from later tokens: what the rest loses), ``page``
+(the tables as text and Markdown, the PNGs, the HTML page) and ``command`` (its command line).
 
 Python use::
 
@@ -13,7 +13,8 @@ Python use::
     print(result["table"][0])
 """
 
+from .knockout import KnockoutSettings
 from .run import PROMPT_SETS, run_survey
 from .settings import SurveySettings
 
-__all__ = ["PROMPT_SETS", "SurveySettings", "run_survey"]
+__all__ = ["PROMPT_SETS", "KnockoutSettings", "SurveySettings", "run_survey"]

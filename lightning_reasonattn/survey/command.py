@@ -9,6 +9,7 @@ from pathlib import Path
 from ..arguments import fraction, int_in, layers_arg, non_negative_float, random_seed
 from ..models import ModelLoadError
 from ..outputs import OutputError
+from .knockout import KnockoutSettings
 from .page import format_survey_table
 from .run import BATCHES, PROMPT_SETS, run_survey
 from .settings import CHAT_MODES, MAX_COUNT, SurveySettings
@@ -58,6 +59,15 @@ def add_survey_parser(subparsers) -> None:
     sv.add_argument(
         "--reports", type=count_or_zero, default=5, help="per-response reports of the N most and least coupled"
     )
+    sv.add_argument(
+        "--knockout",
+        action="store_true",
+        help="also hide each response's top anchors, and controls of the same count, from the later tokens and "
+        "measure what the rest of the response loses (are anchors causal?)",
+    )
+    sv.add_argument(
+        "--knockout-count", type=count, default=4, help="tokens knocked out per group and response (default 4)"
+    )
     sv.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto", help="default: cuda if available")
     sv.add_argument("--out", default="reasonattn_out/survey", help="output folder (default reasonattn_out/survey)")
     sv.set_defaults(handler=survey_command, kept=survey_kept)
@@ -91,7 +101,8 @@ def survey_command(args) -> int:
             reports=args.reports,
             device=args.device,
         )
-        result = run_survey(settings, args.out)
+        knockout = KnockoutSettings(count=args.knockout_count) if args.knockout else False
+        result = run_survey(settings, args.out, knockout=knockout)
     except (ModelLoadError, ValueError, FileNotFoundError, ImportError) as exc:
         print(f"reasonattn survey: error: {exc}", file=sys.stderr)
         return 1
