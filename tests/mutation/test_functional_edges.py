@@ -1,0 +1,66 @@
+"""functional/: edge cases the mutation run (`make mutate`) found untested, against hand-worked values and the spec.
+
+The ``"middle"`` layers of a model whose layer count leaves remainder 2 when divided by 3 (32 layers, the common case):
+``2 * L // 3`` and ``2 * (L // 3)`` agree for every other count (issue 26).
+"""
+
+from fractions import Fraction
+
+import pytest
+import torch
+
+from lightning_reasonattn.functional import select_layers
+
+# ------------------------------------------------------------------------------------------ middle layers
+
+
+def spec_middle_layers(num_layers: int) -> list[int]:
+    """docs/rhythm.md in plain Python: round(linspace(L // 3, 2L // 3, 5)), half to even, duplicates dropped.
+
+    Exact fractions, so a value such as 15.5 is exactly half way (Python's round on a Fraction rounds half to even).
+    """
+    lo, hi = num_layers // 3, (2 * num_layers) // 3
+    return sorted({round(lo + Fraction(hi - lo) * i / 4) for i in range(5)})
+
+
+@pytest.mark.parametrize(
+    ("num_layers", "expected"),
+    [
+        (32, [10, 13, 16, 18, 21]),  # linspace(10, 21, 5) = 10, 12.75, 15.5, 18.25, 21; 15.5 -> 16 (half to even)
+        (2, [0, 1]),  # linspace(0, 1, 5) = 0, .25, .5, .75, 1; .5 -> 0
+        (5, [1, 2, 3]),  # linspace(1, 3, 5) = 1, 1.5, 2, 2.5, 3; 1.5 -> 2, 2.5 -> 2
+        (14, [4, 5, 6, 8, 9]),  # linspace(4, 9, 5) = 4, 5.25, 6.5, 7.75, 9; 6.5 -> 6
+        (36, [12, 15, 18, 21, 24]),  # Qwen3-4B / 8B
+        (28, [9, 11, 14, 16, 18]),  # linspace(9, 18, 5) = 9, 11.25, 13.5, 15.75, 18; 13.5 -> 14
+    ],
+)
+def test_middle_layers_hand_worked(num_layers, expected):
+    assert select_layers(num_layers, "middle") == expected
+
+
+def test_middle_layers_match_the_spec_for_every_count():
+    """Every layer count from 1 to 120, all three remainders modulo 3, against the spec's formula."""
+    for num_layers in range(1, 121):
+        assert select_layers(num_layers, "middle") == spec_middle_layers(num_layers), num_layers
+
+
+# ------------------------------------------------------------------------------------------ RhythmTrace.to
+
+
+def test_trace_to_moves_every_tensor_and_keeps_the_rest():
+    from lightning_reasonattn.functional import RhythmTrace
+
+    b, n = 1, 4
+    flags = torch.tensor([[False, True, False, True]])
+    trace = RhythmTrace(
+        torch.rand(b, n), torch.rand(b, n), torch.rand(b, n), flags, flags, flags, flags, torch.rand(b, 2, 3),
+        torch.zeros(b, 1, dtype=torch.long), torch.ones(b, 1, dtype=torch.long), [4, 7], flags, q=0.25, k=2,
+    )  # fmt: skip
+    moved = trace.to("meta")
+    for name, value in vars(moved).items():
+        original = getattr(trace, name)
+        if isinstance(original, torch.Tensor):
+            assert value.device.type == "meta" and value.shape == original.shape and value.dtype == original.dtype
+        else:
+            assert value == original, name
+    assert trace.waad.device.type == "cpu"  # a copy: the original stays

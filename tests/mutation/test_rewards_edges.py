@@ -1,0 +1,107 @@
+"""rewards/: edge cases the mutation run (`make mutate`) found untested, against hand-worked values (issue 26).
+
+- Countdown with a repeated number: an answer that uses a number more or fewer times than given must score 0 (a check
+  by set instead of multiset would pay for it: a reward-hacking hole);
+- GSM8K ``####`` answers where ``####`` appears more than once: the last one holds the answer.
+"""
+
+from fractions import Fraction
+
+import pytest
+
+from lightning_reasonattn.rewards import countdown_reward, extract_numeric_answer, numeric_answer_reward
+from lightning_reasonattn.rewards.builtin import countdown_equation_correct
+from lightning_reasonattn.rewards.references import numeric_reference
+
+# ------------------------------------------------------------------------------------------ countdown multiset
+
+
+@pytest.mark.parametrize(
+    ("expression", "numbers", "target", "correct"),
+    [
+        ("2 + 3 + 3", [2, 3, 3], 8, True),
+        ("3 + 2 + 3", [3, 2, 3], 8, True),  # any order
+        ("2 + 3 + 3 + 3", [2, 3, 3], 11, False),  # 3 used three times, given twice
+        ("4 + 8", [4, 4, 8], 12, False),  # 4 used once, given twice
+        ("3", [3, 3], 3, False),  # the only number, but once of two
+        ("3 + 3 + 3", [3, 3], 9, False),
+        ("5 * 5 - 5", [5, 5, 5], 20, True),
+        ("5 * 5 - 5 = 20", [5, 5, 5], 20, True),  # one side uses the numbers
+        ("5 * 5 - 5 - 5 + 5 = 20", [5, 5, 5], 20, False),
+        ("6 + 6 + 3", [6, 3], 15, False),
+        ("6 + 3", [6, 6, 3], 9, False),
+    ],
+)
+def test_countdown_uses_each_given_number_as_often_as_given(expression, numbers, target, correct):
+    assert countdown_equation_correct(expression, numbers, target) is correct
+    reward = countdown_reward(None, [f"<answer>{expression}</answer>"], [numbers], [target])
+    assert reward == [1.0 if correct else 0.0]
+
+
+# ------------------------------------------------------------------------------------------ GSM8K ####
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Janet sells 3 eggs. #### 12", " 12"),
+        ("first try #### 12\nno, recount: #### 15", " 15"),  # the last '####' holds the answer
+        ("#### 1 #### 2 #### 3", " 3"),
+        ("####7####8", "8"),
+        ("the answer is 42", "the answer is 42"),  # no marker: the whole text
+        ("#### 12 ####", None),  # nothing after the last marker
+        ("#### 12 #### \n ", None),
+        ("#### 5 \\boxed{7} #### 9", "7"),  # a boxed answer wins over '####'
+        ("#### 5 <answer>#### 6 #### 7</answer> #### 8", " 7"),  # inside the last answer block
+    ],
+)
+def test_extract_numeric_answer_reads_after_the_last_marker(text, expected):
+    assert extract_numeric_answer(text) == expected
+
+
+def test_repeated_markers_in_references_and_completions():
+    assert numeric_reference("Step 1: 3 * 4 = 12 #### 12\nCorrection: 3 * 5 = 15 #### 15")[1] == Fraction(15)
+    completions = ["#### 12 then #### 15", "#### 15 then #### 12", "#### 15"]
+    answers = ["#### 10 #### 15"] * 3
+    assert numeric_answer_reward(None, completions, answers, use_math_verify=False) == [1.0, 0.0, 1.0]
+
+
+# ------------------------------------------------------------------------------------------ math-verify's child
+
+
+def serve_lines(monkeypatch, lines):
+    """The child's program run in this process (its stdin and stdout replaced): the lines it writes."""
+    import io
+    import json
+    import logging
+    import sys
+
+    from lightning_reasonattn.rewards.math_verify_worker import serve
+
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdin", io.StringIO("".join(json.dumps(line) + "\n" for line in lines)))
+    monkeypatch.setattr(sys, "stdout", out)
+    try:
+        serve()
+        disabled = logging.root.manager.disable
+    finally:
+        logging.disable(logging.NOTSET)
+    return [json.loads(line) for line in out.getvalue().splitlines()], disabled
+
+
+def test_the_math_verify_child_answers_one_line_per_pair(monkeypatch):
+    pytest.importorskip("math_verify", reason="math-verify is not installed (pip install 'lightning-reasonattn[math]')")
+    pairs = [["$\\sqrt{2}$", "$\\frac{2}{\\sqrt{2}}$"], ["$3$", "$4$"], ["$1/2$", "$0.5$"], ["$x$", "\\frac{"]]
+    answers, disabled = serve_lines(monkeypatch, pairs)
+    assert answers == ["ready", True, False, True, False]
+    import logging
+
+    assert disabled == logging.WARNING  # math-verify's log lines are silenced; errors would still show
+
+
+def test_the_math_verify_child_reports_a_failed_import(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "math_verify", None)  # import math_verify raises
+    answers, _ = serve_lines(monkeypatch, [["$1$", "$1$"]])
+    assert answers == [{"error": "ModuleNotFoundError: import of math_verify halted; None in sys.modules"}]
