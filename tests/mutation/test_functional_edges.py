@@ -64,3 +64,10 @@ def test_trace_to_moves_every_tensor_and_keeps_the_rest():
         else:
             assert value == original, name
     assert trace.waad.device.type == "cpu"  # a copy: the original stays
+
+
+def test_profile_sums_names_a_bad_bucket_count():
+    from lightning_reasonattn.functional.bootstrap import profile_sums
+
+    with pytest.raises(ValueError, match="num_buckets=0"):
+        profile_sums(torch.ones(1, 3), torch.ones(1, 3, dtype=torch.bool), 0)

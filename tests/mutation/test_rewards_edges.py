@@ -5,13 +5,17 @@
 - GSM8K ``####`` answers where ``####`` appears more than once: the last one holds the answer.
 """
 
+import math
 from fractions import Fraction
 
 import pytest
+import torch
 
 from lightning_reasonattn.rewards import countdown_reward, extract_numeric_answer, numeric_answer_reward
 from lightning_reasonattn.rewards.builtin import countdown_equation_correct
 from lightning_reasonattn.rewards.references import numeric_reference
+
+NAN = math.nan
 
 # ------------------------------------------------------------------------------------------ countdown multiset
 
@@ -105,3 +109,29 @@ def test_the_math_verify_child_reports_a_failed_import(monkeypatch):
     monkeypatch.setitem(sys.modules, "math_verify", None)  # import math_verify raises
     answers, _ = serve_lines(monkeypatch, [["$1$", "$1$"]])
     assert answers == [{"error": "ModuleNotFoundError: import of math_verify halted; None in sys.modules"}]
+
+
+# ------------------------------------------------------------------------------------------ protocol
+
+
+def test_nanstd_along_a_dimension_by_hand():
+    from lightning_reasonattn.rewards.protocol import nanstd
+
+    x = torch.tensor([[1.0, 3.0, NAN], [2.0, NAN, NAN], [0.0, 4.0, 8.0]])
+    # row 0: mean 2, squares 2, / 1; row 1: one value: 0; row 2: mean 4, squares 32, / 2
+    assert nanstd(x, 1).flatten().tolist() == pytest.approx([math.sqrt(2), 0.0, 4.0])
+    assert nanstd(x, 1).shape == (3, 1)
+    assert nanstd(x).item() == pytest.approx(math.sqrt(sum((v - 3) ** 2 for v in (1, 3, 2, 0, 4, 8)) / 5))
+
+
+def test_reward_metrics_by_hand():
+    from lightning_reasonattn.rewards.protocol import RewardLog, reward_metrics
+
+    total = torch.tensor([1.0, 1.0, 0.0, 1.0, 2.0, NAN])  # groups of 2: equal, unequal, one value (std 0)
+    out = reward_metrics(total, {}, group_size=2)
+    assert out["frac_reward_zero_std"].item() == pytest.approx(2 / 3)
+    assert set(out) == {"reward", "reward_std", "frac_reward_zero_std"}  # no log: nothing more
+    log = RewardLog()
+    log.log_metric("parsed", 1.0)
+    log.log_metric("parsed", 0.0)
+    assert reward_metrics(total, {}, log=log)["parsed"].item() == 0.5
