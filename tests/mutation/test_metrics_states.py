@@ -77,6 +77,13 @@ def test_rhythm_coupling_adds_up_updates_and_processes():
         assert out["fai_preceded_shuffled"].item() == pytest.approx(5 / 7)
 
 
+def test_rhythm_coupling_entropy_sums_stay_exact_past_float32():
+    m = RhythmCoupling(k=2)
+    for scale in (1e8, 1.0, -1e8):  # 2e8 + 2 is 2e8 in float32
+        m.update(coupled_trace(), torch.tensor([[NAN, 0.0, scale, 0.0, 0.0, 0.0, scale, 0.0]]))
+    assert m.compute()["entropy_at_peaks"].item() == pytest.approx(2 / 6)
+
+
 def test_rhythm_coupling_defaults_are_k_3_and_top_0_2():
     # k: one WAAD peak (2); FAI peaks at 1 and 6 (its top 2 of 6 values that are local maxima); 6 is 4 tokens after 2
     t = trace([NAN, 1.0, 9.0, 1.0, 1.0, 1.0, 1.0], [NAN, 0.1, 0.1, 0.1, 0.1, 0.1, 0.9])

@@ -135,3 +135,26 @@ def test_reward_metrics_by_hand():
     log.log_metric("parsed", 1.0)
     log.log_metric("parsed", 0.0)
     assert reward_metrics(total, {}, log=log)["parsed"].item() == 0.5
+
+
+def test_combined_reward_passes_the_trainer_keywords_on():
+    from lightning_reasonattn.rewards import combine_rewards
+
+    seen = {}
+
+    def reward(prompts, completions, completion_ids=None, trainer_state=None, **kwargs):
+        seen.update(completion_ids=completion_ids, trainer_state=trainer_state)
+        return [1.0] * len(completions)
+
+    combined = combine_rewards([reward])
+    assert combined(["p"], ["c"], completion_ids=[[5, 6]], trainer_state="state") == [1.0]
+    assert seen == {"completion_ids": [[5, 6]], "trainer_state": "state"}
+
+
+def test_a_power_at_the_start_of_an_answer_has_no_base():
+    """The look-back for a power's base stops at the start of the text (it must not wrap round to its end)."""
+    from lightning_reasonattn.rewards.math_screen import _base
+
+    assert _base(" ^2 ", 1) == ""
+    assert _base("  ^27", 2) == ""
+    assert _base("x ^2", 2) == "x"
