@@ -158,3 +158,33 @@ def test_a_power_at_the_start_of_an_answer_has_no_base():
     assert _base(" ^2 ", 1) == ""
     assert _base("  ^27", 2) == ""
     assert _base("x ^2", 2) == "x"
+
+
+@pytest.mark.parametrize(
+    ("prompt", "shown"),
+    [
+        ("y" * 61, "'" + "y" * 60 + "...'"),  # 60 characters, then '...'
+        ("z" * 60, "'" + "z" * 60 + "'"),
+        ([{"role": "user", "content": "2+2?"}], "'2+2?'"),  # a chat prompt: its text
+        (7, "'7'"),  # another type: its repr
+        ([{"role": "user", "content": 3}], "\"[{'role': 'user', 'content': 3}]\""),  # no text in it: its repr
+    ],
+)
+def test_a_failing_reward_names_its_prompt_in_60_characters(prompt, shown):
+    from lightning_reasonattn.rewards import RewardError, score_completions
+
+    def inf_reward(prompts, completions, **kwargs):
+        return [math.inf] * len(completions)
+
+    with pytest.raises(RewardError) as err:
+        score_completions([inf_reward], None, [prompt], ["c"])
+    assert f"at prompt index 0 (prompt {shown}):" in str(err.value)
+
+
+def test_power_digits_by_hand():
+    from lightning_reasonattn.rewards.math_screen import _power_digits
+
+    assert _power_digits("{12}", "(300)") == 600  # braces, parentheses and spaces around either are ignored
+    assert _power_digits(" 007 ", " {2} ") == 2  # leading zeros do not count
+    assert _power_digits("0", "50") == 50
+    assert _power_digits("x", "3") == 0 and _power_digits("2", "n") == 0  # not two plain numbers
