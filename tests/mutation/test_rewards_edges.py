@@ -188,3 +188,36 @@ def test_power_digits_by_hand():
     assert _power_digits(" 007 ", " {2} ") == 2  # leading zeros do not count
     assert _power_digits("0", "50") == 50
     assert _power_digits("x", "3") == 0 and _power_digits("2", "n") == 0  # not two plain numbers
+
+
+def test_reward_values_as_tensors_and_arrays():
+    import numpy as np
+
+    from lightning_reasonattn.rewards import RewardError, score_completions
+
+    def flat(prompts, completions, **kwargs):
+        return torch.tensor([0.25, 1.0])
+
+    def array(prompts, completions, **kwargs):
+        return np.array([0.5, 2.0])
+
+    def column(prompts, completions, **kwargs):
+        return torch.ones(len(completions), 1)
+
+    total, parts = score_completions([flat, array], None, ["p", "q"], ["a", "b"])
+    assert total.tolist() == [0.75, 3.0] and parts["array"].tolist() == [0.5, 2.0]
+    with pytest.raises(RewardError, match="'column' returned Tensor, not a list: return one float per completion"):
+        score_completions([column], None, ["p", "q"], ["a", "b"])
+
+
+def test_a_failure_no_single_prompt_reproduces_says_so():
+    from lightning_reasonattn.rewards import RewardError, score_completions
+
+    def batch_only(prompts, completions, **kwargs):
+        if len(completions) > 1:
+            raise RuntimeError("batch too large")
+        return [0.0]
+
+    with pytest.raises(RewardError) as err:
+        score_completions([batch_only], None, ["q0", "q1"], ["a", "b"])
+    assert "raised RuntimeError: batch too large (no single prompt reproduces it). Fix it" in str(err.value)
