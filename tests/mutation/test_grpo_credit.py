@@ -161,3 +161,14 @@ def test_check_credit_layers():
     for strategy in ("coupled", "local_chunk", "global_anchor"):
         with pytest.raises(ValueError, match=r"credit.layers=\[6\]: layer index 6 is out of range .* 6 layers"):
             check_credit_layers(CreditSettings(strategy=strategy, layers=[6]), model)
+
+
+def test_keyed_scores_are_the_documented_function_of_the_keys():
+    """``keyed_uniform(mix(mix(seed, CREDIT_STREAM, step, prompt, j), position))``: a run resumed by another version
+    of the package draws the same tokens."""
+    r = rollouts([4, 4], prompt_width=2, width=3, step=9, prompt_index=[3, 4], sample_index=[1, 0])
+    got = keyed_scores(r, slice(0, 2), 21)
+    for row, (prompt, j) in enumerate([(3, 1), (4, 0)]):
+        key = mix(21, CREDIT_STREAM, 9, prompt, j)
+        expected = keyed_uniform(mix(key, torch.arange(-2, 3))).float()
+        torch.testing.assert_close(got[row], expected, rtol=0, atol=0)

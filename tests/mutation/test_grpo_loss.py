@@ -106,3 +106,15 @@ def test_statistics_of_a_batch_of_one_token():
     assert stats["clip_ratio/low_mean"].item() == 1.0  # 1 of 1 counted token
     _, stats = policy_loss(logp, old, -torch.ones(2, 1), torch.zeros(2, 3, dtype=torch.bool))
     assert stats["clip_ratio/low_mean"].item() == 0.0  # no token: 0, not NaN
+
+
+def test_minibatch_weights_of_a_batch_of_one_token():
+    from lightning_reasonattn.grpo.loss import minibatches
+
+    mask = torch.tensor([[True, False], [False, False]])
+    assert [(rows, w.item()) for rows, w in minibatches(mask, 1, "token-mean")] == [
+        (slice(0, 1), 1.0),
+        (slice(1, 2), 0.0),
+    ]
+    # under DDP, 2 processes, 1 token over both: this process's token weighs W * 1 / 1
+    assert minibatches(mask, None, "token-mean", world_size=2, global_tokens=torch.tensor(1))[0][1].item() == 2.0

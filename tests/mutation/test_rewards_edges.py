@@ -221,3 +221,14 @@ def test_a_failure_no_single_prompt_reproduces_says_so():
     with pytest.raises(RewardError) as err:
         score_completions([batch_only], None, ["q0", "q1"], ["a", "b"])
     assert "raised RuntimeError: batch too large (no single prompt reproduces it). Fix it" in str(err.value)
+
+
+def test_the_answer_column_reads_latex_only_with_math_verify():
+    from lightning_reasonattn.rewards.references import numeric_answer_column
+
+    assert numeric_answer_column("#### 12") == (" 12", Fraction(12))
+    with pytest.raises(ValueError):
+        numeric_answer_column("\\sqrt{2}", use_math_verify=False)
+    pytest.importorskip("math_verify", reason="math-verify is not installed (pip install 'lightning-reasonattn[math]')")
+    for use in (None, True):  # installed and not turned off
+        assert numeric_answer_column("\\sqrt{2}", use_math_verify=use) == ("\\sqrt{2}", None)
