@@ -35,9 +35,11 @@ def test_normalize_makes_each_response_s_mean_1():
     entropy = torch.tensor([[9.0, 1, 1, 1, 1], [9.0, 1, 1, 1, 1], [1.0, 9, 1, 1, 1]])
     gamma = credit_gamma(None, "entropy", response_mask=mask, q=0.25, entropy=entropy, normalize=True)
     # row 0: one of 4 amplified (ceil(1)): gammas 1.5, 1, 1, 1 -> mean 1.125; row 1: ceil(0.5) = 1 of 2: mean 1.25
+    # row 2: one of 3: mean 3.5 / 3; outside the response gamma stays 1
+    m0, m1, m2 = 1.125, 1.25, 3.5 / 3
     expected = torch.tensor(
-        [[1.5 / 1.125, 1 / 1.125, 1 / 1.125, 1 / 1.125, 1], [1.5 / 1.25, 1 / 1.25, 1, 1, 1], [1 / (3.5 / 3), 1.5 / (3.5 / 3), 1 / (3.5 / 3), 1, 1]]
-    )  # fmt: skip
+        [[1.5 / m0, 1 / m0, 1 / m0, 1 / m0, 1], [1.5 / m1, 1 / m1, 1, 1, 1], [1 / m2, 1.5 / m2, 1 / m2, 1, 1]]
+    )
     torch.testing.assert_close(gamma, expected)
 
 
