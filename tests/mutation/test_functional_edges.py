@@ -71,3 +71,33 @@ def test_profile_sums_names_a_bad_bucket_count():
 
     with pytest.raises(ValueError, match="num_buckets=0"):
         profile_sums(torch.ones(1, 3), torch.ones(1, 3, dtype=torch.bool), 0)
+
+
+# ------------------------------------------------------------------------------------------ RhythmSettings
+
+
+def test_settings_store_plain_python_values():
+    """numpy numbers, a tuple of layers and a YAML list for the horizon are stored as the plain values they stand for
+    (what the checkpoint's hyper-parameters and the logs then hold)."""
+    import numpy as np
+
+    from lightning_reasonattn import RhythmSettings
+
+    s = RhythmSettings(
+        layers=(np.int64(3), 4), window=np.int64(7), horizon=[2, 9], head_fraction=np.float64(0.5),
+        q=np.float32(0.25), k=np.int64(1), block_size=np.int64(64),
+    )  # fmt: skip
+    assert (s.layers, s.window, s.horizon, s.head_fraction, s.q, s.k, s.block_size) == (
+        [3, 4],
+        7,
+        (2, 9),
+        0.5,
+        0.25,
+        1,
+        64,
+    )
+    for value in (*s.layers, s.window, *s.horizon, s.k, s.block_size):
+        assert type(value) is int
+    assert type(s.head_fraction) is float and type(s.q) is float
+    with pytest.raises(ValueError, match=r"k=0 is invalid: .* \(the spec's default 3\)"):
+        RhythmSettings(k=0)
