@@ -116,3 +116,36 @@ def test_entropy_counts_per_row_by_hand():
     assert out["sum_all"].tolist() == [3.0, 112.0]
     assert out["count_all"].tolist() == [2.0, 3.0]
     assert out["sum_all"].dtype == torch.float64
+
+
+def test_within_by_hand_at_both_ends():
+    from lightning_reasonattn.functional.coupling import within
+
+    targets = torch.tensor([True, False, False, False, True])
+    assert within(targets, 1).tolist() == [True, False, False, True, True]  # "ahead" is the default
+    assert within(targets, 1, "back").tolist() == [True, True, False, False, True]
+    assert within(targets, 10, "back").tolist() == [True] * 5
+    assert within(targets, 0, "back").tolist() == targets.tolist()
+    for k in (True, 1.5, -1):
+        with pytest.raises(ValueError, match=f"k={k!r} is invalid"):
+            within(targets, k)
+
+
+def test_shuffled_hits_by_hand_on_any_batch_shape():
+    from lightning_reasonattn.functional.coupling import shuffled_hits
+
+    # one candidate (position 1), a source there and a target right after it: 1 hit, and 1 expected when shuffled
+    sources = torch.tensor([[False, True, False, False]])
+    targets = torch.tensor([[False, False, True, False]])
+    candidates = torch.tensor([[False, True, False, False]])
+    out = shuffled_hits(sources, targets, candidates, 1, "ahead")
+    assert (out["events"].item(), out["hits"].item(), out["shuffled"].item()) == (1.0, 1.0, 1.0)
+    # [2, 3, N]: the counts are per row of the last dimension
+    g = torch.Generator().manual_seed(0)
+    s, t, c = (torch.rand(2, 3, 8, generator=g) > 0.5 for _ in range(3))
+    batched = shuffled_hits(s, t, c, 2, "back")
+    for i in range(2):
+        for j in range(3):
+            one = shuffled_hits(s[i, j], t[i, j], c[i, j], 2, "back")
+            for name, value in one.items():
+                assert batched[name].shape == (2, 3) and batched[name][i, j].item() == pytest.approx(value.item())

@@ -101,3 +101,19 @@ def test_settings_store_plain_python_values():
     assert type(s.head_fraction) is float and type(s.q) is float
     with pytest.raises(ValueError, match=r"k=0 is invalid: .* \(the spec's default 3\)"):
         RhythmSettings(k=0)
+
+
+def test_no_warning_when_one_token_has_a_future(monkeypatch):
+    import warnings
+
+    from lightning_reasonattn.functional import attention as attention_math
+    from lightning_reasonattn.functional import fai
+
+    monkeypatch.setattr(attention_math, "_WARNED_SHORT_RESPONSES", False)  # as a fresh process
+    attn = torch.ones(4, 4).tril()
+    attn = attn / attn.sum(-1, keepdim=True)
+    response = torch.tensor([False, False, True, True])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        f = fai(attn, response, horizon=(1, 2))  # token 2 has token 3 in its horizon: one token, no warning
+    assert f[2].item() == pytest.approx(1 / 4) and torch.isnan(f[3])
