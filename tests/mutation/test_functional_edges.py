@@ -4,6 +4,7 @@ The ``"middle"`` layers of a model whose layer count leaves remainder 2 when div
 ``2 * L // 3`` and ``2 * (L // 3)`` agree for every other count (issue 26).
 """
 
+import math
 from fractions import Fraction
 
 import pytest
@@ -117,3 +118,28 @@ def test_no_warning_when_one_token_has_a_future(monkeypatch):
         warnings.simplefilter("error")
         f = fai(attn, response, horizon=(1, 2))  # token 2 has token 3 in its horizon: one token, no warning
     assert f[2].item() == pytest.approx(1 / 4) and torch.isnan(f[3])
+
+
+# ------------------------------------------------------------------------------------------ keyed draws
+
+
+def test_keyed_uniform_is_the_documented_formula_in_float64():
+    from lightning_reasonattn.functional.keyed import hash32, keyed_gumbel, keyed_uniform
+
+    keys = torch.tensor([0, 1, 2**31, 2**32 - 1, 123456789])
+    u = keyed_uniform(keys)
+    assert u.dtype == torch.float64
+    expected = [(h + 0.5) / 2**32 for h in hash32(keys).tolist()]  # exact in float64
+    assert u.tolist() == expected and all(0 < v < 1 for v in expected)
+    assert keyed_uniform(keys, torch.float32).dtype == torch.float32
+    assert keyed_gumbel(keys, torch.float32).dtype == torch.float32
+    g = keyed_gumbel(keys)
+    assert g.tolist() == pytest.approx([-math.log(-math.log(v)) for v in expected], rel=1e-12)
+
+
+def test_mix_reads_keys_of_any_integer_dtype_as_int64():
+    from lightning_reasonattn.functional.keyed import mix
+
+    for dtype in (torch.int32, torch.int16, torch.uint8):
+        assert torch.equal(mix(torch.tensor([5, 9], dtype=dtype), 7), mix(torch.tensor([5, 9]), 7))
+        assert torch.equal(mix(3, torch.tensor([5, 9], dtype=dtype)), mix(3, torch.tensor([5, 9])))
