@@ -96,3 +96,14 @@ def test_rhythm_coupling_defaults_are_k_3_and_top_0_2():
     for metric, at_peaks in ((RhythmCoupling(), (1 + 2) / 2), (RhythmCoupling(top=0.3), (1 + 2 + 6) / 3)):
         metric.update(t, entropy)
         assert metric.compute()["entropy_at_peaks"].item() == pytest.approx(at_peaks)
+
+
+def test_profile_positions_come_from_the_response_mask():
+    m = FutureAttentionInfluence(num_buckets=2)
+    m.update(torch.tensor([[0.1, 0.3, NAN, NAN]]), torch.ones(1, 4, dtype=torch.bool))  # the last 2 have no FAI
+    profile = m.compute()["profile"].tolist()
+    assert profile[0] == pytest.approx(0.2) and math.isnan(profile[1])  # tokens 0, 1 of 4: the first half
+    m = WindowedAverageAttentionDistance(num_buckets=3)
+    m.update(torch.tensor([[1.0, 2.0]]))  # 2 tokens in 3 buckets: the last is empty
+    profile = m.compute()["profile"].tolist()
+    assert profile[:2] == [1.0, 2.0] and math.isnan(profile[2])

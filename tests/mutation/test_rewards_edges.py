@@ -232,3 +232,27 @@ def test_the_answer_column_reads_latex_only_with_math_verify():
     pytest.importorskip("math_verify", reason="math-verify is not installed (pip install 'lightning-reasonattn[math]')")
     for use in (None, True):  # installed and not turned off
         assert numeric_answer_column("\\sqrt{2}", use_math_verify=use) == ("\\sqrt{2}", None)
+
+
+def test_countdown_target_texts_by_hand():
+    from lightning_reasonattn.rewards.references import countdown_target
+
+    assert countdown_target("12.0") == countdown_target(" 98 ") - 86 == Fraction(12)
+    assert countdown_target("9" * 100) == Fraction(10**100 - 1)  # MAX_NUMBER_DIGITS digits: accepted
+    for too_long in ("9" * 101, "1" + " " * 400, " " * 380 + "9" * 30):  # 101 digits; 401 characters
+        with pytest.raises(ValueError, match="has over 100 digits"):
+            countdown_target(too_long)
+
+
+def test_reward_names_of_callables_without_a_name():
+    import functools
+
+    from lightning_reasonattn.rewards.protocol import reward_name
+
+    class Scorer:
+        def __call__(self, prompts, completions, **kwargs):
+            return [0.0] * len(completions)
+
+    assert reward_name(Scorer()) == "Scorer"
+    assert reward_name(functools.partial(countdown_reward, format_score=0.1)) == "countdown_reward"
+    assert reward_name(countdown_reward) == "countdown_reward"
