@@ -256,3 +256,32 @@ def test_reward_names_of_callables_without_a_name():
     assert reward_name(Scorer()) == "Scorer"
     assert reward_name(functools.partial(countdown_reward, format_score=0.1)) == "countdown_reward"
     assert reward_name(countdown_reward) == "countdown_reward"
+
+
+def test_integer_references_stay_exact_and_refuse_booleans():
+    import numpy as np
+
+    from lightning_reasonattn.rewards.references import countdown_target
+
+    assert countdown_target(10**20 + 1) == Fraction(10**20 + 1)  # not through a float (2**53)
+    assert countdown_target(Fraction(12)) == 12 and countdown_target(np.int64(7)) == 7
+    for value in (True, np.bool_(True)):
+        with pytest.raises(ValueError):
+            countdown_target(value)
+
+
+def test_record_check_applies_the_partial_s_keywords():
+    import functools
+
+    from lightning_reasonattn.rewards.references import record_check
+
+    def plain(prompts, completions, **kwargs):  # no reference_columns: checks nothing
+        return [0.0] * len(completions)
+
+    assert record_check([plain]) is None
+    strict = record_check([plain, functools.partial(functools.partial(numeric_answer_reward), use_math_verify=False)])
+    strict({"answer": "#### 12"})
+    with pytest.raises(ValueError, match="column 'answer' \\(numeric_answer_reward\\)"):
+        strict({"answer": "\\sqrt{2}"})  # LaTeX needs math-verify, turned off by the partial
+    pytest.importorskip("math_verify", reason="math-verify is not installed (pip install 'lightning-reasonattn[math]')")
+    record_check([numeric_answer_reward])({"answer": "\\sqrt{2}"})  # math-verify reads it
