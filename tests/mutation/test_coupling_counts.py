@@ -149,3 +149,9 @@ def test_shuffled_hits_by_hand_on_any_batch_shape():
             one = shuffled_hits(s[i, j], t[i, j], c[i, j], 2, "back")
             for name, value in one.items():
                 assert batched[name].shape == (2, 3) and batched[name][i, j].item() == pytest.approx(value.item())
+
+
+def test_a_flat_signal_peaks_at_its_start():
+    """A plateau's first token is its peak, at the start of the sequence too (nothing before it counts as lower)."""
+    assert local_peaks(torch.zeros(3), 1.0).tolist() == [True, False, False]
+    assert local_peaks(torch.tensor([0.0, 1.0, 1.0]), 1.0).tolist() == [False, True, False]

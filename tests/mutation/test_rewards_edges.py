@@ -161,6 +161,35 @@ def test_a_power_at_the_start_of_an_answer_has_no_base():
 
 
 @pytest.mark.parametrize(
+    ("text", "base"),
+    [
+        ("\\cos(x)^2", "\\cos(x)"),  # a group and the command before it
+        ("\\Gamma(5)^2", "\\Gamma(5)"),  # upper-case letters too
+        ("a+(b)^2", "(b)"),
+        ("ab_{1}^2", "_{1}"),  # a subscript's group
+        ("2+ (3 )^2", "(3 )"),
+        ("(1+(2))^3", "(1+(2))"),  # nested: the group that closes there
+        ("x)^2", "x)"),  # a group that never opens: everything before
+        ("AB^2", "AB"),
+        ("1.5^2", "1.5"),
+    ],
+)
+def test_the_base_of_a_power_by_hand(text, base):
+    from lightning_reasonattn.rewards.math_screen import _base
+
+    assert _base(text, text.index("^")) == base
+
+
+def test_countdown_numbers_range():
+    from lightning_reasonattn.rewards.references import countdown_numbers
+
+    assert countdown_numbers([0, 10**12 - 1]) == [0, 10**12 - 1]  # 0 to MAX_DIGITS (12) digits
+    for bad in ([10**12], [-1]):
+        with pytest.raises(ValueError, match="could never be used"):
+            countdown_numbers(bad)
+
+
+@pytest.mark.parametrize(
     ("prompt", "shown"),
     [
         ("y" * 61, "'" + "y" * 60 + "...'"),  # 60 characters, then '...'
