@@ -10,7 +10,9 @@ Runs (each under ``OUT/<name>``: CSV logs, checkpoints after every step, complet
 * ``coupled``: 3 steps, a reward that returns None for some completions and logs a metric,
   ``scale_rewards: batch``, three mini-batches per step, held-out validation after step 2
   (5 problems: 3 and 2 per rank);
-* ``resumed``: ``coupled`` again, resumed from its step-2 checkpoint.
+* ``resumed``: ``coupled`` again, resumed from its step-2 checkpoint;
+* ``module`` (with a fourth argument, a folder of ``NanoGPT.save`` and ``tokenizer.json``): ``coupled``'s settings
+  on a plain PyTorch module, every weight trained, on the word problems.
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ def module_kwargs(model: str, strategy: str) -> dict:
     )
     from lightning_reasonattn.models import LoraSettings
 
+    if model.startswith("nanogpt:"):  # a plain module: all its weights, a word problem task its tokenizer covers
+        from lightning_reasonattn import NanoGPT, WordTokenizer
+
+        folder = Path(model.removeprefix("nanogpt:"))
+        task = TaskSettings(name="word_problems", difficulty=1, style="plain", chat=False, n_train=20, n_test=5)
+        plain = dict(model=NanoGPT.load(folder), tokenizer=WordTokenizer(vocab_file=folder / "tokenizer.json"))
+        return module_kwargs("unused", strategy) | plain | dict(quantization=None, lora=LoraSettings(), task=task)
     return dict(
         model=model,
         quantization="nf4",
@@ -87,14 +96,16 @@ def run(out: Path, model: str, devices: int, name: str, steps: int, strategy: st
     return trainer
 
 
-def main(out: Path, model: str, devices: int) -> None:
+def main(out: Path, model: str, devices: int, module: str | None = None) -> None:
     run(out, model, devices, "uniform", 2, "uniform")
     run(out, model, devices, "coupled", 3, "coupled")
     run(out, model, devices, "resumed", 3, "coupled", ckpt_path=str(out / "coupled" / "ckpt" / "epoch=0-step=2.ckpt"))
+    if module is not None:
+        run(out, f"nanogpt:{module}", devices, "module", 3, "coupled")
 
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    main(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]))
+    main(Path(sys.argv[1]), sys.argv[2], int(sys.argv[-1]), sys.argv[3] if len(sys.argv) > 4 else None)
     if int(os.environ.get("LOCAL_RANK", "0")) == 0:
         (Path(sys.argv[1]) / "done").write_text("ok")

@@ -62,18 +62,36 @@ def adapter(ckpt: Path) -> dict[str, torch.Tensor]:
     return torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
 
 
+def tiny_nanogpt(folder: Path) -> Path:
+    """A random NanoGPT (``NanoGPT.save``) and a ``tokenizer.json`` covering the word problems of difficulty 1."""
+    from lightning_reasonattn import NanoGPT, WordTokenizer
+    from lightning_reasonattn.tasks import generate_word_problems, worked_answer
+
+    records = generate_word_problems(300, seed=0, difficulty=1, style="plain")
+    corpus = [r["prompt"] + " " + worked_answer(r["expression"]) for r in records] + ["0 1 2 3 4 5 6 7 8 9"]
+    tokenizer = WordTokenizer.from_corpus(corpus)
+    folder.mkdir(parents=True)
+    tokenizer.save(folder / "tokenizer.json")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        NanoGPT(len(tokenizer), 96, 2, 2, 32).save(folder)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def grpo_runs(tmp_path_factory):
     """``(one, two)``: the folders of the runs of ``ddp_grpo.py`` on one and on two processes."""
     root = tmp_path_factory.mktemp("ddp-grpo")
     model = str(tiny_checkpoint(root / "model"))
-    two = start_two_processes("ddp_grpo.py", str(root / "two"), model)
+    module = tiny_nanogpt(root / "nanogpt")
+    two = start_two_processes("ddp_grpo.py", str(root / "two"), model, str(module))
     one = root / "one"
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:  # meanwhile, the same runs on this one process
         ddp_grpo.run(one, model, 1, "uniform", 2, "uniform")
         ddp_grpo.run(one, model, 1, "coupled", 3, "coupled")
+        ddp_grpo.run(one, f"nanogpt:{module}", 1, "module", 3, "coupled")
         finish(two, "ddp_grpo.py")
         # the two-process run's step-2 checkpoint, resumed on one process
         ckpt = root / "two" / "coupled" / "ckpt" / "epoch=0-step=2.ckpt"
@@ -128,6 +146,28 @@ def test_two_processes_train_the_adapter_of_one(grpo_runs, strategy, steps):
         assert worst <= 1e-5, (strategy, step, worst)
     first = adapter(one / strategy / "ckpt" / "epoch=0-step=1.ckpt")
     assert any(not torch.equal(first[k], a[k]) for k in a)  # it learns: the comparison is not of two zeros
+
+
+# (the fixture resumes a run into another folder, for which Lightning's ModelCheckpoint warns)
+@pytest.mark.filterwarnings("ignore:The dirpath has changed from:UserWarning")
+def test_two_processes_train_a_module_as_one(grpo_runs):
+    """A plain PyTorch module, every weight trained: the same completions, logged values and weights on 2 processes."""
+    one, two = grpo_runs
+    written = [(folder / "module" / "completions.jsonl").read_text().splitlines() for folder in (one, two)]
+    assert len(written[0]) == 4 * 3 and written[0] == written[1]
+    a, b = metrics(one / "module"), metrics(two / "module")
+    assert len(a) == len(b) == 4  # 3 steps + a validation row
+    for x, y in zip(a, b, strict=True):
+        for name in x:
+            if not name.startswith("tokens_per_sec/"):
+                assert y[name] == pytest.approx(x[name], rel=1e-5, abs=1e-6), name
+    for step in (1, 2, 3):
+        first, second = (adapter(f / "module" / "ckpt" / f"epoch=0-step={step}.ckpt") for f in (one, two))
+        assert first.keys() == second.keys() and not any("lora_" in k for k in first)  # the module's own weights
+        worst = max((first[k] - second[k]).abs().max().item() for k in first)
+        assert worst <= 1e-5, (step, worst)
+    start = adapter(one / "module" / "ckpt" / "epoch=0-step=1.ckpt")
+    assert any(not torch.equal(start[k], first[k]) for k in first)  # it learns: not a comparison of copies
 
 
 def test_resume_on_two_processes_continues_the_run(grpo_runs):
