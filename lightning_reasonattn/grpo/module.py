@@ -159,7 +159,8 @@ class RhythmGRPO(pl.LightningModule):
                 "'auto' or 'policy'."
             )
         self.save_hyperparameters(ignore=["model", "tokenizer"])
-        self.hparams.update(model=self.run.model, tokenizer=model_record(tokenizer))  # objects recorded by class
+        # objects recorded by class, in the checkpoint and in the logger's hparams alike
+        self.save_hyperparameters({"model": self.run.model, "tokenizer": model_record(tokenizer)})
         self._given = _Given(model, tokenizer, weights)  # (not an nn.Module attribute: the policy is built from it)
         self.automatic_optimization = False
         self.strict_loading = False  # checkpoints hold the trained weights only (an adapter: not the frozen base)
