@@ -1,22 +1,55 @@
-"""lightning_reasonattn: see and train the preplan-and-anchor attention rhythm of reasoning LMs."""
+"""lightning_reasonattn: see and train the preplan-and-anchor attention rhythm of reasoning LMs.
 
-from .callbacks import AttentionRhythmMonitor, RhythmReport
-from .capture import capture_group_maps, capture_rhythm, rhythm_capture
-from .functional import RhythmSettings, RhythmTrace, credit_gamma
-from .grpo import RhythmGRPO
-from .metrics import FutureAttentionInfluence, RhythmCoupling, WindowedAverageAttentionDistance
-from .survey import SurveySettings, run_survey
+The public names below are imported on first use (PEP 562), so that ``import lightning_reasonattn.functional`` (pure
+tensor math) or ``reasonattn --help`` does not load Lightning, transformers or matplotlib.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # what static tools (and the API docs) read; at run time __getattr__ imports each on first use
+    from .callbacks import AttentionRhythmMonitor, RhythmReport
+    from .capture import capture_group_maps, capture_rhythm, rhythm_capture
+    from .functional import RhythmTrace, credit_gamma
+    from .grpo import RhythmGRPO
+    from .metrics import FutureAttentionInfluence, RhythmCoupling, WindowedAverageAttentionDistance
+    from .settings import CouplingSettings, RhythmSettings, SamplingSettings
+    from .survey import SurveySettings, run_survey
 
 __version__ = "0.1.0"
 
+_HOME = {
+    "AttentionRhythmMonitor": ".callbacks",
+    "RhythmReport": ".callbacks",
+    "capture_group_maps": ".capture",
+    "capture_rhythm": ".capture",
+    "rhythm_capture": ".capture",
+    "RhythmTrace": ".functional",
+    "credit_gamma": ".functional",
+    "RhythmGRPO": ".grpo",
+    "FutureAttentionInfluence": ".metrics",
+    "RhythmCoupling": ".metrics",
+    "WindowedAverageAttentionDistance": ".metrics",
+    "CouplingSettings": ".settings",
+    "RhythmSettings": ".settings",
+    "SamplingSettings": ".settings",
+    "SurveySettings": ".survey",
+    "run_survey": ".survey",
+}
+"""Each public name and the module it comes from."""
+
 __all__ = [
     "AttentionRhythmMonitor",
+    "CouplingSettings",
     "FutureAttentionInfluence",
     "RhythmCoupling",
     "RhythmGRPO",
     "RhythmReport",
     "RhythmSettings",
     "RhythmTrace",
+    "SamplingSettings",
     "SurveySettings",
     "WindowedAverageAttentionDistance",
     "__version__",
@@ -26,3 +59,16 @@ __all__ = [
     "rhythm_capture",
     "run_survey",
 ]
+
+
+def __getattr__(name: str):
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home, __name__), name)
+    globals()[name] = value  # the next access is a plain lookup
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOME})

@@ -15,8 +15,8 @@ from ..capture.modules import logits_of
 from ..compat import logging_step
 from ..functional._checks import check_positive_int
 from ..functional.coupling import token_entropy
-from ..functional.settings import RhythmSettings
 from ..metrics import FutureAttentionInfluence, RhythmCoupling, WindowedAverageAttentionDistance
+from ..settings import RhythmSettings
 from .inputs import BatchInputs, due, find_model, split_capture_kwargs
 
 
@@ -53,9 +53,9 @@ class AttentionRhythmMonitor(Callback):
         num_buckets: profile resolution over relative response position (``None``: no profile).
         prefix: metric name prefix.
         rhythm: the rhythm's settings (default: the spec's, see
-            [`RhythmSettings`][lightning_reasonattn.functional.settings.RhythmSettings]).
+            [`RhythmSettings`][lightning_reasonattn.settings.rhythm.RhythmSettings]).
         capture_kwargs: the rhythm's settings as keywords instead (``layers``, ``window``, ``horizon``,
-            ``head_fraction``, ``q``, ``k``, ``block_size``); others go to
+            ``head_fraction``, ``q``, ``look_back``, ``block_size``); others go to
             [`capture_rhythm`][lightning_reasonattn.capture_rhythm].
 
     Raises:
@@ -173,7 +173,7 @@ class AttentionRhythmMonitor(Callback):
             result = metrics[f"{split}_{name}"].compute()  # synced across ranks by torchmetrics
             if isinstance(result, dict):
                 values[name] = result["mean"]
-                for i, v in enumerate(result["profile"]):
+                for i, v in enumerate(result.get("profile", ())):  # metrics return a dict since 0.2
                     values[f"{name}_profile/{i:02d}"] = v
             else:
                 values[name] = result

@@ -16,8 +16,8 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from ..capture import capture_group_maps, capture_rhythm, measuring
 from ..compat import logging_step
 from ..functional._checks import check_number, check_positive_int
-from ..functional.settings import RhythmSettings
 from ..report import default_span, rhythm_markdown, write_report
+from ..settings import RhythmSettings
 from .inputs import BatchInputs, due, find_model, split_capture_kwargs
 
 MAX_DPI = 600
@@ -76,9 +76,9 @@ class RhythmReport(Callback):
         response_mask_key: batch key of a bool response mask, used instead of labels when given.
         batch_to_inputs: ``fn(batch) -> {"input_ids", "response_mask", "attention_mask"?}`` for custom batches.
         rhythm: the rhythm's settings (default: the spec's, see
-            [`RhythmSettings`][lightning_reasonattn.functional.settings.RhythmSettings]).
+            [`RhythmSettings`][lightning_reasonattn.settings.rhythm.RhythmSettings]).
         capture_kwargs: the rhythm's settings as keywords instead (``layers``, ``window``, ``horizon``,
-            ``head_fraction``, ``q``, ``k``, ``block_size``); others go to
+            ``head_fraction``, ``q``, ``look_back``, ``block_size``); others go to
             [`capture_rhythm`][lightning_reasonattn.capture_rhythm].
 
     Raises:

@@ -33,6 +33,7 @@ from ..compat import LR_SCHEDULER_LAST_LR, is_local_path
 from ..models import DEFAULT_MODEL, compute_dtype
 from .checkpoint_schema import check_contents
 from .distributed import set_rng_states
+from .renamed import upgrade_section
 from .settings import plain, settings_sections
 
 MODEL_SETTINGS = {
@@ -134,7 +135,8 @@ def flat_settings(hparams: dict) -> dict[str, object]:
         if name.startswith("_"):  # LightningCLI's "_instantiator"
             continue
         if name in sections:
-            known = {f: v for f, v in plain(value).items() if f in sections[name].__dataclass_fields__}
+            section = upgrade_section(name, plain(value))  # a 0.1 checkpoint's credit.k is credit.look_back
+            known = {f: v for f, v in section.items() if f in sections[name].__dataclass_fields__}
             for key, item in plain(sections[name](**known)).items():
                 flat[f"{name}.{key}"] = item
         else:

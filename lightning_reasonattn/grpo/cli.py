@@ -32,6 +32,7 @@ from .checkpoint import check_resume, flat_settings, load_checkpoint
 from .distributed import check_max_steps, check_split
 from .export import export_adapter
 from .module import RhythmGRPO
+from .renamed import translate_config_args
 from .settings import LOSS_TYPE_HINTS
 
 USER_ERRORS = (ValueError, OSError, argparse.ArgumentError, MisconfigurationException, ModelLoadError, RewardError)
@@ -243,6 +244,7 @@ def run_fit(argv: list[str], subcommand: str = "fit", started: _RunStarted | Non
             f"setting with: reasonattn {subcommand} --print_config"
         )
     check_config_files(argv)
+    argv = translate_config_args(argv, subcommand)  # keys renamed since 0.1 (credit.k), with a warning
     kwargs = {"prog": "reasonattn", "exit_on_error": False}
     with warnings.catch_warnings():  # args are given on purpose (the console's argv minus --debug)
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")

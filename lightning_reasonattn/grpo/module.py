@@ -35,7 +35,6 @@ from ..compat import attached_trainer, ddp_ignore
 from ..functional._checks import check_choice, check_number
 from ..functional.credit import RHYTHM_STRATEGIES
 from ..functional.keyed import mix
-from ..functional.settings import RhythmSettings
 from ..models import LoraSettings, Quantization, add_lora, lean_lora_casts, load_model, lost_update_fraction
 from ..rewards.completions import conversational_completions
 from ..rewards.protocol import RewardLog, TrainerState, score_completions
@@ -44,6 +43,7 @@ from ..rollout.dense import DenseRollout, resolve_backend
 from ..rollout.logprobs import completion_logprobs, measure
 from ..rollout.prompts import encode_prompts
 from ..rollout.sampling import sample_batch
+from ..settings import RhythmSettings
 from ..tasks.table import TASKS
 from .advantages import group_advantages, token_advantages
 from .checkpoint import (

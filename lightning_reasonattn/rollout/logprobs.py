@@ -19,8 +19,8 @@ import torch
 from ..capture import rhythm_capture, unwrap_causal_lm
 from ..functional.coupling import logits_entropy
 from ..functional.logprobs import chunked_logprobs
-from ..functional.settings import RhythmSettings
 from ..functional.trace import RhythmTrace
+from ..settings import RhythmSettings
 from .sampling import SampledBatch
 
 
@@ -125,14 +125,6 @@ def measure(model, batch: SampledBatch, temperature: float = 1.0, rhythm: Rhythm
     forward = dict(input_ids=batch.ids, attention_mask=batch.attention_mask, width=batch.width, temperature=temperature)
     if rhythm is None:
         return Measured(*completion_logprobs_entropy(model, **forward))
-    with rhythm_capture(
-        model,
-        batch.response_mask,
-        batch.attention_mask,
-        layers=rhythm.layers,
-        window=rhythm.window,
-        horizon=rhythm.horizon,
-        block_size=rhythm.block_size,
-    ) as rec:
+    with rhythm_capture(model, batch.response_mask, batch.attention_mask, rhythm=rhythm) as rec:
         logp, entropy = completion_logprobs_entropy(model, **forward)
-    return Measured(logp, entropy, rec.trace(head_fraction=rhythm.head_fraction, q=rhythm.q, k=rhythm.k))
+    return Measured(logp, entropy, rec.trace())

@@ -13,7 +13,21 @@ Python use::
     print(result["table"][0])
 """
 
-from .run import PROMPT_SETS, run_survey
+from typing import TYPE_CHECKING
+
 from .settings import SurveySettings
 
+if TYPE_CHECKING:
+    from .run import PROMPT_SETS, run_survey
+
 __all__ = ["PROMPT_SETS", "SurveySettings", "run_survey"]
+
+
+def __getattr__(name: str):
+    # The run (models, capture, report) is imported on first use, so that the survey's flags (`reasonattn --help`)
+    # need the settings only.
+    if name in ("PROMPT_SETS", "run_survey"):
+        from . import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

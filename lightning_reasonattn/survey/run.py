@@ -122,8 +122,8 @@ def measure_batch(
     Returns:
         one record per response: ``prompt_ids`` and ``response_ids`` (unpadded; the response ends with its EOS
         when it has one), ``truncated``, and the per-token ``waad``, ``fai`` and ``entropy`` of the response
-        tokens (``None`` where undefined). Statistics are computed from these later, so changing ``k``, ``q``,
-        ``peak_top`` or ``num_buckets`` needs no new measurement.
+        tokens (``None`` where undefined). Statistics are computed from these later, so changing ``look_back``, ``q``,
+        ``coupling_window``, ``peak_fraction`` or ``num_buckets`` needs no new measurement.
     """
     device = next(model.parameters()).device
     ids, mask = encode_prompts(tokenizer, prompts, device)
