@@ -130,7 +130,6 @@ def analyze(args: argparse.Namespace) -> int:
         format_summary,
         format_table,
         generate,
-        printable,
         prompt_ids,
         summarize,
         token_rows,
@@ -139,6 +138,7 @@ def analyze(args: argparse.Namespace) -> int:
     from .capture import capture_rhythm
     from .functional import select_layers
     from .models import DEFAULT_MODEL, ModelLoadError, load_model
+    from .report.escape import printable
     from .rollout.context import ContextLengthError, check_context
 
     model_name = args.model or DEFAULT_MODEL

@@ -272,8 +272,9 @@ def test_survey_settings_reject_bad_values(kwargs, message):
 
 
 def test_decode_steps_count_the_tokens_of_the_rows_still_running(tiny_small_vocab):
+    from lightning_reasonattn.rollout.prompts import end_ids
     from lightning_reasonattn.survey import progress
-    from lightning_reasonattn.survey.run import _eos_ids, measure_batch
+    from lightning_reasonattn.survey.run import measure_batch
 
     model, tokenizer = load_model(str(tiny_small_vocab))
     steps = []
@@ -283,7 +284,7 @@ def test_decode_steps_count_the_tokens_of_the_rows_still_running(tiny_small_voca
             steps.append((count, tokens))
 
     settings = SurveySettings(max_new_tokens=24, batch_size=4)
-    tracker = Recorder(4, 1, 24, None).streamer(0, 4, _eos_ids(model, tokenizer))
+    tracker = Recorder(4, 1, 24, None).streamer(0, 4, end_ids(model, tokenizer))
     records = measure_batch(model, tokenizer, ["1+2", "3*4-5", "12", "4-3"], settings, seed=0, streamer=tracker)
     lengths = [len(r["response_ids"]) for r in records]  # each up to and including its EOS
     assert min(lengths) < 24  # some row ended early: its later steps make no token

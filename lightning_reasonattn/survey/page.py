@@ -15,8 +15,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ..report.escape import one_line
 from ..report.figures import figure_png, matplotlib_classes
-from ..report.page import PAGE_CSS, one_line
+from ..report.page import PAGE_CSS
 from ..report.sequence import FAI_RGB, MISSING_MATPLOTLIB, WAAD_RGB, hex_color
 from .table import MIN_PEAKS_TO_RANK
 
