@@ -7,6 +7,7 @@ tensor math) or ``reasonattn --help`` does not load Lightning, transformers or m
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # what static tools (and the API docs) read; at run time __getattr__ imports each on first use
@@ -63,8 +64,10 @@ __all__ = [
 
 def __getattr__(name: str):
     home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if home is None:  # a subpackage, as `lightning_reasonattn.functional.waad` reads it: imported on first use
+        if importlib.util.find_spec(f"{__name__}.{name}") is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return importlib.import_module(f"{__name__}.{name}")
     value = getattr(importlib.import_module(home, __name__), name)
     globals()[name] = value  # the next access is a plain lookup
     return value

@@ -23,7 +23,6 @@ import os
 import sys
 from pathlib import Path
 
-from .analysis import DEFAULT_PROMPT
 from .arguments import layers_arg, positive_int, random_seed
 from .files import not_utf8
 from .settings import COMMAND_DEFAULTS
@@ -62,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument(
         "--model", default=None, help="checkpoint folder or hub name (default: the embedded SmolLM2-135M-Instruct)"
     )
-    an.add_argument("--prompt", default=DEFAULT_PROMPT, help="user message (default: a train word problem)")
+    an.add_argument("--prompt", default=None, help="user message (default: a train word problem)")
     limit = COMMAND_DEFAULTS["analyze"].max_new_tokens
     an.add_argument(
         "--max-new-tokens", type=positive_int, default=limit, help=f"response length limit (default {limit})"
@@ -127,6 +126,7 @@ def _fail(command: str, message: str) -> int:
 def analyze(args: argparse.Namespace) -> int:
     """Run ``reasonattn analyze``: load, generate, capture, print (and write JSON)."""
     from .analysis import (
+        DEFAULT_PROMPT,
         format_summary,
         format_table,
         generate,
@@ -141,6 +141,8 @@ def analyze(args: argparse.Namespace) -> int:
     from .report.escape import printable
     from .rollout.context import ContextLengthError, check_context
 
+    if args.prompt is None:
+        args.prompt = DEFAULT_PROMPT
     model_name = args.model or DEFAULT_MODEL
     bad_text = not_utf8(args.prompt)
     if bad_text:

@@ -73,6 +73,10 @@ SMOKE_RUNS = {
          "--n", "2", "--max-new-tokens", "4", "--batch", "2", "--show", "0"],
         ["accuracy [95% CI]", "\nword_problems:difficulty=1 greedy"],
     ),
+    "bench_startup": (  # this checkout against itself
+        ["benchmarks/bench_startup.py", "--before", ".", "--repeats", "1"],
+        ["| import lightning_reasonattn ", "reasonattn --help", "before / after, reasonattn --help"],
+    ),
     "bench_monitor": (
         ["benchmarks/bench_monitor.py", "--steps", "2", "--every", "1", "--repeats", "1", "--batch", "2",
          "--length", "16", *TINY],

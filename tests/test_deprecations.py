@@ -254,3 +254,10 @@ def test_fit_parses_an_old_config(tmp_path, capsys):
 def test_a_checkpoint_of_0_1_keeps_its_look_back():
     flat = flat_settings({"credit": {"strategy": "coupled", "k": 2}})
     assert flat["credit.look_back"] == 2 and "credit.k" not in flat
+
+
+def test_a_survey_folder_of_0_1_resumes():
+    """The fingerprint of the settings that decide a batch is unchanged by the renames (values of 0.1)."""
+    assert SurveySettings().fingerprint() == "ffb70316be8223c5"
+    settings = SurveySettings(temperature=0.7, top_k=5, layers=[1, 2], horizon=(4, 40), max_new_tokens=64)
+    assert settings.fingerprint() == "232b3dd2473d8c4e"

@@ -81,3 +81,21 @@ def test_every_path_cuts_the_answer_at_the_same_end_id(where):
         model, prompt, mask, eos_ids=end_ids(model, tokenizer), pad_id=0, max_new_tokens=LIMIT, temperature=0
     )
     assert batch.completion_ids[0][batch.completion_mask[0]].tolist() == expected
+
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_prompts_are_padded_as_the_tokenizer_pads_them(chat):
+    """encode_prompts pads itself (so the caller's tokenizer needs no pad token): the same ids and mask as the
+    tokenizer's own left padding."""
+    tokenizer = testing.tiny_tokenizer()
+    tokenizer.pad_token = "<|endoftext|>"
+    texts = ["Let us think", "The answer is 5 pm. Let us think step by step.", "5"]
+    prompts = [[{"role": "user", "content": t}] for t in texts] if chat else texts
+    if chat:
+        texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+    reference = tokenizer(texts, padding=True, padding_side="left", add_special_tokens=not chat, return_tensors="pt")
+    ids, mask = encode_prompts(tokenizer, prompts)
+    assert torch.equal(ids, reference.input_ids) and torch.equal(mask, reference.attention_mask)
+    assert mask[0, 0] == 0 and mask[1].all()  # the short prompt is padded on the left
+    other, _ = encode_prompts(tokenizer, prompts, pad=3)
+    assert torch.equal(other[mask.bool()], ids[mask.bool()]) and (other[~mask.bool()] == 3).all()

@@ -1,5 +1,6 @@
-"""Lean imports: the pure math, the package and the command line's parser load no Lightning, transformers or matplotlib
-(they take seconds to import); the public names still come from ``lightning_reasonattn`` on first use."""
+"""Lean imports: the pure math, the package, the settings and the command line's parser load no Lightning,
+transformers or matplotlib (they take seconds to import), nor even torch until a function needs it; the public names
+still come from ``lightning_reasonattn`` and ``lightning_reasonattn.functional`` on first use."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from pathlib import Path
 import pytest
 
 import lightning_reasonattn
+from lightning_reasonattn import functional
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("lightning", "lightning.pytorch", "transformers", "matplotlib", "torchmetrics", "peft", "bitsandbytes")
+HEAVY = ("torch", "lightning", "transformers", "matplotlib", "torchmetrics", "peft", "bitsandbytes")
 
 
 def loaded_after(code: str) -> list[str]:
@@ -39,16 +41,26 @@ def test_lean_imports_load_no_heavy_package(code):
     assert loaded_after(code) == []
 
 
+def test_the_math_loads_torch_only():
+    assert loaded_after("from lightning_reasonattn.functional import waad, RhythmTrace") == ["torch"]
+
+
+def test_subpackages_are_attributes_as_before():  # `import lightning_reasonattn as lr; lr.functional.waad(...)`
+    code = "import lightning_reasonattn as lr\nlr.functional.coupling.within, lr.functional.waad, lr.survey.run_survey"
+    assert "torch" in loaded_after(code)
+
+
 def test_the_probe_sees_a_heavy_import():  # the test above can fail: importing a metric loads torchmetrics
     assert "torchmetrics" in loaded_after("from lightning_reasonattn import RhythmCoupling")
 
 
-def test_every_public_name_resolves_and_is_listed():
-    names = set(lightning_reasonattn.__all__) - {"__version__"}
-    assert names == set(lightning_reasonattn._HOME)
+@pytest.mark.parametrize("package", [lightning_reasonattn, functional])
+def test_every_public_name_resolves_and_is_listed(package):
+    names = set(package.__all__) - {"__version__"}
+    assert names == set(package._HOME)
     for name in names:
-        value = getattr(lightning_reasonattn, name)
-        assert value.__name__ == name
-        assert name in dir(lightning_reasonattn)
+        value = getattr(package, name)
+        assert getattr(value, "__name__", name) == name  # (constants have no name)
+        assert name in dir(package)
     with pytest.raises(AttributeError, match="no attribute 'RhythmSetting'"):
-        lightning_reasonattn.RhythmSetting  # noqa: B018
+        package.RhythmSetting  # noqa: B018
