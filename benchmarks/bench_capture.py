@@ -13,7 +13,8 @@ Three routes over the same random transformers model (Llama-shaped, grouped-quer
 * ``eager``:   the dense reference: eager attention with ``output_attentions=True``, then
   ``rhythm_from_attentions`` on the stacked maps of the 5 middle layers.
 
-Two over the nanoGPT-style ``GPT`` of ``examples/watch_rhythm_emerge.py`` of the same shape (as many heads for
+Two over the nanoGPT-style ``lightning_reasonattn.NanoGPT`` (the model of ``examples/watch_rhythm_emerge.py``) of the
+same shape (as many heads for
 keys as for queries: nanoGPT has no grouped-query attention), whose attention calls
 ``F.scaled_dot_product_attention(is_causal=True)``:
 
@@ -35,20 +36,17 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from peak_memory import PeakMemory  # benchmarks/peak_memory.py: scripts run with benchmarks/ on sys.path
 
 ROUTES = ("plain", "capture", "eager", "gpt_plain", "gpt_capture")
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def gpt_model(n: int, model_args: dict):
     """The example's nanoGPT-style GPT with the shape of the Llama (its key heads = its query heads)."""
-    sys.path.insert(0, str(EXAMPLES))
-    from watch_rhythm_emerge import GPT
+    from lightning_reasonattn import NanoGPT
 
-    return GPT(
+    return NanoGPT(
         model_args["vocab_size"],
         max(n, 4096),
         model_args["num_hidden_layers"],

@@ -205,7 +205,7 @@ def run_rhythm(args, route: str, folder: Path) -> dict:
     import torch
 
     from lightning_reasonattn.grpo import RhythmGRPO
-    from lightning_reasonattn.grpo import module as grpo_module
+    from lightning_reasonattn.grpo import step as grpo_step
     from lightning_reasonattn.grpo.settings import (
         CreditSettings,
         LossSettings,
@@ -239,17 +239,16 @@ def run_rhythm(args, route: str, folder: Path) -> dict:
     )
     memory = PeakMemory(args.device)
     gen_s, gen_tokens, update_tokens, lengths, step_s = [], [], [], [], []
-    original_rollout = module.rollout
+    original_rollout = grpo_step.GRPOStep.rollout
 
-    def timed_rollout(records, **kwargs):  # e.g. the step's sampling key
-        out = original_rollout(records, **kwargs)
+    def timed_rollout(self, records, **kwargs):  # e.g. the step's sampling key
+        out = original_rollout(self, records, **kwargs)
         gen_s.append(out.seconds)
         gen_tokens.append(int(out.completion_mask.sum()))
         update_tokens.append(int(out.attention_mask.sum()))
         lengths.append(float(out.completion_mask.sum(-1).float().mean()))
         return out
 
-    module.rollout = timed_rollout
     parts: dict[str, list[float]] = {"score": [], "credit": [], "update": []}
 
     def timed(name, method):
@@ -263,11 +262,13 @@ def run_rhythm(args, route: str, folder: Path) -> dict:
 
         return wrapper
 
+    # The step's stages (GRPOStep's methods) and the credit of a step's rows, a function of grpo.credit that the
+    # step calls (inside update, or score); patched in this worker process only.
+    grpo_step.GRPOStep.rollout = timed_rollout
     for name in ("score", "update"):
-        setattr(module, name, timed(name, getattr(module, name)))
-    # the credit of a step's rows, a function of grpo.credit that the module calls (inside update, or score)
-    grpo_module.rows_gamma = timed("credit", grpo_module.rows_gamma)  # this worker process only
-    parts["sync"] = []  # re-merging the adapter into the dense rollout copy, inside update()
+        setattr(grpo_step.GRPOStep, name, timed(name, getattr(grpo_step.GRPOStep, name)))
+    grpo_step.rows_gamma = timed("credit", grpo_step.rows_gamma)
+    parts["sync"] = []  # re-merging the adapter into the dense rollout copy, after update()
     sync_seconds = [0.0]
     dense_sync = DenseRollout.sync
 
@@ -580,18 +581,19 @@ def main() -> None:
     rhythm = [route for route in args.routes if route in results and "score_s" in results[route]]
     if rhythm:
         print()
-        print("RhythmGRPO step breakdown, s per step (rollout = the generate call; update includes the dense sync;")
-        print("other = prompt encoding, decoding, logging and hooks)")
+        print("RhythmGRPO step breakdown, s per step (rollout = the generate call; credit runs inside update, or")
+        print("inside score with num_iterations > 1; sync = re-merging the adapter into the dense copy after the")
+        print("update; other = prompt encoding, decoding, logging and hooks)")
         print(
-            f"{'route':<12} | {'rollout':>7} | {'score':>7} | {'credit':>7} | {'update':>7} | "
-            f"{'of it sync':>10} | {'other':>7}"
+            f"{'route':<12} | {'rollout':>7} | {'score':>7} | {'update':>7} | {'of it credit':>12} | "
+            f"{'sync':>7} | {'other':>7}"
         )
         for route in rhythm:
             r = results[route]
-            other = r["step_s"] - r["gen_s"] - r["score_s"] - r["credit_s"] - r["update_s"]
+            other = r["step_s"] - r["gen_s"] - r["score_s"] - r["update_s"] - r["sync_s"]
             print(
-                f"{route:<12} | {r['gen_s']:>7.3f} | {r['score_s']:>7.3f} | {r['credit_s']:>7.3f} | "
-                f"{r['update_s']:>7.3f} | {r['sync_s']:>10.3f} | {other:>7.3f}"
+                f"{route:<12} | {r['gen_s']:>7.3f} | {r['score_s']:>7.3f} | {r['update_s']:>7.3f} | "
+                f"{r['credit_s']:>12.3f} | {r['sync_s']:>7.3f} | {other:>7.3f}"
             )
 
     print()

@@ -74,7 +74,7 @@ def answer(module, records: list[dict], temperature: float, batch: int) -> tuple
 
     rewards, lengths, truncated, texts = [], [], [], []
     for i in range(0, len(records), batch):
-        r = module.rollout(records[i : i + batch], group_size=1, temperature=temperature)
+        r = module.grpo_step().rollout(records[i : i + batch], group_size=1, temperature=temperature)
         total, _ = score_completions(module.reward_funcs, module.reward_weights, r.prompts, r.texts, r.columns)
         rewards += total.tolist()
         lengths += r.completion_mask.sum(-1).tolist()

@@ -11,8 +11,9 @@ over 4 steps) written out as next-token prediction, with a worked answer::
     Question: Ben has 3 marbles. Then he gives 2 away. Then he loses 1. ... How many marbles does Ben have now?
     Answer: 3 - 2 = 1. 1 - 1 = 0. 0 + 2 = 2. 2 + 6 = 8. The answer is 8.
 
-Tokens are words, punctuation and single digits (a tokenizer built from the data). The model is nanoGPT-style:
-learned positions, pre-norm blocks, attention through ``F.scaled_dot_product_attention(is_causal=True)``; the
+Tokens are words, punctuation and single digits (``lightning_reasonattn.WordTokenizer``, built from the data). The
+model is ``lightning_reasonattn.NanoGPT``, nanoGPT-style: learned positions, pre-norm blocks, attention through
+``F.scaled_dot_product_attention(is_causal=True)``; the
 monitor finds its blocks and captures the rhythm from those calls (the SDPA route). The loss covers every token;
 the rhythm is measured over the answer (``response_mask``). Validation every ``--val-every`` steps logs the loss,
 the share of answers right under teacher forcing, and (``HeadDistances``) the mean backward distance of every head.
@@ -26,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import time
 from pathlib import Path
 
@@ -34,54 +34,24 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import CSVLogger
-from torch import nn
 from torch.utils.data import DataLoader
 
-from lightning_reasonattn import AttentionRhythmMonitor, capture_rhythm
-from lightning_reasonattn.tasks import generate_word_problems
+from lightning_reasonattn import AttentionRhythmMonitor, BatchKeys, NanoGPT, WordTokenizer, capture_rhythm
+from lightning_reasonattn.tasks import generate_word_problems, worked_answer
+
 
 # ----------------------------------------------------------------------------------------------------- data
-TOKEN = re.compile(r"[A-Za-z]+|\d|[^\sA-Za-z\d]|\n")
-PAD, EOS = "<pad>", "<eos>"
-
-
-def worked_answer(expression: str) -> str:
-    """``"3 - 2 + 6"`` -> ``"3 - 2 = 1. 1 + 6 = 7. The answer is 7."``: one step per change of the count."""
-    parts = expression.split()
-    count, steps = int(parts[0]), []
-    for op, n in zip(parts[1::2], parts[2::2], strict=True):
-        new = count + int(n) if op == "+" else count - int(n)
-        steps.append(f"{count} {op} {n} = {new}.")
-        count = new
-    return " ".join(steps) + f" The answer is {count}."
-
-
 def texts(n: int, seed: int) -> list[tuple[str, str]]:
     """``(prompt, answer)`` pairs of ``n`` word problems with 4 changes of at most 9."""
     records = generate_word_problems(n, seed=seed, difficulty=3, steps=4)
     return [(r["prompt"], " " + worked_answer(r["expression"])) for r in records]
 
 
-class WordTokenizer:
-    """Words, punctuation and single digits; ``decode`` joins them with spaces (for reading, not round trips)."""
-
-    def __init__(self, corpus: list[str]):
-        words = sorted({t for text in corpus for t in TOKEN.findall(text)})
-        self.vocab = [PAD, EOS, *words]
-        self.ids = {t: i for i, t in enumerate(self.vocab)}
-
-    def encode(self, text: str) -> list[int]:
-        return [self.ids[t] for t in TOKEN.findall(text)]
-
-    def decode(self, ids: list[int]) -> str:
-        return " ".join(self.vocab[i] for i in ids)
-
-
 def examples(pairs, tokenizer: WordTokenizer) -> list[dict[str, torch.Tensor]]:
     """One dict per problem: ``input_ids``, ``response_mask`` (the answer and its end token)."""
     out = []
     for prompt, answer in pairs:
-        p, a = tokenizer.encode(prompt), tokenizer.encode(answer) + [tokenizer.ids[EOS]]
+        p, a = tokenizer.encode(prompt), tokenizer.encode(answer) + [tokenizer.eos_token_id]
         response = torch.tensor([False] * len(p) + [True] * len(a))
         out.append({"input_ids": torch.tensor(p + a), "response_mask": response})
     return out
@@ -104,72 +74,13 @@ def collate(rows: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
 
 
 # ---------------------------------------------------------------------------------------------------- model
-class CausalSelfAttention(nn.Module):
-    def __init__(self, n_embd: int, n_head: int):
-        super().__init__()
-        self.n_head = n_head
-        self.c_attn = nn.Linear(n_embd, 3 * n_embd)
-        self.c_proj = nn.Linear(n_embd, n_embd)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, c = x.shape
-        q, k, v = self.c_attn(x).split(c, dim=2)
-        q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.c_proj(y.transpose(1, 2).reshape(b, t, c))
-
-
-class Block(nn.Module):
-    def __init__(self, n_embd: int, n_head: int):
-        super().__init__()
-        self.ln_1, self.attn = nn.LayerNorm(n_embd), CausalSelfAttention(n_embd, n_head)
-        self.ln_2 = nn.LayerNorm(n_embd)
-        self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.GELU(), nn.Linear(4 * n_embd, n_embd))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
-        return x + self.mlp(self.ln_2(x))
-
-
-class GPT(nn.Module):
-    """``GPT(...)(input_ids [B, N]) -> logits [B, N, V]``."""
-
-    def __init__(self, vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int):
-        super().__init__()
-        self.transformer = nn.ModuleDict(
-            dict(
-                wte=nn.Embedding(vocab_size, n_embd),
-                wpe=nn.Embedding(block_size, n_embd),
-                h=nn.ModuleList(Block(n_embd, n_head) for _ in range(n_layer)),
-                ln_f=nn.LayerNorm(n_embd),
-            )
-        )
-        self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
-        self.transformer.wte.weight = self.lm_head.weight  # weight tying, as nanoGPT
-        self.apply(self._init)
-
-    @staticmethod
-    def _init(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
-
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        pos = torch.arange(input_ids.shape[1], device=input_ids.device)
-        x = self.transformer.wte(input_ids) + self.transformer.wpe(pos)
-        for block in self.transformer.h:
-            x = block(x)
-        return self.lm_head(self.transformer.ln_f(x))
-
-
 class WordProblemGPT(pl.LightningModule):
     """Next-token prediction over the whole text; validation also scores the answers under teacher forcing."""
 
     def __init__(self, vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int, lr: float, steps: int):
         super().__init__()
         self.save_hyperparameters()
-        self.model = GPT(vocab_size, block_size, n_layer, n_head, n_embd)
+        self.model = NanoGPT(vocab_size, block_size, n_layer, n_head, n_embd)
 
     def losses(self, batch):
         logits = self.model(batch["input_ids"])[:, :-1]
@@ -334,7 +245,7 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
 
     train_pairs, val_pairs = texts(args.n_train, args.seed), texts(args.n_val, args.seed + 1)
-    tokenizer = WordTokenizer([p + a for p, a in train_pairs + val_pairs])
+    tokenizer = WordTokenizer.from_corpus([p + a for p, a in train_pairs + val_pairs])
     train, val = examples(train_pairs, tokenizer), examples(val_pairs, tokenizer)
     block_size = max(len(r["input_ids"]) for r in train + val)
     shape = (args.n_layer, args.n_head, args.n_embd)
@@ -342,7 +253,9 @@ def main(argv: list[str] | None = None) -> dict:
     params = sum(p.numel() for p in module.parameters())
     horizon = tuple(args.horizon)
 
-    monitor = AttentionRhythmMonitor(every_n_steps=args.val_every, response_mask_key="response_mask", horizon=horizon)
+    monitor = AttentionRhythmMonitor(
+        every_n_steps=args.val_every, inputs=BatchKeys(response_mask="response_mask"), horizon=horizon
+    )
     heads = HeadDistances(collate(val[: args.batch_size]), horizon)
     train_loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, collate_fn=collate)
     val_loader = DataLoader(val, batch_size=args.batch_size, collate_fn=collate)

@@ -11,11 +11,12 @@ import importlib.util
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # what static tools (and the API docs) read; at run time __getattr__ imports each on first use
-    from .callbacks import AttentionRhythmMonitor, RhythmReport
+    from .callbacks import AttentionRhythmMonitor, BatchKeys, RhythmReport
     from .capture import capture_group_maps, capture_rhythm, rhythm_capture
     from .functional import RhythmTrace, credit_gamma
     from .grpo import RhythmGRPO
     from .metrics import FutureAttentionInfluence, RhythmCoupling, WindowedAverageAttentionDistance
+    from .models import NanoGPT, WordTokenizer
     from .settings import CouplingSettings, RhythmSettings, SamplingSettings
     from .survey import SurveySettings, run_survey
 
@@ -23,6 +24,7 @@ __version__ = "0.1.0"
 
 _HOME = {
     "AttentionRhythmMonitor": ".callbacks",
+    "BatchKeys": ".callbacks",
     "RhythmReport": ".callbacks",
     "capture_group_maps": ".capture",
     "capture_rhythm": ".capture",
@@ -33,6 +35,8 @@ _HOME = {
     "FutureAttentionInfluence": ".metrics",
     "RhythmCoupling": ".metrics",
     "WindowedAverageAttentionDistance": ".metrics",
+    "NanoGPT": ".models",
+    "WordTokenizer": ".models",
     "CouplingSettings": ".settings",
     "RhythmSettings": ".settings",
     "SamplingSettings": ".settings",
@@ -43,8 +47,10 @@ _HOME = {
 
 __all__ = [
     "AttentionRhythmMonitor",
+    "BatchKeys",
     "CouplingSettings",
     "FutureAttentionInfluence",
+    "NanoGPT",
     "RhythmCoupling",
     "RhythmGRPO",
     "RhythmReport",
@@ -53,6 +59,7 @@ __all__ = [
     "SamplingSettings",
     "SurveySettings",
     "WindowedAverageAttentionDistance",
+    "WordTokenizer",
     "__version__",
     "capture_group_maps",
     "capture_rhythm",

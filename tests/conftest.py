@@ -52,6 +52,17 @@ FAMILIES = {
 }
 
 
+def load_script(path: str):
+    """A script of the repository (``benchmarks/x.py``, ``examples/y.py``) imported as a module, for its functions."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(Path(path).stem, root / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def tiny_model(family: str = "llama", attn: str = "sdpa", seed: int = 0, dtype=torch.float32, **overrides):
     torch.manual_seed(seed)
     config = FAMILIES[family](**overrides)

@@ -1,10 +1,10 @@
 """AttentionRhythmMonitor and RhythmReport under Lightning's DDP: ``python tests/ddp_callbacks.py OUT [gpt] DEVICES``.
 
 Lightning's ``strategy="ddp"`` re-runs this script once per extra rank (CPU processes, gloo). It validates a
-user's module with both callbacks (4 validation sequences, one per batch: 2 per rank), then fits it for one
-step with validation after it, and rank 0 writes ``OUT/result.json``: the monitor's validation values, the
-report folders written, and every warning any step raised. The module fine-tunes a transformers Llama, or with
-``gpt`` a nanoGPT-style model (the SDPA capture route).
+user's module with the callbacks (two monitors of other settings and a report; 4 validation sequences, one per
+batch: 2 per rank), then fits it for one step with validation after it, and rank 0 writes ``OUT/result.json``:
+the monitors' validation values, the report folders written, and every warning any step raised. The module
+fine-tunes a transformers Llama, or with ``gpt`` a nanoGPT-style model (the SDPA capture route).
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from lightning_reasonattn import AttentionRhythmMonitor, RhythmReport
 
 
 def trainer(out: Path, devices: int, report: bool = True, **kw) -> pl.Trainer:
-    callbacks = [AttentionRhythmMonitor(every_n_steps=1, num_buckets=2)]
+    # two monitors: each keeps its own metrics, synced over the ranks by its own collectives
+    second = AttentionRhythmMonitor(every_n_steps=1, prefix="rhythm_short/", horizon=(4, 24))
+    callbacks = [AttentionRhythmMonitor(every_n_steps=1, num_buckets=2), second]
     if report:
         callbacks.append(RhythmReport(every_n_steps=1, heatmap_size=8, dpi=40))
     args = dict(
@@ -50,7 +52,7 @@ def validate(out: Path, devices: int, report: bool = True, kind: str = "hf") -> 
     """The monitor's values over 4 validation sequences (on ``devices`` processes, 2 each with 2)."""
     t = trainer(out, devices, report)
     t.validate(MODULES[kind](), DataLoader(samples(4, seed=5), batch_size=1), verbose=False)
-    return {k: v.item() for k, v in t.callback_metrics.items() if k.startswith("rhythm/")}
+    return {k: v.item() for k, v in t.callback_metrics.items() if k.startswith(("rhythm/", "rhythm_short/"))}
 
 
 def main(out: Path, devices: int, kind: str = "hf") -> None:

@@ -77,6 +77,13 @@ SMOKE_RUNS = {
         ["benchmarks/bench_startup.py", "--before", ".", "--repeats", "1"],
         ["| import lightning_reasonattn ", "reasonattn --help", "before / after, reasonattn --help"],
     ),
+    "credit_from_scratch": (  # pretrain a 1-layer start model for 2 steps, then time an RL step's pieces
+        ["benchmarks/credit_from_scratch.py", "--out", "{out}", "--n-layer", "1", "--n-head", "2", "--n-embd", "16",
+         "--n-pretrain", "64", "--n-test", "16", "--n-eval", "8", "--n-val", "4", "--max-steps", "2",
+         "--eval-every", "1", "--accept", "0", "1", "--max-new-tokens", "8", "--measure", "--prompts", "2",
+         "--group", "2", "--repeats", "1", "--spread-prompts", "2"],
+        ["validation accuracy", "| rollout, KV cache", "steps/hour per process", "rollout prefix recomputed / KV"],
+    ),
     "bench_monitor": (
         ["benchmarks/bench_monitor.py", "--steps", "2", "--every", "1", "--repeats", "1", "--batch", "2",
          "--length", "16", *TINY],

@@ -4,6 +4,7 @@ import csv
 import inspect
 import math
 import re
+from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
@@ -15,7 +16,7 @@ from tiny_gpt import GPTModule
 from torch.utils.data import DataLoader
 
 from lightning_reasonattn import capture_rhythm
-from lightning_reasonattn.callbacks import AttentionRhythmMonitor
+from lightning_reasonattn.callbacks import AttentionRhythmMonitor, BatchKeys, RhythmReport
 from lightning_reasonattn.functional.coupling import coupling_counts, token_entropy
 
 N, PROMPT = 48, 12
@@ -116,7 +117,7 @@ def test_logs_equal_a_direct_capture(tmp_path):
     logged = [float(r["rhythm/train/waad"]) for r in rows if r.get("rhythm/train/waad")]
     assert len(logged) == 3 and logged[-1] == pytest.approx(metrics["rhythm/train/waad"].item(), rel=1e-6)
     assert any(r.get("rhythm/val/fai") for r in rows)
-    assert not hasattr(module, "_rhythm_metrics")  # cleaned up in teardown
+    assert not any("rhythm" in name for name, _ in module.named_modules())  # the monitor's metrics are its own
     assert module.model.config._attn_implementation == "sdpa"
 
 
@@ -149,7 +150,7 @@ def test_training_is_untouched(tmp_path, kind):
     assert torch.equal(plain[2], watched[2])
 
 
-def test_custom_batches_through_batch_to_inputs(tmp_path):
+def test_custom_batches_through_an_inputs_function(tmp_path):
     class TupleModule(UserModule):
         def training_step(self, batch, batch_idx):
             ids, labels = batch
@@ -157,7 +158,7 @@ def test_custom_batches_through_batch_to_inputs(tmp_path):
 
     data = [(s["input_ids"], s["labels"]) for s in samples(4)]
     monitor = AttentionRhythmMonitor(
-        every_n_steps=1, batch_to_inputs=lambda b: {"input_ids": b[0], "response_mask": b[1] != -100}
+        every_n_steps=1, inputs=lambda b: {"input_ids": b[0], "response_mask": b[1] != -100}
     )
     t = trainer(tmp_path, [monitor], max_steps=1)
     t.fit(TupleModule(), DataLoader(data, batch_size=2))
@@ -180,6 +181,115 @@ def test_bad_configuration(tmp_path):
 
 
 def test_batch_without_the_keys(tmp_path):
-    monitor = AttentionRhythmMonitor(every_n_steps=1, labels_key="targets")
+    monitor = AttentionRhythmMonitor(every_n_steps=1, inputs=BatchKeys(labels="targets"))
     with pytest.raises(KeyError, match=r"not \['targets'\]"):
+        trainer(tmp_path, [monitor], max_steps=1).fit(UserModule(), DataLoader(samples(2), batch_size=2))
+
+
+def test_the_users_objects_are_unchanged(tmp_path):
+    """The monitor and the report change nothing of the user's: the module's submodules (during the run and
+    after), the batch its hooks get, the model's training flags, hooks and attention implementation."""
+
+    class Watched(ValidatedModule):
+        def __init__(self):
+            super().__init__()
+            self.submodules, self.batches = [], []
+
+        def training_step(self, batch, batch_idx):
+            self.submodules.append([name for name, _ in self.named_modules()])
+            self.batches.append({key: value.clone() for key, value in batch.items()})
+            return super().training_step(batch, batch_idx)
+
+        def validation_step(self, batch, batch_idx):
+            self.submodules.append([name for name, _ in self.named_modules()])
+            return super().validation_step(batch, batch_idx)
+
+        def on_train_batch_end(self, outputs, batch, batch_idx):  # called after the callbacks' hook
+            assert batch.keys() == self.batches[-1].keys()
+            assert all(torch.equal(batch[key], value) for key, value in self.batches[-1].items())
+
+    module = Watched()
+    before = [name for name, _ in module.named_modules()]
+    flags = {name: m.training for name, m in module.named_modules()}
+    callbacks = [AttentionRhythmMonitor(every_n_steps=1), RhythmReport(every_n_steps=1, heatmap_size=8, dpi=30)]
+    t = trainer(tmp_path, callbacks, max_steps=2)
+    with pytest.warns(UserWarning, match="written only as files"):
+        t.fit(module, DataLoader(samples(4), batch_size=2), DataLoader(samples(2, seed=3), batch_size=2))
+    assert len(module.submodules) == 3 and all(names == before for names in module.submodules)
+    assert [name for name, _ in module.named_modules()] == before
+    assert {name: m.training for name, m in module.named_modules()} == flags
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in module.modules())
+    assert module.model.config._attn_implementation == "sdpa"
+
+
+def pair_up(batch):
+    return {"input_ids": batch["input_ids"], "response_mask": batch["labels"] != -100}
+
+
+@pytest.mark.parametrize("callback", [AttentionRhythmMonitor, RhythmReport])
+@pytest.mark.parametrize(
+    ("old", "new", "spelled"),
+    [
+        ({"labels_key": "targets"}, BatchKeys(labels="targets"), "inputs=BatchKeys(labels='targets')"),
+        (
+            {"input_ids_key": "ids", "attention_mask_key": "mask", "response_mask_key": "response"},
+            BatchKeys(input_ids="ids", attention_mask="mask", response_mask="response"),
+            "inputs=BatchKeys(input_ids='ids', attention_mask='mask', response_mask='response')",
+        ),
+        ({"batch_to_inputs": pair_up}, pair_up, "inputs=<your batch_to_inputs function>"),
+    ],
+    ids=["labels_key", "three keys", "batch_to_inputs"],
+)
+def test_the_old_batch_keywords_warn_with_the_new_spelling(callback, old, new, spelled):
+    with pytest.warns(DeprecationWarning, match=re.escape(spelled)) as record:
+        made = callback(**old)
+    assert made.inputs == new
+    assert [Path(w.filename).name for w in record] == [Path(__file__).name]  # it points at the user's line
+    with pytest.raises(MisconfigurationException, match=r"given beside inputs=: pass inputs= alone"):
+        callback(inputs=new, **old)
+
+
+def test_the_old_batch_keywords_still_work(tmp_path):
+    data = [{"input_ids": s["input_ids"], "targets": s["labels"], "labels": s["labels"]} for s in samples(2)]
+    with pytest.warns(DeprecationWarning, match=r"AttentionRhythmMonitor\(labels_key=\.\.\.\) is deprecated"):
+        monitor = AttentionRhythmMonitor(every_n_steps=1, labels_key="targets")
+
+    class Renamed(UserModule):
+        def training_step(self, batch, batch_idx):
+            return self.model(input_ids=batch["input_ids"], labels=batch["labels"]).loss
+
+    module = Renamed()
+    t = trainer(tmp_path, [monitor], max_steps=1)
+    t.fit(module, DataLoader(data, batch_size=2))
+    ids = torch.stack([s["input_ids"] for s in data])
+    trace = capture_rhythm(module.model.eval(), ids, None, torch.stack([s["targets"] for s in data]) != -100)
+    assert t.callback_metrics["rhythm/train/waad"].item() == pytest.approx(trace.waad.nanmean().item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("inputs", ["labels", {"labels": "targets"}, 3])
+def test_inputs_that_are_neither_keys_nor_a_function(inputs):
+    with pytest.raises(MisconfigurationException, match=rf"inputs={re.escape(repr(inputs))}: pass BatchKeys\(\.\.\.\)"):
+        AttentionRhythmMonitor(inputs=inputs)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "error", "match"),
+    [
+        (lambda batch: batch["input_ids"], KeyError, r"inputs=<lambda> returned a Tensor; it must return a mapping"),
+        (
+            lambda batch: {"input_ids": batch["input_ids"].tolist(), "response_mask": batch["labels"] != -100},
+            TypeError,
+            r"inputs=<lambda> returned 'input_ids' as a list; return \[B, N\] tensors",
+        ),
+        (
+            lambda batch: {"input_ids": batch["input_ids"], "response_mask": (batch["labels"] != -100).float()},
+            TypeError,
+            r"inputs\(batch\)\['response_mask'\] has dtype torch.float32",
+        ),
+    ],
+    ids=["a tensor", "a list", "a float mask"],
+)
+def test_an_inputs_function_that_returns_something_else(tmp_path, inputs, error, match):
+    monitor = AttentionRhythmMonitor(every_n_steps=1, inputs=inputs)
+    with pytest.raises(error, match=match):
         trainer(tmp_path, [monitor], max_steps=1).fit(UserModule(), DataLoader(samples(2), batch_size=2))

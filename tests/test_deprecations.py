@@ -261,3 +261,13 @@ def test_a_survey_folder_of_0_1_resumes():
     assert SurveySettings().fingerprint() == "ffb70316be8223c5"
     settings = SurveySettings(temperature=0.7, top_k=5, layers=[1, 2], horizon=(4, 40), max_new_tokens=64)
     assert settings.fingerprint() == "232b3dd2473d8c4e"
+
+
+@pytest.mark.parametrize("callback", ["AttentionRhythmMonitor", "RhythmReport"])
+def test_the_callbacks_old_look_back_keyword(callback):
+    import lightning_reasonattn
+
+    cls = getattr(lightning_reasonattn, callback)
+    with warns_once("look_back="):
+        old = cls(k=2)
+    assert old.rhythm == cls(look_back=2).rhythm == RhythmSettings(look_back=2)

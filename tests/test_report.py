@@ -18,7 +18,7 @@ from test_capture import batch, eager_maps
 from torch.utils.data import DataLoader
 
 from lightning_reasonattn import capture_group_maps, capture_rhythm
-from lightning_reasonattn.callbacks import RhythmReport
+from lightning_reasonattn.callbacks import BatchKeys, RhythmReport
 from lightning_reasonattn.report import (
     default_span,
     rhythm_figures,
@@ -349,5 +349,5 @@ def test_bad_configuration(tmp_path):
     with pytest.raises(MisconfigurationException, match="holds no transformers causal LM"):
         trainer(tmp_path, [RhythmReport()]).fit(NoLM(), DataLoader(samples(2)))
     with pytest.raises(KeyError, match=r"not \['targets'\]"):
-        t = trainer(tmp_path, [RhythmReport(every_n_steps=1, labels_key="targets")], max_steps=1)
+        t = trainer(tmp_path, [RhythmReport(every_n_steps=1, inputs=BatchKeys(labels="targets"))], max_steps=1)
         t.fit(UserModule(), DataLoader(samples(2), batch_size=2))

@@ -27,6 +27,7 @@ AREAS = (
     "test_cli",
     "test_survey",
     "test_hostile_files",
+    "test_odd_trainers",
 )
 
 

@@ -26,8 +26,8 @@ def test_worked_answers_are_right():
     assert example.worked_answer("3 - 2 + 6") == "3 - 2 = 1. 1 + 6 = 7. The answer is 7."
     prompt, answer = example.texts(1, seed=0)[0]
     assert prompt.startswith("Question: ") and prompt.endswith("Answer:") and answer.count("=") == 4
-    tokenizer = example.WordTokenizer([prompt + answer, "Tom has 12 apples."])
-    assert tokenizer.decode(tokenizer.encode("Tom has 12 apples.")) == "Tom has 1 2 apples ."
+    tokenizer = example.WordTokenizer.from_corpus([prompt + answer, "Tom has 12 apples."])
+    assert tokenizer.encode("Tom has 12 apples.") == [tokenizer.vocab.index(t) for t in "Tom has 1 2 apples .".split()]
 
 
 def test_example_smoke_run(tmp_path):

@@ -4,10 +4,14 @@
   coupling as torchmetrics, logged every ``n`` steps and over validation;
 * [`RhythmReport`][lightning_reasonattn.callbacks.rhythm_report.RhythmReport]: the pictures and the token page of
   one sequence.
+
+Both read a batch through ``inputs``: the keys of a mapping
+([`BatchKeys`][lightning_reasonattn.callbacks.inputs.BatchKeys]) or a function of the batch.
 """
 
-from .inputs import BatchInputs, find_causal_lm
+from .base import RhythmCallback
+from .inputs import BatchKeys, find_causal_lm
 from .monitor import AttentionRhythmMonitor
 from .rhythm_report import RhythmReport
 
-__all__ = ["AttentionRhythmMonitor", "BatchInputs", "RhythmReport", "find_causal_lm"]
+__all__ = ["AttentionRhythmMonitor", "BatchKeys", "RhythmCallback", "RhythmReport", "find_causal_lm"]

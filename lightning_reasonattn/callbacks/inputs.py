@@ -1,11 +1,12 @@
-"""What the callbacks read from a Trainer: the model inside the LightningModule, the batch's tokens and masks,
-and which steps are due."""
+"""What the callbacks read from a Trainer: the model inside the LightningModule, the batch's tokens and masks, and
+the capture's settings."""
 
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import lightning.pytorch as pl
@@ -16,6 +17,7 @@ from ..capture import unwrap_causal_lm
 from ..capture.modules import find_stack
 from ..capture.route import route_for
 from ..deprecation import translate_keywords
+from ..functional._checks import check_mask_dtype
 from ..settings import RHYTHM_FIELDS, RhythmSettings
 from ..settings.rhythm import RENAMED as RHYTHM_RENAMED
 
@@ -119,65 +121,133 @@ def _plain_model(pl_module: torch.nn.Module) -> torch.nn.Module | None:
     return pl_module if overrides else None
 
 
-def due(step: int, last_step: int, every_n_steps: int) -> bool:
-    """Whether optimizer step ``step`` (1, n + 1, 2n + 1, ...) is measured and was not already (accumulation)."""
-    return step != last_step and (step - 1) % every_n_steps == 0
+@dataclass(frozen=True, repr=False)
+class BatchKeys:
+    """Where a batch that is a mapping (a dict, a transformers ``BatchEncoding``) holds what the capture reads.
 
-
-@dataclass
-class BatchInputs:
-    """Reads ``input_ids``, ``attention_mask`` and ``response_mask`` out of a user's batch.
+    Called on a batch, it returns ``{"input_ids", "response_mask", "attention_mask"?}``: the response is
+    ``batch[labels] != -100``, or ``batch[response_mask]`` when that key is set; the padding mask is read when the
+    batch has it. For a batch of another shape (a tuple, your own class), give the callbacks a function instead.
 
     Attributes:
-        input_ids_key, attention_mask_key, labels_key: batch keys; response tokens are ``labels != -100``.
-        response_mask_key: a bool response-mask key, used instead of labels when given.
-        batch_to_inputs: ``fn(batch) -> {"input_ids", "response_mask", "attention_mask"?}``; replaces the keys.
-        max_sequences: keep at most this many sequences.
+        input_ids: key of the token ids, ``[B, N]``.
+        attention_mask: key of the padding mask, ``[B, N]`` (1 = token); optional in the batch.
+        labels: key of the labels, ``[B, N]``; the response tokens are those with ``labels != -100``.
+        response_mask: key of a response mask, ``[B, N]`` (True = response token), read instead of the labels when set.
+
+    Example:
+        >>> import torch
+        >>> keys = BatchKeys(labels="targets")
+        >>> keys
+        BatchKeys(labels='targets')
+        >>> keys({"input_ids": torch.tensor([[5, 6, 7]]), "targets": torch.tensor([[-100, 6, 7]])})["response_mask"]
+        tensor([[False,  True,  True]])
     """
 
-    input_ids_key: str = "input_ids"
-    attention_mask_key: str = "attention_mask"
-    labels_key: str = "labels"
-    response_mask_key: str | None = None
-    batch_to_inputs: Callable[[Any], Mapping[str, torch.Tensor]] | None = None
-    max_sequences: int | None = None
+    input_ids: str = "input_ids"
+    attention_mask: str = "attention_mask"
+    labels: str = "labels"
+    response_mask: str | None = None
+
+    def __repr__(self) -> str:  # the keys that differ from the defaults: what a user would write
+        changed = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if getattr(self, f.name) != f.default]
+        return f"BatchKeys({', '.join(changed)})"
 
     def __call__(self, batch: Any) -> dict[str, torch.Tensor]:
-        if self.batch_to_inputs is not None:
-            found = dict(self.batch_to_inputs(batch))
-            if "input_ids" not in found or "response_mask" not in found:
-                raise KeyError(
-                    f"batch_to_inputs returned keys {sorted(found)}; it must return 'input_ids' and "
-                    "'response_mask' (and optionally 'attention_mask')."
-                )
-        else:
-            ids_key, mask_key, labels_key, resp_key = (
-                self.input_ids_key,
-                self.attention_mask_key,
-                self.labels_key,
-                self.response_mask_key,
+        if not isinstance(batch, Mapping):
+            raise KeyError(
+                f"the batch is a {type(batch).__name__}, not a mapping with {self.input_ids!r}; pass "
+                "inputs=fn(batch) -> {'input_ids': ..., 'response_mask': ...}."
             )
-            if not isinstance(batch, Mapping):
-                raise KeyError(
-                    f"the batch is a {type(batch).__name__}, not a mapping with {ids_key!r}; pass "
-                    "batch_to_inputs=fn(batch) -> {'input_ids': ..., 'response_mask': ...}."
-                )
-            need = [ids_key, resp_key or labels_key]
-            missing = [key for key in need if key not in batch]
-            if missing:
-                raise KeyError(
-                    f"the batch has keys {sorted(batch)} but not {missing}; set input_ids_key / labels_key / "
-                    "response_mask_key to your batch's keys, or pass batch_to_inputs."
-                )
-            found = {"input_ids": batch[ids_key]}
-            if mask_key in batch:
-                found["attention_mask"] = batch[mask_key]
-            found["response_mask"] = batch[resp_key].bool() if resp_key else batch[labels_key] != IGNORE_INDEX
-        if "attention_mask" in found:
-            found["response_mask"] = found["response_mask"] & found["attention_mask"].bool()
-        if self.max_sequences is not None:
-            found = {key: value[: self.max_sequences] for key, value in found.items()}
+        response = self.response_mask or self.labels
+        missing = [key for key in (self.input_ids, response) if key not in batch]
+        if missing:
+            raise KeyError(
+                f"the batch has keys {sorted(batch)} but not {missing}; name your batch's keys with "
+                f"inputs=BatchKeys(input_ids=..., labels=... or response_mask=...), or pass inputs=fn(batch)."
+            )
+        found = {"input_ids": batch[self.input_ids]}
+        if self.attention_mask in batch:
+            found["attention_mask"] = batch[self.attention_mask]
+        found["response_mask"] = batch[response].bool() if self.response_mask else batch[response] != IGNORE_INDEX
         return found
+
+
+Inputs = BatchKeys | Callable[[Any], Mapping[str, torch.Tensor]]
+"""How a batch becomes the capture's inputs: the keys of a mapping, or ``fn(batch) -> {"input_ids",
+"response_mask", "attention_mask"?}``."""
+
+OLD_KEYWORDS = {
+    "input_ids_key": "input_ids",
+    "attention_mask_key": "attention_mask",
+    "labels_key": "labels",
+    "response_mask_key": "response_mask",
+}
+"""The callbacks' earlier keywords for the batch's keys, and the ``BatchKeys`` field of each (deprecated)."""
+
+
+def inputs_argument(inputs: Inputs | None, keywords: dict[str, Any], owner: str) -> Inputs:
+    """A callback's ``inputs``, checked; for one release also built from the old keywords, which are taken out of
+    ``keywords`` (``input_ids_key=``, ..., ``batch_to_inputs=``) with a ``DeprecationWarning`` giving the new spelling.
+
+    Raises:
+        MisconfigurationException: ``inputs`` is neither a ``BatchKeys`` nor callable, or it is given beside the
+            old keywords.
+    """
+    old = {name: keywords.pop(name) for name in [*OLD_KEYWORDS, "batch_to_inputs"] if name in keywords}
+    if old:
+        given = ", ".join(f"{name}=..." for name in old)
+        if inputs is not None:
+            raise MisconfigurationException(f"{given} given beside inputs=: pass inputs= alone.")
+        function = old.pop("batch_to_inputs", None)
+        inputs = function if function is not None else BatchKeys(**{OLD_KEYWORDS[k]: v for k, v in old.items()})
+        spelled = "inputs=<your batch_to_inputs function>" if function is not None else f"inputs={inputs!r}"
+        warnings.warn(
+            f"{owner}({given}) is deprecated and goes in the next release: pass {spelled} "
+            "(BatchKeys is in lightning_reasonattn).",
+            DeprecationWarning,
+            stacklevel=4,  # the user's line: this function < RhythmCallback.__init__ < the callback's __init__
+        )
+    if inputs is None:
+        return BatchKeys()
+    if not callable(inputs):  # a BatchKeys is callable
+        raise MisconfigurationException(
+            f"inputs={inputs!r}: pass BatchKeys(...) naming your batch's keys, e.g. BatchKeys(labels='targets'), or "
+            "a function batch -> {'input_ids': ..., 'response_mask': ..., 'attention_mask': ... (optional)}."
+        )
+    return inputs
+
+
+def read_inputs(inputs: Inputs, batch: Any, max_sequences: int | None = None) -> dict[str, torch.Tensor]:
+    """``{"input_ids", "response_mask", "attention_mask"?}`` of ``batch``, each ``[B, N]`` (``B`` cut to
+    ``max_sequences``); the response mask is bool and holds no padding position.
+
+    Raises:
+        KeyError: the batch lacks the keys, or the function returns something else than such a mapping.
+        TypeError: the function returns a value that is not a tensor, or a float response mask.
+    """
+    found = inputs(batch)
+    if not isinstance(inputs, BatchKeys):
+        name = getattr(inputs, "__name__", type(inputs).__name__)
+        keys = sorted(found) if isinstance(found, Mapping) else f"a {type(found).__name__}"
+        if not isinstance(found, Mapping) or "input_ids" not in found or "response_mask" not in found:
+            raise KeyError(
+                f"inputs={name} returned {keys}; it must return a "
+                "mapping with 'input_ids' and 'response_mask' (and optionally 'attention_mask')."
+            )
+        found = {key: found[key] for key in ("input_ids", "attention_mask", "response_mask") if key in found}
+        bad = next((key for key, value in found.items() if not isinstance(value, torch.Tensor)), None)
+        if bad is not None:
+            raise TypeError(
+                f"inputs={name} returned {bad!r} as a "
+                f"{type(found[bad]).__name__}; return [B, N] tensors (torch.stack a list of sequences)."
+            )
+        check_mask_dtype(found["response_mask"], "inputs(batch)['response_mask']", "True at the response tokens")
+    if "attention_mask" in found:
+        found["response_mask"] = found["response_mask"].bool() & found["attention_mask"].bool()
+    if max_sequences is not None:
+        found = {key: value[:max_sequences] for key, value in found.items()}
+    return found
 
 
 ROUTE_OPTIONS = ("attention_modules", "forward")
@@ -196,7 +266,7 @@ def split_capture_kwargs(
     Raises:
         MisconfigurationException: a bad value (named, with the fix), or the knobs given twice.
     """
-    translate_keywords(capture_kwargs, RHYTHM_RENAMED, "the callback", stacklevel=5)  # k= -> look_back=, until 0.3
+    translate_keywords(capture_kwargs, RHYTHM_RENAMED, "the callback", stacklevel=6)  # k= -> look_back=, until 0.3
     unknown = [key for key in capture_kwargs if key not in RHYTHM_FIELDS and key not in ROUTE_OPTIONS]
     if unknown:  # a misspelt knob would otherwise reach capture_rhythm only at the first measured step
         known = [*RHYTHM_FIELDS, *ROUTE_OPTIONS]

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+import warnings
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from ..capture import capture_rhythm, measuring
@@ -15,17 +13,19 @@ from ..capture.modules import logits_of
 from ..compat import logging_step
 from ..functional._checks import check_positive_int
 from ..functional.coupling import token_entropy
+from ..functional.trace import RhythmTrace
 from ..metrics import FutureAttentionInfluence, RhythmCoupling, WindowedAverageAttentionDistance
 from ..settings import RhythmSettings
-from .inputs import BatchInputs, due, find_model, split_capture_kwargs
+from .base import RhythmCallback
+from .inputs import Inputs
 
 
-class AttentionRhythmMonitor(Callback):
+class AttentionRhythmMonitor(RhythmCallback):
     r"""Log the WAAD / FAI rhythm of the model being trained, as torchmetrics.
 
-    Every ``every_n_steps`` optimizer steps (after the step, on that step's batch) and over the validation
-    batches, it runs [`capture_rhythm`][lightning_reasonattn.capture_rhythm] on the batch in one extra no-grad forward
-    pass and logs, under ``{prefix}{train|val}/``:
+    Every ``every_n_steps`` training steps (after the optimizer step, on that step's batch) and over the validation
+    and test batches, it runs [`capture_rhythm`][lightning_reasonattn.capture_rhythm] on the batch in one extra no-grad
+    forward pass and logs, under ``{prefix}{train|val|test}/``:
 
     * ``waad``, ``fai``: means over the response tokens, and with ``num_buckets`` set, ``waad_profile/00``,
       ``fai_profile/00``, ... over that many slices of relative position in the response;
@@ -37,18 +37,28 @@ class AttentionRhythmMonitor(Callback):
 
     It leaves training alone: the forward runs in eval mode without gradients (no dropout draw, so the RNG
     stream is untouched), the training flags are restored, and the model's attention implementation is
-    restored on exit; loss and gradients are those of a run without the callback.
+    restored on exit; loss and gradients are those of a run without the callback. Its metrics are its own (not
+    attached to your module), so several monitors on one module each log their own values.
+
+    Which batches, in any Trainer (see [`RhythmCallback`][lightning_reasonattn.callbacks.base.RhythmCallback]): a
+    training step is a batch on which the optimizer stepped, counted as Lightning counts for ``log_every_n_steps``;
+    with gradient accumulation the last micro-batch of each step is measured, under manual optimization a batch with
+    any number of optimizer steps counts once. The values go to the loggers at Lightning's own step for that batch
+    (the row of its ``self.log`` values). Validation and test values pool every batch of the epoch, one value per
+    dataloader (suffixed ``/dataloader_idx_0``, ``/dataloader_idx_1``, ... when there are several, as Lightning
+    names them). A step or epoch without any response token logs nothing.
 
     Args:
-        every_n_steps: measure on the batch of every ``n``-th optimizer step (steps 1, n + 1, 2n + 1, ...).
+        every_n_steps: measure on the batch of every ``n``-th training step (steps 1, n + 1, 2n + 1, ...).
         on_validation: also measure every validation batch and log the epoch value.
+        on_test: also measure every test batch (``trainer.test``) and log the epoch value.
         model_attr: dotted attribute path of the causal LM in the LightningModule (default: found).
-        input_ids_key: batch key of the token ids.
-        attention_mask_key: batch key of the padding mask (optional in the batch).
-        labels_key: batch key of labels; response tokens are those with ``labels != -100``.
-        response_mask_key: batch key of a bool response mask; used instead of labels when given.
-        batch_to_inputs: ``fn(batch) -> {"input_ids", "response_mask", "attention_mask"?}`` for custom
-            batches; replaces the keys above.
+        inputs: how a batch becomes the capture's inputs: the keys of a batch that is a mapping
+            ([`BatchKeys`][lightning_reasonattn.callbacks.inputs.BatchKeys], default ``BatchKeys()``: ``input_ids``,
+            ``attention_mask``, response tokens where ``labels != -100``), or ``fn(batch) -> {"input_ids",
+            "response_mask", "attention_mask"?}`` for any other batch. The keywords ``input_ids_key``,
+            ``attention_mask_key``, ``labels_key``, ``response_mask_key`` and ``batch_to_inputs`` used before
+            still work, with a ``DeprecationWarning``.
         max_sequences: measure at most this many sequences of a batch (bounds the extra cost).
         num_buckets: profile resolution over relative response position (``None``: no profile).
         prefix: metric name prefix.
@@ -59,7 +69,8 @@ class AttentionRhythmMonitor(Callback):
             [`capture_rhythm`][lightning_reasonattn.capture_rhythm].
 
     Raises:
-        MisconfigurationException: ``every_n_steps < 1``, or (in ``setup``) a module with no causal LM.
+        MisconfigurationException: ``every_n_steps < 1``, ``inputs`` neither keys nor a function, or (in ``setup``)
+            a module with no causal LM.
         KeyError: (at the first measured batch) a batch without the configured keys.
 
     Example::
@@ -72,12 +83,9 @@ class AttentionRhythmMonitor(Callback):
         self,
         every_n_steps: int = 50,
         on_validation: bool = True,
+        on_test: bool = True,
         model_attr: str | None = None,
-        input_ids_key: str = "input_ids",
-        attention_mask_key: str = "attention_mask",
-        labels_key: str = "labels",
-        response_mask_key: str | None = None,
-        batch_to_inputs: Callable[[Any], Mapping[str, torch.Tensor]] | None = None,
+        inputs: Inputs | None = None,
         max_sequences: int | None = None,
         num_buckets: int | None = None,
         prefix: str = "rhythm/",
@@ -85,63 +93,24 @@ class AttentionRhythmMonitor(Callback):
         **capture_kwargs,
     ):
         try:
-            self.every_n_steps = check_positive_int(every_n_steps, "every_n_steps")
             self.max_sequences = None if max_sequences is None else check_positive_int(max_sequences, "max_sequences")
             if num_buckets is not None:
                 check_positive_int(num_buckets, "num_buckets")
         except ValueError as err:
             raise MisconfigurationException(str(err)) from None
-        self.on_validation = on_validation
-        self.model_attr = model_attr
-        self.inputs = BatchInputs(
-            input_ids_key=input_ids_key,
-            attention_mask_key=attention_mask_key,
-            labels_key=labels_key,
-            response_mask_key=response_mask_key,
-            batch_to_inputs=batch_to_inputs,
-            max_sequences=self.max_sequences,
-        )
+        super().__init__(every_n_steps, on_validation, on_test, model_attr, inputs, rhythm, capture_kwargs)
         self.num_buckets = num_buckets
         self.prefix = prefix
-        self.rhythm, self.capture_kwargs = split_capture_kwargs(rhythm, capture_kwargs)
-        self._model: torch.nn.Module | None = None
-        self._last_step = -1
-
-    # ------------------------------------------------------------------ set-up
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._model = find_model(pl_module, self.model_attr, self.capture_kwargs)
-        metrics = torch.nn.ModuleDict()
-        for split in ("train", "val"):
-            metrics[f"{split}_waad"] = WindowedAverageAttentionDistance(self.num_buckets)
-            metrics[f"{split}_fai"] = FutureAttentionInfluence(self.num_buckets)
-            metrics[f"{split}_coupling"] = RhythmCoupling()
-        # Attached to the module so that Lightning moves them to its device; removed in teardown.
-        pl_module.add_module("_rhythm_metrics", metrics)
-
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if hasattr(pl_module, "_rhythm_metrics"):
-            delattr(pl_module, "_rhythm_metrics")  # nn.Module's __delattr__: out of its submodules
-        self._model = None
-
-    # ------------------------------------------------------------------ hooks
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if not due(trainer.global_step, self._last_step, self.every_n_steps):
-            return
-        self._last_step = trainer.global_step
-        self._measure(pl_module, batch, "train")
-        self._log(trainer, pl_module, "train")
-
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if self.on_validation and not trainer.sanity_checking:
-            self._measure(pl_module, batch, "val")
-
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if self.on_validation and not trainer.sanity_checking:
-            self._log(trainer, pl_module, "val")
+        self._metrics: dict[str, list[_SplitMetrics]] = {}  # per split, one per dataloader; the callback's own
 
     # ------------------------------------------------------------------ work
-    def _measure(self, pl_module: pl.LightningModule, batch: Any, split: str) -> None:
-        inputs = self.inputs(batch)
+    def _start(self, trainer, pl_module, split: str, dataloaders: int) -> None:
+        # Held by the callback, not the user's module (two monitors on one module keep their own), and placed on
+        # the module's device now: every process then syncs states on its device, measured or not.
+        self._metrics[split] = [_SplitMetrics(self.num_buckets).to(pl_module.device) for _ in range(dataloaders)]
+
+    def _batch(self, trainer, pl_module, batch, split: str, batch_idx: int, dataloader_idx: int) -> None:
+        inputs = self._inputs(batch, self.max_sequences)
         keep = inputs["response_mask"].any(-1)  # sequences with a response; others say nothing
         if not keep.any():
             return
@@ -161,31 +130,59 @@ class AttentionRhythmMonitor(Callback):
             full = logits is not None and logits.ndim == 3 and logits.shape[:2] == inputs["input_ids"].shape
             entropy = token_entropy(logits) if full else None
             del out, logits
-        metrics = pl_module._rhythm_metrics
-        metrics[f"{split}_waad"].update_from_trace(trace)
-        metrics[f"{split}_fai"].update_from_trace(trace)
-        metrics[f"{split}_coupling"].update(trace, entropy)
+        metrics = self._metrics.setdefault(split, [])
+        while len(metrics) <= dataloader_idx:  # more dataloaders than the trainer announced
+            metrics.append(_SplitMetrics(self.num_buckets).to(pl_module.device))
+        metrics[dataloader_idx].update(trace, entropy)
 
-    def _log(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str) -> None:
-        metrics = pl_module._rhythm_metrics
-        values: dict[str, torch.Tensor] = {}
-        for name in ("waad", "fai"):
-            result = metrics[f"{split}_{name}"].compute()  # synced across ranks by torchmetrics
-            if isinstance(result, dict):
-                values[name] = result["mean"]
-                for i, v in enumerate(result.get("profile", ())):  # metrics return a dict since 0.2
-                    values[f"{name}_profile/{i:02d}"] = v
-            else:
-                values[name] = result
-        values.update(metrics[f"{split}_coupling"].compute())
-        for metric in (metrics[f"{split}_waad"], metrics[f"{split}_fai"], metrics[f"{split}_coupling"]):
-            metric.reset()
-        named = {f"{self.prefix}{split}/{name}": value for name, value in values.items()}
-        # Written to the loggers directly, like LearningRateMonitor, for both splits: a train value logged with
+    def _end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str) -> None:
+        named: dict[str, torch.Tensor] = {}
+        metrics = self._metrics.get(split, [])
+        for index, metric in enumerate(metrics):
+            values = metric.compute_and_reset()  # synced across ranks by torchmetrics: the same on every rank
+            if values is None:  # no response token on any rank: nothing to say
+                continue
+            suffix = f"/dataloader_idx_{index}" if len(metrics) > 1 else ""  # as Lightning names them
+            named.update({f"{self.prefix}{split}/{name}{suffix}": value for name, value in values.items()})
+        if not named:
+            return
+        # Written to the loggers directly, like LearningRateMonitor, for every split: a train value logged with
         # self.log from on_train_batch_end would stay in Lightning's step results and be written again at every
         # later step; and the values are already reduced over the ranks by torchmetrics' compute(), so there is
         # nothing for Lightning to sync (self.log(..., sync_dist=False) of an epoch value would warn under DDP).
+        # The step is Lightning's own for the values of that batch or epoch.
         step = logging_step(trainer)
         for logger in trainer.loggers:
             logger.log_metrics({name: float(value) for name, value in named.items()}, step=step)
         trainer.callback_metrics.update({name: value.detach().cpu() for name, value in named.items()})
+
+
+class _SplitMetrics(torch.nn.Module):
+    """The monitor's metrics of one split and dataloader: WAAD and FAI (with their profiles), the coupling."""
+
+    def __init__(self, num_buckets: int | None):
+        super().__init__()
+        self.waad = WindowedAverageAttentionDistance(num_buckets)
+        self.fai = FutureAttentionInfluence(num_buckets)
+        self.coupling = RhythmCoupling()
+
+    def update(self, trace: RhythmTrace, entropy: torch.Tensor | None) -> None:
+        self.waad.update_from_trace(trace)
+        self.fai.update_from_trace(trace)
+        self.coupling.update(trace, entropy)
+
+    def compute_and_reset(self) -> dict[str, torch.Tensor] | None:
+        """The values by metric name (``waad``, ``waad_profile/00``, ..., the coupling's), or ``None`` when no
+        response token was measured on any rank; then reset for the next batch or epoch."""
+        with warnings.catch_warnings():  # an epoch without any response: said by returning None
+            warnings.filterwarnings("ignore", r".*was called before the ``update`` method", UserWarning)
+            values: dict[str, torch.Tensor] = {}
+            for name in ("waad", "fai"):
+                result = getattr(self, name).compute()  # {"mean"}, and "profile" with buckets
+                values[name] = result["mean"]
+                for i, v in enumerate(result.get("profile", ())):
+                    values[f"{name}_profile/{i:02d}"] = v
+            values.update(self.coupling.compute())
+        for metric in (self.waad, self.fai, self.coupling):
+            metric.reset()
+        return None if torch.isnan(values["waad"]) else values

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
 from ..capture import capture_group_maps, capture_rhythm, measuring
 from ..compat import logging_step
-from ..functional._checks import check_number, check_positive_int
+from ..functional._checks import check_number
 from ..report import default_span, rhythm_markdown, write_report
 from ..settings import RhythmSettings
-from .inputs import BatchInputs, due, find_model, split_capture_kwargs
+from .base import RhythmCallback
+from .inputs import Inputs
 
 MAX_DPI = 600
 """The finest resolution of the pictures (a larger one makes images of hundreds of megapixels)."""
@@ -31,11 +30,12 @@ def _png_array(path: Path):
     return imread(path)[..., :3]
 
 
-class RhythmReport(Callback):
+class RhythmReport(RhythmCallback):
     r"""Log the pictures of the rhythm of one sequence: attention heatmaps, WAAD / FAI curves, a token page.
 
-    Every ``every_n_steps`` optimizer steps (after the step, on that step's batch) and on the first
-    validation batch of every validation run, it takes one sequence of the batch, runs
+    Every ``every_n_steps`` training steps (after the optimizer step, on that step's batch; which batches, in any
+    Trainer: as for [`AttentionRhythmMonitor`][lightning_reasonattn.AttentionRhythmMonitor]) and on the first batch of
+    the first dataloader of every validation and test run, it takes one sequence of the batch, runs
     [`capture_rhythm`][lightning_reasonattn.capture_rhythm] and
     [`capture_group_maps`][lightning_reasonattn.capture_group_maps] on it (two extra no-grad forward passes of that one
     sequence) and renders it with [`lightning_reasonattn.report`][lightning_reasonattn.report]:
@@ -47,8 +47,9 @@ class RhythmReport(Callback):
       hover (see [`rhythm_html`][lightning_reasonattn.report.page.rhythm_html]).
 
     The files are written under ``{trainer.log_dir}/{dirname}/step_{N}/`` (``val_step_{N}/`` for
-    validation, ``N`` = ``trainer.global_step``). A ``TensorBoardLogger``
-    also gets the two pictures as images and a Markdown summary as text, under ``{prefix}{train|val}/``.
+    validation, ``test_step_{N}/`` for test, ``N`` = ``trainer.global_step``). A ``TensorBoardLogger``
+    also gets the two pictures as images and a Markdown summary as text, under ``{prefix}{train|val|test}/``, at
+    Lightning's logging step (that of the monitor's values of the same batch or epoch).
     Loggers that cannot take images (CSVLogger and others) get nothing; when no TensorBoardLogger is attached
     the files are the report, and a warning says so once. Only global rank 0 reports (on its own batch); under
     DDP the other ranks carry on without waiting for it.
@@ -58,8 +59,9 @@ class RhythmReport(Callback):
     are restored, and loss and gradients are those of a run without the callback.
 
     Args:
-        every_n_steps: report on the batch of every ``n``-th optimizer step (steps 1, n + 1, 2n + 1, ...).
+        every_n_steps: report on the batch of every ``n``-th training step (steps 1, n + 1, 2n + 1, ...).
         on_validation: also report on the first batch of every validation run (not the sanity check).
+        on_test: also report on the first batch of every test run.
         tokenizer: anything with ``decode(list_of_ids) -> str`` (a transformers tokenizer); without it,
             tokens are shown as their ids.
         sequence_index: which sequence of the batch; when it has no response token, the next one that has.
@@ -69,12 +71,11 @@ class RhythmReport(Callback):
         dirname: folder of the reports inside ``trainer.log_dir``.
         prefix: TensorBoard tag prefix.
         model_attr: how to find the model, exactly as in
-            [`AttentionRhythmMonitor`][lightning_reasonattn.AttentionRhythmMonitor]; likewise the next five.
-        input_ids_key: batch key of the token ids.
-        attention_mask_key: batch key of the padding mask.
-        labels_key: batch key of labels (response tokens: ``labels != -100``).
-        response_mask_key: batch key of a bool response mask, used instead of labels when given.
-        batch_to_inputs: ``fn(batch) -> {"input_ids", "response_mask", "attention_mask"?}`` for custom batches.
+            [`AttentionRhythmMonitor`][lightning_reasonattn.AttentionRhythmMonitor]; likewise ``inputs``.
+        inputs: how a batch becomes the capture's inputs:
+            [`BatchKeys`][lightning_reasonattn.callbacks.inputs.BatchKeys] (default ``BatchKeys()``) or
+            ``fn(batch) -> {"input_ids", "response_mask", "attention_mask"?}``; the old keywords
+            ``input_ids_key``, ..., ``batch_to_inputs`` still work, with a ``DeprecationWarning``.
         rhythm: the rhythm's settings (default: the spec's, see
             [`RhythmSettings`][lightning_reasonattn.settings.rhythm.RhythmSettings]).
         capture_kwargs: the rhythm's settings as keywords instead (``layers``, ``window``, ``horizon``,
@@ -83,7 +84,8 @@ class RhythmReport(Callback):
 
     Raises:
         MisconfigurationException: ``every_n_steps < 1``, ``sequence_index < 0``, ``heatmap_size < 2``, a
-            ``tokenizer`` without ``decode``, or (in ``setup``) a module with no causal LM.
+            ``tokenizer`` without ``decode``, ``inputs`` neither keys nor a function, or (in ``setup``) a module
+            with no causal LM.
         KeyError: (at the first reported batch) a batch without the configured keys.
 
     Example::
@@ -99,6 +101,7 @@ class RhythmReport(Callback):
         self,
         every_n_steps: int = 100,
         on_validation: bool = True,
+        on_test: bool = True,
         tokenizer: Any = None,
         sequence_index: int = 0,
         heatmap_size: int = 128,
@@ -106,16 +109,12 @@ class RhythmReport(Callback):
         dirname: str = "rhythm_report",
         prefix: str = "rhythm_report/",
         model_attr: str | None = None,
-        input_ids_key: str = "input_ids",
-        attention_mask_key: str = "attention_mask",
-        labels_key: str = "labels",
-        response_mask_key: str | None = None,
-        batch_to_inputs: Callable[[Any], Mapping[str, torch.Tensor]] | None = None,
+        inputs: Inputs | None = None,
         rhythm: RhythmSettings | None = None,
         **capture_kwargs,
     ):
+        super().__init__(every_n_steps, on_validation, on_test, model_attr, inputs, rhythm, capture_kwargs)
         try:
-            self.every_n_steps = check_positive_int(every_n_steps, "every_n_steps")
             self.dpi = check_number("dpi", dpi, low=1, high=MAX_DPI, integer=True, fix=" (default 90)")
         except ValueError as err:
             raise MisconfigurationException(str(err)) from None
@@ -132,53 +131,27 @@ class RhythmReport(Callback):
                 f"tokenizer={type(tokenizer).__name__} has no decode method: pass a transformers tokenizer "
                 "(AutoTokenizer.from_pretrained(...)) or None to show token ids."
             )
-        self.on_validation = on_validation
         self.tokenizer = tokenizer
         self.sequence_index = sequence_index
         self.heatmap_size = heatmap_size
         self.dirname = dirname
         self.prefix = prefix
-        self.model_attr = model_attr
-        self.rhythm, self.capture_kwargs = split_capture_kwargs(rhythm, capture_kwargs)
-        self.inputs = BatchInputs(
-            input_ids_key=input_ids_key,
-            attention_mask_key=attention_mask_key,
-            labels_key=labels_key,
-            response_mask_key=response_mask_key,
-            batch_to_inputs=batch_to_inputs,
-        )
-        self._model: torch.nn.Module | None = None
         self._root: Path | None = None
-        self._last_step = -1
         self._warned = False
         self.last_report: dict[str, Path] = {}
         """The files of the latest report (``"html"``, ``"curves"``, ``"heatmaps"``)."""
 
     # ------------------------------------------------------------------ set-up
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._model = find_model(pl_module, self.model_attr, self.capture_kwargs)
-        # trainer.log_dir is a broadcast from rank 0: read it here, where every rank is, not in _report, which
+        super().setup(trainer, pl_module, stage)
+        # trainer.log_dir is a broadcast from rank 0: read it here, where every rank is, not in _batch, which
         # only rank 0 passes (the other ranks would never join the broadcast: a hang or a closed connection).
         self._root = Path(trainer.log_dir or trainer.default_root_dir) / self.dirname
-
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._model = None
-
-    # ------------------------------------------------------------------ hooks
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if not due(trainer.global_step, self._last_step, self.every_n_steps):
-            return
-        self._last_step = trainer.global_step
-        self._report(trainer, batch, "train")
-
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if self.on_validation and not trainer.sanity_checking and batch_idx == 0 and dataloader_idx == 0:
-            self._report(trainer, batch, "val")
 
     # ------------------------------------------------------------------ work
     def _pick(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
         """``(input_ids [1, n], response_mask [1, n])`` of the chosen sequence, padding removed."""
-        inputs = self.inputs(batch)
+        inputs = self._inputs(batch)
         rows = inputs["response_mask"].any(-1).nonzero().flatten().tolist()
         if not rows:
             return None
@@ -204,7 +177,9 @@ class RhythmReport(Callback):
             return [f"{i} " for i in ids]
         return [self.tokenizer.decode([i]) for i in ids]
 
-    def _report(self, trainer: pl.Trainer, batch: Any, split: str) -> None:
+    def _batch(self, trainer, pl_module, batch: Any, split: str, batch_idx: int, dataloader_idx: int) -> None:
+        if split != "train" and (batch_idx, dataloader_idx) != (0, 0):  # an epoch: its first batch
+            return
         if not trainer.is_global_zero:
             return
         picked = self._pick(batch)
@@ -214,7 +189,7 @@ class RhythmReport(Callback):
         trace, maps, span = self._measure(input_ids, response_mask)
         tokens = self._decode(input_ids[0].tolist())
         step = trainer.global_step
-        name = f"step_{step}" if split == "train" else f"val_step_{step}"
+        name = f"step_{step}" if split == "train" else f"{split}_step_{step}"
         root = self._root
         title = f"Rhythm report, {split} step {step}"
         paths = write_report(root / name, trace, tokens, maps, span, title=title, dpi=self.dpi)
@@ -222,7 +197,7 @@ class RhythmReport(Callback):
 
         boards = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
         if boards:
-            log_step = logging_step(trainer) if split == "train" else step
+            log_step = logging_step(trainer)  # the monitor's and Lightning's step for the same batch or epoch
             images = {picture: _png_array(paths[picture]) for picture in ("heatmaps", "curves") if picture in paths}
             page = (Path(self.dirname) / name / "report.html").as_posix()
             text = rhythm_markdown(trace, tokens, title=title) + f"\n\nThe token-level page: `{page}` in the log dir."

@@ -24,6 +24,7 @@ import pickle
 import re
 import tempfile
 import warnings
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -33,28 +34,23 @@ from ..compat import LR_SCHEDULER_LAST_LR, is_local_path
 from ..models import DEFAULT_MODEL, compute_dtype
 from .checkpoint_schema import check_contents
 from .distributed import set_rng_states
+from .policy import model_record
 from .renamed import upgrade_section
-from .settings import plain, settings_sections
+from .settings import FIXED_FOR_MODEL, FIXED_FOR_RUN, RunSettings, plain, settings_sections
 
-MODEL_SETTINGS = {
-    "model": "the adapter was trained on that base model",
-    "quantization": "the adapter was trained on that quantized base",
-    "double_quant": "the adapter was trained on that quantized base",
-    "lora.r": "the adapter's shape is fixed",
-    "lora.alpha": "it scales every adapter update",
-    "lora.target_modules": "the adapter's layers are fixed",
-    "lora.dtype": "the optimizer state is kept in that dtype",
-}
+
+def _fixed_settings(kind: str) -> dict[str, str]:
+    """``{"lora.r": why, "model": why, ...}``: the settings whose field metadata gives them the resume rule ``kind``."""
+    found = {f.name: f.metadata["why"] for f in fields(RunSettings) if f.metadata.get("fixed") == kind}
+    for section, cls in settings_sections().items():
+        found |= {f"{section}.{f.name}": f.metadata["why"] for f in fields(cls) if f.metadata.get("fixed") == kind}
+    return found
+
+
+MODEL_SETTINGS = _fixed_settings(FIXED_FOR_MODEL)
 """Settings that define the trained policy: a checkpoint is only used with the values it was trained with."""
 
-RUN_SETTINGS = {
-    **{
-        f"task.{key}": "the task defines the prompt stream and the held-out split"
-        for key in ("name", "seed", "n_test", "difficulty", "style", "chat", "prompt_column", "answer_column")
-    },
-    "loss.num_iterations": "the step counts optimizer steps, num_iterations per batch of prompts",
-    "optim.optimizer": "the saved optimizer state belongs to that optimizer",
-}
+RUN_SETTINGS = _fixed_settings(FIXED_FOR_RUN)
 """Settings that a resumed training run must keep (validation may change them, e.g. to evaluate another task)."""
 
 _LIGHTNING_KEYS = ("state_dict", "global_step", "hyper_parameters")
@@ -131,6 +127,9 @@ def flat_settings(hparams: dict) -> dict[str, object]:
     """
     sections = settings_sections()
     flat: dict[str, object] = {}
+    arguments = {f.name for f in fields(RunSettings)}
+    given = {name: plain(value) for name, value in hparams.items() if name in arguments}
+    run = RunSettings(**given | {"model": model_record(given.get("model"))})
     for name, value in hparams.items():
         if name.startswith("_"):  # LightningCLI's "_instantiator"
             continue
@@ -139,9 +138,11 @@ def flat_settings(hparams: dict) -> dict[str, object]:
             known = {f: v for f, v in section.items() if f in sections[name].__dataclass_fields__}
             for key, item in plain(sections[name](**known)).items():
                 flat[f"{name}.{key}"] = item
+        elif name in arguments:  # resolved: "auto" and null compare equal to what they stand for
+            flat[name] = plain(getattr(run, name))
         else:
-            flat[name] = plain(value)
-    if "model" in flat:  # None and the default's name are the same model; a path is compared resolved
+            flat[name] = model_record(value) if name == "tokenizer" else plain(value)
+    if "model" in flat and not run.is_module:  # None and the default's name are the same model; a path resolved
         model = flat["model"] or DEFAULT_MODEL
         flat["model"] = str(Path(model).resolve()) if Path(model).exists() else model
     return flat
@@ -240,14 +241,17 @@ def check_checkpoint_folders(trainer) -> None:
             )
 
 
-def base_record(model_name: str | None, quantization: str, double_quant: bool, policy, lora_dtype: str) -> dict:
+def base_record(run: RunSettings, policy, lora_dtype: str) -> dict:
     """What an adapter was trained on: base model, quantization, compute and adapter dtypes (``reasonattn export``
-    writes it beside the adapter, since the adapter reproduces the policy only on that base)."""
+    writes it beside the adapter, since the adapter reproduces the policy only on that base). A module is recorded
+    by its class (``{"class_path": ...}``)."""
+    base = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
     return {
-        "model": model_name or DEFAULT_MODEL,
-        "quantization": quantization,
-        "double_quant": double_quant,
-        "compute_dtype": str(compute_dtype(policy.get_base_model())).removeprefix("torch."),
+        "model": run.model if run.is_module else run.model or DEFAULT_MODEL,
+        "quantization": run.quantization,
+        "double_quant": run.double_quant,
+        "finetune": run.finetune,
+        "compute_dtype": str(compute_dtype(base)).removeprefix("torch."),
         "lora_dtype": lora_dtype,
     }
 

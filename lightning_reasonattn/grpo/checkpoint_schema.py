@@ -26,21 +26,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
 
 import torch
 
 from ..models import QUANTIZATIONS
-from .settings import settings_sections
-
-_INTEGER_ARGUMENTS = {  # each integer argument and its least value
-    "prompts_per_step": 1,
-    "group_size": 2,
-    "score_batch_size": 1,
-    "eval_batch_size": 1,
-    "log_completions_every_n_steps": 0,
-}
-_BOOLEAN_ARGUMENTS = ("double_quant", "gradient_checkpointing")
+from .settings import RunSettings, settings_sections
 
 
 class _Bad(Exception):
@@ -76,16 +68,15 @@ def _hyper_parameters(hparams: Any) -> dict:
             cls(**known)
         except (ValueError, TypeError) as err:
             raise _Bad(f"hyper_parameters[{name!r}]", str(err).rstrip("."), "") from None
-    model = hparams.get("model")
-    _expect(model is None or isinstance(model, str), "hyper_parameters['model']", model, "a string or null")
-    quantization = hparams.get("quantization", "nf4")
-    _expect(quantization in QUANTIZATIONS, "hyper_parameters['quantization']", quantization, f"one of {QUANTIZATIONS}")
-    for name in _BOOLEAN_ARGUMENTS:
-        if name in hparams:
-            _expect(isinstance(hparams[name], bool), f"hyper_parameters[{name!r}]", hparams[name], "true or false")
-    for name, low in _INTEGER_ARGUMENTS.items():
-        if name in hparams:
-            _expect(_is_int(hparams[name], low), f"hyper_parameters[{name!r}]", hparams[name], f"an integer >= {low}")
+    for f in fields(RunSettings):  # the module's own arguments, checked by the dataclass that checks them
+        if f.name in hparams:
+            value = hparams[f.name]
+            try:
+                RunSettings(**{f.name: value})
+            except (ValueError, TypeError):
+                low = f.metadata.get("low")
+                expected = f"an integer >= {low}" if low is not None else f.metadata["expect"]
+                raise _Bad(f"hyper_parameters[{f.name!r}]", _kind(value), expected) from None
     return hparams
 
 
@@ -135,7 +126,8 @@ def _rng_states(states: Any) -> None:
 def _base(base: Any) -> None:
     _expect(isinstance(base, dict), "reasonattn_base", base, "a dict")
     fields: dict[str, Callable[[Any], bool]] = {
-        "model": lambda v: isinstance(v, str),
+        "model": lambda v: isinstance(v, str) or (isinstance(v, dict) and isinstance(v.get("class_path"), str)),
+        "finetune": lambda v: v in ("lora", "full"),
         "quantization": lambda v: v in QUANTIZATIONS,
         "double_quant": lambda v: isinstance(v, bool),
         "compute_dtype": lambda v: v is None or isinstance(v, str),

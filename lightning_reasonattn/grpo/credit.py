@@ -40,9 +40,9 @@ def check_credit_layers(settings: CreditSettings, model: torch.nn.Module) -> Non
 def keyed_scores(rollouts: Rollouts, rows: slice, seed: int) -> torch.Tensor | None:
     """``[b, P + T]`` uniform scores of ``rows``, keyed by ``(seed, step, prompt, j, position)`` (``None`` for
     rollouts sampled without keys: the ``random`` strategy then draws from the process RNG)."""
-    if rollouts.step is None:
+    if rollouts.stream_step is None:
         return None
-    keys = mix(seed, CREDIT_STREAM, rollouts.step, rollouts.prompt_index[rows], rollouts.sample_index[rows])
+    keys = mix(seed, CREDIT_STREAM, rollouts.stream_step, rollouts.prompt_index[rows], rollouts.sample_index[rows])
     n = rollouts.ids.shape[1]
     positions = torch.arange(n) - (n - rollouts.width)  # 0 at the first completion token
     return keyed_uniform(mix(keys[:, None], positions[None, :])).float()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -156,3 +157,39 @@ def frozen_names(module: torch.nn.Module) -> list[str]:
     """
     frozen = [name for name, p in module.named_parameters() if not p.requires_grad]
     return frozen + [name for name, _ in module.named_buffers()]
+
+
+@dataclass(frozen=True)
+class Processes:
+    """The processes of a run as a GRPO step sees them: this one's rank, their number, and the gathers.
+
+    Every rank must call each gather, in the same order. Outside a trainer (``strategy=None``) there is one process
+    and the gathers return this process's values.
+
+    Attributes:
+        strategy: Lightning's strategy, or ``None``.
+        device: where values are gathered (this rank's device).
+    """
+
+    strategy: Any = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def world_size(self) -> int:
+        return getattr(self.strategy, "world_size", 1) if self.strategy is not None else 1
+
+    @property
+    def rank(self) -> int:
+        return getattr(self.strategy, "global_rank", 0) if self.strategy is not None else 0
+
+    def gather_columns(self, columns: list[torch.Tensor]) -> torch.Tensor:
+        """See [`gather_columns`][lightning_reasonattn.grpo.distributed.gather_columns]."""
+        return gather_columns(self.strategy, columns, self.device)
+
+    def sum_and_max(self, values: dict[str, torch.Tensor | float]) -> tuple[dict, dict]:
+        """See [`sum_and_max_over_ranks`][lightning_reasonattn.grpo.distributed.sum_and_max_over_ranks]."""
+        return sum_and_max_over_ranks(self.strategy, values, self.device)
+
+    def gather_objects(self, obj: Any) -> list:
+        """See [`gather_objects`][lightning_reasonattn.grpo.distributed.gather_objects]."""
+        return gather_objects(obj, self.world_size)

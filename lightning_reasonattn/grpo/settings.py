@@ -9,12 +9,12 @@ help text of each ``--model.<section>.<field>`` option: one line per field.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Literal
+from typing import Any, Literal, get_args
 
 from ..deprecation import renamed_keywords
 from ..functional._checks import check_choice, check_number
 from ..functional.credit import ALPHA, GAMMA_AMP, Strategy
-from ..models import LoraSettings
+from ..models import LoraSettings, Quantization
 from ..rollout.dense import Backend
 from ..settings import RhythmSettings
 from ..settings import SamplingSettings as CommonSampling
@@ -25,6 +25,25 @@ from .advantages import ScaleRewards, SignMode
 from .loss import LOSS_ALIASES, LossType
 
 Optimizer = Literal["adamw", "adamw_8bit"]
+Finetune = Literal["auto", "lora", "full"]
+"""What RhythmGRPO trains: ``lora``, an adapter (the model's weights frozen); ``full``, all the weights; ``auto``,
+``lora`` for a Hugging Face model and ``full`` for any other module."""
+
+FIXED_FOR_MODEL, FIXED_FOR_RUN = "model", "run"
+"""The resume rule of a setting, in its field's metadata (``{"fixed": ..., "why": ...}``): ``model``, it defines the
+trained policy (a checkpoint is only used with the value it was trained with); ``run``, a resumed training run must
+keep it (validation may change it). Settings without it may change on resume (the resume rule, grpo/checkpoint.py)."""
+
+
+def fixed(kind: str, why: str, **metadata) -> dict:
+    """A field's metadata: its resume rule (see ``FIXED_FOR_MODEL``) and why."""
+    return {"fixed": kind, "why": why, **metadata}
+
+
+def _task_fixed(default) -> Any:
+    why = "the task defines the prompt stream and the held-out split"
+    return field(default=default, metadata=fixed(FIXED_FOR_RUN, why))
+
 
 LOSS_TYPE_HINTS = {"bnpo": "TRL's 'bnpo' normalises by each mini-batch's tokens: use 'token-mean', TRL's 'dapo'"}
 """TRL names without an equal loss here (``bnpo`` differs from every loss here once the batch is split)."""
@@ -56,15 +75,15 @@ class TaskSettings:
         answer_column: reference-answer column of a file (renamed 'answer'; None: the file's 'answer' column).
     """
 
-    name: str = "countdown"
+    name: str = _task_fixed("countdown")
     n_train: int = 2000
-    n_test: int = 200
-    seed: int = 0
-    chat: bool | None = None
-    difficulty: int = DEFAULT_DIFFICULTY
-    style: TaskStyle = "r1"
-    prompt_column: str = "prompt"
-    answer_column: str | None = None
+    n_test: int = _task_fixed(200)
+    seed: int = _task_fixed(0)
+    chat: bool | None = _task_fixed(None)
+    difficulty: int = _task_fixed(DEFAULT_DIFFICULTY)
+    style: TaskStyle = _task_fixed("r1")
+    prompt_column: str = _task_fixed("prompt")
+    answer_column: str | None = _task_fixed(None)
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -163,7 +182,9 @@ class LossSettings:
     beta: float = 0.0
     loss_type: LossType = "token-mean"
     scale_rewards: ScaleRewards = "group"
-    num_iterations: int = 1
+    num_iterations: int = field(
+        default=1, metadata=fixed(FIXED_FOR_RUN, "the step counts optimizer steps, num_iterations per batch of prompts")
+    )
     mini_batch_size: int | None = None
     mask_truncated: bool = False
     max_grad_norm: float | None = 1.0
@@ -203,7 +224,9 @@ class OptimSettings:
     lr: float = 1e-6
     weight_decay: float = 0.0
     warmup_steps: int = 0
-    optimizer: Optimizer = "adamw"
+    optimizer: Optimizer = field(
+        default="adamw", metadata=fixed(FIXED_FOR_RUN, "the saved optimizer state belongs to that optimizer")
+    )
 
     def __post_init__(self):
         check_number("optim.lr", self.lr, low=0, low_open=True)
@@ -242,6 +265,74 @@ class RewardSettings:
             )
         for i, w in enumerate(self.weights):
             check_number(f"rewards.weights[{i}]", w)
+
+
+def _count(default: int, low: int, fix: str = "") -> Any:
+    """An integer argument of RhythmGRPO: at least ``low`` (``fix``: what the message adds)."""
+    return field(default=default, metadata={"low": low, "fix": fix})
+
+
+def _model_fixed(default, why: str, expect: str) -> Any:
+    return field(default=default, metadata=fixed(FIXED_FOR_MODEL, why, expect=expect))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSettings:
+    """RhythmGRPO's own arguments, besides its settings sections (``lora``, ``task``, ...): one place that checks
+    them, for the module and for a checkpoint's hyper-parameters alike (their help is RhythmGRPO's docstring).
+
+    A field's metadata says what it must be (``low``: an integer at least that; ``expect``: in words) and, with
+    ``fixed``, its resume rule.
+    """
+
+    model: str | dict | None = _model_fixed(
+        None, "the trained weights belong to that model", "a string, null or a module's {'class_path': ...}"
+    )
+    quantization: Quantization | None = _model_fixed(
+        None, "the adapter was trained on that quantized base", f"null or one of {get_args(Quantization)}"
+    )
+    double_quant: bool = _model_fixed(True, "the adapter was trained on that quantized base", "true or false")
+    finetune: Finetune = _model_fixed("auto", "the checkpoint holds those weights", f"one of {get_args(Finetune)}")
+    gradient_checkpointing: bool = field(default=False, metadata={"expect": "true or false"})
+    prompts_per_step: int = _count(4, 1)
+    group_size: int = _count(8, 2, " (GRPO compares completions of a prompt)")
+    score_batch_size: int = _count(16, 1)
+    log_completions_every_n_steps: int = _count(10, 0, " (0: never)")
+    eval_batch_size: int = _count(16, 1)
+
+    def __post_init__(self):
+        model = self.model
+        if isinstance(model, dict) and not (set(model) == {"class_path"} and isinstance(model["class_path"], str)):
+            raise ValueError(f"model={model!r} is invalid: a module is recorded as {{'class_path': 'pkg.mod.Class'}}.")
+        if model is not None and not isinstance(model, (str, dict)):
+            raise ValueError(f"model={model!r} is invalid: name a hub model or a local folder (null: the default)")
+        if self.quantization is not None:
+            check_choice("quantization", self.quantization, Quantization)
+        check_choice("finetune", self.finetune, Finetune)
+        for name in ("double_quant", "gradient_checkpointing"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}={getattr(self, name)!r} is invalid: use true or false.")
+        for f in fields(self):
+            if "low" in f.metadata:
+                low, fix = f.metadata["low"], f.metadata["fix"]
+                value = check_number(f.name, getattr(self, f.name), low=low, integer=True, fix=fix)
+                object.__setattr__(self, f.name, value)
+        # "auto" and null resolved: a Hugging Face model trains a LoRA adapter on a 4-bit NF4 base, a module all its
+        # weights in full precision (what a checkpoint records, and what the resume rule compares)
+        if self.finetune == "auto":
+            object.__setattr__(self, "finetune", "full" if self.is_module else "lora")
+        if self.quantization is None:
+            object.__setattr__(self, "quantization", "none" if self.is_module or self.finetune == "full" else "nf4")
+        if self.finetune == "full" and self.quantization != "none":
+            raise ValueError(
+                f"quantization={self.quantization!r} with finetune='full': quantized weights are frozen. Use "
+                "finetune: lora (an adapter over the quantized weights) or quantization: none."
+            )
+
+    @property
+    def is_module(self) -> bool:
+        """The model is a PyTorch module given as an object (recorded by its class), not a Hugging Face model."""
+        return isinstance(self.model, dict)
 
 
 def settings_sections() -> dict[str, type]:

@@ -1,7 +1,8 @@
 """What RhythmGRPO logs after a step: the step's values over all ranks, and sample completions.
 
 Functions of what they read (no module state): the numbers come from the pure functions of ``grpo.step_metrics``;
-the gathers are Lightning's strategy's (every rank must call them, in the same order).
+the gathers are [`Processes`][lightning_reasonattn.grpo.distributed.Processes]' (every rank must call them, in the
+same order).
 """
 
 from __future__ import annotations
@@ -14,35 +15,26 @@ from typing import Any
 import torch
 
 from ..rewards.protocol import RewardLog
-from .distributed import gather_objects, sum_and_max_over_ranks
-from .step_data import Rollouts, Scored
+from .distributed import Processes
+from .step_data import Rollouts, Scored, Updated
 from .step_metrics import completion_metrics, token_means, token_sums, update_means
 
 
 def step_values(
-    rollouts: Rollouts,
-    scored: Scored,
-    update_sums: dict[str, torch.Tensor],
-    *,
-    group_size: int,
-    strategy: Any,
-    world_size: int,
-    device: torch.device,
+    rollouts: Rollouts, scored: Scored, updated: Updated, *, group_size: int, processes: Processes
 ) -> dict[str, torch.Tensor]:
     """The step's logged values over all ranks' completions (every rank gets the same numbers).
 
     Args:
         rollouts: this rank's rollouts.
-        scored: their rewards, advantages, credit and traces (``scored.step``: every rank's per-completion values).
-        update_sums: the sums ``update`` returned (loss, clip and KL token sums, update throughput).
+        scored: their rewards and advantages (``scored.all_ranks``: every rank's per-completion values).
+        updated: what the update did: its sums (loss, clip and KL token sums, throughput) and the credit it applied.
         group_size: ``G``.
-        strategy: Lightning's strategy (``None`` outside a trainer), for the gathers.
-        world_size: processes.
-        device: where the sums are gathered.
+        processes: the gathers over the ranks (every rank must call this, in the same order).
     """
-    done = scored.step
+    done = scored.all_ranks
     logged = RewardLog()  # log_metric values of every rank
-    for metrics in gather_objects(scored.log.metrics, world_size):
+    for metrics in processes.gather_objects(scored.log.metrics):
         for name, seen in metrics.items():
             logged.metrics.setdefault(name, []).extend(seen)
     values = completion_metrics(
@@ -54,17 +46,19 @@ def step_values(
         log=logged,
     )
     mask = rollouts.completion_mask
+    credit = updated.credit
     preplan = anchor = None
-    if scored.traces and scored.traces[0] is not None:
+    if credit.traces and credit.traces[0] is not None:
         width = rollouts.width
-        preplan = torch.cat([t.preplan[:, -width:] for t in scored.traces])
-        anchor = torch.cat([t.anchor[:, -width:] for t in scored.traces])
-    local = token_sums(mask, scored.entropy, scored.gamma, preplan, anchor) | update_sums
+        preplan = torch.cat([t.preplan[:, -width:] for t in credit.traces])
+        anchor = torch.cat([t.anchor[:, -width:] for t in credit.traces])
+    local = token_sums(mask, credit.entropy, credit.gamma, preplan, anchor) | updated.sums
     local["tokens_per_sec/rollout"] = mask.sum() / max(rollouts.seconds, 1e-9)
+    device = processes.device
     if device.type == "cuda":  # the step's own high-water mark, the largest over the ranks
         local["memory/peak_gib"] = torch.tensor(torch.cuda.max_memory_allocated(device) / 2**30)
-    total, largest = sum_and_max_over_ranks(strategy, local, device)
-    return values | token_means(total) | update_means(total, largest, world_size)
+    total, largest = processes.sum_and_max(local)
+    return values | token_means(total) | update_means(total, largest, processes.world_size)
 
 
 def completion_rows(rollouts: Rollouts, scored: Scored, *, step: int, group_size: int) -> list[dict[str, Any]]:

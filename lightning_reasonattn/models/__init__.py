@@ -2,7 +2,9 @@
 
 * [`default_model`][lightning_reasonattn.models.default_model]: the embedded ``SmolLM2-135M-Instruct`` and its cache;
 * [`loading`][lightning_reasonattn.models.loading]: ``load_model`` (any model, quantized or not);
-* [`lora`][lightning_reasonattn.models.lora]: ``LoraSettings`` and ``add_lora``.
+* [`lora`][lightning_reasonattn.models.lora]: ``LoraSettings`` and ``add_lora``;
+* [`gpt`][lightning_reasonattn.models.gpt]: ``NanoGPT``, a small GPT to train from scratch, with a KV cache;
+* [`word_tokenizer`][lightning_reasonattn.models.word_tokenizer]: ``WordTokenizer``, words, punctuation and digits.
 
 Example (the first call converts the default model, about 30 s)::
 
@@ -26,6 +28,7 @@ from .default_model import (
     default_checkpoint,
     gguf_package_dir,
 )
+from .gpt import NanoGPT
 from .loading import (
     QUANTIZATIONS,
     Quantization,
@@ -44,6 +47,7 @@ from .lora import (
     lean_lora_casts,
     lost_update_fraction,
 )
+from .word_tokenizer import WordTokenizer
 
 __all__ = [
     "CACHE_ENV",
@@ -57,7 +61,9 @@ __all__ = [
     "LoraDtype",
     "LoraSettings",
     "ModelLoadError",
+    "NanoGPT",
     "Quantization",
+    "WordTokenizer",
     "add_lora",
     "cache_root",
     "checkpoint_problem",

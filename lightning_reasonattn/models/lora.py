@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -44,11 +44,16 @@ class LoraSettings:
         dtype: dtype of the LoRA factors, their gradients and optimizer state: 'float32' or 'bfloat16'.
     """
 
-    r: int = 16
-    alpha: int = 32
+    # metadata "fixed": the resume rule of RhythmGRPO's checkpoints (grpo/settings.py, FIXED_FOR_MODEL)
+    r: int = field(default=16, metadata={"fixed": "model", "why": "the adapter's shape is fixed"})
+    alpha: int = field(default=32, metadata={"fixed": "model", "why": "it scales every adapter update"})
     dropout: float = 0.0
-    target_modules: list[str] | str | None = None
-    dtype: LoraDtype = "float32"
+    target_modules: list[str] | str | None = field(
+        default=None, metadata={"fixed": "model", "why": "the adapter's layers are fixed"}
+    )
+    dtype: LoraDtype = field(
+        default="float32", metadata={"fixed": "model", "why": "the optimizer state is kept in that dtype"}
+    )
 
     def __post_init__(self):
         check_number("lora.r", self.r, low=1, integer=True)

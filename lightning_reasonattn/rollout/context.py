@@ -19,17 +19,23 @@ def context_length(model) -> int | None:
     """The longest sequence ``model`` was built for (``max_position_embeddings`` or its other names), or ``None``.
 
     Args:
-        model: a transformers model (a peft model forwards its base's config).
+        model: a transformers model (a peft model forwards its base's config), or a plain model with LitGPT's
+            ``max_seq_length``.
     """
+    return _context(model)[0]
+
+
+def _context(model) -> tuple[int | None, str]:
+    """``(length, the name it is read from)``, ``(None, "")`` when the model says nothing."""
+    candidates = [("max_seq_length", getattr(model, "max_seq_length", None))]  # LitGPT's GPT, NanoGPT
     config = getattr(model, "config", None)
-    if config is None:
-        return None
-    config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    for key in _CONTEXT_KEYS:
-        value = getattr(config, key, None)
+    if config is not None:
+        config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        candidates += [(key, getattr(config, key, None)) for key in _CONTEXT_KEYS]
+    for key, value in candidates:
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
+            return value, key
+    return None, ""
 
 
 def check_context(model, prompt_tokens: int, max_new_tokens: int, *, setting: str = "max_new_tokens") -> None:
@@ -56,7 +62,7 @@ def check_context(model, prompt_tokens: int, max_new_tokens: int, *, setting: st
         a prompt of 50 tokens plus --max-new-tokens 24 makes 74 tokens, more than the model's context of 64
         (its max_position_embeddings): lower --max-new-tokens to 14, or shorten the prompts to at most 40 tokens
     """
-    context = context_length(model)
+    context, key = _context(model)
     if context is None or prompt_tokens + max_new_tokens <= context:
         return
     total = prompt_tokens + max_new_tokens
@@ -69,5 +75,5 @@ def check_context(model, prompt_tokens: int, max_new_tokens: int, *, setting: st
         )
     raise ContextLengthError(
         f"a prompt of {prompt_tokens} tokens plus {setting} {max_new_tokens} makes {total} tokens, more than the "
-        f"model's context of {context} (its max_position_embeddings): {fix}"
+        f"model's context of {context} (its {key}): {fix}"
     )

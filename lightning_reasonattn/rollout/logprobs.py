@@ -7,7 +7,9 @@ predict it (column ``P - 1 + j`` predicts completion token ``j``).
 Log-probabilities come from the decoder's last hidden states through
 [`chunked_logprobs`][lightning_reasonattn.functional.logprobs.chunked_logprobs], so the ``[B, T, vocab]`` logits are
 never held for the backward; models whose head is not a plain bias-free linear map (soft-capping, logit scaling, a
-LoRA-wrapped head) take the plain route through the logits.
+LoRA-wrapped head) take the plain route through the logits. A plain PyTorch module (not a transformers model)
+takes that route too, its rows moved to the left first
+([`lightning_reasonattn.rollout.plain`][lightning_reasonattn.rollout.plain]).
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from dataclasses import dataclass
 import torch
 
 from ..capture import rhythm_capture, unwrap_causal_lm
+from ..capture.route import is_transformers_model
 from ..functional.coupling import logits_entropy
 from ..functional.logprobs import chunked_logprobs
 from ..functional.trace import RhythmTrace
 from ..settings import RhythmSettings
+from .plain import Aligned, plain_completion_logits
 from .sampling import SampledBatch
 
 
@@ -76,6 +80,10 @@ def completion_logprobs_entropy(
     was drawn from) do not. Without the full logits where the head allows it (see [`fused_head`][fused_head]).
     """
     targets = input_ids[:, -width:]
+    if not is_transformers_model(model):  # a plain module: its rows moved to the left (rollout.plain)
+        logits, real = plain_completion_logits(model, input_ids, attention_mask, width, temperature)
+        logp = selective_log_softmax(logits, targets).masked_fill(~real, 0.0)
+        return logp, logits_entropy(logits.detach()).masked_fill(~real, 0.0)
     fused = fused_head(model)
     if fused is None:
         logits = completion_logits(model, input_ids, attention_mask, width, temperature)
@@ -116,8 +124,14 @@ def measure(model, batch: SampledBatch, temperature: float = 1.0, rhythm: Rhythm
     """One forward over prompt + completion: the completion's log-probabilities and entropies, and with ``rhythm``
     the rhythm of the completion captured in that same pass (no extra forward, no second model).
 
+    A plain module (not a transformers model) runs its rows moved to the left, so it sees no padding, and every
+    ``[B, N]`` output is mapped back to the batch's columns (see
+    [`lightning_reasonattn.rollout.plain`][lightning_reasonattn.rollout.plain]); the log-probabilities and entropies
+    of its completion padding are 0.
+
     Args:
-        model: the causal LM (peft-wrapped, 4-bit: as it is trained).
+        model: the causal LM (peft-wrapped, 4-bit: as it is trained), or a plain module whose attention calls
+            ``scaled_dot_product_attention`` (ids ``[B, N]`` -> logits ``[B, N, V]``).
         batch: the sampled batch (its ``response_mask`` says whose rhythm is measured).
         temperature: the log-probabilities and entropies are those of ``softmax(logits / temperature)``.
         rhythm: the rhythm's settings, or ``None`` to skip the capture.
@@ -125,6 +139,11 @@ def measure(model, batch: SampledBatch, temperature: float = 1.0, rhythm: Rhythm
     forward = dict(input_ids=batch.ids, attention_mask=batch.attention_mask, width=batch.width, temperature=temperature)
     if rhythm is None:
         return Measured(*completion_logprobs_entropy(model, **forward))
-    with rhythm_capture(model, batch.response_mask, batch.attention_mask, rhythm=rhythm) as rec:
+    # a plain module runs its rows moved to the left (it takes no padding mask): the capture sees those rows
+    aligned = None if is_transformers_model(model) else Aligned(batch.attention_mask)
+    response_mask = batch.response_mask if aligned is None else aligned.take(batch.response_mask, False)
+    attention_mask = batch.attention_mask if aligned is None else aligned.mask
+    with rhythm_capture(model, response_mask, attention_mask, rhythm=rhythm) as rec:
         logp, entropy = completion_logprobs_entropy(model, **forward)
-    return Measured(logp, entropy, rec.trace())
+    trace = rec.trace()
+    return Measured(logp, entropy, trace if aligned is None else aligned.trace_back(trace, batch.response_mask))

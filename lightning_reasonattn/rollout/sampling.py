@@ -1,9 +1,13 @@
 """Sampling completions with ``generate`` on a left-padded batch: greedy, keyed, or from the process RNG.
 
-Sampling is keyed ([`KeyedSampling`][KeyedSampling]): each completion's random draws are a function of the run seed, the
-step, the prompt's global index and the completion's index in its group, so they do not depend on the process
-that samples it, on the rest of its batch, or on any RNG state. A run on N processes samples what a run on one
-samples.
+Sampling is keyed ([`KeyedSampling`][lightning_reasonattn.rollout.keyed_sampling.KeyedSampling]): each completion's
+random draws are a function of the run seed, the step, the prompt's global index and the completion's index in its
+group, so they do not depend on the process that samples it, on the rest of its batch, or on any RNG state. A run on
+N processes samples what a run on one samples.
+
+A transformers model samples with its ``generate``; any other ``torch.nn.Module`` (ids ``[B, N]`` -> logits ``[B, N,
+V]``) with the decode loop of [`lightning_reasonattn.rollout.decode`][lightning_reasonattn.rollout.decode], which
+chooses the same tokens.
 """
 
 from __future__ import annotations
@@ -14,88 +18,21 @@ from dataclasses import dataclass
 
 import torch
 
-from ..functional.keyed import keyed_gumbel, mix
+from ..capture.route import is_transformers_model
+from .completions import Completions, completion_mask
+from .decode import decode
+from .keyed_sampling import KeyedSampling, gumbel_noise
 
-
-@dataclass
-class Completions:
-    """A batch of sampled completions, right-padded.
-
-    Attributes:
-        ids: ``[B, T]`` token ids (padding after the end).
-        mask: ``[B, T]`` bool, True up to and including the first EOS.
-        truncated: ``[B]`` bool, no EOS within ``max_new_tokens``.
-    """
-
-    ids: torch.Tensor
-    mask: torch.Tensor
-    truncated: torch.Tensor
-
-
-def completion_mask(ids: torch.Tensor, eos_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(mask, truncated)``: tokens up to and including the first EOS; rows with no EOS are truncated.
-
-    Args:
-        ids: ``[B, T]`` generated ids.
-        eos_ids: the ids that end a completion.
-    """
-    is_eos = torch.zeros_like(ids, dtype=torch.bool)
-    for eos in eos_ids:
-        is_eos |= ids == eos
-    seen_before = (is_eos.long().cumsum(-1) - is_eos.long()) > 0  # an EOS strictly earlier in the row
-    return ~seen_before, ~is_eos.any(-1)
-
-
-class KeyedSampling:
-    """A ``generate`` logits processor that makes greedy decoding an exact, keyed categorical sample.
-
-    Each step it applies the temperature, top-k and top-p (transformers' own warpers, in the order ``generate``
-    uses) and adds Gumbel noise keyed by ``(row key, decode position, token id)``
-    ([`keyed_gumbel`][lightning_reasonattn.functional.keyed.keyed_gumbel]); ``generate(do_sample=False)`` then takes the
-    argmax, which is a draw from the warped softmax (the Gumbel-max trick) that depends on the keys only.
-
-    Args:
-        keys: ``[B]`` int64 row keys, e.g. ``mix(seed, step, prompt_index, j)``.
-        prompt_width: ``P``, the width of the (left-padded) prompt batch: decode position = ``len - P``.
-        temperature: > 0.
-        top_p: in ``(0, 1]``.
-        top_k: ``None`` or ``0`` for no top-k.
-    """
-
-    def __init__(
-        self, keys: torch.Tensor, prompt_width: int, temperature: float, top_p: float = 1.0, top_k: int | None = None
-    ):
-        from transformers.generation.logits_process import (
-            TemperatureLogitsWarper,
-            TopKLogitsWarper,
-            TopPLogitsWarper,
-        )
-
-        if not temperature > 0:
-            raise ValueError(f"temperature={temperature!r}: keyed sampling needs a temperature > 0 (0 is greedy).")
-        self.keys = keys
-        self.prompt_width = prompt_width
-        self.warpers = [TemperatureLogitsWarper(temperature)] if temperature != 1.0 else []
-        if top_k:
-            self.warpers.append(TopKLogitsWarper(top_k=top_k))
-        if top_p is not None and top_p < 1.0:
-            self.warpers.append(TopPLogitsWarper(top_p=top_p))
-        self._tokens: torch.Tensor | None = None
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        for warp in self.warpers:
-            scores = warp(input_ids, scores)
-        if self._tokens is None or self._tokens.numel() != scores.shape[-1]:
-            self._tokens = torch.arange(scores.shape[-1], device=scores.device)
-        position = input_ids.shape[1] - self.prompt_width
-        rows = mix(self.keys.to(scores.device), position)
-        return scores + gumbel_noise(mix(rows[:, None], self._tokens[None, :]), scores.dtype)
-
-
-def gumbel_noise(keys: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Keyed Gumbel noise computed in float64 (float32 where the device has no float64, e.g. MPS)."""
-    wide = torch.float32 if keys.device.type == "mps" else torch.float64
-    return keyed_gumbel(keys, wide).to(dtype)
+__all__ = [  # Completions, completion_mask, KeyedSampling and gumbel_noise are still imported from here
+    "Completions",
+    "KeyedSampling",
+    "SampledBatch",
+    "completion_mask",
+    "gumbel_noise",
+    "join_completions",
+    "sample",
+    "sample_batch",
+]
 
 
 @torch.no_grad()
@@ -114,8 +51,9 @@ def sample(
     seed: int | None = None,
     streamer=None,
 ) -> Completions:
-    """Sample one completion per (left-padded) prompt row with ``model.generate``: the one generate path of the
-    package (RL rollouts, the survey, ``reasonattn analyze``).
+    """Sample one completion per (left-padded) prompt row with ``model.generate`` (a plain module: with
+    [`decode`][lightning_reasonattn.rollout.decode.decode]): the one sampling path of the package (RL rollouts, the
+    survey, ``reasonattn analyze``).
 
     Args:
         prompt_ids: ``[B, P]`` left-padded prompts (repeat each prompt G times beforehand).
@@ -133,6 +71,10 @@ def sample(
     Returns:
         [`Completions`][Completions] of width ``<= max_new_tokens``.
     """
+    if not is_transformers_model(model):  # any other module: the decode loop, the same tokens as generate
+        how = dict(temperature=temperature, top_p=top_p, top_k=top_k, keys=keys, streamer=streamer)
+        with seeded(seed if temperature > 0 and keys is None else None, prompt_ids.device):
+            return decode(model, prompt_ids, prompt_mask, eos_ids, pad_id, max_new_tokens, **how)
     was_training = model.training
     model.eval()
     try:
@@ -163,7 +105,7 @@ def sample(
     return Completions(ids.masked_fill(~mask, pad_id), mask, truncated)
 
 
-@dataclass
+@dataclass(frozen=True)
 class SampledBatch:
     """Prompts and their sampled completions as one batch, the masks made once.
 

@@ -26,7 +26,7 @@ from .countdown import (
 from .datasets import SYSTEM_PROMPT, apply_chat_template, load_prompts, r1_messages, r1_prompt
 from .table import TASKS, Task
 from .word_problems import DIFFICULTY as WORD_PROBLEM_DIFFICULTY
-from .word_problems import generate_word_problems, word_problem_prompt, word_problem_splits
+from .word_problems import generate_word_problems, word_problem_prompt, word_problem_splits, worked_answer
 
 __all__ = [
     "DIFFICULTY",
@@ -51,4 +51,5 @@ __all__ = [
     "solve_countdown",
     "word_problem_prompt",
     "word_problem_splits",
+    "worked_answer",
 ]

@@ -180,6 +180,28 @@ def generate_word_problems(
     return records
 
 
+def worked_answer(expression: str) -> str:
+    """The answer worked step by step, one sentence per change of the count, ending with the count.
+
+    What a model trained from scratch learns to write after ``Answer:`` (``benchmarks/credit_from_scratch.py``,
+    ``examples/watch_rhythm_emerge.py``); its last number is the answer the numeric reward reads.
+
+    Args:
+        expression: a record's ``expression``, e.g. ``"3 - 2 + 6"``.
+
+    Example:
+        >>> worked_answer("3 - 2 + 6")
+        '3 - 2 = 1. 1 + 6 = 7. The answer is 7.'
+    """
+    parts = expression.split()
+    count, steps = int(parts[0]), []
+    for op, n in zip(parts[1::2], parts[2::2], strict=True):
+        new = count + int(n) if op == "+" else count - int(n)
+        steps.append(f"{count} {op} {n} = {new}.")
+        count = new
+    return " ".join(steps) + f" The answer is {count}."
+
+
 def word_problem_splits(
     n_train: int, n_test: int, seed: int = 0, **kwargs: Any
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
