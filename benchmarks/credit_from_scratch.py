@@ -44,10 +44,13 @@ import shutil
 import statistics
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from credit_report import plot, summarize, table, write  # benchmarks/: scripts run with it on sys.path
+from credit_runs import STRATEGIES, RLSettings, run_table
 
 from lightning_reasonattn import NanoGPT, WordTokenizer
 from lightning_reasonattn.functional.keyed import mix
@@ -320,7 +323,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--group", type=int, default=8, help="--measure: completions per prompt")
     parser.add_argument("--repeats", type=int, default=5, help="--measure: timed repeats (the median is shown)")
     parser.add_argument("--spread-prompts", type=int, default=64, help="--measure: prompts of the sampled accuracy")
-    parser.add_argument("--horizon", type=int, nargs=2, default=(4, 32), help="--measure: the rhythm's FAI horizon")
+    parser.add_argument("--horizon", type=int, nargs=2, default=(4, 32), help="the rhythm's FAI horizon")
+    rl = parser.add_argument_group("the RL table (phase 2) and its report (phase 3)")
+    rl.add_argument("--rl", action="store_true", help="run the table's unfinished cells, then report")
+    rl.add_argument("--report", action="store_true", help="report the finished cells (no run)")
+    rl.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    rl.add_argument("--seeds", type=int, default=10, help="cells of each strategy: seeds 0 .. N - 1")
+    rl.add_argument("--workers", type=int, default=2, help="cells run at once (one process, one thread each)")
+    defaults = RLSettings()
+    for name in ("steps", "prompts", "group", "lr", "eval_every", "n_eval", "n_train", "beta"):
+        rl.add_argument(f"--rl-{name.replace('_', '-')}", type=type(getattr(defaults, name)),
+                        default=getattr(defaults, name), help=f"RL: {name}")  # fmt: skip
+    rl.add_argument("--rl-layers", default=defaults.layers, help="RL: the rhythm's layers ('middle', 'all')")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     settings = {name: getattr(args, name) for name in SETTINGS}
@@ -335,6 +349,36 @@ def main(argv: list[str] | None = None) -> None:
     if not low <= held["accuracy"] <= high:
         sys.exit(f"the start model's held-out accuracy {held['accuracy']:.1%} is outside --accept {low} {high}: "
                  f"change --stop-at ({args.stop_at}) and --out")  # fmt: skip
+    if args.rl or args.report:
+        rl_phase(args, model, tokenizer, record)
+
+
+def rl_phase(args, model, tokenizer, record: dict) -> None:
+    """Phase 2 (unless ``--report``): the table's unfinished cells; phase 3: the report of the finished ones."""
+    rl = RLSettings(**{name: getattr(args, f"rl_{name}") for name in
+                       ("steps", "prompts", "group", "lr", "eval_every", "n_eval", "n_train", "beta", "layers")},
+                    max_new_tokens=args.max_new_tokens, horizon=tuple(args.horizon))  # fmt: skip
+    if rl.n_eval > record["settings"]["n_test"]:
+        held_out = record["settings"]["n_test"]
+        sys.exit(f"--rl-n-eval {rl.n_eval} is more than the start model's held-out problems ({held_out})")
+    task = {k: v for k, v in record["task"].items() if k != "n_test_at_most"}
+    start = args.out / START
+    seeds = range(args.seeds)
+    start_accuracy = record["held_out"]["accuracy"]
+    if rl.n_eval != record["held_out"]["n"]:  # the start model on the RL runs' held-out problems
+        held_out = task_test_split(record["settings"])[: rl.n_eval]
+        start_accuracy = statistics.fmean(greedy_rewards(model, tokenizer, held_out, args.max_new_tokens))
+    if args.rl:
+        run_table(start, args.out, args.strategies, seeds, rl, task, args.workers)
+    summary = summarize(args.out, {"held_out": {"accuracy": start_accuracy}}, args.strategies, seeds,
+                        extra={"settings": asdict(rl), "task": task, "start_model": record["settings"]})  # fmt: skip
+    folder = args.out / "report"
+    write(summary, folder)
+    print("\n" + table(summary))
+    if summary["curves"]:
+        title = (f"RL from the start model ({record['parameters'] / 1e6:.2f}M NanoGPT, held-out {start_accuracy:.1%}): "
+                 f"{rl.steps} steps of {rl.prompts} x {rl.group}, lr {rl.lr:g}")  # fmt: skip
+        print(f"wrote {plot(summary, folder / 'curves.png', title)}, {folder / 'summary.json'}, {folder / 'table.md'}")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 from lightning_reasonattn import AttentionRhythmMonitor, BatchKeys, NanoGPT, WordTokenizer, capture_rhythm
+from lightning_reasonattn.arguments import non_negative_int, positive_int, random_seed
 from lightning_reasonattn.tasks import generate_word_problems, worked_answer
 
 
@@ -223,22 +224,48 @@ def plot(out: Path, series: dict, heads: list[dict], title: str) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------------- run
-def main(argv: list[str] | None = None) -> dict:
+def learning_rate(text: str) -> float:
+    """A learning rate: a finite number > 0."""
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a learning rate: pass a number > 0, e.g. 2e-3")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The script's arguments, each checked (a zero count, a width the heads do not divide: named, with the fix)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("rhythm_emerge"))
-    parser.add_argument("--max-steps", type=int, default=600)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--n-layer", type=int, default=6)
-    parser.add_argument("--n-head", type=int, default=6)
-    parser.add_argument("--n-embd", type=int, default=192)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--n-train", type=int, default=20000)
-    parser.add_argument("--n-val", type=int, default=96)
-    parser.add_argument("--val-every", type=int, default=40, help="validate (and measure) every this many steps")
-    parser.add_argument("--horizon", type=int, nargs=2, default=(4, 32), help="FAI horizon: answers are ~35 tokens")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--max-steps", type=positive_int, default=600)
+    parser.add_argument("--batch-size", type=positive_int, default=16)
+    parser.add_argument("--n-layer", type=positive_int, default=6)
+    parser.add_argument("--n-head", type=positive_int, default=6)
+    parser.add_argument("--n-embd", type=positive_int, default=192, help="width: a multiple of --n-head")
+    parser.add_argument("--lr", type=learning_rate, default=2e-3)
+    parser.add_argument("--n-train", type=positive_int, default=20000)
+    parser.add_argument("--n-val", type=positive_int, default=96)
+    parser.add_argument(
+        "--val-every", type=positive_int, default=40, help="validate (and measure) every this many steps"
+    )
+    parser.add_argument(
+        "--horizon", type=non_negative_int, nargs=2, default=(4, 32), help="FAI horizon: answers are ~35 tokens"
+    )
+    parser.add_argument("--seed", type=random_seed, default=0)
+    parser.add_argument("--threads", type=non_negative_int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args(argv)
+    if args.n_embd % args.n_head:
+        low = args.n_embd - args.n_embd % args.n_head
+        parser.error(
+            f"argument --n-embd: {args.n_embd} is not a multiple of --n-head {args.n_head} (each head takes an equal "
+            f"share of the width): pass e.g. --n-embd {low or args.n_head} or {low + args.n_head}"
+        )
+    if args.horizon[0] > args.horizon[1]:
+        parser.error(f"argument --horizon: {args.horizon[0]} {args.horizon[1]}: pass LO HI with LO <= HI, e.g. 4 32")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     pl.seed_everything(args.seed, verbose=False)

@@ -57,7 +57,13 @@ def random_seed(text: str) -> int:
 
 def non_negative_int(text: str) -> int:
     """An integer >= 0."""
-    return 0 if text.strip() == "0" else positive_int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 0")
+    return value
 
 
 def non_negative_float(text: str) -> float:

@@ -9,7 +9,9 @@ Subcommands:
 * ``export``: the LoRA adapter of a checkpoint as a peft folder.
 
 Errors a user can fix print one line, ``reasonattn COMMAND: error: ...``; ``--debug`` (anywhere on the command
-line) or ``REASONATTN_DEBUG=1`` shows the traceback instead.
+line) or ``REASONATTN_DEBUG=1`` shows the traceback instead. A command stopped by Ctrl-C or SIGTERM prints one line
+saying what is kept and exits with ``128 + signum``; one whose reader closed the pipe (``| head``) stops quietly with
+141; a character the terminal cannot show is printed as an escape (``\\u2019``). See ``interrupts.py``.
 
 Example:
     $ reasonattn analyze --max-new-tokens 64 --json rhythm.json
@@ -25,6 +27,8 @@ from pathlib import Path
 
 from .arguments import layers_arg, positive_int, random_seed
 from .files import not_utf8
+from .interrupts import Terminated, exit_status, quiet_broken_pipe, signal_name, sigterm_raises, tolerant_streams
+from .outputs import OutputError, write_whole
 from .settings import COMMAND_DEFAULTS
 from .survey.command import add_survey_parser
 
@@ -85,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the rhythm report (heatmaps.png, curves.png, report.html) to DIR (default reasonattn_out/analyze)",
     )
     an.add_argument("--no-report", dest="report", action="store_const", const=None, help="write no report")
-    an.set_defaults(handler=analyze)
+    an.set_defaults(handler=analyze, kept=lambda args: "no file was half-written (each is written whole or not at all)")
     add_survey_parser(sub)
     for name, text in LIGHTNING_COMMANDS.items():
         sub.add_parser(name, help=text, add_help=False)  # main() hands these to grpo/cli.py before parsing
@@ -108,14 +112,33 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes")
     argv = [arg for arg in argv if arg != "--debug"]
-    if argv and argv[0] in LIGHTNING_COMMANDS:  # LightningCLI owns their arguments
-        if os.getcwd() not in sys.path:  # as `trl grpo`: reward functions may live in ./my_rewards.py
-            sys.path.insert(0, os.getcwd())
-        from .grpo.cli import run_command
+    tolerant_streams()
+    try:
+        if argv and argv[0] in LIGHTNING_COMMANDS:  # LightningCLI owns their arguments
+            if os.getcwd() not in sys.path:  # as `trl grpo`: reward functions may live in ./my_rewards.py
+                sys.path.insert(0, os.getcwd())
+            from .grpo.cli import run_command
 
-        return run_command(argv[0], argv[1:], debug=debug)
-    args = build_parser().parse_args(argv)
-    return args.handler(args)
+            status = run_command(argv[0], argv[1:], debug=debug)
+        else:
+            status = _run_handler(build_parser().parse_args(argv), debug)
+        if sys.stdout is not None:  # (None when the shell closed it: `>&-`; print() then writes nothing)
+            sys.stdout.flush()  # a closed pipe shows here, not as Python's "Exception ignored" at exit
+        return status
+    except BrokenPipeError:  # `reasonattn analyze ... | head -1`: the reader has all it wanted
+        return quiet_broken_pipe()
+
+
+def _run_handler(args: argparse.Namespace, debug: bool) -> int:
+    """Run ``analyze`` or ``survey``; a Ctrl-C or SIGTERM ends it with one line saying what is kept."""
+    try:
+        with sigterm_raises():
+            return args.handler(args)
+    except (KeyboardInterrupt, Terminated) as err:
+        if debug:
+            raise
+        print(f"reasonattn {args.command}: interrupted by {signal_name(err)}: {args.kept(args)}.", file=sys.stderr)
+        return exit_status(err)
 
 
 def _fail(command: str, message: str) -> int:
@@ -198,14 +221,15 @@ def analyze(args: argparse.Namespace) -> int:
             "tokens": rows,
         }
         try:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(record, f, indent=1, allow_nan=False)
-        except OSError as exc:
-            return _fail("analyze", f"cannot write --json {args.json!r} ({exc}): pass a writable file path.")
+            write_whole(args.json, json.dumps(record, indent=1, allow_nan=False))
+        except OutputError as exc:
+            return _fail("analyze", f"--json: {exc} Pass a writable file path.")
         print(f"per-token data written to {args.json}", file=sys.stderr)
     if args.report:
         try:
             paths = write_analysis_report(model, tokenizer, input_ids, trace, out_dir=args.report, title=model_name)
+        except OutputError as exc:
+            return _fail("analyze", f"--report: {exc} Pass a writable folder.")
         except OSError as exc:
             return _fail("analyze", f"cannot write the report to {args.report!r} ({exc}): pass a writable folder.")
         shown = ", ".join(str(p) for p in paths.values())

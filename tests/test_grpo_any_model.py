@@ -293,3 +293,12 @@ def test_a_hugging_face_model_refuses_a_tokenizer():
     module = RhythmGRPO(model="some/model", tokenizer=word_tokenizer(), **module_args())
     with pytest.raises(ValueError, match="brings its own: leave tokenizer out"):
         module.configure_model()
+
+
+def test_export_says_where_a_module_s_weights_are(tmp_path, start, capsys):
+    assert cli.main(["fit", "--config", str(write_config(tmp_path, start, steps=1))]) == 0
+    ckpt = sorted((tmp_path / "ckpt").glob("*.ckpt"))[-1]
+    assert cli.main(["export", str(ckpt), str(tmp_path / "adapter")]) == 2
+    err = capsys.readouterr().err
+    assert "trained the module lightning_reasonattn.models.gpt.NanoGPT" in err and "['state_dict']" in err
+    assert not (tmp_path / "adapter").exists()

@@ -21,7 +21,7 @@ from test_grpo_module import write_config
 from lightning_reasonattn import cli
 from lightning_reasonattn.functional.credit import STRATEGIES
 from lightning_reasonattn.grpo import advantages, loss, settings
-from lightning_reasonattn.grpo.checkpoint import CheckpointError, load_checkpoint
+from lightning_reasonattn.grpo.checkpoint import AtomicCheckpointIO, CheckpointError, load_checkpoint
 from lightning_reasonattn.models import LoraSettings
 from lightning_reasonattn.rollout import dense as rollout
 from lightning_reasonattn.testing import tiny_checkpoint
@@ -578,7 +578,8 @@ def fitted_module(tmp_path_factory, model_dir):
         optim=settings.OptimSettings(lr=0.05),
     )
     trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, default_root_dir=work, enable_progress_bar=False,
-                         enable_model_summary=False, enable_checkpointing=False)  # fmt: skip
+                         enable_model_summary=False, enable_checkpointing=False,
+                         plugins=[AtomicCheckpointIO()])  # fmt: skip
     trainer.fit(module)
     return module, trainer, work
 

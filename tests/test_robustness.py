@@ -28,6 +28,8 @@ AREAS = (
     "test_survey",
     "test_hostile_files",
     "test_odd_trainers",
+    "test_hostile_plain_models",
+    "test_hostile_runs",
 )
 
 

@@ -9,8 +9,10 @@ modules* (see [`lightning_reasonattn.capture.sdpa`][lightning_reasonattn.capture
 * a name pattern matched against ``model.named_modules()``, where ``*`` stands for one part of a dotted name
   (``"transformer.h.*.attn"`` matches ``transformer.h.0.attn``, not ``transformer.h.0.mlp.attn``);
 * ``None``: found from the model's structure, where that is unambiguous: the model holds exactly one outermost
-  stack of blocks (an ``nn.ModuleList`` whose items are all of one class, not inside another such list), and
-  its blocks are the attention modules. Each must call SDPA exactly once per forward, which the capture checks.
+  stack of blocks (an ``nn.ModuleList`` whose items are all of one class, not inside another such list), or one
+  such stack in each of its stages (``stages[i]["blocks"][j]``: a list of ``nn.ModuleDict`` s or lists is a list of
+  stages, never of blocks), and its blocks are the attention modules. Each must call SDPA exactly once per forward
+  (``nn.MultiheadAttention`` counts as one call), which the capture checks.
 
 Layer ``i`` is the ``i``-th attention module the forward runs (as a transformers ``layer_idx``), so ``layers``
 selects among ``L`` = the number of attention modules, in forward order.
@@ -38,12 +40,14 @@ def _pattern(pattern: str) -> re.Pattern:
 
 
 def _stacks(model: torch.nn.Module) -> list[str]:
-    """Names of the outermost ``nn.ModuleList`` s of ``model`` whose items are all of one class."""
+    """Names of the outermost ``nn.ModuleList`` s of ``model`` whose items are all of one class that is not itself a
+    container (a list of ``nn.ModuleDict`` s or lists holds stages, not blocks: the search goes on inside them)."""
     found: list[str] = []
     for name, module in model.named_modules():
         if not isinstance(module, torch.nn.ModuleList) or len(module) == 0:
             continue
-        if len({type(item) for item in module}) != 1:
+        kinds = {type(item) for item in module}
+        if len(kinds) != 1 or issubclass(kinds.pop(), (torch.nn.ModuleList, torch.nn.ModuleDict)):
             continue
         if any(name.startswith(outer + ".") for outer in found):  # inside a stack already found (experts...)
             continue
@@ -51,16 +55,34 @@ def _stacks(model: torch.nn.Module) -> list[str]:
     return found
 
 
+def _stages(model: torch.nn.Module, stacks: list[str]) -> str | None:
+    """The container of stages that holds ``stacks`` one per stage at the same place (``stages.0.blocks``,
+    ``stages.1.blocks``: ``"stages"``), or ``None`` when the stacks are not laid out that way."""
+    outer = {name.rsplit(".", 2)[0] if name.count(".") >= 2 else None for name in stacks}
+    inner = {name.rsplit(".", 1)[-1] for name in stacks}
+    if len(outer) != 1 or len(inner) != 1 or None in outer:
+        return None
+    parent, leaf = outer.pop(), inner.pop()
+    container = model.get_submodule(parent)
+    if not isinstance(container, (torch.nn.ModuleList, torch.nn.ModuleDict)):
+        return None
+    expected = [f"{parent}.{key}.{leaf}" for key, _ in container.named_children()]
+    return parent if expected == stacks else None
+
+
 def _names(model: torch.nn.Module, few: int = 4) -> str:
     names = [name for name, _ in model.named_modules() if name]
     return ", ".join(repr(n) for n in names[:few]) + (", ..." if len(names) > few else "")
 
 
-def find_stack(model: torch.nn.Module) -> str:
-    """The name of the one outermost stack of blocks of ``model`` (``"transformer.h"`` in nanoGPT and LitGPT).
+def block_stacks(model: torch.nn.Module) -> list[str]:
+    """The names of the stack(s) of blocks of ``model``, in order: its one outermost stack (``["transformer.h"]`` in
+    nanoGPT and LitGPT), or the stack of each of its stages when the blocks are nested in stages
+    (``["stages.0.blocks", "stages.1.blocks"]`` for ``stages[i]["blocks"][j]``).
 
     Raises:
-        TypeError: no stack or more than one; the message names them and the fix (``attention_modules=``).
+        TypeError: no stack, or several that are not one per stage; the message names them and the fix
+            (``attention_modules=``).
     """
     stacks = _stacks(model)
     fix = "name its attention modules with attention_modules=[...] or a pattern such as 'transformer.h.*.attn'"
@@ -70,12 +92,24 @@ def find_stack(model: torch.nn.Module) -> str:
             "scaled_dot_product_attention inside a stack of blocks (an nn.ModuleList of one class); got "
             f"{type(model).__name__}, which holds no such stack: {fix}."
         )
-    if len(stacks) > 1:
+    if len(stacks) > 1 and _stages(model, stacks) is None:
         raise TypeError(
             f"{type(model).__name__} holds {len(stacks)} stacks of blocks ({', '.join(map(repr, stacks))}), so "
             f"which attention to measure is ambiguous: {fix}."
         )
-    return stacks[0]
+    return stacks
+
+
+def find_stack(model: torch.nn.Module) -> str:
+    """The name of the one outermost stack of blocks of ``model`` (``"transformer.h"`` in nanoGPT and LitGPT), or of
+    the container of its stages when each stage holds a stack (``"stages"``); see
+    [`block_stacks`][lightning_reasonattn.capture.modules.block_stacks].
+
+    Raises:
+        TypeError: no stack or an ambiguous one; the message names them and the fix (``attention_modules=``).
+    """
+    stacks = block_stacks(model)
+    return stacks[0] if len(stacks) == 1 else _stages(model, stacks)
 
 
 def attention_modules_of(
@@ -86,7 +120,7 @@ def attention_modules_of(
     Args:
         model: any ``nn.Module``.
         attention_modules: a list of its modules, a name pattern (``*`` = one name part), or ``None`` for the
-            blocks of its one stack (see [`find_stack`][lightning_reasonattn.capture.modules.find_stack]).
+            blocks of its stack(s) (see [`block_stacks`][lightning_reasonattn.capture.modules.block_stacks]).
 
     Raises:
         ValueError: a pattern that matches no module, a module that is not in ``model``, a module named twice,
@@ -95,8 +129,8 @@ def attention_modules_of(
     """
     named = list(model.named_modules())
     if attention_modules is None:
-        stack = find_stack(model)
-        return [(f"{stack}.{i}", block) for i, block in enumerate(model.get_submodule(stack))]
+        stacks = [(stack, model.get_submodule(stack)) for stack in block_stacks(model)]
+        return [(f"{stack}.{i}", block) for stack, blocks in stacks for i, block in enumerate(blocks)]
     if isinstance(attention_modules, str):
         regex = _pattern(attention_modules)
         chosen = [(name, module) for name, module in named if regex.fullmatch(name)]

@@ -181,11 +181,12 @@ class _Handle:
         """Whether every selected layer was seen by the wrapper."""
         return self._recorder.seen == set(self.layers)
 
-    def check_complete(self) -> None:
-        """Raise ``RuntimeError`` naming the selected layers no attention was recorded for, and the fix."""
+    def check_complete(self, forward_ran: bool = False) -> None:
+        """Raise ``RuntimeError`` naming the selected layers no attention was recorded for, and the fix
+        (``forward_ran``: the capture ran the forward itself, so the block's use is not the cause)."""
         missing = sorted(set(self.layers) - self._recorder.seen)
         if missing:
-            raise RuntimeError(self._route.missing(missing))
+            raise RuntimeError(self._route.missing(missing, forward_ran))
 
     @renamed_keywords(k="look_back")
     def trace(
@@ -280,7 +281,8 @@ def capture_rhythm(
 
     A transformers model is called as ``model(input_ids=, attention_mask=, position_ids=, use_cache=False)``;
     any other model as ``model(input_ids)``, with ``attention_mask=`` and ``position_ids=`` when its ``forward``
-    names them; ``forward=fn(model, input_ids, attention_mask)`` replaces either call.
+    names them; ``forward=fn(model, input_ids, attention_mask)`` replaces either call. The model runs in eval mode
+    (no dropout: a measurement draws no random number), and every module's own mode is put back afterwards.
 
     Args:
         model: a transformers causal LM (peft-wrapped and bitsandbytes-quantized models work), or any model
@@ -298,7 +300,9 @@ def capture_rhythm(
         block_size: query rows reduced at a time (memory vs speed).
         rhythm: every knob above as one [`RhythmSettings`][lightning_reasonattn.settings.rhythm.RhythmSettings]
             (checked when it was built); the knob keywords are then left at their defaults.
-        return_outputs: also return the model output (its logits are those of a plain forward).
+        return_outputs: also return the model output (its logits are those of a plain forward in eval mode; for
+            a model holding ``nn.MultiheadAttention``, whose fused eval path the capture switches off, that plain
+            forward is run a second time, unhooked).
         attention_modules: capture the SDPA calls of these modules: a list, or a name pattern such as
             ``"transformer.h.*.attn"`` (``*`` = one part of a dotted name); ``layers`` then indexes them in the
             order the forward runs them. Default: transformers' attention interface for a transformers model,
@@ -327,11 +331,13 @@ def capture_rhythm(
     _check_vocabulary(model, input_ids)
     route.check_batch(attention_mask)
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
-    with torch.no_grad():
+    with torch.no_grad(), measuring(model):  # eval mode: dropout would draw another rhythm on every call
         with _recording(route, response_mask, attention_mask, rhythm) as rec:
             outputs = route.call(input_ids, attention_mask, position_ids)
+        if return_outputs and _has_fused_path(route):  # the capture made it take the unfused path: ~1e-7 apart
+            outputs = route.call(input_ids, attention_mask, position_ids)
         if isinstance(route, SdpaRoute):  # no fallback: every selected attention module must have called SDPA
-            rec.check_complete()
+            rec.check_complete(forward_ran=True)
         if not rec.complete:
             warnings.warn(
                 f"{type(model).__name__} does not route the attention of layers {rec.layers} through "
@@ -354,6 +360,14 @@ def capture_rhythm(
         else:
             trace = rec.trace()
     return (trace, outputs) if return_outputs else trace
+
+
+def _has_fused_path(route) -> bool:
+    """Whether a plain forward of the route's model may take ``nn.MultiheadAttention``'s fused eval path (its own
+    kernel, whose rounding differs from the unfused path's): a capture's hooks and mode switch that path off."""
+    if not isinstance(route, SdpaRoute) or not torch.backends.mha.get_fastpath_enabled():
+        return False
+    return any(isinstance(module, torch.nn.MultiheadAttention) for _, site in route.sites for module in site.modules())
 
 
 def capture_group_maps(
@@ -405,7 +419,7 @@ def capture_group_maps(
         route.call(input_ids, attention_mask, position_ids)
     if recorder.seen != set(trace.layers):
         if isinstance(route, SdpaRoute):
-            raise RuntimeError(route.missing(sorted(set(trace.layers) - recorder.seen)))
+            raise RuntimeError(route.missing(sorted(set(trace.layers) - recorder.seen), forward_ran=True))
         raise RuntimeError(
             f"{type(route.base).__name__} did not route attention through transformers' AttentionInterface; "
             "group maps need it (load the model with attn_implementation='sdpa')."

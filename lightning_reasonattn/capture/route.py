@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from contextlib import contextmanager
+from itertools import chain
 
 import torch
 
@@ -58,7 +60,7 @@ class TransformersRoute:
         ids, mask, positions = input_ids, attention_mask, position_ids
         return self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False)
 
-    def missing(self, layers: list[int]) -> str:
+    def missing(self, layers: list[int], forward_ran: bool = False) -> str:
         return (
             f"no attention was recorded for layers {layers}: run one full forward of the model inside the "
             "rhythm_capture block (use_cache=False)."
@@ -81,6 +83,7 @@ class SdpaRoute:
         self.num_layers = len(self.sites)
         self.forward = model_call(model, forward)
         self.takes_mask = forward is not None or "attention_mask" in takes_keywords(model)
+        self.entered: dict[int, int] = {}  # of the last capture: id(module) -> forward-order index
 
     def check(self, layers: list[int]) -> None:
         """Causality is checked on the calls themselves (a flag or a mask), during the forward."""
@@ -95,17 +98,34 @@ class SdpaRoute:
                 "mask."
             )
 
+    @contextmanager
     def intercept(self, recorder):
-        return intercept_sdpa(self.sites, recorder)
+        with intercept_sdpa(self.sites, recorder) as state:
+            self.entered = state.entered
+            yield state
 
     def call(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor):
         return self.forward(input_ids, attention_mask, position_ids)
 
-    def missing(self, layers: list[int]) -> str:
+    def missing(self, layers: list[int], forward_ran: bool = False) -> str:
+        """Why ``layers`` were not recorded; ``forward_ran``: the capture ran the forward itself (not a block)."""
+        model = type(self.model).__name__
+        idle = [name for name, module in self.sites if id(module) not in self.entered]
+        shown = ", ".join(repr(name) for name in idle[:3]) + (", ..." if len(idle) > 3 else "")
+        fix = (
+            "name the modules that do run and call scaled_dot_product_attention: attention_modules=[...] or a "
+            "pattern such as 'transformer.h.*.attn'"
+        )
+        if not self.entered and not forward_ran:
+            return (
+                f"no attention was recorded for layers {layers} ({self.num_layers} attention modules, e.g. "
+                f"{self.sites[0][0]!r}): run one full forward of {model} inside the rhythm_capture block, through "
+                "the modules named by attention_modules."
+            )
         return (
-            f"no attention was recorded for layers {layers} ({self.num_layers} attention modules, e.g. "
-            f"{self.sites[0][0]!r}): run one full forward of {type(self.model).__name__} inside the "
-            "rhythm_capture block, through the modules named by attention_modules."
+            f"no attention was recorded for layers {layers}: the forward of {model} ran {len(self.entered)} of its "
+            f"{self.num_layers} attention modules; never run: {shown}. Modules a forward never calls (containers, "
+            f"unused copies) cannot be measured: {fix}."
         )
 
 
@@ -120,12 +140,19 @@ def route_for(
     Raises:
         TypeError: a transformers model that is not a causal LM, or a plain model whose attention modules cannot
             be found without ``attention_modules``.
-        ValueError: bad ``attention_modules``.
+        ValueError: bad ``attention_modules``, or a model on the meta device (no weights).
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(
             f"model={model!r} ({type(model).__name__}) is not a torch.nn.Module: load the model first, e.g. "
             "AutoModelForCausalLM.from_pretrained(path, attn_implementation='sdpa')."
+        )
+    meta = next((name for name, t in chain(model.named_parameters(), model.named_buffers()) if t.is_meta), None)
+    if meta is not None:
+        raise ValueError(
+            f"{type(model).__name__} has tensors on the meta device ({meta!r} holds a shape but no values): a model "
+            "built under torch.device('meta') (or init_empty_weights) has no weights to run. Materialise and load "
+            "them first (model.to_empty(device='cpu') then load_state_dict(...), or from_pretrained), then capture."
         )
     if isinstance(model, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
         raise TypeError(

@@ -43,6 +43,7 @@ What a call must be (checked on the selected layers, every real query row, a blo
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -50,6 +51,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from .blockwise import check_lengths
+from .mha import MHA, mha_as_sdpa
 
 SDPA = torch.nn.functional.scaled_dot_product_attention
 _PARAMS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
@@ -113,9 +115,14 @@ def check_mask(name: str, mask: torch.Tensor, key_mask: torch.Tensor, block_size
 
 
 class _Sites:
-    """The attention modules' hooks: which module is running, its forward-order index, its SDPA calls."""
+    """The attention modules' hooks: which module is running, its forward-order index, its SDPA calls.
+
+    The hooks are the modules' own, so they fire in every thread; only the capturing thread's forward is counted (the
+    mode that sees the SDPA calls is per thread): another thread's plain forward meanwhile runs unmeasured.
+    """
 
     def __init__(self, sites: list[tuple[str, torch.nn.Module]], recorder):
+        self.thread = threading.get_ident()
         self.names = {id(module): name for name, module in sites}
         self.recorder = recorder
         self.entered: dict[int, int] = {}  # id(module) -> layer index (forward order)
@@ -125,6 +132,8 @@ class _Sites:
         self.left_padded: bool | None = None  # of the batch, computed at the first maskless call (one sync)
 
     def enter(self, module, args) -> None:
+        if threading.get_ident() != self.thread:
+            return
         name = self.names[id(module)]
         if id(module) in self.entered:
             raise RuntimeError(
@@ -136,6 +145,8 @@ class _Sites:
         self.calls = 0
 
     def leave(self, module, args, output) -> None:
+        if threading.get_ident() != self.thread:
+            return
         name, _ = self.current
         self.current = None
         if self.calls == 0:
@@ -145,7 +156,8 @@ class _Sites:
                 "modules that call it (attention_modules=...), e.g. the attention submodule of each block."
             )
 
-    def on_call(self, args: tuple, kwargs: dict) -> None:
+    def on_call(self, func, args: tuple, kwargs: dict) -> None:
+        """After an SDPA call (or an ``nn.MultiheadAttention`` one, ``func is MHA``) inside an attention module."""
         if self.current is None:  # SDPA outside the attention modules: not a layer of the rhythm
             return
         name, layer = self.current
@@ -155,9 +167,9 @@ class _Sites:
                 f"attention module {name!r} called scaled_dot_product_attention more than once in one forward: "
                 "name the modules that call it exactly once (attention_modules=...), e.g. the self-attention."
             )
-        call = sdpa_arguments(args, kwargs)
-        query, key, mask = call["query"], call["key"], call["attn_mask"]
         where = f"attention module {name!r} (layer {layer})"
+        call = mha_as_sdpa(args, kwargs, where) if func is MHA else sdpa_arguments(args, kwargs)
+        query, key, mask = call["query"], call["key"], call["attn_mask"]
         if query.ndim != 4 or key.ndim != 4:
             raise RuntimeError(
                 f"{where} calls scaled_dot_product_attention with a query of shape {tuple(query.shape)}: the capture "
@@ -194,7 +206,8 @@ class _Sites:
 
 
 class _Watch(TorchFunctionMode):
-    """Runs every torch function unchanged; after an SDPA call, hands its arguments to ``on_call``."""
+    """Runs every torch function unchanged; after an SDPA call (or an ``nn.MultiheadAttention`` one, whose SDPA call
+    inside runs with the mode off), hands the function and its arguments to ``on_call``."""
 
     def __init__(self, on_call):
         super().__init__()
@@ -203,8 +216,8 @@ class _Watch(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)  # inside the mode's handler the mode is off: no recursion
-        if func is SDPA:
-            self.on_call(args, kwargs)
+        if func is SDPA or func is MHA:
+            self.on_call(func, args, kwargs)
         return out
 
 

@@ -13,25 +13,30 @@
 * **Atomic writes.** [`AtomicCheckpointIO`][AtomicCheckpointIO] writes each checkpoint to a temporary file in the
   target's own folder, then renames it over the target: a kill at any moment leaves the previous file whole.
   (Lightning's default writes the temporary file in the system temp folder; when that is another filesystem the final
-  "rename" is a copy, and a kill during it left ``last.ckpt`` truncated.)
+  "rename" is a copy, and a kill during it left ``last.ckpt`` truncated.) A failed write (a full disk) raises
+  [`OutputError`][lightning_reasonattn.outputs.OutputError], one line naming the file and the cause. ``reasonattn fit``
+  passes it to the Trainer as a plugin; in Python, pass ``Trainer(plugins=[AtomicCheckpointIO()])``.
+* **A moved run folder.** [`MovedRunFolder`][MovedRunFolder] lets a run resumed from its ``last.ckpt`` in a folder
+  copied or moved elsewhere keep writing ``last.ckpt`` there (Lightning wrote ``last-v1.ckpt`` beside it).
 """
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import os
 import pickle
 import re
-import tempfile
 import warnings
 from dataclasses import fields
 from pathlib import Path
 
 import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ..compat import LR_SCHEDULER_LAST_LR, is_local_path
 from ..models import DEFAULT_MODEL, compute_dtype
+from ..outputs import whole_file
 from .checkpoint_schema import check_contents
 from .distributed import set_rng_states
 from .policy import model_record
@@ -195,50 +200,114 @@ def check_resume(ckpt: dict, current: dict, path: str | Path, training: bool) ->
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint IO, writing each local checkpoint to a temporary file next to its target (same
-    filesystem), then ``os.replace``-ing it over the target: the previous checkpoint stays whole until then."""
+    filesystem), then ``os.replace``-ing it over the target: the previous checkpoint stays whole until then.
+
+    A write that fails (a full disk, a read-only folder) removes the temporary file and raises
+    [`OutputError`][lightning_reasonattn.outputs.OutputError] naming the file and the cause; a Ctrl-C during the
+    write stays a ``KeyboardInterrupt`` (torch's writer turns both into ``RuntimeError: ... unexpected pos``).
+
+    Attributes:
+        last_saved: ``(path, global_step)`` of the last checkpoint written whole, or ``None``.
+
+    Example:
+        >>> import lightning.pytorch as pl
+        >>> trainer = pl.Trainer(plugins=[AtomicCheckpointIO()], logger=False)
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_saved: tuple[str, int | None] | None = None
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         if storage_options is not None or not is_local_path(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(checkpoint, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a checkpoint gets the usual file mode
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-
-
-def use_atomic_checkpoint_io(trainer) -> None:
-    """Give ``trainer`` [`AtomicCheckpointIO`][AtomicCheckpointIO] when it uses Lightning's default checkpoint IO (else
-    keep it)."""
-    if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
-        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        kept = "the checkpoints written before it are whole; free space (or set another dirpath) and resume from one"
+        with whole_file(path, kept=kept) as tmp, open(tmp, "wb") as fh:
+            torch.save(checkpoint, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.last_saved = (str(path), checkpoint.get("global_step"))
 
 
 def check_checkpoint_folders(trainer) -> None:
-    """Refuse a checkpoint folder (``ModelCheckpoint(dirpath=...)``) that exists as something else than a folder,
-    before the first step (Lightning would fail at the first save, after a step's work).
+    """Refuse a checkpoint folder (``ModelCheckpoint(dirpath=...)``) that cannot be written, before the first step
+    (Lightning would fail at the first save, after a step's work): a file, a folder under a file, a folder on a
+    read-only filesystem or without write permission. Nothing is created (a full disk shows only when writing).
 
     Raises:
-        ValueError: naming the path and the fix.
+        ValueError: naming the path, the cause and the fix.
     """
     for callback in getattr(trainer, "checkpoint_callbacks", ()):  # (a stand-in trainer may have none)
         folder = getattr(callback, "dirpath", None)
-        if folder and is_local_path(str(folder)) and os.path.exists(folder) and not os.path.isdir(folder):
+        if not folder or not is_local_path(str(folder)):
+            continue
+        if os.path.exists(folder) and not os.path.isdir(folder):
             raise ValueError(
                 f"the checkpoint folder (ModelCheckpoint dirpath) {str(folder)!r} is a file, not a folder: set "
                 "dirpath to a folder (it is created if missing)."
             )
+        cause = _unwritable(Path(folder))
+        if cause:
+            raise ValueError(
+                f"the checkpoint folder (ModelCheckpoint dirpath) {str(folder)!r} cannot be written ({cause}): set "
+                "dirpath to a folder this process may write in."
+            )
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why files cannot be made in ``folder`` (or in the folders that would be made for it), or ``None``."""
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{os.strerror(errno.ENOTDIR)}: {existing} is a file"
+    if os.access(existing, os.W_OK | os.X_OK):
+        return None
+    read_only = hasattr(os, "statvfs") and os.statvfs(existing).f_flag & getattr(os, "ST_RDONLY", 1)
+    return os.strerror(errno.EROFS if read_only else errno.EACCES)
+
+
+class MovedRunFolder(Callback):
+    """A run resumed in a copied or moved folder as in its own: ``--ckpt_path DIR/last.ckpt`` writes ``last.ckpt``.
+
+    Lightning's ``ModelCheckpoint`` restores its record of the checkpoints it wrote (``last_model_path``, the best
+    ``k``) only when its folder has not changed; in a run folder moved elsewhere it forgot that ``last.ckpt`` was
+    its own and wrote ``last-v1.ckpt`` beside it, so ``last.ckpt``, which the resume command names, stayed at the
+    old step. When the checkpoint being resumed lies in a ``ModelCheckpoint``'s folder, this callback rewrites the
+    record's paths from the old folder to that one (keeping the files that exist there) before Lightning reads it.
+    A run resumed into another folder is left to Lightning (it warns that the folder changed).
+    """
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        resumed = getattr(trainer, "ckpt_path", None)
+        if not resumed or not is_local_path(str(resumed)):
+            return
+        here = Path(resumed).resolve().parent
+        states = checkpoint.get("callbacks", {})
+        for callback in trainer.checkpoint_callbacks:
+            state = states.get(callback.state_key) if isinstance(callback, ModelCheckpoint) else None
+            old = state.get("dirpath") if isinstance(state, dict) else None
+            if not old or not callback.dirpath or old == callback.dirpath:
+                continue
+            if Path(callback.dirpath).resolve() == here:
+                _move_record(state, old, callback.dirpath)
+
+
+def _move_record(state: dict, old: str, new: str) -> None:
+    """``ModelCheckpoint.state_dict()`` with its paths under ``old`` moved to ``new`` (missing files dropped)."""
+
+    def moved(path):
+        if not path or not str(path).startswith(str(old).rstrip(os.sep) + os.sep):
+            return path
+        there = os.path.join(new, os.path.relpath(path, old))
+        return there if os.path.exists(there) else ""
+
+    state["dirpath"] = new
+    for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+        if key in state:
+            state[key] = moved(state[key])
+    if isinstance(state.get("best_k_models"), dict):
+        state["best_k_models"] = {moved(k): v for k, v in state["best_k_models"].items() if moved(k)}
 
 
 def base_record(run: RunSettings, policy, lora_dtype: str) -> dict:
@@ -250,7 +319,6 @@ def base_record(run: RunSettings, policy, lora_dtype: str) -> dict:
         "model": run.model if run.is_module else run.model or DEFAULT_MODEL,
         "quantization": run.quantization,
         "double_quant": run.double_quant,
-        "finetune": run.finetune,
         "compute_dtype": str(compute_dtype(base)).removeprefix("torch."),
         "lora_dtype": lora_dtype,
     }

@@ -4,9 +4,10 @@ Errors a user can fix (a bad setting, a missing file, a file that is not a check
 fit the settings) are reported as one line, ``reasonattn fit: error: ...``, with exit status 2. That covers
 everything before the first step runs: parsing, building the module, loading the model and the checkpoint,
 Lightning's own checks. An error once steps run (a failing reward function, say) stops the run with its
-traceback, and the checkpoints written so far stay; a prompt too long for the model's context is reported in one
-line even then. ``--debug`` (or ``REASONATTN_DEBUG=1``) shows the traceback of
-every error.
+traceback, and the checkpoints written so far stay; a prompt too long for the model's context, a checkpoint that
+cannot be written and a lost process of a multi-process run are reported in one line even then, and a signal
+(SIGTERM, Ctrl-C) ends the command with status 128 + signum and one line that says what is kept (``grpo/stops.py``).
+``--debug`` (or ``REASONATTN_DEBUG=1``) shows the traceback of every error.
 """
 
 from __future__ import annotations
@@ -18,22 +19,26 @@ import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from ..compat import cli_config_value, cli_method_arguments
 from ..files import read_text, too_long_number, where
+from ..interrupts import Terminated, exit_status, sigterm_raises
 from ..models import DEFAULT_MODEL, ModelLoadError, resolve_model_path
+from ..outputs import OutputError, write_whole
 from ..rewards.protocol import RewardError
 from ..rollout.context import ContextLengthError
-from .checkpoint import check_resume, flat_settings, load_checkpoint
+from .checkpoint import AtomicCheckpointIO, MovedRunFolder, check_resume, flat_settings, load_checkpoint
 from .distributed import check_max_steps, check_split
 from .export import export_adapter
 from .module import RhythmGRPO
 from .renamed import translate_config_args
 from .settings import LOSS_TYPE_HINTS
+from .stops import RunRecord, is_lost_process, lost_process_line, stop_signal, stopped_line
 
 USER_ERRORS = (ValueError, OSError, argparse.ArgumentError, MisconfigurationException, ModelLoadError, RewardError)
 """Errors reported as one line when they happen before the first step (after it, only ``CommandError``)."""
@@ -43,18 +48,6 @@ SPECIAL_CKPT_PATHS = ("last", "best", "hpc")  # Lightning resolves these itself
 
 class CommandError(Exception):
     """A problem with what the command was asked to do; always reported as one line."""
-
-
-class _RunStarted(Callback):
-    """Marks the moment the first batch is about to run: errors after it are the run's, not the setup's."""
-
-    def __init__(self):
-        self.started = False
-
-    def _start(self, *args) -> None:
-        self.started = True
-
-    on_sanity_check_start = on_train_start = on_validation_start = _start
 
 
 class SaveConfigSafely(SaveConfigCallback):
@@ -80,9 +73,8 @@ class SaveConfigSafely(SaveConfigCallback):
                     "print it with --print_config."
                 )
             else:
-                path.parent.mkdir(parents=True, exist_ok=True)
                 dump = self.parser.dump(self.config, skip_none=False)
-                path.write_text(f"{self.MARK} (lightning.pytorch=={pl.__version__})\n{dump}", encoding="utf-8")
+                write_whole(path, f"{self.MARK} (lightning.pytorch=={pl.__version__})\n{dump}")
         self.already_saved = True
 
 
@@ -104,7 +96,7 @@ class ReasonattnCLI(LightningCLI):
     * LightningCLI's ``--optimizer`` / ``--lr_scheduler`` are not offered: ``model.optim`` sets the optimizer.
     """
 
-    def __init__(self, *args, started: _RunStarted, **kwargs):
+    def __init__(self, *args, started: RunRecord, **kwargs):
         self.started = started
         super().__init__(*args, **kwargs)
 
@@ -142,8 +134,8 @@ class ReasonattnCLI(LightningCLI):
             kept = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
             kwargs |= {"logger": False, "enable_checkpointing": False, "callbacks": kept}
             self.save_config_callback = None
-        trainer = super().instantiate_trainer(**kwargs)
-        trainer.callbacks.append(self.started)
+        trainer = super().instantiate_trainer(**kwargs, plugins=_with_atomic_checkpoints(self))
+        trainer.callbacks += [self.started, MovedRunFolder()]
         return trainer
 
     def validate(self, model: pl.LightningModule, **kwargs) -> None:
@@ -161,10 +153,11 @@ def run_command(command: str, argv: list[str], debug: bool = False) -> int:
         argv: the arguments after the command.
         debug: re-raise every error (with its traceback) instead of the one-line report.
     """
-    started = _RunStarted()
+    started = RunRecord()
     try:
-        return run_export(argv) if command == "export" else run_fit(argv, command, started)
-    except (CommandError, ContextLengthError) as err:  # a prompt too long for the model: one line even mid-run
+        with sigterm_raises(unless=lambda: started.running):  # then Lightning's handler stops the loop after a step
+            return run_export(argv) if command == "export" else run_fit(argv, command, started)
+    except (CommandError, ContextLengthError, OutputError) as err:  # one line even mid-run
         if debug:
             raise
         return _report(command, err)
@@ -172,6 +165,32 @@ def run_command(command: str, argv: list[str], debug: bool = False) -> int:
         if debug or started.started:
             raise
         return _report(command, err)
+    except (KeyboardInterrupt, Terminated, SystemExit) as err:  # Ctrl-C, SIGTERM: Lightning ends with SystemExit
+        return _report_stop(command, err, started, argv, debug)
+    except Exception as err:
+        if debug or not is_lost_process(err):
+            raise
+        return _report(command, Exception(lost_process_line(err, started)))
+
+
+def _report_stop(command: str, err: BaseException, record: RunRecord, argv: list[str], debug: bool) -> int:
+    """A run ended by a signal: one line (on global rank 0) saying what is kept, and exit status 128 + signum."""
+    sig = stop_signal(err, record)
+    if sig is None or debug:
+        raise err
+    if record.rank_zero:
+        print(f"reasonattn {command}: {stopped_line(command, sig, record, argv)}", file=sys.stderr)
+    return exit_status(sig)
+
+
+def _with_atomic_checkpoints(cli: LightningCLI) -> list:
+    """The Trainer's plugins from the config, with [`AtomicCheckpointIO`][lightning_reasonattn.grpo.checkpoint.
+    AtomicCheckpointIO] added unless the config names a checkpoint IO of its own."""
+    plugins = cli_config_value(cli, cli.config_init, "trainer", default={}).get("plugins") or []
+    plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+    if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+        plugins.append(AtomicCheckpointIO())
+    return plugins
 
 
 def _report(command: str, err: BaseException) -> int:
@@ -233,7 +252,7 @@ def _type_name(kind: str) -> str:
     return names.get(simple.group(1), simple.group(1)) if simple else kind
 
 
-def run_fit(argv: list[str], subcommand: str = "fit", started: _RunStarted | None = None) -> int:
+def run_fit(argv: list[str], subcommand: str = "fit", started: RunRecord | None = None) -> int:
     """``reasonattn fit|validate --config FILE.yaml [--print_config] [--trainer.max_steps N ...]``.
 
     ``validate`` evaluates the held-out split (``val/reward``), from a checkpoint with ``--ckpt_path FILE``.
@@ -256,7 +275,7 @@ def run_fit(argv: list[str], subcommand: str = "fit", started: _RunStarted | Non
         ReasonattnCLI(
             RhythmGRPO,
             args=[subcommand, *argv],
-            started=started or _RunStarted(),
+            started=started or RunRecord(),
             save_config_callback=SaveConfigSafely,
             parser_kwargs={**kwargs, subcommand: kwargs},
             auto_configure_optimizers=False,

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from ..models import DEFAULT_MODEL, LoraSettings, add_lora, load_model
+from ..outputs import whole_folder
 from .checkpoint import CheckpointError, load_checkpoint
 from .settings import as_settings
 
@@ -58,18 +59,22 @@ def export_adapter(checkpoint: str | Path, out_dir: str | Path) -> Path:
     """Write the LoRA adapter of a RhythmGRPO checkpoint with peft's ``save_pretrained`` (plus the tokenizer).
 
     The checkpoint is read with ``weights_only=True`` (a file holding Python objects is refused unread). The base
-    model is loaded on the CPU to build the adapter. Load the result with
-    ``peft.PeftModel.from_pretrained(base_model, out_dir)`` on the base that its ``README.md`` names.
+    model is loaded on the CPU to build the adapter. The files are written in a temporary folder beside ``out_dir``
+    and moved into place when all are complete, so a full disk or an interruption leaves no half-written adapter.
+    Load the result with ``peft.PeftModel.from_pretrained(base_model, out_dir)`` on the base that its ``README.md``
+    names.
 
     Raises:
         CheckpointError: not a RhythmGRPO checkpoint, or its weights do not fit its own settings' adapter.
         FileExistsError: ``out_dir`` is a file, or a non-empty folder that is not a previous export (one holding
             ``reasonattn_base.json``), such as another tool's adapter: nothing in it is overwritten.
+        OutputError: the adapter could not be written (a full disk...): ``out_dir`` is left as it was.
     """
     ckpt = load_checkpoint(checkpoint)
     out = Path(out_dir)
     _check_out_dir(out)
     hparams = ckpt["hyper_parameters"]
+    _check_adapter_run(hparams, checkpoint)
     base = ckpt.get("reasonattn_base") or {  # checkpoints written before the record existed
         "model": hparams.get("model") or DEFAULT_MODEL,
         "quantization": hparams.get("quantization", "nf4"),
@@ -91,13 +96,29 @@ def export_adapter(checkpoint: str | Path, out_dir: str | Path) -> Path:
             f"{lora.target_modules or 'by model family'}): {len(wrong)} weights differ, e.g. {wrong[:2]}."
         )
     policy.load_state_dict(state, strict=False)
-    out.mkdir(parents=True, exist_ok=True)
     record = {**base, "lora_dtype": base.get("lora_dtype", lora.dtype), "step": ckpt["global_step"]}
-    (out / MARKER).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")  # first: an interrupted export
-    policy.save_pretrained(out)  # is still recognised as one, and replaced by the next
-    tokenizer.save_pretrained(out)
-    (out / "README.md").write_text(_readme(record, lora, Path(checkpoint).name, out), encoding="utf-8")
+    with whole_folder(out) as folder:  # a full disk or a Ctrl-C leaves no half-written adapter
+        (folder / MARKER).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        policy.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        (folder / "README.md").write_text(_readme(record, lora, Path(checkpoint).name, out), encoding="utf-8")
     return out
+
+
+def _check_adapter_run(hparams: dict, checkpoint) -> None:
+    """Refuse a checkpoint without a LoRA adapter of a Hugging Face model: a module's, or all weights trained.
+
+    Raises:
+        CheckpointError: saying where the trained weights are instead.
+    """
+    model, finetune = hparams.get("model"), hparams.get("finetune", "auto")
+    if isinstance(model, dict) or finetune == "full":
+        what = f"the module {model['class_path']}" if isinstance(model, dict) else "every weight of the model"
+        raise CheckpointError(
+            f"checkpoint {str(checkpoint)!r} trained {what} (finetune: {finetune}), not a peft adapter: its weights "
+            "are the checkpoint's state_dict (torch.load(path, weights_only=True)['state_dict'], names prefixed "
+            "'policy.'); export writes adapters only."
+        )
 
 
 def _check_out_dir(out: Path) -> None:

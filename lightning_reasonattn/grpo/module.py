@@ -38,7 +38,6 @@ from .checkpoint import (
     check_resume,
     restore_rng_states,
     slim_checkpoint,
-    use_atomic_checkpoint_io,
 )
 from .credit import check_credit_layers
 from .data import HeldOut, PromptStream, reward_functions, task_records
@@ -82,8 +81,8 @@ class RhythmGRPO(pl.LightningModule):
 
     Args:
         model: hub name or local checkpoint folder (None: the embedded default, SmolLM2-135M-Instruct), or any
-            PyTorch causal LM (a ``torch.nn.Module``: ids ``[B, N]`` to logits ``[B, N, V]``, attention through SDPA;
-            in YAML a ``class_path`` with ``init_args``).
+            PyTorch causal LM, a torch.nn.Module from token ids to logits whose attention calls SDPA (in YAML a
+            class_path with init_args).
         quantization: base weights 'nf4', 'fp4' (4-bit), 'int8' or 'none' (full precision); None: 'nf4' for a
             Hugging Face model with an adapter, 'none' otherwise.
         double_quant: also quantize the 4-bit quantization constants (about 0.4 bit per weight less).
@@ -103,9 +102,9 @@ class RhythmGRPO(pl.LightningModule):
         eval_batch_size: held-out prompts per validation batch (one greedy completion each); validation runs
             every trainer.val_check_interval steps (an int: the prompt stream has no epochs) and in
             reasonattn validate.
-        tokenizer: a module's tokenizer (``encode(str) -> list[int]``, ``decode(list[int]) -> str``,
-            ``eos_token_id``); a Hugging Face model brings its own.
-        weights: a state-dict file (``.safetensors``, or torch's) loaded into a module before training.
+        tokenizer: a module's tokenizer, with encode (text to ids), decode (ids to text) and eos_token_id; a Hugging
+            Face model brings its own.
+        weights: a state-dict file (.safetensors, or torch's) loaded into a module before training.
         finetune: 'lora' (an adapter; the model's weights frozen), 'full' (every weight) or 'auto' (default: 'lora'
             for a Hugging Face model, 'full' for a module). With 'full' and loss.beta > 0 the KL's reference is a
             frozen copy of the starting weights.
@@ -184,7 +183,6 @@ class RhythmGRPO(pl.LightningModule):
             check_split(self.run.prompts_per_step, self.trainer.world_size)
         if self._seed is None:
             self._seed = run_seed(self.trainer.strategy)
-        use_atomic_checkpoint_io(self.trainer)  # a checkpoint is written next to its target, then renamed over it
         if stage == "fit":
             check_checkpoint_folders(self.trainer)
         if self.task.name not in TASKS:  # a file: read and check it now, before the model loads
@@ -254,7 +252,7 @@ class RhythmGRPO(pl.LightningModule):
         return PromptStream(
             train,
             self.run.prompts_per_step,
-            self.task.seed,
+            self.task.seed if self.task.shuffle_seed is None else self.task.shuffle_seed,
             start=self._stream_step,
             rank=self.global_rank,
             world_size=self._processes.world_size,

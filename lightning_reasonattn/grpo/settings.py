@@ -66,7 +66,8 @@ class TaskSettings:
             file or dataset folder.
         n_train: problems generated for training (generated tasks only).
         n_test: problems held out for evaluation, never trained on (generated tasks only; 0: none).
-        seed: generator seed of a generated task.
+        seed: generator seed of a generated task (and of the prompt order, unless shuffle_seed is set).
+        shuffle_seed: seed of the order in which the training prompts come (None: seed); the split stays seed's.
         chat: prompts as chat messages (None: when the tokenizer has a chat template).
         difficulty: difficulty preset of arithmetic and word problems, 0 (easiest) to 5.
         style: prompt style: 'r1' (think / answer tags), 'short' (arithmetic: the number only) or 'plain' (word
@@ -79,6 +80,7 @@ class TaskSettings:
     n_train: int = 2000
     n_test: int = _task_fixed(200)
     seed: int = _task_fixed(0)
+    shuffle_seed: int | None = _task_fixed(None)
     chat: bool | None = _task_fixed(None)
     difficulty: int = _task_fixed(DEFAULT_DIFFICULTY)
     style: TaskStyle = _task_fixed("r1")
@@ -92,6 +94,8 @@ class TaskSettings:
             )
         check_number("task.n_train", self.n_train, low=1, integer=True)
         check_number("task.n_test", self.n_test, low=0, integer=True)
+        if self.shuffle_seed is not None:
+            check_number("task.shuffle_seed", self.shuffle_seed, integer=True, fix=" (null: task.seed)")
         check_number("task.difficulty", self.difficulty, low=0, high=5, integer=True)
         check_choice("task.style", self.style, TaskStyle)
         styles = TASKS[self.name].styles if self.name in TASKS else ()

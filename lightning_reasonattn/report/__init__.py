@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from ..functional.trace import RhythmTrace
+from ..outputs import write_whole
 from .figures import figure_png, matplotlib_classes, rhythm_figures
 from .page import rhythm_html, rhythm_markdown
 from .sequence import MISSING_MATPLOTLIB, default_span
@@ -72,8 +73,8 @@ def write_report(
         for name, figure in rhythm_figures(trace, tokens, maps, span, index).items():
             images[name] = figure_png(figure, dpi)
             paths[name] = out / f"{name}.png"
-            paths[name].write_bytes(images[name])
+            write_whole(paths[name], images[name])
     page = rhythm_html(trace, tokens, index, title, images if embed_images else None)
     paths["html"] = out / "report.html"
-    paths["html"].write_text(page, encoding="utf-8")
+    write_whole(paths["html"], page)
     return paths

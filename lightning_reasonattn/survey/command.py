@@ -8,6 +8,7 @@ a field added to the settings is a flag at once. Only how some texts are parsed 
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from ..arguments import (
     random_seed,
 )
 from ..functional._checks import MAX_INTEGER
+from ..outputs import OutputError
 from ..settings import MAX_COUNT
 from ..tasks.table import TASKS
 from .settings import CHAT_MODES, SurveySettings
@@ -76,7 +78,15 @@ def add_survey_parser(subparsers) -> None:
     actions = add_dataclass_flags(sv, SurveySettings, FLAG_TYPES, FLAG_CHOICES)
     add_renamed_flags(sv, RENAMED_FLAGS, actions)
     sv.add_argument("--out", default="reasonattn_out/survey", help="output folder (default reasonattn_out/survey)")
-    sv.set_defaults(handler=survey_command)
+    sv.set_defaults(handler=survey_command, kept=survey_kept)
+
+
+def survey_kept(args) -> str:
+    """What an interrupted survey keeps (for the one line the command prints)."""
+    from .run import BATCHES
+
+    done = len(list((Path(args.out) / BATCHES).glob("*.json")))
+    return f"the {done} finished batch(es) in {Path(args.out) / BATCHES} are kept; run the same command again to resume"
 
 
 def survey_command(args) -> int:
@@ -85,11 +95,14 @@ def survey_command(args) -> int:
     from .page import format_survey_table
     from .run import run_survey
 
-    values = {name: value for name, value in vars(args).items() if name not in ("command", "handler", "out", "debug")}
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SurveySettings)}  # (one flag per field)
     try:
         result = run_survey(SurveySettings(**values), args.out)
     except (ModelLoadError, ValueError, FileNotFoundError, ImportError) as exc:
         print(f"reasonattn survey: error: {exc}", file=sys.stderr)
+        return 1
+    except OutputError as exc:  # a full disk...: the batches finished so far are whole
+        print(f"reasonattn survey: error: --out: {exc} Finished batches are kept for a re-run.", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"reasonattn survey: error: cannot write to --out {args.out!r} ({exc}).", file=sys.stderr)

@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ..outputs import write_whole
 from ..report.escape import one_line
 from ..report.figures import figure_png, matplotlib_classes
 from ..report.page import PAGE_CSS
@@ -237,8 +238,8 @@ def write_survey_files(out_dir: str | Path, result: dict[str, Any], dpi: int = 9
     """
     out = Path(out_dir)
     paths = {"json": out / "survey.json", "table": out / "table.md"}
-    paths["json"].write_text(json.dumps(result, indent=1, allow_nan=False), encoding="utf-8")
-    paths["table"].write_text(markdown_table(result) + "\n", encoding="utf-8")
+    write_whole(paths["json"], json.dumps(result, indent=1, allow_nan=False))
+    write_whole(paths["table"], markdown_table(result) + "\n")
     images = {}
     try:
         figure = profiles_figure(result)
@@ -247,7 +248,7 @@ def write_survey_files(out_dir: str | Path, result: dict[str, Any], dpi: int = 9
     else:
         images["profiles"] = figure_png(figure, dpi)
         paths["profiles"] = out / "profiles.png"
-        paths["profiles"].write_bytes(images["profiles"])
+        write_whole(paths["profiles"], images["profiles"])
     paths["html"] = out / "index.html"
-    paths["html"].write_text(survey_html(result, images), encoding="utf-8")
+    write_whole(paths["html"], survey_html(result, images))
     return paths

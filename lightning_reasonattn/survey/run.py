@@ -38,6 +38,7 @@ from ..analysis import write_analysis_report
 from ..capture import capture_rhythm
 from ..functional import select_layers
 from ..models import DEFAULT_MODEL, load_model
+from ..outputs import write_whole
 from ..rollout.context import check_context
 from ..rollout.logprobs import measure
 from ..rollout.prompts import encode_prompts, end_ids, pad_id
@@ -214,9 +215,7 @@ def _brief(value: Any, limit: int = 40) -> str:
 
 def _write_json(path: Path, value: Any) -> None:
     """Write atomically: an interrupted run leaves the old file or none, never half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, allow_nan=False), encoding="utf-8")
-    os.replace(tmp, path)
+    write_whole(path, json.dumps(value, allow_nan=False))
 
 
 def _load_batch(path: Path, digest: str) -> list[dict[str, Any]] | None:
