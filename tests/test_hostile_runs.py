@@ -26,7 +26,7 @@ from conftest import BadInput, communicate_or_fail
 from test_grpo_cli import error_line
 from test_grpo_module import metrics, write_config
 
-from lightning_reasonattn import cli
+from lightning_reasonattn import capture, cli
 from lightning_reasonattn.grpo.checkpoint import load_checkpoint
 from lightning_reasonattn.testing import tiny_checkpoint
 
@@ -291,7 +291,8 @@ def sigint_restored():
 
 @pytest.mark.parametrize(("what", "status"), [("SIGINT", 130), ("SIGTERM", 143)])
 def test_analyze_interrupted_is_one_line(model_dir, capsys, monkeypatch, sigint_restored, what, status):
-    monkeypatch.setattr(cli, "capture_rhythm", signal_at(what)(cli.capture_rhythm))
+    # (analyze imports capture_rhythm from lightning_reasonattn.capture when it runs: the command line is lazy)
+    monkeypatch.setattr(capture, "capture_rhythm", signal_at(what)(capture.capture_rhythm))
     assert cli.main(["analyze", "--model", str(model_dir), "--max-new-tokens", "8", "--no-report"]) == status
     line = our_line(capsys.readouterr().err, "analyze")
     assert line.startswith(f"reasonattn analyze: interrupted by {what}"), line
