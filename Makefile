@@ -9,6 +9,7 @@
 #                none (the ordinary CUDA wheel) on a machine with nvidia-smi
 #   DEMO_ARGS    extra arguments for `reasonattn analyze`
 #   LITGPT       the litgpt installed (with --no-deps) for the tests of the SDPA capture route
+#   MUTATE_JOBS  mutants tested at once by `make mutate` (default 2)
 
 VENV ?= .venv
 PYTHON ?= python3
@@ -36,14 +37,18 @@ export NO_MKDOCS_2_WARNING := 1
 PIP := $(BIN)/python -m pip
 # Written after a complete install; remade only when pyproject.toml (or this file) changes.
 STAMP := $(VENV)/.reasonattn-installed
+# The same for the `mutate` extra (mutmut), installed by `make mutate` only.
+MUTATE_STAMP := $(VENV)/.reasonattn-mutate-installed
+MUTATE_JOBS ?= 2
 
-.PHONY: help install demo test lint docs docs-build bench clean
+.PHONY: help install demo test lint docs docs-build bench mutate clean
 
 help:
 	@echo "make demo   - set up $(VENV) and run 'reasonattn analyze' on the embedded default model"
 	@echo "make test   - set up $(VENV), then ruff, the import contracts, pytest and a strict docs build (fails on any docs warning)"
 	@echo "make docs   - serve the docs site locally (mkdocs serve)"
 	@echo "make bench  - run benchmarks/bench_capture.py"
+	@echo "make mutate - mutation testing of the math, the loss and the rewards (mutmut, ~1 h on 2 cores); score per module"
 	@echo "make clean  - remove build outputs (keeps $(VENV); 'rm -rf $(VENV)' for a fresh one)"
 
 $(BIN)/python:
@@ -87,6 +92,17 @@ docs-build: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_capture.py
 
+$(MUTATE_STAMP): $(STAMP)
+	$(PIP) install -e ".[dev,report,mutate]"
+	@touch $@
+
+# Not part of `make test` nor CI. The modules and the tests each mutant runs are in [tool.mutmut] (pyproject.toml); a
+# second run resumes an interrupted one and retests only the functions changed since. One torch thread per process:
+# the mutants run in processes forked from one that imported torch.
+mutate: $(MUTATE_STAMP)
+	OMP_NUM_THREADS=1 nice -n 10 $(BIN)/mutmut run --max-children $(MUTATE_JOBS)
+	$(BIN)/python tools/mutation_score.py
+
 clean:
-	rm -rf build site dist .pytest_cache .ruff_cache reasonattn_out lightning_logs *.egg-info
+	rm -rf mutants build site dist .pytest_cache .ruff_cache reasonattn_out lightning_logs *.egg-info
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from credit_report import plot, summarize, table, write  # benchmarks/: scripts run with it on sys.path
 from credit_runs import STRATEGIES, RLSettings, run_table
+from credit_survey import survey_runs
 
 from lightning_reasonattn import NanoGPT, WordTokenizer
 from lightning_reasonattn.functional.keyed import mix
@@ -335,6 +336,7 @@ def main(argv: list[str] | None = None) -> None:
         rl.add_argument(f"--rl-{name.replace('_', '-')}", type=type(getattr(defaults, name)),
                         default=getattr(defaults, name), help=f"RL: {name}")  # fmt: skip
     rl.add_argument("--rl-layers", default=defaults.layers, help="RL: the rhythm's layers ('middle', 'all')")
+    rl.add_argument("--survey", type=int, default=0, help="report: the coupling statistics on this many prompts")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     settings = {name: getattr(args, name) for name in SETTINGS}
@@ -372,6 +374,11 @@ def rl_phase(args, model, tokenizer, record: dict) -> None:
         run_table(start, args.out, args.strategies, seeds, rl, task, args.workers)
     summary = summarize(args.out, {"held_out": {"accuracy": start_accuracy}}, args.strategies, seeds,
                         extra={"settings": asdict(rl), "task": task, "start_model": record["settings"]})  # fmt: skip
+    if args.survey:  # the rhythm's coupling before and after RL
+        records = task_test_split(record["settings"])[: args.survey]
+        rhythm = RhythmSettings(horizon=tuple(args.horizon), layers=rl.layers)
+        chosen = [s for s in ("uniform", "coupled") if s in args.strategies]
+        summary["survey"] = survey_runs(args.out, model, tokenizer, records, rhythm, args.max_new_tokens, chosen, seeds)
     folder = args.out / "report"
     write(summary, folder)
     print("\n" + table(summary))

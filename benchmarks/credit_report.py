@@ -95,6 +95,14 @@ def table(summary: dict) -> str:
     lines += ["", "| strategy | final accuracy (mean over seeds) | gain over the start |", "| --- | --- | --- |"]
     for name, value in summary["final"].items():
         lines.append(f"| {name} | {value:.3f} | {summary['gain'][name]:+.3f} |")
+    if "survey" in summary:
+        lines += ["", "| model | FAI-preceded lift | WAAD-followed lift | entropy at WAAD peaks / mean | seeds |"]
+        lines.append("| --- | --- | --- | --- | --- |")
+        for name, s in summary["survey"].items():
+            lines.append(
+                f"| {name} | {s['fai_preceded_lift']:.2f} | {s['waad_followed_lift']:.2f} | {s['entropy_lift']:.2f} | "
+                f"{s.get('seeds', 1)} |"
+            )
     return "\n".join(lines)
 
 

@@ -47,3 +47,23 @@ def coupling_statistics(
         metric.update(measured.trace, entropy)
     values = {name: float(value) for name, value in metric.compute().items()}
     return values | {"responses": len(records)}
+
+
+def survey_runs(out, start_model, tokenizer, records, rhythm, max_new_tokens, strategies, seeds) -> dict:
+    """The coupling statistics of the start model and of each strategy's final models (the mean over its seeds; the
+    same prompts and sampling keys for every model)."""
+    from credit_runs import cell_folder
+
+    from lightning_reasonattn import NanoGPT
+
+    survey = {"start": coupling_statistics(start_model, tokenizer, records, rhythm, max_new_tokens)}
+    for strategy in strategies:
+        folders = [cell_folder(out, strategy, seed) / "final" for seed in seeds]
+        runs = [
+            coupling_statistics(NanoGPT.load(folder), tokenizer, records, rhythm, max_new_tokens)
+            for folder in folders
+            if (folder / "config.json").is_file()
+        ]
+        if runs:
+            survey[strategy] = {name: sum(r[name] for r in runs) / len(runs) for name in runs[0]} | {"seeds": len(runs)}
+    return survey

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # what static tools (and the API docs) read; at run time __getattr__ imports each on first use
     from .callbacks import AttentionRhythmMonitor, BatchKeys, RhythmReport
-    from .capture import capture_group_maps, capture_rhythm, rhythm_capture
+    from .capture import capture_group_maps, capture_rhythm, knockout_nll, rhythm_capture
     from .functional import RhythmTrace, credit_gamma
     from .grpo import RhythmGRPO
     from .metrics import FutureAttentionInfluence, RhythmCoupling, WindowedAverageAttentionDistance
@@ -28,6 +28,7 @@ _HOME = {
     "RhythmReport": ".callbacks",
     "capture_group_maps": ".capture",
     "capture_rhythm": ".capture",
+    "knockout_nll": ".capture",
     "rhythm_capture": ".capture",
     "RhythmTrace": ".functional",
     "credit_gamma": ".functional",
@@ -64,6 +65,7 @@ __all__ = [
     "capture_group_maps",
     "capture_rhythm",
     "credit_gamma",
+    "knockout_nll",
     "rhythm_capture",
     "run_survey",
 ]

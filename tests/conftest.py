@@ -1,6 +1,7 @@
 """Tiny randomly initialised causal LMs built from configs (no hub, no download)."""
 
 import importlib.util
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -68,10 +69,14 @@ FAMILIES = {
 
 
 def load_script(path: str):
-    """A script of the repository (``benchmarks/x.py``, ``examples/y.py``) imported as a module, for its functions."""
+    """A script of the repository (``benchmarks/x.py``, ``examples/y.py``) imported as a module, for its functions;
+    its folder goes on ``sys.path`` as when it runs (benchmarks import their sibling modules)."""
     import importlib.util
 
     root = Path(__file__).resolve().parents[1]
+    folder = str((root / path).parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     spec = importlib.util.spec_from_file_location(Path(path).stem, root / path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

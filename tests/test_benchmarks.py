@@ -77,12 +77,21 @@ SMOKE_RUNS = {
         ["benchmarks/bench_startup.py", "--before", ".", "--repeats", "1"],
         ["| import lightning_reasonattn ", "reasonattn --help", "before / after, reasonattn --help"],
     ),
-    "credit_from_scratch": (  # pretrain a 1-layer start model for 2 steps, then time an RL step's pieces
+    "credit_from_scratch": (  # a 1-layer start model (2 steps), an RL step's pieces timed, a table of 2 cells
         ["benchmarks/credit_from_scratch.py", "--out", "{out}", "--n-layer", "1", "--n-head", "2", "--n-embd", "16",
          "--n-pretrain", "64", "--n-test", "16", "--n-eval", "8", "--n-val", "4", "--max-steps", "2",
          "--eval-every", "1", "--accept", "0", "1", "--max-new-tokens", "8", "--measure", "--prompts", "2",
-         "--group", "2", "--repeats", "1", "--spread-prompts", "2"],
-        ["validation accuracy", "| rollout, KV cache", "steps/hour per process", "rollout prefix recomputed / KV"],
+         "--group", "2", "--repeats", "1", "--spread-prompts", "2", "--rl", "--strategies", "uniform", "coupled",
+         "--seeds", "1", "--workers", "1", "--rl-steps", "2", "--rl-eval-every", "1", "--rl-n-eval", "4",
+         "--rl-prompts", "2", "--rl-group", "2", "--rl-n-train", "20", "--survey", "4"],
+        ["validation accuracy", "| rollout, KV cache", "steps/hour per process", "rollout prefix recomputed / KV",
+         "2 cells to run", "| coupled - uniform |", "| FAI-preceded lift |", "curves.png"],
+    ),
+    "knockout_from_scratch": (
+        ["benchmarks/knockout_from_scratch.py", "--out", "{out}", "--max-steps", "2", "--n-layer", "2", "--n-head",
+         "2", "--n-embd", "32", "--n-train", "64", "--n-test", "8", "--boot", "50"],
+        ["Knockout: mean NLL increase", "\nAnchor tokens, global heads only", "held-out answers right",
+         "anchors / position (after):"],
     ),
     "bench_monitor": (
         ["benchmarks/bench_monitor.py", "--steps", "2", "--every", "1", "--repeats", "1", "--batch", "2",

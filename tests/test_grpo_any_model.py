@@ -209,7 +209,8 @@ def test_one_step_is_the_hand_written_grpo_gradient(strategy):
     assert any(g.abs().sum() > 0 for g in capture.grads.values())
 
 
-def test_full_fine_tune_keeps_the_starting_model_as_the_kl_reference(start):
+def test_full_fine_tune_keeps_the_starting_model_as_the_kl_reference(start, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no logger: no completions.jsonl anywhere, the current folder included
     tok = WordTokenizer(vocab_file=start / "tokenizer.json")
     module = RhythmGRPO(
         model=NanoGPT.load(start), tokenizer=tok, **module_args("uniform", loss={"beta": 0.1}, optim={"lr": 0.05})
@@ -225,6 +226,7 @@ def test_full_fine_tune_keeps_the_starting_model_as_the_kl_reference(start):
     assert all(torch.equal(frozen[k], start_weights[k]) for k in start_weights)  # the starting weights, unchanged
     assert any(not torch.equal(module.policy.state_dict()[k], start_weights[k]) for k in start_weights)
     assert float(trainer.callback_metrics["kl"]) > 0  # the policy moved away from it, and the KL saw it
+    assert not list(tmp_path.iterdir())
 
 
 def test_lora_on_a_module_trains_the_adapter_only(start):

@@ -306,7 +306,7 @@ def test_survey_interrupted_keeps_its_batches_and_resumes(model_dir, tmp_path, c
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": q}) + "\n" for q in ("1+2", "3*4-5", "12", "4-3", "2*2", "5")))
     argv = ["survey", "--model", str(model_dir), "--device", "cpu", "--prompts", str(prompts), "--n", "6"]
-    argv += ["--batch-size", "2", "--max-new-tokens", "8", "--reports", "0", "--boot", "50"]
+    argv += ["--batch-size", "2", "--max-new-tokens", "8", "--reports", "0", "--n-boot", "50"]
     assert cli.main([*argv, "--out", str(tmp_path / "whole")]) == 0
     with monkeypatch.context() as patch:
         patch.setattr(run, "measure", signal_at(what, call=2)(run.measure))  # during the second batch

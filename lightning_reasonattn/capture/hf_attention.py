@@ -6,7 +6,9 @@ register a wrapper under the name ``reasonattn_<original>`` (with the original's
 or padded batches would lose their mask) and point the config at it; when the last capture that uses the name ends,
 the name is removed again, so transformers is left as the capture found it. The wrapper calls the model's original
 attention unchanged, then hands the layer's queries and keys to the active recorder
-([`lightning_reasonattn.capture.blockwise`][lightning_reasonattn.capture.blockwise]).
+([`lightning_reasonattn.capture.blockwise`][lightning_reasonattn.capture.blockwise]). A recorder with a ``rewrite``
+method (a knockout, [`lightning_reasonattn.capture.knockout`][lightning_reasonattn.capture.knockout]) first replaces
+the layer's mask, and the original attention runs on that.
 """
 
 from __future__ import annotations
@@ -37,10 +39,13 @@ def _wrapped_attention(base_name: str):
             base = eager_attention_function(module)
         else:
             base = ALL_ATTENTION_FUNCTIONS[base_name]
-        out = base(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
         recorder = _ACTIVE.get()
         layer = getattr(module, "layer_idx", None)
-        if recorder is not None and layer in recorder.slots:
+        active = recorder is not None and layer in recorder.slots
+        if active and hasattr(recorder, "rewrite"):  # a knockout (capture.knockout): the layer runs on its mask
+            attention_mask = recorder.rewrite(layer, query, key, attention_mask, kwargs)
+        out = base(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+        if active:
             # sdpa's rule: the call's is_causal, else the module's (a flag can change after the block opened)
             causal = kwargs.get("is_causal")
             if not (getattr(module, "is_causal", True) if causal is None else causal):

@@ -218,8 +218,9 @@ def _check_vocabulary(model: torch.nn.Module, input_ids: torch.Tensor) -> None:
         )
 
 
-def _check_inputs(input_ids, attention_mask, response_mask):
-    """The batch of [`capture_rhythm`][capture_rhythm]: shapes, dtypes and 0/1 values (a few syncs, once per call)."""
+def check_ids(input_ids, attention_mask) -> torch.Tensor:
+    """``[B, N]`` integer ids and their padding mask (shapes, dtypes, 0/1 values; one sync); the mask, all ones when
+    ``None``."""
     if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2:
         got = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
         raise ValueError(f"input_ids must be a [B, N] tensor of token ids, got {got}; add a batch dim with [None].")
@@ -238,6 +239,13 @@ def _check_inputs(input_ids, attention_mask, response_mask):
         )
     check_mask_dtype(attention_mask, "attention_mask", "1 at real tokens, 0 at padding")
     check_mask_values(attention_mask, "attention_mask")
+    return attention_mask
+
+
+def _check_inputs(input_ids, attention_mask, response_mask):
+    """The batch of [`capture_rhythm`][capture_rhythm]: shapes, dtypes and 0/1 values (a few syncs, once per call)."""
+    attention_mask = check_ids(input_ids, attention_mask)
+    shape = tuple(input_ids.shape)
     if response_mask is None:
         raise ValueError("response_mask is required: a [B, N] bool tensor, True at the response tokens.")
     checked = check_response_mask(response_mask, shape)  # a tensor of that shape, not float

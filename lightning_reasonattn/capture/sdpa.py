@@ -204,17 +204,45 @@ class _Sites:
         with torch.no_grad():
             self.recorder.observe(layer, query.detach(), key.detach(), mask, call["scale"], {})
 
+    def rewrite(self, func, args: tuple, kwargs: dict) -> dict | None:
+        """The SDPA call of a selected layer with the mask the recorder gives it (a knockout), by name; ``None`` when
+        the call runs as the model made it.
+
+        Raises:
+            TypeError: the layer calls ``nn.MultiheadAttention``, whose masks a knockout does not rewrite.
+        """
+        if self.current is None or self.current[1] not in self.recorder.slots:
+            return None
+        if func is MHA:
+            raise TypeError(
+                f"attention module {self.current[0]!r} runs nn.MultiheadAttention: a knockout rewrites the masks of "
+                "scaled_dot_product_attention calls only; knock tokens out of a model whose attention calls it."
+            )
+        call = sdpa_arguments(args, kwargs)
+        mask = self.recorder.rewrite(self.current[1], call["query"], call["key"], call["attn_mask"], call)
+        return None if mask is call["attn_mask"] else {**call, "attn_mask": mask, "is_causal": False}
+
 
 class _Watch(TorchFunctionMode):
     """Runs every torch function unchanged; after an SDPA call (or an ``nn.MultiheadAttention`` one, whose SDPA call
-    inside runs with the mode off), hands the function and its arguments to ``on_call``."""
+    inside runs with the mode off), hands the function and its arguments to ``on_call``. With ``rewrite`` (a recorder
+    that changes the attention: a knockout), each SDPA call is checked first, then run as rewritten; an
+    ``nn.MultiheadAttention`` call is refused (its masks are not rewritten)."""
 
-    def __init__(self, on_call):
+    def __init__(self, on_call, rewrite=None):
         super().__init__()
         self.on_call = on_call
+        self.rewrite = rewrite
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if self.rewrite is not None and (func is SDPA or func is MHA):
+            self.on_call(func, args, kwargs)  # the model's own call is checked, then run on the recorder's mask
+            call = self.rewrite(func, args, kwargs)
+            if call is None:
+                return func(*args, **kwargs)
+            query, key, value = (call.pop(name) for name in _PARAMS[:3])
+            return func(query, key, value, **call)
         out = func(*args, **kwargs)  # inside the mode's handler the mode is off: no recursion
         if func is SDPA or func is MHA:
             self.on_call(func, args, kwargs)
@@ -228,7 +256,8 @@ def intercept_sdpa(sites: list[tuple[str, torch.nn.Module]], recorder) -> Iterat
     Args:
         sites: ``(name, module)`` of the attention modules (from
             [`attention_modules_of`][lightning_reasonattn.capture.modules.attention_modules_of]).
-        recorder: a ``StatsRecorder`` or ``MapRecorder`` whose ``slots`` are keyed by forward-order index.
+        recorder: a ``StatsRecorder`` or ``MapRecorder`` whose ``slots`` are keyed by forward-order index; or a
+            knockout (``lightning_reasonattn.capture.knockout``), whose ``rewrite`` gives each selected call its mask.
 
     Yields:
         the hooks' state (``entered``: the modules that ran, by forward-order index).
@@ -239,7 +268,7 @@ def intercept_sdpa(sites: list[tuple[str, torch.nn.Module]], recorder) -> Iterat
         for _, module in sites:
             handles.append(module.register_forward_pre_hook(state.enter))
             handles.append(module.register_forward_hook(state.leave))
-        with _Watch(state.on_call):
+        with _Watch(state.on_call, state.rewrite if hasattr(recorder, "rewrite") else None):
             yield state
     finally:
         for handle in handles:

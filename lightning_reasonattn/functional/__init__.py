@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # what static tools (and the API docs) read; at run time __ge
         token_entropy,
     )
     from .credit import RHYTHM_STRATEGIES, STRATEGIES, credit_gamma
+    from .knockout import choose_groups, knockout_sums, token_kind
     from .logprobs import chunked_logprobs
     from .tokens import (
         anchor_tokens,
@@ -54,6 +55,7 @@ _HOME = {
     "STRATEGIES": "credit",
     "anchor_tokens": "tokens",
     "bootstrap_ci": "bootstrap",
+    "choose_groups": "knockout",
     "chunked_logprobs": "logprobs",
     "coupling_counts": "coupling",
     "coupling_ratios": "coupling",
@@ -67,6 +69,7 @@ _HOME = {
     "head_backward_distance": "attention",
     "horizon_band": "attention",
     "intro_tokens": "tokens",
+    "knockout_sums": "knockout",
     "local_peaks": "coupling",
     "lower_median": "tokens",
     "preplan_tokens": "tokens",
@@ -78,13 +81,25 @@ _HOME = {
     "select_tokens": "trace",
     "split_heads": "attention",
     "token_entropy": "coupling",
+    "token_kind": "knockout",
     "top_fraction": "tokens",
     "trace_from_head_stats": "trace",
     "waad": "attention",
     "waad_jumps": "tokens",
 }
 """Each public name and the module of this package it comes from (imported on first use)."""
-_MODULES = ("attention", "bootstrap", "coupling", "credit", "defaults", "keyed", "logprobs", "tokens", "trace")
+_MODULES = (
+    "attention",
+    "bootstrap",
+    "coupling",
+    "credit",
+    "defaults",
+    "keyed",
+    "knockout",
+    "logprobs",
+    "tokens",
+    "trace",
+)
 
 __all__ = [
     "COUPLING_RATIOS",
@@ -93,6 +108,7 @@ __all__ = [
     "RhythmTrace",
     "anchor_tokens",
     "bootstrap_ci",
+    "choose_groups",
     "chunked_logprobs",
     "coupling_counts",
     "coupling_ratios",
@@ -106,6 +122,7 @@ __all__ = [
     "head_backward_distance",
     "horizon_band",
     "intro_tokens",
+    "knockout_sums",
     "local_peaks",
     "lower_median",
     "preplan_tokens",
@@ -116,6 +133,7 @@ __all__ = [
     "select_layers",
     "select_tokens",
     "split_heads",
+    "token_kind",
     "token_entropy",
     "top_fraction",
     "trace_from_head_stats",

@@ -98,7 +98,8 @@ class RhythmGRPO(pl.LightningModule):
         loss: policy update settings (clipping, KL, loss aggregation, iterations, mini-batches).
         optim: optimizer settings (lr, weight decay, warm-up).
         score_batch_size: rollouts per no-grad scoring forward (used when num_iterations > 1).
-        log_completions_every_n_steps: write sample completions to completions.jsonl in the log folder (0: never).
+        log_completions_every_n_steps: write sample completions to completions.jsonl in the logger's folder (0:
+            never; nothing without a logger).
         eval_batch_size: held-out prompts per validation batch (one greedy completion each); validation runs
             every trainer.val_check_interval steps (an int: the prompt stream has no epochs) and in
             reasonattn validate.
@@ -356,7 +357,9 @@ class RhythmGRPO(pl.LightningModule):
             self.log(name, value.float().cpu(), prog_bar=bar, on_step=True, on_epoch=False, batch_size=batch)
         every = self.run.log_completions_every_n_steps
         if every and self.global_step % every == 0:
-            log_dir = self.trainer.log_dir if attached_trainer(self) is not None else None  # a broadcast: every rank
+            # a broadcast: every rank reads it; without a logger there is no log folder (never the current folder)
+            attached = attached_trainer(self) is not None
+            log_dir = self.trainer.log_dir if attached and self.trainer.logger is not None else None
             rows = list(step.completion_rows(rollouts, scored, self.global_step))  # a gather: every rank
             if log_dir and self.global_rank == 0:
                 append_completions(log_dir, rows)

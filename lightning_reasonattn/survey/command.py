@@ -77,6 +77,15 @@ def add_survey_parser(subparsers) -> None:
     )
     actions = add_dataclass_flags(sv, SurveySettings, FLAG_TYPES, FLAG_CHOICES)
     add_renamed_flags(sv, RENAMED_FLAGS, actions)
+    sv.add_argument(
+        "--knockout",
+        action="store_true",
+        help="also hide each response's top anchors, and controls of the same count, from the later tokens and "
+        "measure what the rest of the response loses (are anchors causal?)",
+    )
+    sv.add_argument(
+        "--knockout-count", type=count, default=4, help="tokens knocked out per group and response (default 4)"
+    )
     sv.add_argument("--out", default="reasonattn_out/survey", help="output folder (default reasonattn_out/survey)")
     sv.set_defaults(handler=survey_command, kept=survey_kept)
 
@@ -92,12 +101,14 @@ def survey_kept(args) -> str:
 def survey_command(args) -> int:
     """Run ``reasonattn survey`` from parsed arguments; print the table."""
     from ..models import ModelLoadError
+    from .knockout import KnockoutSettings
     from .page import format_survey_table
     from .run import run_survey
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SurveySettings)}  # (one flag per field)
     try:
-        result = run_survey(SurveySettings(**values), args.out)
+        knockout = KnockoutSettings(count=args.knockout_count) if args.knockout else False
+        result = run_survey(SurveySettings(**values), args.out, knockout=knockout)
     except (ModelLoadError, ValueError, FileNotFoundError, ImportError) as exc:
         print(f"reasonattn survey: error: {exc}", file=sys.stderr)
         return 1

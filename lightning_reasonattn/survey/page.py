@@ -35,6 +35,9 @@ table.survey td.sub{padding-left:1.6rem;color:#4b5563}
 ol.resp{font-size:.85rem;padding-left:1.4rem}ol.resp li{margin:.2rem 0}
 .preview{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;color:#4b5563;font-size:.8rem}
 pre.settings{font-size:.78rem;background:#f9fafb;border:1px solid #e5e7eb;padding:.5rem;overflow-x:auto}
+table.knockout{font-size:.8rem}table.knockout td{vertical-align:top}
+table.knockout th[colspan]{text-align:center;border-bottom:1px solid #d1d5db}
+.ci{color:#6b7280;font-size:.72rem;white-space:nowrap}
 """
 
 
@@ -58,6 +61,8 @@ def format_survey_table(result: dict[str, Any]) -> str:
     lines = [f"{'statistic':<{width}}  {'value':>7}  {f'{level}% CI':>16}  {'paper':>6}"]
     for row in result["table"]:
         lines.append(f"{row['label']:<{width}}  {_num(row['value']):>7}  {_interval(row):>16}  {row['paper_text']:>6}")
+    if "knockout" in result:
+        lines += ["", format_knockout_table(result) if result["knockout"]["groups"] else knockout_empty(result)]
     return "\n".join(lines)
 
 
@@ -71,6 +76,8 @@ def markdown_table(result: dict[str, Any]) -> str:
     for row in result["table"]:
         label = row["label"].replace("|", "\\|")
         lines.append(f"| {label} | {_num(row['value'])} | {_interval(row)} | {row['paper_text']} |")
+    if "knockout" in result:
+        lines += ["", *(_knockout_markdown(result) if result["knockout"]["groups"] else [knockout_empty(result)])]
     return "\n".join(lines)
 
 
@@ -210,12 +217,18 @@ def survey_html(result: dict[str, Any], images: dict[str, bytes] | None = None) 
         "<h2>Profiles over the response</h2>",
     ]
     for name, png in (images or {}).items():
+        if name == "knockout":  # (in its own section)
+            continue
         data = base64.b64encode(png).decode("ascii")
         out.append(f'<img alt="{html.escape(name, quote=True)}" src="data:image/png;base64,{data}">')
     if not images:
         reason = html.escape(MISSING_MATPLOTLIB.split(", so")[0])
         fix = "pip install 'lightning-reasonattn[report]' and rerun with the same --out"
         out.append(f'<p class="note">No picture: {reason}; install it with {fix}.</p>')
+    if result.get("knockout", {}).get("groups"):
+        out += _knockout_html(result, (images or {}).get("knockout"))
+    elif "knockout" in result:
+        out += ["<h2>Are anchors causal? Knockout</h2>", f'<p class="note">{html.escape(knockout_empty(result))}</p>']
     out += [
         "<h2>Most coupled responses</h2>",
         _response_list(result["coupled"]["most"], empty_reason(result, "most")),
@@ -231,10 +244,11 @@ def survey_html(result: dict[str, Any], images: dict[str, bytes] | None = None) 
 
 
 def write_survey_files(out_dir: str | Path, result: dict[str, Any], dpi: int = 90) -> dict[str, Path]:
-    """Write ``survey.json``, ``table.md``, ``profiles.png`` (with matplotlib) and ``index.html`` into ``out_dir``.
+    """Write ``survey.json``, ``table.md``, ``profiles.png`` and, with a knockout, ``knockout.png`` (with matplotlib)
+    and ``index.html`` into ``out_dir``.
 
     Returns:
-        ``{"json": path, "table": path, "profiles": path, "html": path}`` for the files written.
+        ``{"json": path, "table": path, "profiles": path, "knockout": path, "html": path}`` for the files written.
     """
     out = Path(out_dir)
     paths = {"json": out / "survey.json", "table": out / "table.md"}
@@ -249,6 +263,142 @@ def write_survey_files(out_dir: str | Path, result: dict[str, Any], dpi: int = 9
         images["profiles"] = figure_png(figure, dpi)
         paths["profiles"] = out / "profiles.png"
         write_whole(paths["profiles"], images["profiles"])
+        if result.get("knockout", {}).get("groups"):
+            images["knockout"] = figure_png(knockout_figure(result), dpi)
+            paths["knockout"] = out / "knockout.png"
+            write_whole(paths["knockout"], images["knockout"])
     paths["html"] = out / "index.html"
     write_whole(paths["html"], survey_html(result, images))
     return paths
+
+
+# ------------------------------------------------------------------------------------------- the knockout
+KNOCKOUT_WINDOWS = {"after": "rest of the response", "answer": "final answer"}
+KNOCKOUT_STATS = {"mean": "NLL increase", "vs_random": "/ random", "anchors_vs": "anchors /"}
+
+
+def _stat(stat: dict[str, Any]) -> tuple[str, str]:
+    return _num(stat["value"]), _interval(stat)
+
+
+def format_knockout_table(result: dict[str, Any]) -> str:
+    """The knockout table as fixed-width text: per group and window (the rest of the response, the final answer) the
+    mean NLL increase, its ratio to random, the anchors' ratio to it, each with its interval.
+
+    Args:
+        result: a ``survey.json`` record with a ``knockout`` (or any ``{"settings": {"level"}, "knockout": ...}``).
+    """
+    level = round(100 * result["settings"]["level"])
+    groups = result["knockout"]["groups"]
+    width = max(len(g["label"]) for g in groups)
+    lines = [f"Knockout: mean NLL increase (nats/token) with {level}% CI"]
+    for window, title in KNOCKOUT_WINDOWS.items():
+        lines.append(f"{title:<{width}}  " + "  ".join(f"{name:>28}" for name in KNOCKOUT_STATS.values()))
+        for g in groups:
+            cells = (" ".join(_stat(g[window][key])) for key in KNOCKOUT_STATS)
+            lines.append(f"{g['label']:<{width}}  " + "  ".join(f"{cell:>28}" for cell in cells))
+    return "\n".join(lines)
+
+
+def knockout_empty(result: dict[str, Any]) -> str:
+    """Why a knockout has no table: no response had enough tokens with an FAI, and the fix."""
+    knockout = result["knockout"]
+    need = 2 * knockout["settings"]["count"]
+    return (
+        f"Knockout: none of the {knockout['skipped']} responses has {need} tokens with an FAI (an anchor group and a "
+        "control of --knockout-count tokens each), so nothing was knocked out: longer responses (--max-new-tokens), "
+        "a shorter FAI horizon or a smaller --knockout-count give some."
+    )
+
+
+def _knockout_markdown(result: dict[str, Any]) -> list[str]:
+    level = round(100 * result["settings"]["level"])
+    head = " | ".join(f"{name} ({title})" for title in KNOCKOUT_WINDOWS.values() for name in KNOCKOUT_STATS.values())
+    lines = [
+        f"Knockout: mean NLL increase in nats per token, with {level}% paired bootstrap intervals over responses.",
+        "",
+        f"| group | {head} |",
+        "| --- |" + " ---: |" * (len(KNOCKOUT_WINDOWS) * len(KNOCKOUT_STATS)),
+    ]
+    for g in result["knockout"]["groups"]:
+        cells = (" ".join(_stat(g[w][key])) for w in KNOCKOUT_WINDOWS for key in KNOCKOUT_STATS)
+        lines.append(f"| {g['label']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def knockout_figure(result: dict[str, Any]):
+    """matplotlib figure: each group's mean NLL increase with its bootstrap interval, for the rest of the response
+    and for the final answer.
+
+    Raises:
+        ImportError: matplotlib is not installed.
+    """
+    Figure, FigureCanvasAgg, _ = matplotlib_classes()
+    knockout = result["knockout"]
+    groups = knockout["groups"]
+    fig = Figure(figsize=(11, 0.4 * len(groups) + 1.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2, sharey=True)
+    level = round(100 * result["settings"]["level"])
+    y = list(range(len(groups)))[::-1]
+    for ax, (window, title) in zip(axes, KNOCKOUT_WINDOWS.items(), strict=True):
+        nan = float("nan")
+        stats = [g[window]["mean"] for g in groups]
+        value = [nan if s["value"] is None else s["value"] for s in stats]
+        low = [0.0 if s["low"] is None or v != v else v - s["low"] for s, v in zip(stats, value, strict=True)]
+        high = [0.0 if s["high"] is None or v != v else s["high"] - v for s, v in zip(stats, value, strict=True)]
+        colors = [hex_color(FAI_RGB) if g["key"].startswith("anchors") else "#9ca3af" for g in groups]
+        ax.barh(y, value, xerr=[low, high], color=colors, alpha=0.85, capsize=3, error_kw={"lw": 1})
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_title(title, fontsize=10, loc="left")
+        ax.set_xlabel("mean NLL increase (nats per token)")
+        ax.grid(alpha=0.25, axis="x")
+    axes[0].set_yticks(y, [g["label"] for g in groups], fontsize=9)
+    fig.suptitle(
+        f"Knocking {knockout['settings']['count']} tokens of each group out of the attention, "
+        f"{knockout['responses']} responses; bars: {level}% bootstrap intervals",
+        fontsize=10,
+    )
+    return fig
+
+
+def _knockout_html(result: dict[str, Any], png: bytes | None) -> list[str]:
+    knockout = result["knockout"]
+    level = round(100 * result["settings"]["level"])
+    count = knockout["settings"]["count"]
+    head = "".join(f'<th colspan="{len(KNOCKOUT_STATS)}">{title}</th>' for title in KNOCKOUT_WINDOWS.values())
+    names = "".join(f"<th>{html.escape(name)}</th>" for name in KNOCKOUT_STATS.values()) * len(KNOCKOUT_WINDOWS)
+    rows = []
+    for g in knockout["groups"]:
+        cells = []
+        for window in KNOCKOUT_WINDOWS:
+            for key in KNOCKOUT_STATS:
+                value, interval = _stat(g[window][key])
+                cells.append(f'<td>{value}<br><span class="ci">{interval}</span></td>')
+        cls = ' class="paper"' if g["key"] == "anchors" else ""
+        rows.append(f'<tr{cls}><td class="l">{html.escape(g["label"])}</td>{"".join(cells)}</tr>')
+    note = (
+        f"For each response, {count} tokens of each group are hidden from every later token (no later query attends "
+        "to them, in every head of every layer; the last two groups: in the response's global heads only), one "
+        "forward with every group as a row. NLL increase: the mean, over the response tokens predicted from a row "
+        "after the first hidden token (the hidden tokens left out), of the knocked-out NLL minus the plain NLL, in "
+        "nats per token; the final answer: the same over the answer's tokens. '/ random': the increase over that of "
+        "random tokens hidden in the same heads; 'anchors /': the anchors' increase over this group's. Every value "
+        f"is a ratio of sums over responses; intervals: {level}% percentile bootstrap over responses, the same "
+        f"resample for every group (paired). {knockout['responses']} responses measured, {knockout['skipped']} "
+        f"skipped (too few tokens with an FAI), {knockout['answer_responses']} with a final answer; "
+        f"{knockout['unmatched_kind']} anchors had no untaken token of their kind."
+    )
+    out = [
+        "<h2>Are anchors causal? Knockout</h2>",
+        '<table class="survey knockout">',
+        f'<tr><th class="l" rowspan="2">group</th>{head}</tr>',
+        f"<tr>{names}</tr>",
+        *rows,
+        "</table>",
+        f'<p class="note">{html.escape(note)} Definitions: docs/knockout.md (Are anchors causal?).</p>',
+    ]
+    if png is not None:
+        data = base64.b64encode(png).decode("ascii")
+        out.append(f'<img alt="knockout" src="data:image/png;base64,{data}">')
+    return out

@@ -28,6 +28,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
@@ -45,6 +46,7 @@ from ..rollout.prompts import encode_prompts, end_ids, pad_id
 from ..rollout.sampling import sample_batch
 from ..tasks import load_prompts
 from ..tasks.table import TASKS
+from .knockout import KnockoutSettings, knock_out, summarize_knockout
 from .page import write_survey_files
 from .progress import SurveyProgress
 from .settings import SurveySettings
@@ -58,6 +60,7 @@ PROMPT_SETS: dict[str, Callable[[int, int, bool], list[dict[str, Any]]]] = {
 adding an entry."""
 
 BATCHES = "batches"
+KNOCKOUT = "knockout"
 SETTINGS_FILE = "survey_settings.json"
 
 
@@ -112,9 +115,10 @@ def measure_batch(
 
     Returns:
         one record per response: ``prompt_ids`` and ``response_ids`` (unpadded; the response ends with its EOS
-        when it has one), ``truncated``, and the per-token ``waad``, ``fai`` and ``entropy`` of the response
-        tokens (``None`` where undefined). Statistics are computed from these later, so changing ``look_back``, ``q``,
-        ``coupling_window``, ``peak_fraction`` or ``num_buckets`` needs no new measurement.
+        when it has one), ``truncated``, the per-token ``waad``, ``fai`` and ``entropy`` of the response
+        tokens (``None`` where undefined) and its ``global_heads`` (flat indices, as in the trace). Statistics are
+        computed from these later, so changing ``look_back``, ``q``, ``coupling_window``, ``peak_fraction`` or
+        ``num_buckets`` needs no new measurement.
     """
     device = next(model.parameters()).device
     pad = pad_id(model, tokenizer)
@@ -150,6 +154,7 @@ def measure_batch(
                 "response_ids": batch.completion_ids[row][keep].tolist(),
                 "truncated": bool(batch.truncated[row]),
                 **{name: _floats(value[row][keep]) for name, value in signals.items()},
+                "global_heads": measured.trace.global_heads[row].tolist(),
             }
         )
     return records
@@ -271,6 +276,52 @@ def collect(
     return responses, facts
 
 
+def collect_knockout(
+    model,
+    tokenizer,
+    responses: list[dict[str, Any]],
+    settings: SurveySettings,
+    knockout: KnockoutSettings,
+    out: Path,
+    stream: TextIO | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Knock out (or reuse) every batch of responses (``OUT/knockout/NNNNN.json``); return the records in prompt
+    order and run facts. See [`lightning_reasonattn.survey.knockout`][lightning_reasonattn.survey.knockout]."""
+    (out / KNOCKOUT).mkdir(exist_ok=True)
+    options = dict(layers=measured_layers(model, settings.layers), answers=settings.prompts in PROMPT_SETS)
+    fingerprint = knockout.fingerprint(settings)
+    size = settings.batch_size
+    batches = math.ceil(len(responses) / size)
+    records: list[dict[str, Any]] = []
+    seconds = 0.0
+    measured = reused = 0
+    for index in range(batches):
+        chunk = responses[index * size : (index + 1) * size]
+        digest = _digest([fingerprint, [[r["prompt_ids"], r["response_ids"]] for r in chunk]])
+        path = out / KNOCKOUT / f"{index:05d}.json"
+        found = _load_batch(path, digest) if path.exists() else None
+        if found is None:
+            start = time.perf_counter()
+            found = [
+                # (the batch's sampling seed function, keyed to the prompt: the same draws whatever is resumed)
+                knock_out(model, tokenizer, r, settings, knockout, generator=_generator(settings, r), **options)
+                for r in chunk
+            ]
+            _write_json(path, {"prompts": digest, "responses": found})
+            seconds += time.perf_counter() - start
+            measured += len(chunk)
+            if stream is not None:
+                print(f"knockout: batch {index + 1}/{batches} done, {seconds:.0f} s so far", file=stream)
+        else:
+            reused += 1
+        records.extend(found)
+    return records, {"knockout_s": round(seconds, 1), "knockout_responses": measured, "knockout_reused_batches": reused}
+
+
+def _generator(settings: SurveySettings, record: dict[str, Any]) -> torch.Generator:
+    return torch.Generator().manual_seed(batch_seed(settings.seed, record["prompt_index"]))
+
+
 # ------------------------------------------------------------------------------------------- reports and result
 def write_response_reports(
     model,
@@ -331,6 +382,8 @@ def run_survey(
     model=None,
     tokenizer=None,
     progress: TextIO | bool = True,
+    *,
+    knockout: KnockoutSettings | bool | None = False,
 ) -> dict[str, Any]:
     """Run a survey (or finish one) and write ``survey.json``, ``table.md``, ``profiles.png``, ``index.html`` and
     the per-response reports into ``out_dir``.
@@ -341,15 +394,27 @@ def run_survey(
         model: an already loaded causal LM (default: loaded from ``settings.model``).
         tokenizer: its tokenizer (given with ``model``).
         progress: show the progress line on standard error (``True``), not at all (``False``), or on a stream.
+        knockout: also knock each response's anchors and controls out of the attention and measure what the rest
+            of the response loses (``True`` for the default
+            [`KnockoutSettings`][lightning_reasonattn.survey.knockout.KnockoutSettings]); a folder surveyed without
+            it is finished with it, its sampled batches reused.
 
     Returns:
         the ``survey.json`` record: ``settings``, ``fingerprint``, ``model``, ``layers`` (the layer indices measured,
         which ``settings["layers"]`` such as ``"middle"`` resolved to), ``run`` (date, machine, times),
-        ``table``, ``profiles``, ``coupled`` (most / least coupled responses) and ``per_response``.
+        ``table``, ``profiles``, ``coupled`` (most / least coupled responses), ``per_response`` and, with
+        ``knockout``, ``knockout`` (its settings and groups, see
+        [`summarize_knockout`][lightning_reasonattn.survey.knockout.summarize_knockout]).
 
     Raises:
         ValueError: bad settings, prompts or output folder (the message says the fix).
     """
+    if knockout is True:
+        knockout = KnockoutSettings()
+    elif knockout not in (False, None) and not isinstance(knockout, KnockoutSettings):
+        raise ValueError(
+            f"knockout={knockout!r}: pass True, False or KnockoutSettings(count=...) (tokens per group, default 4)."
+        )
     out = prepare_folder(out_dir, settings)
     if model is None:
         model, tokenizer = load_model(settings.model, device=settings.device)
@@ -365,6 +430,11 @@ def run_survey(
         "layers": measured_layers(model, settings.layers),
         **summarize_survey(responses, settings),
     }
+    if knockout:
+        records, knocked = collect_knockout(model, tokenizer, responses, settings, knockout, out, stream)
+        stats = dict(n_boot=settings.n_boot, level=settings.level, seed=settings.seed)
+        result["knockout"] = {"settings": asdict(knockout), **summarize_knockout(records, **stats)}
+        facts.update(knocked)
     most, least = rank_coupled(result["per_response"], settings.reports)
     result["coupled"] = {
         name: write_response_reports(

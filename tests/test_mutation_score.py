@@ -1,0 +1,55 @@
+"""tools/mutation_score.py (what `make mutate` prints) on hand-made mutmut results."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("mutation_score", ROOT / "tools" / "mutation_score.py")
+mutation_score = sys.modules["mutation_score"] = importlib.util.module_from_spec(_spec)  # dataclasses look it up
+_spec.loader.exec_module(mutation_score)
+
+
+def write_meta(mutants: Path, source: str, exit_codes: dict) -> None:
+    meta = mutants / f"{source}.meta"
+    meta.parent.mkdir(parents=True, exist_ok=True)
+    meta.write_text(json.dumps({"exit_code_by_key": exit_codes, "durations_by_key": {}}), encoding="utf-8")
+
+
+def test_scores_per_module_and_total(tmp_path, capsys):
+    # a.py: 3 killed, 1 timeout, 1 survived, 1 without tests -> 4 / 6; b.py: 1 killed, 1 skipped, 1 not run -> 1 / 1
+    codes_a = {"pkg.a.x_f__mutmut_1": 1, "pkg.a.x_f__mutmut_2": 1, "pkg.a.x_f__mutmut_3": 3, "pkg.a.x_g__mutmut_1": 36}
+    codes_a |= {"pkg.a.x_g__mutmut_2": 0, "pkg.a.x_h__mutmut_1": 33}
+    write_meta(tmp_path, "pkg/a.py", codes_a)
+    write_meta(tmp_path, "pkg/b.py", {"pkg.b.x_f__mutmut_1": 1, "pkg.b.x_f__mutmut_2": 34, "pkg.b.x_f__mutmut_3": None})
+    write_meta(tmp_path, "pkg/__init__.py", {})  # no mutants: no row
+
+    scores = mutation_score.module_scores(tmp_path)
+    assert [s.module for s in scores] == ["pkg/a.py", "pkg/b.py"]
+    assert scores[0].score == pytest.approx(100 * 4 / 6)
+    assert scores[1].score == 100.0
+    whole = mutation_score.total(scores)
+    assert (whole.caught, whole.counted, whole.not_run, whole.skipped) == (5, 7, 1, 1)
+    assert whole.missed == {"survived": ["pkg.a.x_g__mutmut_2"], "no tests": ["pkg.a.x_h__mutmut_1"], "suspicious": []}
+
+    assert mutation_score.main(["--mutants", str(tmp_path), "--survivors"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == ["survived: pkg.a.x_g__mutmut_2", "no tests: pkg.a.x_h__mutmut_1"]
+    rows = {line.split()[0]: line.split()[1:] for line in out if line.startswith(("pkg/", "total"))}
+    # mutants, killed, timeout, survived, no tests, other, not run, score
+    assert rows["pkg/a.py"] == ["6", "3", "1", "1", "1", "0", "0", "66.7%"]
+    assert rows["pkg/b.py"] == ["3", "1", "0", "0", "0", "0", "1", "100.0%"]
+    assert rows["total"] == ["9", "4", "1", "1", "1", "0", "1", "71.4%"]
+    assert list(rows)[-1] == "total" and "1 mutants not run yet" in out[-1]
+
+
+def test_no_results_is_an_error_that_says_the_fix(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        mutation_score.main(["--mutants", str(tmp_path / "missing")])
+    assert "no such folder: run `make mutate`" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        mutation_score.main(["--mutants", str(tmp_path)])
+    assert "no mutmut results (*.py.meta) in it" in capsys.readouterr().err
