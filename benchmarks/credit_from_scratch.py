@@ -54,13 +54,13 @@ from credit_runs import STRATEGIES, RLSettings, run_table
 from credit_survey import survey_runs
 
 from lightning_reasonattn import NanoGPT, WordTokenizer
-from lightning_reasonattn.functional import RhythmSettings
 from lightning_reasonattn.functional.keyed import mix
 from lightning_reasonattn.rewards import numeric_answer_reward
 from lightning_reasonattn.rollout.decode import decode
 from lightning_reasonattn.rollout.logprobs import measure
 from lightning_reasonattn.rollout.prompts import encode_prompts
 from lightning_reasonattn.rollout.sampling import sample, sample_batch
+from lightning_reasonattn.settings import RhythmSettings
 from lightning_reasonattn.tasks import generate_word_problems, worked_answer
 from lightning_reasonattn.tasks.table import TASKS
 from lightning_reasonattn.tasks.word_problems import GAIN, ITEMS, LOSS, NAMES

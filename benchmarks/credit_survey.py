@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import torch
 
-from lightning_reasonattn.functional import RhythmSettings
 from lightning_reasonattn.functional.keyed import mix
 from lightning_reasonattn.metrics import RhythmCoupling
 from lightning_reasonattn.rollout.logprobs import measure
 from lightning_reasonattn.rollout.prompts import encode_prompts
 from lightning_reasonattn.rollout.sampling import sample_batch
+from lightning_reasonattn.settings import RhythmSettings
 
 SURVEY_STREAM = 7  # the keyed stream of the survey's samples (the RL runs sample on streams 1 and 2)
 

@@ -3,8 +3,8 @@
 [`generate`][generate] answers a prompt; [`token_rows`][token_rows] and [`summarize`][summarize] turn a
 [`RhythmTrace`][lightning_reasonattn.RhythmTrace] into per-token rows and a summary; [`format_table`][format_table]
 and [`format_summary`][format_summary] print them; [`write_analysis_report`][write_analysis_report] writes the
-pictures and the page. Model output is untrusted: it is shown escaped ([`printable`][printable],
-[`escape_token`][escape_token]), never interpreted.
+pictures and the page. Model output is untrusted: it is shown escaped ([`escape_token`][escape_token], and
+[`printable`][lightning_reasonattn.report.escape.printable] of the report's one escaper), never interpreted.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ import torch
 
 from .capture import capture_group_maps
 from .report import default_span, write_report
+from .report.escape import escape, shorten
+from .rollout.prompts import end_ids, pad_id
+from .rollout.sampling import sample as sample_completions
 
 DEFAULT_PROMPT = (
     "A train leaves a station at 2:00 pm at 60 km per hour. A second train leaves the same station at "
@@ -40,41 +43,35 @@ def prompt_ids(tokenizer, prompt: str) -> torch.Tensor:
 
 
 def generate(model, tokenizer, prompt: str, *, max_new_tokens: int, sample: bool = False, seed: int = 0):
-    """Generate a response; return ``(input_ids [1, N], response_mask [1, N])`` for prompt + response."""
-    ids = prompt_ids(tokenizer, prompt).to(model.device)
-    # Sampling draws from the full distribution at temperature 1, as RL rollouts do (no top-k / top-p cut).
-    decoding = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0} if sample else {"do_sample": False}
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        out = model.generate(
-            input_ids=ids,
-            attention_mask=torch.ones_like(ids),
-            max_new_tokens=max_new_tokens,
-            pad_token_id=tokenizer.pad_token_id,
-            **decoding,
-        )
+    """Generate a response, up to and including its first end id
+    ([`end_ids`][lightning_reasonattn.rollout.prompts.end_ids]); return ``(input_ids [1, N], response_mask [1, N])``
+    for prompt + response.
+
+    Greedy by default; ``sample`` draws from the full distribution at temperature 1, as RL rollouts do (no top-k /
+    top-p cut), from ``seed`` (the caller's RNG state is left as it was).
+    """
+    ids = prompt_ids(tokenizer, prompt).to(next(model.parameters()).device)
+    found = sample_completions(
+        model,
+        ids,
+        torch.ones_like(ids),
+        eos_ids=end_ids(model, tokenizer),
+        pad_id=pad_id(model, tokenizer),
+        max_new_tokens=max_new_tokens,
+        temperature=1.0 if sample else 0.0,
+        seed=seed,
+    )
+    width = int(found.mask[0].sum())  # the response, through its end id; no padding after it
+    out = torch.cat([ids, found.ids[:, :width]], 1)
     response_mask = torch.zeros_like(out, dtype=torch.bool)
     response_mask[:, ids.shape[1] :] = True
     return out, response_mask
 
 
-def _escape_char(ch: str) -> str:
-    if ch.isprintable():
-        return ch
-    code = ord(ch)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def printable(text: str) -> str:
-    """Model output made safe for a terminal: control characters (escape sequences too) shown escaped."""
-    return "".join(ch if ch in "\n\t" else _escape_char(ch) for ch in text)
-
-
 def escape_token(text: str, width: int = TOKEN_WIDTH) -> str:
-    """One-line, printable form of a token: control characters escaped, cut to ``width`` characters."""
-    special = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}
-    shown = "".join(special.get(ch) or _escape_char(ch) for ch in text)
-    return shown if len(shown) <= width else shown[: width - 3] + "..."
+    """One-line, printable form of a token for the terminal table: control characters escaped, a backslash doubled
+    (a typed ``\\n`` and a newline differ), cut to ``width`` characters."""
+    return shorten(escape(text, backslash=True), width)
 
 
 def _num(value: float) -> float | None:

@@ -25,27 +25,15 @@ import os
 import sys
 from pathlib import Path
 
-from .analysis import (
-    DEFAULT_PROMPT,
-    format_summary,
-    format_table,
-    generate,
-    printable,
-    prompt_ids,
-    summarize,
-    token_rows,
-    write_analysis_report,
-)
 from .arguments import layers_arg, positive_int, random_seed
-from .capture import capture_rhythm
 from .files import not_utf8
-from .functional import select_layers
-from .grpo.cli import run_command
 from .interrupts import Terminated, exit_status, quiet_broken_pipe, signal_name, sigterm_raises, tolerant_streams
-from .models import DEFAULT_MODEL, ModelLoadError, load_model
 from .outputs import OutputError, write_whole
-from .rollout.context import ContextLengthError, check_context
+from .settings import COMMAND_DEFAULTS
 from .survey.command import add_survey_parser
+
+# Each command's own modules (Lightning, transformers, matplotlib...) are imported when it runs, so that
+# `reasonattn --help` and a mistyped option answer at once.
 
 LIGHTNING_COMMANDS = {  # their arguments belong to LightningCLI (grpo/cli.py); here they are only listed
     "fit": "RL fine-tuning with rhythm credit: reasonattn fit --config FILE.yaml (see reasonattn fit --help)",
@@ -77,8 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument(
         "--model", default=None, help="checkpoint folder or hub name (default: the embedded SmolLM2-135M-Instruct)"
     )
-    an.add_argument("--prompt", default=DEFAULT_PROMPT, help="user message (default: a train word problem)")
-    an.add_argument("--max-new-tokens", type=positive_int, default=96, help="response length limit (default 96)")
+    an.add_argument("--prompt", default=None, help="user message (default: a train word problem)")
+    limit = COMMAND_DEFAULTS["analyze"].max_new_tokens
+    an.add_argument(
+        "--max-new-tokens", type=positive_int, default=limit, help=f"response length limit (default {limit})"
+    )
     an.add_argument(
         "--layers", type=layers_arg, default="middle", help="'middle' (default), 'all' or indices such as 10,12,14"
     )
@@ -126,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] in LIGHTNING_COMMANDS:  # LightningCLI owns their arguments
             if os.getcwd() not in sys.path:  # as `trl grpo`: reward functions may live in ./my_rewards.py
                 sys.path.insert(0, os.getcwd())
+            from .grpo.cli import run_command
+
             status = run_command(argv[0], argv[1:], debug=debug)
         else:
             status = _run_handler(build_parser().parse_args(argv), debug)
@@ -155,6 +148,24 @@ def _fail(command: str, message: str) -> int:
 
 def analyze(args: argparse.Namespace) -> int:
     """Run ``reasonattn analyze``: load, generate, capture, print (and write JSON)."""
+    from .analysis import (
+        DEFAULT_PROMPT,
+        format_summary,
+        format_table,
+        generate,
+        prompt_ids,
+        summarize,
+        token_rows,
+        write_analysis_report,
+    )
+    from .capture import capture_rhythm
+    from .functional import select_layers
+    from .models import DEFAULT_MODEL, ModelLoadError, load_model
+    from .report.escape import printable
+    from .rollout.context import ContextLengthError, check_context
+
+    if args.prompt is None:
+        args.prompt = DEFAULT_PROMPT
     model_name = args.model or DEFAULT_MODEL
     bad_text = not_utf8(args.prompt)
     if bad_text:

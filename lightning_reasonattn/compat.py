@@ -158,6 +158,21 @@ def set_attn_implementation(config, name: str | None) -> None:
     config._attn_implementation_internal = name
 
 
+def unregister_attention(name: str) -> None:
+    """Remove ``name`` from transformers' ``AttentionInterface`` and ``AttentionMaskInterface``, where their public
+    ``register`` put it (transformers offers no way to remove one): the capture's wrapper is registered for the
+    duration of a capture only, and a transformers process is left as the capture found it.
+
+    Both keep registered names in the class attribute ``_global_mapping`` (``GeneralInterface``, a dict). Checked
+    against transformers 5.24.0 and 5.25.0. If it is gone, find where ``register`` now stores a name.
+    """
+    from transformers.masking_utils import AttentionMaskInterface
+    from transformers.modeling_utils import AttentionInterface
+
+    for interface in (AttentionInterface, AttentionMaskInterface):
+        _private(interface, "_global_mapping", "transformers").pop(name, None)
+
+
 def eager_attention_function(module):
     """The eager attention function of an attention module: ``eager_attention_forward`` of the module's own
     modeling file (transformers keeps eager attention there, not in ``AttentionInterface``).

@@ -2,7 +2,8 @@
 [`lightning_reasonattn.functional`][lightning_reasonattn.functional].
 
 Every state is a sum with ``dist_reduce_fx="sum"``, so values are right under distributed training by
-construction: ``compute()`` on each rank gives the value over the data of all ranks.
+construction: ``compute()`` on each rank gives the value over the data of all ranks. Every ``compute()`` returns a
+``dict`` of named scalar (or profile) tensors: the names that the monitor logs.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
+from .deprecation import renamed_attribute, renamed_keywords
 from .functional._checks import check_positive_int
 from .functional.bootstrap import profile_sums
-from .functional.coupling import coupling_counts, entropy_counts, local_peaks
+from .functional.coupling import coupling_counts, coupling_ratios, entropy_peak_counts
 from .functional.trace import RhythmTrace
+from .settings import CouplingSettings
 
 
 def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
@@ -23,10 +26,11 @@ def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
 class _ResponseMean(Metric):
     """Mean of a per-token signal over response tokens, NaN-aware, with an optional positional profile.
 
+    ``compute()`` returns ``{"mean": scalar}``, and ``{"mean": scalar, "profile": [num_buckets]}`` with buckets.
+
     Args:
         num_buckets: also keep the mean in each of ``num_buckets`` equal slices of relative position in the
             response (token ``i`` of a response of ``n`` goes to bucket ``floor(i * num_buckets / n)``).
-            ``compute()`` then returns ``{"mean": scalar, "profile": [num_buckets]}``.
     """
 
     full_state_update = False
@@ -66,10 +70,10 @@ class _ResponseMean(Metric):
     def update_from_trace(self, trace: RhythmTrace) -> None:
         self.update(getattr(trace, self.signal), trace.response_mask)
 
-    def compute(self):
+    def compute(self) -> dict[str, torch.Tensor]:
         mean = _ratio(self.total, self.count).float()
         if not self.num_buckets:
-            return mean
+            return {"mean": mean}
         profile = torch.where(
             self.bucket_count > 0, self.bucket_total / self.bucket_count.clamp_min(1), float("nan")
         ).float()
@@ -83,7 +87,7 @@ class WindowedAverageAttentionDistance(_ResponseMean):
         >>> import torch
         >>> m = WindowedAverageAttentionDistance()
         >>> m.update(torch.tensor([[float("nan"), 2.0, 4.0]]))
-        >>> float(m.compute())
+        >>> float(m.compute()["mean"])
         3.0
     """
 
@@ -105,11 +109,13 @@ class FutureAttentionInfluence(_ResponseMean):
     signal = "fai"
 
 
+@renamed_keywords(k="coupling_window", top="peak_fraction")
 class RhythmCoupling(Metric):
     """How tightly anchors and preplan peaks go together, and how uncertain the model is at the peaks.
 
     With peaks as in [`local_peaks`][lightning_reasonattn.functional.coupling.local_peaks] (local maxima among the top
-    ``top`` fraction) and a window of ``k`` tokens, in both directions (docs/rhythm.md, "Coupling statistics"):
+    ``peak_fraction`` of a signal) and a window of ``k = coupling_window`` tokens, in both directions (docs/rhythm.md,
+    "Coupling statistics"):
 
     * ``fai_preceded_rate``: share of FAI peaks with a WAAD peak at or within ``k`` tokens before them (the
       paper's statistic: 52.5%); ``fai_preceded_shuffled``: the same share expected with the FAI peaks of each
@@ -120,11 +126,16 @@ class RhythmCoupling(Metric):
       response tokens, and their ratio (needs ``entropy`` in [`update`][update]).
 
     A lift above 1 means the two kinds of peaks meet more often than chance. Every value is a ratio of sums
-    over all responses seen.
+    over all responses seen ([`coupling_ratios`][lightning_reasonattn.functional.coupling.coupling_ratios], as in
+    ``reasonattn survey``'s table).
 
     Args:
-        k: look-ahead / look-back in tokens (default 3).
-        top: peak fraction (default 0.2).
+        coupling: the window and the peak fraction (default: ``CouplingSettings()``, 3 tokens and 0.2).
+        coupling_window: the window alone, instead of ``coupling`` (``k`` before 0.2).
+        peak_fraction: the peak fraction alone, instead of ``coupling`` (``top`` before 0.2).
+
+    Raises:
+        ValueError: a bad window or fraction, or ``coupling`` given with one of them.
 
     Example:
         >>> import torch
@@ -147,14 +158,35 @@ class RhythmCoupling(Metric):
         "fai_peaks",
         "fai_preceded",
         "fai_preceded_shuffled",
+        "entropy_waad_peak_sum",
+        "entropy_waad_peak_count",
+        "entropy_sum",
+        "entropy_count",
     )
 
-    def __init__(self, k: int = 3, top: float = 0.2, **kwargs):
+    k = renamed_attribute("k", "coupling_window")
+    top = renamed_attribute("top", "peak_fraction")
+
+    def __init__(
+        self,
+        coupling: CouplingSettings | None = None,
+        *,
+        coupling_window: int | None = None,
+        peak_fraction: float | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
-        self.k = k
-        self.top = top
-        for name in (*self._COUNTS, "ent_peak", "n_peak", "ent_all", "n_all"):
+        self.coupling = CouplingSettings.resolve(coupling, coupling_window=coupling_window, peak_fraction=peak_fraction)
+        for name in self._COUNTS:
             self.add_state(name, torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    @property
+    def coupling_window(self) -> int:
+        return self.coupling.coupling_window
+
+    @property
+    def peak_fraction(self) -> float:
+        return self.coupling.peak_fraction
 
     def update(self, trace: RhythmTrace, entropy: torch.Tensor | None = None) -> None:
         """Add a batch.
@@ -164,24 +196,15 @@ class RhythmCoupling(Metric):
             entropy: ``[B, N]`` token entropies aligned to the tokens (see ``token_entropy``), optional.
         """
         device = self.waad_peaks.device
-        counts = coupling_counts(trace.waad, trace.fai, trace.response_mask, self.k, self.top)
-        for name in self._COUNTS:
-            setattr(self, name, getattr(self, name) + counts[name].to(device))
+        c = self.coupling
+        counts = coupling_counts(trace.waad, trace.fai, trace.response_mask, c.coupling_window, c.peak_fraction)
         if entropy is not None:
-            ent = entropy_counts(entropy, trace.response_mask, local_peaks(trace.waad, self.top))
-            self.ent_peak += ent["sum_at"].sum().to(device)
-            self.n_peak += ent["count_at"].sum().to(device)
-            self.ent_all += ent["sum_all"].sum().to(device)
-            self.n_all += ent["count_all"].sum().to(device)
+            found = entropy_peak_counts(entropy, trace.response_mask, trace.waad, c.peak_fraction)
+            counts.update({name: value.sum() for name, value in found.items()})
+        for name in self._COUNTS:
+            if name in counts:
+                setattr(self, name, getattr(self, name) + counts[name].to(device))
 
     def compute(self) -> dict[str, torch.Tensor]:
-        out = {}
-        for direction, peaks in (("fai_preceded", self.fai_peaks), ("waad_followed", self.waad_peaks)):
-            hits, shuffled = getattr(self, direction), getattr(self, f"{direction}_shuffled")
-            out[f"{direction}_rate"] = _ratio(hits, peaks)
-            out[f"{direction}_shuffled"] = _ratio(shuffled, peaks)
-            out[f"{direction}_lift"] = _ratio(hits, shuffled)
-        ent_peak = _ratio(self.ent_peak, self.n_peak)
-        ent_all = _ratio(self.ent_all, self.n_all)
-        out.update(entropy_at_peaks=ent_peak, entropy_mean=ent_all, entropy_lift=_ratio(ent_peak, ent_all))
-        return {name: value.float() for name, value in out.items()}
+        sums = {name: getattr(self, name) for name in self._COUNTS}
+        return {name: value.float() for name, value in coupling_ratios(sums).items()}

@@ -73,6 +73,10 @@ SMOKE_RUNS = {
          "--n", "2", "--max-new-tokens", "4", "--batch", "2", "--show", "0"],
         ["accuracy [95% CI]", "\nword_problems:difficulty=1 greedy"],
     ),
+    "bench_startup": (  # this checkout against itself
+        ["benchmarks/bench_startup.py", "--before", ".", "--repeats", "1"],
+        ["| import lightning_reasonattn ", "reasonattn --help", "before / after, reasonattn --help"],
+    ),
     "credit_from_scratch": (  # a 1-layer start model (2 steps), an RL step's pieces timed, a table of 2 cells
         ["benchmarks/credit_from_scratch.py", "--out", "{out}", "--n-layer", "1", "--n-head", "2", "--n-embd", "16",
          "--n-pretrain", "64", "--n-test", "16", "--n-eval", "8", "--n-val", "4", "--max-steps", "2",

@@ -250,6 +250,21 @@ def test_attn_implementation_is_what_the_forward_dispatches_on():
     assert compat.attn_implementation(model.config) == "sdpa"
 
 
+def test_unregister_attention_undoes_register():
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
+
+    before = (set(ALL_ATTENTION_FUNCTIONS), set(ALL_MASK_ATTENTION_FUNCTIONS))
+    AttentionInterface.register("compat_test_gone", ALL_ATTENTION_FUNCTIONS["sdpa"])
+    AttentionMaskInterface.register("compat_test_gone", ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+    assert "compat_test_gone" in ALL_ATTENTION_FUNCTIONS and "compat_test_gone" in ALL_MASK_ATTENTION_FUNCTIONS
+    compat.unregister_attention("compat_test_gone")
+    after = (set(ALL_ATTENTION_FUNCTIONS), set(ALL_MASK_ATTENTION_FUNCTIONS))
+    require(after == before, "transformers", "GeneralInterface._global_mapping",
+            "no longer holds what register() adds (the name is still registered)")  # fmt: skip
+    compat.unregister_attention("compat_test_gone")  # a name that is not there: nothing to do
+
+
 def test_eager_attention_function_equals_a_dense_attention():
     model = tiny_model("llama").eval()
     module = model.model.layers[0].self_attn

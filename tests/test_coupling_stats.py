@@ -21,7 +21,7 @@ def test_windows_both_directions_by_hand():
     assert within(targets, 2, "ahead").tolist() == [False, True, True, True, False, False, False]
     with pytest.raises(ValueError, match="look='sideways'"):
         within(targets, 1, "sideways")
-    with pytest.raises(ValueError, match="k=-1"):
+    with pytest.raises(ValueError, match="coupling_window=-1"):
         within(targets, -1, "back")
 
 
@@ -32,7 +32,7 @@ def test_shuffled_hits_is_the_mean_over_actual_shuffles():
     candidates = torch.rand(2, n, generator=gen) < 0.8
     targets = torch.rand(2, n, generator=gen) < 0.15
     sources = candidates & (torch.rand(2, n, generator=gen) < 0.25)
-    got = shuffled_hits(sources, targets, candidates, k=2, look="back")
+    got = shuffled_hits(sources, targets, candidates, coupling_window=2, look="back")
     near = within(targets, 2, "back")
     for row in range(2):
         slots = candidates[row].nonzero().flatten()
@@ -73,7 +73,8 @@ def _lift(counts, direction, peaks):
 @pytest.mark.parametrize("direction,peaks", [("fai_preceded", "fai_peaks"), ("waad_followed", "waad_peaks")])
 def test_planted_rhythm_lifts_and_noise_does_not(direction, peaks):
     waad, fai, entropy, response = _signals(64, 120, planted=True, seed=0)
-    planted = response_counts(waad, fai, response, entropy, k=3, top=0.1)  # top 12 of 120: the spikes
+    # top 12 of 120: the spikes
+    planted = response_counts(waad, fai, response, entropy, coupling_window=3, peak_fraction=0.1)
     lift, n_peaks = _lift(planted, direction, peaks)
     # every spike pairs up (rate ~1), while ~4 of every 10 positions are near a spike (shuffled rate ~0.4)
     assert n_peaks > 600 and lift > 2.0
@@ -83,7 +84,7 @@ def test_planted_rhythm_lifts_and_noise_does_not(direction, peaks):
     assert ratio > 1.5  # the entropy was raised at the WAAD spikes
 
     waad, fai, entropy, response = _signals(64, 120, planted=False, seed=1)
-    noise = response_counts(waad, fai, response, entropy, k=3, top=0.1)
+    noise = response_counts(waad, fai, response, entropy, coupling_window=3, peak_fraction=0.1)
     lift, n_peaks = _lift(noise, direction, peaks)
     assert n_peaks > 400 and 0.85 < lift < 1.15
 
@@ -93,7 +94,7 @@ def test_response_counts_token_sets_by_hand():
     waad = torch.tensor([[NAN, 1.0, 9.0, 1.0, 1.0, 1.0, 8.0, 1.0]])
     fai = torch.tensor([[NAN, 0.1, 0.1, 0.1, 0.9, 0.1, 0.1, NAN]])
     sets = select_tokens(waad, fai)
-    c = response_counts(waad, fai, resp, None, k=1)
+    c = response_counts(waad, fai, resp, None, coupling_window=1)
     # jumps |W[t] - W[t+1]| at 1..6: 8, 8, 0, 0, 7, 7 -> top ceil(0.4 * 6) = 3: positions 1, 2, 5
     assert sets["preplan"][0].nonzero().flatten().tolist() == [1, 2, 5]
     # FAI finite at 1..6 -> top 3: 4, then the ties 0.1 at 1 and 2 (earlier first)

@@ -8,13 +8,13 @@ from test_capture import assert_rows_match
 from tiny_gpt import TinyGPT
 
 from lightning_reasonattn import capture_rhythm
-from lightning_reasonattn.functional import RhythmSettings
 from lightning_reasonattn.functional.keyed import mix
 from lightning_reasonattn.models import NanoGPT
 from lightning_reasonattn.rollout.context import ContextLengthError
 from lightning_reasonattn.rollout.decode import decode, offers_kv_cache
 from lightning_reasonattn.rollout.logprobs import completion_logprobs, measure
 from lightning_reasonattn.rollout.sampling import Completions, join_completions, sample
+from lightning_reasonattn.settings import RhythmSettings
 
 
 @pytest.fixture(autouse=True)

@@ -132,16 +132,16 @@ def test_dominated_anchor_and_intro_by_hand():
     anchors = anchor_tokens(fai(hand_map(), response(), horizon=(1, 2)), 0.7)  # ceil(2.1) = 3: 2, 3, 4
     assert anchors.tolist() == [False, False, True, True, True, False]
     # t=2: window has no finite jump; t=3: WAAD .8 <= .8 and max jump .1 >= .1; t=4: WAAD 1.4 > .8
-    dom = dominated_anchors(w, jumps, anchors, k=3)
+    dom = dominated_anchors(w, jumps, anchors, look_back=3)
     assert dom.tolist() == [False, False, False, True, False, False]
     # intro(3) = argmax of delta over [0, 2] within R = position 2
-    assert intro_tokens(jumps, dom, k=3).tolist() == [False, False, True, False, False, False]
+    assert intro_tokens(jumps, dom, look_back=3).tolist() == [False, False, True, False, False, False]
 
 
 def test_intro_prefers_the_earliest_maximum():
     jumps = torch.tensor([NAN, 0.5, 0.5, 0.1, NAN])
     dom = torch.tensor([False, False, False, False, True])
-    assert intro_tokens(jumps, dom, k=3).tolist() == [False, True, False, False, False]
+    assert intro_tokens(jumps, dom, look_back=3).tolist() == [False, True, False, False, False]
 
 
 def hand_trace(q=0.7):
@@ -242,7 +242,10 @@ def test_select_layers():
         (lambda: top_fraction(torch.ones(3), 1.5), "q=1.5"),
         (lambda: split_heads(torch.ones(1, 3), 0), "head_fraction=0"),
         (lambda: rhythm_from_attentions(hand_map()[None, None, None], response()[None, :4]), "response_mask"),
-        (lambda: dominated_anchors(torch.ones(3), torch.ones(3), torch.ones(3, dtype=torch.bool), k=0), "k=0"),
+        (
+            lambda: dominated_anchors(torch.ones(3), torch.ones(3), torch.ones(3, dtype=torch.bool), look_back=0),
+            "look_back=0",
+        ),
     ],
 )
 def test_bad_input_names_the_value(call, match):

@@ -73,7 +73,7 @@ def error_line(stderr: str, command="fit") -> str:
 BAD_SETTINGS = [  # (build the settings, fragment of the error that names the value)
     (lambda: settings.CreditSettings(horizon=(2, 10**20)), "credit.horizon=(2, 100000000000000000000) is invalid"),
     (lambda: settings.CreditSettings(window=10**30), "window=1000000000000000000000000000000 is invalid"),
-    (lambda: settings.CreditSettings(k=2**63), "k=9223372036854775808 is invalid"),
+    (lambda: settings.CreditSettings(look_back=2**63), "look_back=9223372036854775808 is invalid"),
     (lambda: settings.LossSettings(num_iterations=0), "loss.num_iterations=0"),
     (lambda: settings.LossSettings(mini_batch_size=0), "loss.mini_batch_size=0"),
     (lambda: settings.LossSettings(epsilon_low=-0.1), "loss.epsilon_low=-0.1"),

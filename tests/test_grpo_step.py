@@ -113,7 +113,7 @@ def test_rhythm_captured_in_the_fused_forward_equals_capture_rhythm():
     with rhythm_capture(policy, response, mask, **settings) as rec:
         completion_logprobs_entropy(policy, ids, mask, width)
     got = rec.trace(0.3, 0.4, 3)
-    expected = capture_rhythm(policy, ids, mask, response, **settings, head_fraction=0.3, q=0.4, k=3)
+    expected = capture_rhythm(policy, ids, mask, response, **settings, head_fraction=0.3, q=0.4, look_back=3)
     torch.testing.assert_close(got.waad, expected.waad, equal_nan=True)
     torch.testing.assert_close(got.fai, expected.fai, equal_nan=True)
     assert torch.equal(got.preplan, expected.preplan) and torch.equal(got.anchor, expected.anchor)

@@ -256,7 +256,7 @@ BAD_INPUTS = [
     Bad("ids past the vocabulary", lambda: capture(input_ids=batch()[0] + 10_000), ValueError, r"id \d+, outside"),
     Bad("negative ids", lambda: capture(input_ids=batch()[0] - 10_000), ValueError, r"id -\d+, outside the vocab"),
     Bad("a model name for the model", lambda: capture(model="gpt2"), TypeError, r"model='gpt2' \(str\) is not a"),
-    Bad("k = 10**30", lambda: capture(k=10**30), ValueError, r"k=10{30} is invalid: it must be an integer >= 1"),
+    Bad("look_back = 10**30", lambda: capture(look_back=10**30), ValueError, r"look_back=10{30} is invalid: it must"),
     Bad("window = 10**30", lambda: capture(window=10**30), ValueError, r"window=10{30} is invalid"),
     Bad("horizon up to 10**30", lambda: capture(horizon=(2, 10**30)), ValueError, r"horizon=\(2, 10{30}\) is inv"),
     # the callbacks' settings, refused when the callback is built
@@ -334,21 +334,21 @@ def test_every_causal_family_passes_the_guards(family):
 def test_numpy_scalars_are_accepted_as_python_numbers():
     model = tiny_model("llama")
     ids, am, resp = batch()
-    plain = dict(layers=[1, 3], window=7, horizon=(3, 40), head_fraction=0.5, q=0.25, k=2, block_size=32)
+    plain = dict(layers=[1, 3], window=7, horizon=(3, 40), head_fraction=0.5, q=0.25, look_back=2, block_size=32)
     numpy = dict(
         layers=np.array([1, 3]),
         window=np.int64(7),
         horizon=(np.int32(3), np.int64(40)),
         head_fraction=np.float32(0.5),
         q=np.float64(0.25),
-        k=np.int64(2),
+        look_back=np.int64(2),
         block_size=np.int16(32),
     )
     expected = capture_rhythm(model, ids, am, resp, **plain)
     got = capture_rhythm(model, ids, am, resp, **numpy)
     assert_rows_match(got, expected)
     assert got.layers == [1, 3] and all(type(layer) is int for layer in got.layers)
-    assert type(got.q) is float and type(got.k) is int
+    assert type(got.q) is float and type(got.look_back) is int
     assert select_layers(6, np.int64(-1)) == [5]
     gamma = dict(response_mask=resp, q=0.5, gamma_amp=1.5, alpha=0.25)
     np_gamma = dict(response_mask=resp, q=np.float32(0.5), gamma_amp=np.float32(1.5), alpha=np.float16(0.25))

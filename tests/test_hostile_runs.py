@@ -26,7 +26,7 @@ from conftest import BadInput, communicate_or_fail
 from test_grpo_cli import error_line
 from test_grpo_module import metrics, write_config
 
-from lightning_reasonattn import cli
+from lightning_reasonattn import capture, cli
 from lightning_reasonattn.grpo.checkpoint import load_checkpoint
 from lightning_reasonattn.testing import tiny_checkpoint
 
@@ -291,7 +291,8 @@ def sigint_restored():
 
 @pytest.mark.parametrize(("what", "status"), [("SIGINT", 130), ("SIGTERM", 143)])
 def test_analyze_interrupted_is_one_line(model_dir, capsys, monkeypatch, sigint_restored, what, status):
-    monkeypatch.setattr(cli, "capture_rhythm", signal_at(what)(cli.capture_rhythm))
+    # (analyze imports capture_rhythm from lightning_reasonattn.capture when it runs: the command line is lazy)
+    monkeypatch.setattr(capture, "capture_rhythm", signal_at(what)(capture.capture_rhythm))
     assert cli.main(["analyze", "--model", str(model_dir), "--max-new-tokens", "8", "--no-report"]) == status
     line = our_line(capsys.readouterr().err, "analyze")
     assert line.startswith(f"reasonattn analyze: interrupted by {what}"), line
@@ -305,7 +306,7 @@ def test_survey_interrupted_keeps_its_batches_and_resumes(model_dir, tmp_path, c
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": q}) + "\n" for q in ("1+2", "3*4-5", "12", "4-3", "2*2", "5")))
     argv = ["survey", "--model", str(model_dir), "--device", "cpu", "--prompts", str(prompts), "--n", "6"]
-    argv += ["--batch-size", "2", "--max-new-tokens", "8", "--reports", "0", "--boot", "50"]
+    argv += ["--batch-size", "2", "--max-new-tokens", "8", "--reports", "0", "--n-boot", "50"]
     assert cli.main([*argv, "--out", str(tmp_path / "whole")]) == 0
     with monkeypatch.context() as patch:
         patch.setattr(run, "measure", signal_at(what, call=2)(run.measure))  # during the second batch

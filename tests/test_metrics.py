@@ -25,7 +25,7 @@ def test_followed_by_by_hand():
     targets = torch.tensor([False, False, False, True, False, False, False])
     assert within(targets, 0, "ahead").tolist() == [False, False, False, True, False, False, False]
     assert within(targets, 2, "ahead").tolist() == [False, True, True, True, False, False, False]
-    with pytest.raises(ValueError, match="k=-1"):
+    with pytest.raises(ValueError, match="coupling_window=-1"):
         within(targets, -1, "ahead")
 
 
@@ -33,7 +33,7 @@ def test_coupling_counts_by_hand():
     resp = torch.tensor([[False, True, True, True, True, True, True, True]])
     waad = torch.tensor([[NAN, 1.0, 9.0, 1.0, 1.0, 1.0, 8.0, 1.0]])  # peaks at 2 and 6 (top 20% of 7 = 2)
     fai = torch.tensor([[NAN, 0.1, 0.1, 0.1, 0.9, 0.1, 0.1, 0.8]])  # peaks at 4 and 7
-    c = coupling_counts(waad, fai, resp, k=2, top=0.2)
+    c = coupling_counts(waad, fai, resp, coupling_window=2, peak_fraction=0.2)
     # WAAD peak 2 -> FAI peak 4 within [2, 4]: hit; peak 6 -> 7: hit
     assert (c["waad_followed"].item(), c["waad_peaks"].item()) == (2.0, 2.0)
     # response positions 1..7 followed within 2 tokens: 2, 3, 4 (by 4) and 5, 6, 7 (by 7) -> 6 of 7;
@@ -62,10 +62,10 @@ def test_response_mean_ignores_nan_and_pools_batches():
     m = WindowedAverageAttentionDistance()
     m.update(torch.tensor([[NAN, 1.0, 2.0]]))
     m.update(torch.tensor([[3.0, NAN, NAN], [NAN, NAN, NAN]]))
-    assert m.compute().item() == pytest.approx(2.0)  # (1 + 2 + 3) / 3, not the mean of batch means
+    assert m.compute()["mean"].item() == pytest.approx(2.0)  # (1 + 2 + 3) / 3, not the mean of batch means
     m.reset()
     with pytest.warns(UserWarning, match="called before the ``update`` method"):  # torchmetrics' own warning
-        assert math.isnan(m.compute().item())
+        assert math.isnan(m.compute()["mean"].item())
 
 
 def test_profile_buckets_by_relative_position():
@@ -103,7 +103,7 @@ def fixed_trace():
 
 
 def test_rhythm_coupling_rates_and_entropy_lift():
-    m = RhythmCoupling(k=2, top=0.2)
+    m = RhythmCoupling(coupling_window=2, peak_fraction=0.2)
     entropy = torch.tensor([[NAN, 1.0, 3.0, 1.0, 1.0, 1.0, 2.0, 1.0]])
     m.update(fixed_trace(), entropy)
     out = m.compute()

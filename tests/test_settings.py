@@ -11,18 +11,19 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 import lightning_reasonattn
 from lightning_reasonattn import AttentionRhythmMonitor, RhythmReport, RhythmSettings, SurveySettings
-from lightning_reasonattn.functional.settings import COUPLING_K, PEAK_TOP, SPEC
+from lightning_reasonattn.functional.defaults import COUPLING_WINDOW, PEAK_FRACTION
 from lightning_reasonattn.grpo.settings import CreditSettings
+from lightning_reasonattn.settings import SPEC
 
 # docs/rhythm.md, "Numbers the paper reports": W = 10, horizon (10, 100), q = 0.4, 5 middle layers, 30% split;
-# k = 3 (the paper allows 1 to 3). Written out here, not read from the code.
-SPEC_VALUES = {"layers": "middle", "window": 10, "horizon": (10, 100), "head_fraction": 0.3, "q": 0.4, "k": 3}
+# look-back 3 (the paper allows 1 to 3). Written out here, not read from the code.
+SPEC_VALUES = {"layers": "middle", "window": 10, "horizon": (10, 100), "head_fraction": 0.3, "q": 0.4, "look_back": 3}
 
 
 def test_the_defaults_are_the_spec():
     assert {name: getattr(SPEC, name) for name in SPEC_VALUES} == SPEC_VALUES
     assert RhythmSettings() == SPEC and SPEC.block_size == 128
-    assert (COUPLING_K, PEAK_TOP) == (3, 0.2)  # docs/rhythm.md, "Coupling statistics"
+    assert (COUPLING_WINDOW, PEAK_FRACTION) == (3, 0.2)  # docs/rhythm.md, "Coupling statistics"
 
 
 def public_functions():
@@ -40,10 +41,19 @@ def public_functions():
                         yield f"{module.__name__}.{obj.__qualname__}.{name}", member
 
 
-# A parameter of these names is the rhythm's knob wherever it appears, with the spec's default or None ("taken from
-# elsewhere": credit_gamma's q from the trace, rhythm_from_attentions' layer labels). Not ``k``: the coupling window
-# of RhythmCoupling and coupling_counts has that name too (default COUPLING_K, also 3).
-KNOBS = {"window": 10, "horizon": (10, 100), "head_fraction": 0.3, "q": 0.4, "layers": "middle", "block_size": 128}
+# A parameter of these names is the knob wherever it appears, with the spec's default or None ("taken from elsewhere":
+# credit_gamma's q from the trace, rhythm_from_attentions' layer labels, a recorder's trace() the capture's).
+KNOBS = {
+    "window": 10,
+    "horizon": (10, 100),
+    "head_fraction": 0.3,
+    "q": 0.4,
+    "look_back": 3,
+    "layers": "middle",
+    "block_size": 128,
+    "coupling_window": 3,
+    "peak_fraction": 0.2,
+}
 
 
 def test_every_default_of_a_rhythm_knob_is_the_spec():
@@ -65,7 +75,7 @@ def test_credit_and_survey_settings_are_rhythm_settings():
     credit = CreditSettings(horizon=[4, 40], q=0.25)  # YAML gives lists
     assert credit.rhythm() == RhythmSettings(horizon=(4, 40), q=0.25)
     assert credit.capture_kwargs() == {**SPEC.capture_kwargs(), "horizon": (4, 40), "q": 0.25}
-    assert SurveySettings().coupling_k == COUPLING_K and SurveySettings().peak_top == PEAK_TOP
+    assert SurveySettings().coupling_window == COUPLING_WINDOW and SurveySettings().peak_fraction == PEAK_FRACTION
 
 
 @pytest.mark.parametrize(
@@ -75,7 +85,7 @@ def test_credit_and_survey_settings_are_rhythm_settings():
         ({"horizon": (5, 2)}, "horizon=(5, 2)"),
         ({"q": 1.5}, "q=1.5"),
         ({"head_fraction": 0}, "head_fraction=0"),
-        ({"k": 0}, "k=0"),
+        ({"look_back": 0}, "look_back=0"),
         ({"layers": []}, "layers=[]"),
         ({"layers": "first"}, "layers='first'"),
         ({"block_size": 0}, "block_size=0"),

@@ -23,7 +23,7 @@ def tiny_arithmetic(tmp_path_factory) -> Path:
     """A random 4-layer Llama whose tokenizer knows the characters of the built-in arithmetic prompts."""
     from lightning_reasonattn.tasks import generate_arithmetic
 
-    texts = tuple(r["prompt"][1]["content"] for r in generate_arithmetic(8, chat=True))
+    texts = tuple(r["prompt"][1]["content"] for r in generate_arithmetic(8, difficulty=3, chat=True))  # the survey's
     path = tmp_path_factory.mktemp("tiny-arith")
     return testing.tiny_checkpoint(path, texts=texts, vocab_size=300, hidden_size=32, intermediate_size=64)
 
@@ -60,7 +60,7 @@ def _stored(values: list) -> torch.Tensor:
 
 
 def _run(tmp_path, model: Path, *extra: str, out: str = "out") -> int:
-    argv = ["survey", "--model", str(model), "--device", "cpu", "--out", str(tmp_path / out), "--boot", "300"]
+    argv = ["survey", "--model", str(model), "--device", "cpu", "--out", str(tmp_path / out), "--n-boot", "300"]
     return cli.main([*argv, *extra])
 
 
@@ -68,7 +68,7 @@ def test_survey_end_to_end_matches_unbatched_measurement(tiny_arithmetic, tmp_pa
     from lightning_reasonattn.survey import progress
 
     monkeypatch.setitem(progress.STEP_INTERVAL_S, "log", 0.0)  # a progress line at every decoding step
-    args = ("--n", "4", "--batch-size", "3", "--max-new-tokens", "48", "--reports", "1", "--peak-top", "0.4")
+    args = ("--n", "4", "--batch-size", "3", "--max-new-tokens", "48", "--reports", "1", "--peak-fraction", "0.4")
     assert _run(tmp_path, tiny_arithmetic, *args) == 0
     printed = capsys.readouterr()
     out = tmp_path / "out"
@@ -88,7 +88,7 @@ def test_survey_end_to_end_matches_unbatched_measurement(tiny_arithmetic, tmp_pa
     # The stored per-token signals equal those of each response measured alone (left padding and batching
     # change nothing), and the pooled statistics equal RhythmCoupling's over those single measurements.
     responses = _batches(out)
-    metric = RhythmCoupling(k=3, top=0.4)
+    metric = RhythmCoupling(coupling_window=3, peak_fraction=0.4)
     for r, (trace, entropy, mask) in zip(responses, _remeasure(tiny_arithmetic, responses), strict=True):
         torch.testing.assert_close(_stored(r["waad"]), trace.waad[mask], equal_nan=True, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(_stored(r["fai"]), trace.fai[mask], equal_nan=True, atol=1e-6, rtol=1e-4)
@@ -100,7 +100,7 @@ def test_survey_end_to_end_matches_unbatched_measurement(tiny_arithmetic, tmp_pa
         ("fai_preceded_rate", "fai_preceded_rate"),
         ("fai_preceded_lift", "fai_preceded_lift"),
         ("waad_followed_rate", "waad_followed_rate"),
-        ("entropy_waad_peak_ratio", "entropy_lift"),
+        ("entropy_lift", "entropy_lift"),
         ("entropy_mean", "entropy_mean"),
     ):
         assert table[key]["value"] == pytest.approx(expected[name].item(), rel=1e-4), key
@@ -151,7 +151,7 @@ def test_survey_eos_resume_and_refusal(tiny_small_vocab, tmp_path, capsys):
     assert again["table"] == first["table"]
 
     # The statistics' settings reuse every batch; a generation setting is refused with the reason.
-    assert _run(tmp_path, tiny_small_vocab, *args, "--k", "1") == 0
+    assert _run(tmp_path, tiny_small_vocab, *args, "--coupling-window", "1") == 0
     assert json.loads((out / "survey.json").read_text())["run"]["measured_responses"] == 0
     capsys.readouterr()
     assert _run(tmp_path, tiny_small_vocab, *args[:-4], "--max-new-tokens", "30", "--reports", "0") == 1
@@ -234,7 +234,7 @@ BAD_SURVEY_RUNS = [  # (name, the run, its exit status, fragment of the error on
         "survey_settings.json holds 'settings': 5 (int), not a survey's settings",
     ),
     ("--n 10**30", _usage_error("--n", str(10**30)), 2, f"'{10**30}' is not an integer in [1, 1000000]"),
-    ("--boot 10**30", _usage_error("--boot", str(10**30)), 2, f"'{10**30}' is not an integer in [1, 1000000]"),
+    ("--n-boot 10**30", _usage_error("--n-boot", str(10**30)), 2, f"'{10**30}' is not an integer in [1, 1000000]"),
     ("--seed 2**70", _usage_error("--seed", str(2**70)), 2, f"'{2**70}' is not a seed: an integer in [0, 2**63 - 1]"),
     ("--seed -1", _usage_error("--seed", "-1"), 2, "'-1' is not a seed: an integer in [0, 2**63 - 1]"),
     (
@@ -255,7 +255,7 @@ def test_survey_bad_input_is_reported(tiny_small_vocab, tmp_path, capsys, name, 
 
 BAD_SURVEY_SETTINGS = [
     ({"n": 0}, "n=0"),
-    ({"k": -1}, "k=-1"),
+    ({"look_back": -1}, "look_back=-1"),
     ({"temperature": -1.0}, "temperature=-1.0"),
     ({"chat": "maybe"}, "chat='maybe'"),
     ({"horizon": (5, 2)}, "horizon=(5, 2)"),
@@ -272,8 +272,9 @@ def test_survey_settings_reject_bad_values(kwargs, message):
 
 
 def test_decode_steps_count_the_tokens_of_the_rows_still_running(tiny_small_vocab):
+    from lightning_reasonattn.rollout.prompts import end_ids
     from lightning_reasonattn.survey import progress
-    from lightning_reasonattn.survey.run import _eos_ids, measure_batch
+    from lightning_reasonattn.survey.run import measure_batch
 
     model, tokenizer = load_model(str(tiny_small_vocab))
     steps = []
@@ -283,7 +284,7 @@ def test_decode_steps_count_the_tokens_of_the_rows_still_running(tiny_small_voca
             steps.append((count, tokens))
 
     settings = SurveySettings(max_new_tokens=24, batch_size=4)
-    tracker = Recorder(4, 1, 24, None).streamer(0, 4, _eos_ids(model, tokenizer))
+    tracker = Recorder(4, 1, 24, None).streamer(0, 4, end_ids(model, tokenizer))
     records = measure_batch(model, tokenizer, ["1+2", "3*4-5", "12", "4-3"], settings, seed=0, streamer=tracker)
     lengths = [len(r["response_ids"]) for r in records]  # each up to and including its EOS
     assert min(lengths) < 24  # some row ended early: its later steps make no token
@@ -293,7 +294,7 @@ def test_decode_steps_count_the_tokens_of_the_rows_still_running(tiny_small_voca
 
 def test_fingerprint_covers_what_is_measured_only():
     base = SurveySettings()
-    assert SurveySettings(k=1, q=0.3, peak_top=0.1, n=999, n_boot=10).fingerprint() == base.fingerprint()
+    assert SurveySettings(look_back=1, q=0.3, peak_fraction=0.1, n=999, n_boot=10).fingerprint() == base.fingerprint()
     assert SurveySettings(temperature=0.7).fingerprint() != base.fingerprint()
     assert SurveySettings(layers=[1, 2]).fingerprint() != base.fingerprint()
 

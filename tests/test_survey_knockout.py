@@ -37,7 +37,9 @@ KINDS = ["word", "punctuation", "punctuation", "digit", "punctuation", "punctuat
 
 
 def groups(kinds=KINDS, seed=0, count=2):
-    return choose_groups(FAI, WAAD, ENTROPY, kinds, count, top=0.5, generator=torch.Generator().manual_seed(seed))
+    return choose_groups(
+        FAI, WAAD, ENTROPY, kinds, count, peak_fraction=0.5, generator=torch.Generator().manual_seed(seed)
+    )
 
 
 def test_groups_of_a_hand_worked_response():

@@ -12,7 +12,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from ..compat import logging_step
 from ..functional._checks import check_positive_int
-from ..functional.settings import RhythmSettings
+from ..settings import RhythmSettings
 from .inputs import Inputs, find_model, inputs_argument, read_inputs, split_capture_kwargs
 
 SPLITS = {"val": "validation", "test": "test"}

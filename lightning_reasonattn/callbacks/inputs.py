@@ -16,8 +16,10 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from ..capture import unwrap_causal_lm
 from ..capture.modules import find_stack
 from ..capture.route import route_for
+from ..deprecation import translate_keywords
 from ..functional._checks import check_mask_dtype
-from ..functional.settings import RHYTHM_FIELDS, RhythmSettings
+from ..settings import RHYTHM_FIELDS, RhythmSettings
+from ..settings.rhythm import RENAMED as RHYTHM_RENAMED
 
 IGNORE_INDEX = -100
 
@@ -258,12 +260,13 @@ def split_capture_kwargs(
     """A callback's rhythm settings and the rest of its capture keywords, checked when the callback is built.
 
     The rhythm's knobs come from ``rhythm`` or from the keywords of the same names (``layers``, ``window``,
-    ``horizon``, ``head_fraction``, ``q``, ``k``, ``block_size``), not both; every other keyword goes to
+    ``horizon``, ``head_fraction``, ``q``, ``look_back``, ``block_size``), not both; every other keyword goes to
     ``capture_rhythm`` as it is.
 
     Raises:
         MisconfigurationException: a bad value (named, with the fix), or the knobs given twice.
     """
+    translate_keywords(capture_kwargs, RHYTHM_RENAMED, "the callback", stacklevel=6)  # k= -> look_back=, until 0.3
     unknown = [key for key in capture_kwargs if key not in RHYTHM_FIELDS and key not in ROUTE_OPTIONS]
     if unknown:  # a misspelt knob would otherwise reach capture_rhythm only at the first measured step
         known = [*RHYTHM_FIELDS, *ROUTE_OPTIONS]

@@ -13,9 +13,9 @@ from ..capture.modules import logits_of
 from ..compat import logging_step
 from ..functional._checks import check_positive_int
 from ..functional.coupling import token_entropy
-from ..functional.settings import RhythmSettings
 from ..functional.trace import RhythmTrace
 from ..metrics import FutureAttentionInfluence, RhythmCoupling, WindowedAverageAttentionDistance
+from ..settings import RhythmSettings
 from .base import RhythmCallback
 from .inputs import Inputs
 
@@ -63,9 +63,9 @@ class AttentionRhythmMonitor(RhythmCallback):
         num_buckets: profile resolution over relative response position (``None``: no profile).
         prefix: metric name prefix.
         rhythm: the rhythm's settings (default: the spec's, see
-            [`RhythmSettings`][lightning_reasonattn.functional.settings.RhythmSettings]).
+            [`RhythmSettings`][lightning_reasonattn.settings.rhythm.RhythmSettings]).
         capture_kwargs: the rhythm's settings as keywords instead (``layers``, ``window``, ``horizon``,
-            ``head_fraction``, ``q``, ``k``, ``block_size``); others go to
+            ``head_fraction``, ``q``, ``look_back``, ``block_size``); others go to
             [`capture_rhythm`][lightning_reasonattn.capture_rhythm].
 
     Raises:
@@ -178,13 +178,10 @@ class _SplitMetrics(torch.nn.Module):
             warnings.filterwarnings("ignore", r".*was called before the ``update`` method", UserWarning)
             values: dict[str, torch.Tensor] = {}
             for name in ("waad", "fai"):
-                result = getattr(self, name).compute()
-                if isinstance(result, dict):
-                    values[name] = result["mean"]
-                    for i, v in enumerate(result["profile"]):
-                        values[f"{name}_profile/{i:02d}"] = v
-                else:
-                    values[name] = result
+                result = getattr(self, name).compute()  # {"mean"}, and "profile" with buckets
+                values[name] = result["mean"]
+                for i, v in enumerate(result.get("profile", ())):
+                    values[f"{name}_profile/{i:02d}"] = v
             values.update(self.coupling.compute())
         for metric in (self.waad, self.fai, self.coupling):
             metric.reset()

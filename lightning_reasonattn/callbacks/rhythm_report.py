@@ -14,8 +14,8 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from ..capture import capture_group_maps, capture_rhythm, measuring
 from ..compat import logging_step
 from ..functional._checks import check_number
-from ..functional.settings import RhythmSettings
 from ..report import default_span, rhythm_markdown, write_report
+from ..settings import RhythmSettings
 from .base import RhythmCallback
 from .inputs import Inputs
 
@@ -77,9 +77,9 @@ class RhythmReport(RhythmCallback):
             ``fn(batch) -> {"input_ids", "response_mask", "attention_mask"?}``; the old keywords
             ``input_ids_key``, ..., ``batch_to_inputs`` still work, with a ``DeprecationWarning``.
         rhythm: the rhythm's settings (default: the spec's, see
-            [`RhythmSettings`][lightning_reasonattn.functional.settings.RhythmSettings]).
+            [`RhythmSettings`][lightning_reasonattn.settings.rhythm.RhythmSettings]).
         capture_kwargs: the rhythm's settings as keywords instead (``layers``, ``window``, ``horizon``,
-            ``head_fraction``, ``q``, ``k``, ``block_size``); others go to
+            ``head_fraction``, ``q``, ``look_back``, ``block_size``); others go to
             [`capture_rhythm`][lightning_reasonattn.capture_rhythm].
 
     Raises:

@@ -204,7 +204,7 @@ class StatsRecorder:
                 col = torch.matmul(row_w[:, None, None, :], probs[..., c0:c1] * band)  # [B, H, 1, c]
                 self.head_fai[:, slot, :, c0:c1] += col.squeeze(-2)
 
-    def trace(self, layers: list[int], head_fraction: float, q: float, k: int) -> RhythmTrace:
+    def trace(self, layers: list[int], head_fraction: float, q: float, look_back: int) -> RhythmTrace:
         """Normalise the sums and assemble the [`RhythmTrace`][RhythmTrace]."""
         resp = self.response_mask.to(self.head_waad.device)
         nan = float("nan")
@@ -217,7 +217,9 @@ class StatsRecorder:
         head_fai = torch.where(
             rows & (counts > 0), self.head_fai / counts.clamp_min(1), torch.full_like(self.head_fai, nan)
         )
-        return trace_from_head_stats(distance, head_waad, head_fai, resp, layers, head_fraction=head_fraction, q=q, k=k)
+        return trace_from_head_stats(
+            distance, head_waad, head_fai, resp, layers, head_fraction=head_fraction, q=q, look_back=look_back
+        )
 
 
 @dataclass

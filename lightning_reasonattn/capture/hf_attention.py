@@ -3,7 +3,8 @@
 transformers (>= 5) dispatches every attention call through ``AttentionInterface``, keyed on
 ``config._attn_implementation``. For the duration of a capture ([`intercept_attention`][intercept_attention]) we
 register a wrapper under the name ``reasonattn_<original>`` (with the original's mask function under the same name,
-or padded batches would lose their mask) and point the config at it. The wrapper calls the model's original
+or padded batches would lose their mask) and point the config at it; when the last capture that uses the name ends,
+the name is removed again, so transformers is left as the capture found it. The wrapper calls the model's original
 attention unchanged, then hands the layer's queries and keys to the active recorder
 ([`lightning_reasonattn.capture.blockwise`][lightning_reasonattn.capture.blockwise]). A recorder with a ``rewrite``
 method (a knockout, [`lightning_reasonattn.capture.knockout`][lightning_reasonattn.capture.knockout]) first replaces
@@ -13,13 +14,14 @@ the layer's mask, and the original attention runs on that.
 from __future__ import annotations
 
 import contextvars
+import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 
-from ..compat import attn_implementation, eager_attention_function, set_attn_implementation
+from ..compat import attn_implementation, eager_attention_function, set_attn_implementation, unregister_attention
 
 _PREFIX = "reasonattn_"
 
@@ -56,23 +58,39 @@ def _wrapped_attention(base_name: str):
     return attention
 
 
+_IN_USE: dict[str, int] = {}  # registered name -> captures open that use it
+_REGISTRY_LOCK = threading.Lock()  # captures in several threads share transformers' registry
+
+
 def _register(base_name: str) -> str:
-    """Register the wrapper and its mask function under ``reasonattn_<base_name>``; return that name."""
+    """Register the wrapper and its mask function under ``reasonattn_<base_name>`` (or count one more user of
+    them); return that name. Each call is undone by one [`_release`][_release]."""
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
+    from transformers.modeling_utils import AttentionInterface
 
     name = _PREFIX + base_name
-    if name not in ALL_ATTENTION_FUNCTIONS:  # the interfaces are mappings: register() adds to every instance
-        AttentionInterface.register(name, _wrapped_attention(base_name))
-    if name not in ALL_MASK_ATTENTION_FUNCTIONS:
-        mask_fn = ALL_MASK_ATTENTION_FUNCTIONS.get(base_name)
-        if mask_fn is None:
-            raise NotImplementedError(
-                f"attention implementation {base_name!r} has no mask function in transformers' "
-                "AttentionMaskInterface; load the model with attn_implementation='sdpa' to capture its rhythm."
-            )
-        AttentionMaskInterface.register(name, mask_fn)
+    with _REGISTRY_LOCK:
+        if not _IN_USE.get(name):
+            mask_fn = ALL_MASK_ATTENTION_FUNCTIONS.get(base_name)
+            if mask_fn is None:
+                raise NotImplementedError(
+                    f"attention implementation {base_name!r} has no mask function in transformers' "
+                    "AttentionMaskInterface; load the model with attn_implementation='sdpa' to capture its rhythm."
+                )
+            # the interfaces are mappings: register() adds to every instance
+            AttentionInterface.register(name, _wrapped_attention(base_name))
+            AttentionMaskInterface.register(name, mask_fn)
+        _IN_USE[name] = _IN_USE.get(name, 0) + 1
     return name
+
+
+def _release(name: str) -> None:
+    """One user of ``name`` less; the last one removes it from transformers' registry."""
+    with _REGISTRY_LOCK:
+        _IN_USE[name] -= 1
+        if not _IN_USE[name]:
+            del _IN_USE[name]
+            unregister_attention(name)
 
 
 def _config_tree(config) -> Iterator:
@@ -150,13 +168,19 @@ def intercept_attention(base, recorder):
     """Route the model's attention through the wrapper, with ``recorder`` active; restore on exit."""
     configs = list(_config_tree(base.config))
     saved = [attn_implementation(c) for c in configs]
-    for c, impl in zip(configs, saved, strict=True):
-        if impl is not None and not impl.startswith(_PREFIX):
-            set_attn_implementation(c, _register(impl))
-    token = _ACTIVE.set(recorder)
+    registered = []
     try:
-        yield recorder
+        for c, impl in zip(configs, saved, strict=True):
+            if impl is not None and not impl.startswith(_PREFIX):
+                registered.append(_register(impl))
+                set_attn_implementation(c, registered[-1])
+        token = _ACTIVE.set(recorder)
+        try:
+            yield recorder
+        finally:
+            _ACTIVE.reset(token)
     finally:
-        _ACTIVE.reset(token)
         for c, impl in zip(configs, saved, strict=True):
             set_attn_implementation(c, impl)
+        for name in registered:
+            _release(name)

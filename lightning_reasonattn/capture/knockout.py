@@ -27,8 +27,8 @@ from collections.abc import Sequence
 import torch
 
 from ..compat import attn_implementation
+from ..functional import defaults
 from ..functional.attention import select_layers
-from ..functional.settings import SPEC
 from .blockwise import admit, check_lengths
 from .modules import ForwardFn, logits_of
 from .rhythm import _check_vocabulary, check_ids
@@ -52,7 +52,7 @@ class Knockout:
         additive: build an additive (float) mask where the model gave none (transformers' eager attention).
     """
 
-    def __init__(self, slots, knock, key_mask, heads=None, *, additive=False, block_size=SPEC.block_size):
+    def __init__(self, slots, knock, key_mask, heads=None, *, additive=False, block_size=defaults.BLOCK_SIZE):
         self.slots = slots
         self.key_mask = key_mask
         self.heads = heads

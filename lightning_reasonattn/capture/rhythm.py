@@ -31,18 +31,11 @@ from contextlib import contextmanager
 
 import torch
 
-from ..functional._checks import (
-    check_fraction,
-    check_horizon,
-    check_mask_dtype,
-    check_mask_values,
-    check_positive_int,
-    check_response_mask,
-    check_window,
-)
+from ..deprecation import renamed_keywords
+from ..functional._checks import check_mask_dtype, check_mask_values, check_positive_int, check_response_mask
 from ..functional.attention import select_layers
-from ..functional.settings import SPEC
 from ..functional.trace import RhythmTrace, trace_from_head_stats
+from ..settings import SPEC, RhythmSettings
 from .blockwise import MapRecorder, StatsRecorder
 from .eager import eager_layer_stats
 from .modules import ForwardFn
@@ -70,6 +63,22 @@ def _check_masks(response_mask, attention_mask) -> tuple[torch.Tensor, torch.Ten
     return response_mask, attention_mask.bool()
 
 
+def _settings(rhythm: RhythmSettings | None, **knobs) -> RhythmSettings:
+    """The rhythm's settings of a capture: ``rhythm``, or built (and checked) from the knob keywords, which must then
+    be left at their defaults."""
+    if rhythm is None:
+        return RhythmSettings(**knobs)
+    if not isinstance(rhythm, RhythmSettings):
+        raise TypeError(f"rhythm={rhythm!r}: pass a lightning_reasonattn.RhythmSettings, e.g. RhythmSettings(q=0.3).")
+    given = [f"{name}={value!r}" for name, value in knobs.items() if value != getattr(SPEC, name)]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} given beside rhythm=: pass the rhythm's settings one way, in "
+            "rhythm=RhythmSettings(...) or as keywords."
+        )
+    return rhythm
+
+
 @contextmanager
 def rhythm_capture(
     model: torch.nn.Module,
@@ -80,6 +89,7 @@ def rhythm_capture(
     horizon: tuple[int, int] = SPEC.horizon,
     block_size: int = SPEC.block_size,
     *,
+    rhythm: RhythmSettings | None = None,
     attention_modules: str | Sequence[torch.nn.Module] | None = None,
 ):
     """Record the per-head statistics of the rhythm during the forward passes run inside the block.
@@ -88,7 +98,7 @@ def rhythm_capture(
 
         with rhythm_capture(model, response_mask, attention_mask) as rec:
             out = model(input_ids, attention_mask=attention_mask, use_cache=False)
-        trace = rec.trace(head_fraction=0.3, q=0.4, k=3)
+        trace = rec.trace(head_fraction=0.3, q=0.4, look_back=3)
 
     or, for a model whose attention calls ``scaled_dot_product_attention`` (nanoGPT, LitGPT's ``GPT``)::
 
@@ -111,13 +121,17 @@ def rhythm_capture(
         window: WAAD window ``W``.
         horizon: FAI horizon ``(lo, hi)``.
         block_size: query rows reduced at a time; extra memory ~ ``4 B H block_size N`` bytes.
+        rhythm: all the rhythm's settings as one object (checked when it was built), instead of ``layers``,
+            ``window``, ``horizon`` and ``block_size``; its ``head_fraction``, ``q`` and ``look_back`` become the
+            defaults of the recorder's ``trace()``.
         attention_modules: capture the SDPA calls of these modules (a list, or a name pattern such as
             ``"transformer.h.*.attn"``, see
             [`lightning_reasonattn.capture.modules`][lightning_reasonattn.capture.modules]); default: transformers'
             attention interface for a transformers model, the blocks of the model's one stack of blocks otherwise.
 
     Yields:
-        a recorder whose ``trace(head_fraction, q, k)`` returns the [`RhythmTrace`][RhythmTrace].
+        a recorder whose ``trace(head_fraction, q, look_back)`` returns the [`RhythmTrace`][RhythmTrace] (each ``None``
+        by default: the capture's settings).
 
     Raises:
         TypeError: ``model`` is not a causal LM (or its attention modules cannot be found), its attention at a
@@ -127,38 +141,39 @@ def rhythm_capture(
         RuntimeError: (from the forward) not one full ``[B, N]`` forward inside the block, or a named attention
             module that makes no SDPA call.
     """
+    rhythm = _settings(rhythm, layers=layers, window=window, horizon=horizon, block_size=block_size)
     route = route_for(model, attention_modules)
-    measure = dict(layers=layers, window=window, horizon=horizon, block_size=block_size)
-    with _recording(route, response_mask, attention_mask, **measure) as handle:
+    with _recording(route, response_mask, attention_mask, rhythm) as handle:
         yield handle
 
 
 @contextmanager
-def _recording(route, response_mask, attention_mask, *, layers, window, horizon, block_size):
-    window = check_window(window)
-    horizon = check_horizon(horizon)
-    block_size = check_positive_int(block_size, "block_size")
+def _recording(route, response_mask, attention_mask, rhythm: RhythmSettings):
+    """Record during the block; ``rhythm`` was checked when built, so only the masks and layers are checked here."""
     response_mask, key_mask = _check_masks(response_mask, attention_mask)
-    selected = select_layers(route.num_layers, layers)
+    selected = select_layers(route.num_layers, rhythm.layers)
     route.check(selected)
     recorder = StatsRecorder(
         slots={layer: i for i, layer in enumerate(selected)},
         response_mask=response_mask,
         key_mask=key_mask,
-        window=window,
-        horizon=horizon,
-        block_size=block_size,
+        window=rhythm.window,
+        horizon=rhythm.horizon,
+        block_size=rhythm.block_size,
     )
     with route.intercept(recorder):
-        yield _Handle(recorder, selected, route)
+        yield _Handle(recorder, selected, route, rhythm)
 
 
 class _Handle:
     """What [`rhythm_capture`][rhythm_capture] yields: turns the recorded statistics into a trace."""
 
-    def __init__(self, recorder: StatsRecorder, layers: list[int], route: TransformersRoute | SdpaRoute):
+    def __init__(
+        self, recorder: StatsRecorder, layers: list[int], route: TransformersRoute | SdpaRoute, rhythm: RhythmSettings
+    ):
         self._recorder = recorder
         self._route = route
+        self._rhythm = rhythm
         self.layers = layers
 
     @property
@@ -173,9 +188,17 @@ class _Handle:
         if missing:
             raise RuntimeError(self._route.missing(missing, forward_ran))
 
-    def trace(self, head_fraction: float = SPEC.head_fraction, q: float = SPEC.q, k: int = SPEC.k) -> RhythmTrace:
+    @renamed_keywords(k="look_back")
+    def trace(
+        self, head_fraction: float | None = None, q: float | None = None, look_back: int | None = None
+    ) -> RhythmTrace:
+        """The [`RhythmTrace`][RhythmTrace] of the recorded forward; a knob left ``None`` is the capture's."""
         self.check_complete()
-        return self._recorder.trace(self.layers, head_fraction, q, k)
+        rhythm = self._rhythm
+        if (head_fraction, q, look_back) != (None, None, None):  # asked here: checked here (once per trace)
+            knobs = dict(head_fraction=head_fraction, q=q, look_back=look_back)
+            rhythm = RhythmSettings(**{**rhythm.capture_kwargs(), **{k: v for k, v in knobs.items() if v is not None}})
+        return self._recorder.trace(self.layers, rhythm.head_fraction, rhythm.q, rhythm.look_back)
 
 
 def _check_vocabulary(model: torch.nn.Module, input_ids: torch.Tensor) -> None:
@@ -240,6 +263,7 @@ def _check_inputs(input_ids, attention_mask, response_mask):
     return attention_mask, response_mask
 
 
+@renamed_keywords(k="look_back")
 def capture_rhythm(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
@@ -251,8 +275,9 @@ def capture_rhythm(
     head_fraction: float = SPEC.head_fraction,
     q: float = SPEC.q,
     *,
-    k: int = SPEC.k,
+    look_back: int = SPEC.look_back,
     block_size: int = SPEC.block_size,
+    rhythm: RhythmSettings | None = None,
     return_outputs: bool = False,
     attention_modules: str | Sequence[torch.nn.Module] | None = None,
     forward: ForwardFn | None = None,
@@ -279,8 +304,10 @@ def capture_rhythm(
         horizon: FAI horizon ``(lo, hi)``, ``0 <= lo <= hi``.
         head_fraction: share of the head pool in each of the local and global groups, in (0, 1].
         q: top fraction for preplan and anchor tokens, in (0, 1].
-        k: look-back of dominated anchors.
+        look_back: look-back of dominated anchors (``k`` before 0.2).
         block_size: query rows reduced at a time (memory vs speed).
+        rhythm: every knob above as one [`RhythmSettings`][lightning_reasonattn.settings.rhythm.RhythmSettings]
+            (checked when it was built); the knob keywords are then left at their defaults.
         return_outputs: also return the model output (its logits are those of a plain forward in eval mode; for
             a model holding ``nn.MultiheadAttention``, whose fused eval path the capture switches off, that plain
             forward is run a second time, unhooked).
@@ -305,17 +332,15 @@ def capture_rhythm(
     Warns:
         UserWarning: once per process, when ``horizon`` is longer than every response (FAI all NaN, no anchors).
     """
+    knobs = dict(layers=layers, window=window, horizon=horizon, head_fraction=head_fraction, q=q, look_back=look_back)
+    rhythm = _settings(rhythm, **knobs, block_size=block_size)
     route = route_for(model, attention_modules, forward)
-    head_fraction = check_fraction(head_fraction, "head_fraction")
-    q = check_fraction(q, "q")
-    k = check_positive_int(k, "k")
     attention_mask, response_mask = _check_inputs(input_ids, attention_mask, response_mask)
     _check_vocabulary(model, input_ids)
     route.check_batch(attention_mask)
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
-    measure = dict(layers=layers, window=window, horizon=horizon, block_size=block_size)
     with torch.no_grad(), measuring(model):  # eval mode: dropout would draw another rhythm on every call
-        with _recording(route, response_mask, attention_mask, **measure) as rec:
+        with _recording(route, response_mask, attention_mask, rhythm) as rec:
             outputs = route.call(input_ids, attention_mask, position_ids)
         if return_outputs and _has_fused_path(route):  # the capture made it take the unfused path: ~1e-7 apart
             outputs = route.call(input_ids, attention_mask, position_ids)
@@ -329,10 +354,19 @@ def capture_rhythm(
                 stacklevel=2,
             )
             inputs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
-            stats = eager_layer_stats(model, inputs, response_mask, layers=rec.layers, window=window, horizon=horizon)
-            trace = trace_from_head_stats(*stats, response_mask, rec.layers, head_fraction=head_fraction, q=q, k=k)
+            stats = eager_layer_stats(
+                model, inputs, response_mask, layers=rec.layers, window=rhythm.window, horizon=rhythm.horizon
+            )
+            trace = trace_from_head_stats(
+                *stats,
+                response_mask,
+                rec.layers,
+                head_fraction=rhythm.head_fraction,
+                q=rhythm.q,
+                look_back=rhythm.look_back,
+            )
         else:
-            trace = rec.trace(head_fraction, q, k)
+            trace = rec.trace()
     return (trace, outputs) if return_outputs else trace
 
 

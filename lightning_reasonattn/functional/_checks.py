@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
-import torch
+if TYPE_CHECKING:  # the number checks run without torch (the settings, the command line's parser); masks need it
+    import torch
 
 
 def as_int(value) -> int | None:
@@ -79,6 +80,8 @@ def check_mask_dtype(mask: torch.Tensor, name: str, meaning: str) -> None:
 
 def check_mask_values(mask: torch.Tensor, name: str) -> None:
     """Refuse an integer mask holding anything but 0 and 1 (one device sync: call it once per batch)."""
+    import torch
+
     if mask.dtype == torch.bool:
         return
     bad = mask[(mask != 0) & (mask != 1)]
@@ -136,6 +139,8 @@ def _number(x: float) -> str:
 
 def check_response_mask(response_mask: torch.Tensor, shape: tuple[int, ...] | torch.Size) -> torch.Tensor:
     """Return ``response_mask`` as bool after checking that it is a bool or integer tensor of ``shape``."""
+    import torch
+
     if not isinstance(response_mask, torch.Tensor):
         raise TypeError(
             f"response_mask must be a torch.Tensor of shape {tuple(shape)} (True at response tokens), "

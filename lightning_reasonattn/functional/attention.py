@@ -15,11 +15,11 @@ import warnings
 
 import torch
 
+from . import defaults
 from ._checks import as_int, check_fraction, check_horizon, check_window
-from .settings import SPEC
 
 
-def select_layers(num_layers: int, layers: str | int | list[int] | tuple[int, ...] = SPEC.layers) -> list[int]:
+def select_layers(num_layers: int, layers: str | int | list[int] | tuple[int, ...] = defaults.LAYERS) -> list[int]:
     """Resolve a layer selection to sorted 0-based layer indices.
 
     ``"middle"``: ``round(linspace(L // 3, 2 * L // 3, 5))`` with duplicates dropped (round half to even,
@@ -90,7 +90,7 @@ def head_backward_distance(attn: torch.Tensor, response_mask: torch.Tensor) -> t
     return (rows * mask).sum(-1) / mask.sum(-1)
 
 
-def split_heads(distances: torch.Tensor, fraction: float = SPEC.head_fraction) -> tuple[torch.Tensor, torch.Tensor]:
+def split_heads(distances: torch.Tensor, fraction: float = defaults.HEAD_FRACTION) -> tuple[torch.Tensor, torch.Tensor]:
     """Split a pool of heads into local (short-distance) and global (long-distance) heads.
 
     The pool is every head of the selected layers, flattened to ``P = L_sel * H`` in layer-major order
@@ -131,7 +131,7 @@ def group_mean(per_head: torch.Tensor, heads: torch.Tensor) -> torch.Tensor:
     return per_head.gather(1, idx).mean(1)
 
 
-def waad(attn: torch.Tensor, response_mask: torch.Tensor, window: int = SPEC.window) -> torch.Tensor:
+def waad(attn: torch.Tensor, response_mask: torch.Tensor, window: int = defaults.WINDOW) -> torch.Tensor:
     """Windowed Average Attention Distance.
 
     ``WAAD[t] = sum_{s <= t} A[t, s] * min(t - s, W)`` for ``t`` in the response, NaN elsewhere.
@@ -160,7 +160,7 @@ def horizon_band(n: int, horizon: tuple[int, int], device: torch.device | None =
     return (off >= lo) & (off <= hi)
 
 
-def fai_counts(response_mask: torch.Tensor, horizon: tuple[int, int] = SPEC.horizon) -> torch.Tensor:
+def fai_counts(response_mask: torch.Tensor, horizon: tuple[int, int] = defaults.HORIZON) -> torch.Tensor:
     """``|T(s)|``: how many response rows ``t`` lie in ``[s + lo, s + hi]``, for every column ``s``.
 
     Computed with a prefix sum over the response mask, so it costs ``O(N)``, not ``O(N^2)``.
@@ -209,7 +209,7 @@ def _warn_if_no_fai(response_mask: torch.Tensor, counts: torch.Tensor, horizon: 
     )
 
 
-def fai(attn: torch.Tensor, response_mask: torch.Tensor, horizon: tuple[int, int] = SPEC.horizon) -> torch.Tensor:
+def fai(attn: torch.Tensor, response_mask: torch.Tensor, horizon: tuple[int, int] = defaults.HORIZON) -> torch.Tensor:
     """Future Attention Influence.
 
     ``T(s) = {t in R : s + lo <= t <= min(N - 1, s + hi)}``;

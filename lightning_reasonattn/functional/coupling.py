@@ -4,10 +4,10 @@ Definitions (docs/rhythm.md, section "Coupling statistics"; one definition, shar
 ``reasonattn survey``):
 
 * A **peak** of a signal ``v`` (``[*batch, N]``, NaN where undefined) is a position ``t`` where ``v[t]`` is
-  finite, among ``top_fraction(v, top)`` (default the top 20%), and a local maximum: ``v[t] > v[t-1]``
+  finite, among ``top_fraction(v, peak_fraction)`` (default the top 20%), and a local maximum: ``v[t] > v[t-1]``
   and ``v[t] >= v[t+1]``, a neighbour that is NaN or outside the sequence counting as lower. (The first
   position of a plateau is the peak.)
-* Two directions, for a look-ahead/look-back of ``k`` tokens:
+* Two directions, for a window of ``k = coupling_window`` tokens:
 
   - **WAAD peak followed by an FAI peak** (``waad_followed``): some FAI peak lies in ``[t, t + k]``;
   - **FAI peak preceded by a WAAD peak** (``fai_preceded``): some WAAD peak lies in ``[t - k, t]``. This is
@@ -18,61 +18,68 @@ Definitions (docs/rhythm.md, section "Coupling statistics"; one definition, shar
   defined (every response token for WAAD; those with a finite FAI for FAI). By linearity of expectation
   it is exact, no random draw needed: ``peaks * (candidates that hit) / candidates``, per response.
   **rate** = hits / peaks, **shuffled rate** = shuffled / peaks, **lift** = hits / shuffled (summed over
-  responses before dividing: a ratio of sums).
+  responses before dividing: a ratio of sums; [`COUPLING_RATIOS`][COUPLING_RATIOS] lists them and
+  [`coupling_ratios`][coupling_ratios] computes them, for ``RhythmCoupling`` and the survey alike).
 * The **token entropy** of response token ``t`` is the entropy of the distribution it was sampled from:
   the softmax of logits row ``t - 1``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 
+from ..deprecation import renamed_keywords
+from . import defaults
 from ._checks import check_fraction, check_positive_int
 from .attention import as_float
-from .settings import COUPLING_K, PEAK_TOP, SPEC
 from .tokens import top_fraction
 from .trace import select_tokens
 
 LOOKS = ("ahead", "back")
 
 
-def local_peaks(values: torch.Tensor, top: float = PEAK_TOP) -> torch.Tensor:
-    """Peaks of a signal: local maxima among its ``top`` fraction of finite values.
+@renamed_keywords(top="peak_fraction")
+def local_peaks(values: torch.Tensor, peak_fraction: float = defaults.PEAK_FRACTION) -> torch.Tensor:
+    """Peaks of a signal: local maxima among its ``peak_fraction`` of finite values.
 
     Args:
         values: ``[*batch, N]``, NaN where undefined.
-        top: fraction in (0, 1].
+        peak_fraction: fraction in (0, 1].
 
     Returns:
         ``[*batch, N]`` bool.
     """
-    top = check_fraction(top, "top")
+    peak_fraction = check_fraction(peak_fraction, "peak_fraction")
     v = as_float(values)
     low = torch.where(torch.isfinite(v), v, torch.full_like(v, -float("inf")))
     left = torch.nn.functional.pad(low[..., :-1], (1, 0), value=-float("inf"))
     right = torch.nn.functional.pad(low[..., 1:], (0, 1), value=-float("inf"))
-    return top_fraction(v, top) & (low > left) & (low >= right)
+    return top_fraction(v, peak_fraction) & (low > left) & (low >= right)
 
 
-def _check_k(k: int) -> int:
+def _check_window(coupling_window: int) -> int:
+    k = coupling_window
     if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise ValueError(f"k={k!r} is invalid: the look-ahead must be an integer >= 0.")
+        raise ValueError(f"coupling_window={k!r} is invalid: the coupling window must be an integer >= 0.")
     return k
 
 
-def within(targets: torch.Tensor, k: int, look: str = "ahead") -> torch.Tensor:
+@renamed_keywords(k="coupling_window")
+def within(targets: torch.Tensor, coupling_window: int, look: str = "ahead") -> torch.Tensor:
     """``out[t]`` is True when some ``targets[u]`` is True for ``u`` in ``[t, t + k]`` (``look="ahead"``) or in
-    ``[t - k, t]`` (``look="back"``), positions outside the sequence ignored.
+    ``[t - k, t]`` (``look="back"``), ``k = coupling_window``, positions outside the sequence ignored.
 
     Args:
         targets: ``[*batch, N]`` bool.
-        k: window in tokens (>= 0; 0 means the same position only).
+        coupling_window: ``k``, the window in tokens (>= 0; 0 means the same position only).
         look: ``"ahead"`` or ``"back"``.
 
     Returns:
         ``[*batch, N]`` bool.
     """
-    k = _check_k(k)
+    k = _check_window(coupling_window)
     if look not in LOOKS:
         raise ValueError(f"look={look!r} is invalid: use 'ahead' or 'back'.")
     n = targets.shape[-1]
@@ -83,23 +90,25 @@ def within(targets: torch.Tensor, k: int, look: str = "ahead") -> torch.Tensor:
     return (csum[..., t + 1] - csum[..., (t - k).clamp(min=0)]) > 0
 
 
+@renamed_keywords(k="coupling_window")
 def shuffled_hits(
-    sources: torch.Tensor, targets: torch.Tensor, candidates: torch.Tensor, k: int, look: str
+    sources: torch.Tensor, targets: torch.Tensor, candidates: torch.Tensor, coupling_window: int, look: str
 ) -> dict[str, torch.Tensor]:
-    """Per row: how many ``sources`` have a ``targets`` event within ``k`` tokens, and how many at shuffled positions.
+    """Per row: how many ``sources`` have a ``targets`` event within the window, and how many at shuffled positions.
 
     Args:
         sources: ``[*batch, N]`` bool, the events counted (e.g. FAI peaks); must lie inside ``candidates``.
         targets: ``[*batch, N]`` bool, the events looked for (e.g. WAAD peaks).
         candidates: ``[*batch, N]`` bool, where a source can be (the shuffle's support).
-        k: window in tokens. look: ``"ahead"`` (``[t, t + k]``) or ``"back"`` (``[t - k, t]``).
+        coupling_window: ``k``, the window in tokens. look: ``"ahead"`` (``[t, t + k]``) or ``"back"``
+            (``[t - k, t]``).
 
     Returns:
         float64 ``[*batch]`` tensors ``events`` (sources), ``hits`` (sources with a target in their window) and
         ``shuffled`` (expected hits of the same number of sources at uniformly random distinct candidate
         positions: ``events * (candidates with a target in their window) / candidates``; 0 without candidates).
     """
-    near = within(targets.bool(), k, look)
+    near = within(targets.bool(), coupling_window, look)
     candidates = candidates.bool()
     sources = sources.bool() & candidates
     events = sources.sum(-1).double()
@@ -109,19 +118,21 @@ def shuffled_hits(
     return {"events": events, "hits": (near & sources).sum(-1).double(), "shuffled": shuffled}
 
 
+@renamed_keywords(k="coupling_window", top="peak_fraction")
 def coupling_counts(
     waad: torch.Tensor,
     fai: torch.Tensor,
     response_mask: torch.Tensor,
-    k: int = COUPLING_K,
-    top: float = PEAK_TOP,
+    coupling_window: int = defaults.COUPLING_WINDOW,
+    peak_fraction: float = defaults.PEAK_FRACTION,
     per_response: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Counts behind both coupling directions and their shuffled baselines.
 
     Args:
         waad: ``[B, N]``; fai: ``[B, N]``; response_mask: ``[B, N]`` bool.
-        k: look-ahead / look-back in tokens. top: peak fraction.
+        coupling_window: ``k``, the look-ahead / look-back in tokens. peak_fraction: see
+            [`local_peaks`][local_peaks].
         per_response: return ``[B]`` tensors instead of sums over the batch.
 
     Returns:
@@ -131,8 +142,9 @@ def coupling_counts(
         ``fai_preceded_shuffled``; ``positions`` (response tokens).
     """
     mask = response_mask.bool()
-    waad_peaks = local_peaks(waad, top) & mask
-    fai_peaks = local_peaks(fai, top) & mask
+    k = coupling_window
+    waad_peaks = local_peaks(waad, peak_fraction) & mask
+    fai_peaks = local_peaks(fai, peak_fraction) & mask
     forward = shuffled_hits(waad_peaks, fai_peaks, mask & torch.isfinite(as_float(waad)), k, "ahead")
     backward = shuffled_hits(fai_peaks, waad_peaks, mask & torch.isfinite(as_float(fai)), k, "back")
     out = {
@@ -203,15 +215,16 @@ def token_entropy(logits: torch.Tensor, chunk: int = 256) -> torch.Tensor:
     return torch.cat([nan, logits_entropy(logits[:, :-1], chunk)], dim=1)
 
 
+@renamed_keywords(k="coupling_window", top="peak_fraction")
 def response_counts(
     waad: torch.Tensor,
     fai: torch.Tensor,
     response_mask: torch.Tensor,
     entropy: torch.Tensor | None = None,
-    k: int = COUPLING_K,
-    top: float = PEAK_TOP,
-    q: float = SPEC.q,
-    look_back: int = SPEC.k,
+    coupling_window: int = defaults.COUPLING_WINDOW,
+    peak_fraction: float = defaults.PEAK_FRACTION,
+    q: float = defaults.Q,
+    look_back: int = defaults.LOOK_BACK,
 ) -> dict[str, torch.Tensor]:
     """Every per-response count behind the survey's statistics (docs/rhythm.md, "Coupling statistics").
 
@@ -223,7 +236,7 @@ def response_counts(
         response_mask: ``[B, N]`` bool.
         entropy: ``[B, N]`` token entropies aligned as [`token_entropy`][token_entropy] (optional; without it the
             entropy counts are 0 and the entropy statistics undefined).
-        k: coupling window in tokens. top: peak fraction.
+        coupling_window: ``k``, the coupling window in tokens. peak_fraction: see [`local_peaks`][local_peaks].
         q: top fraction of preplan and anchor tokens. look_back: look-back of dominated anchors.
 
     Returns:
@@ -235,10 +248,11 @@ def response_counts(
         ``entropy_waad_peak_sum``/``_count`` (at WAAD peaks), ``entropy_jump_peak_sum``/``_count`` (at peaks of
         the WAAD jumps). ``waad_sum``/``waad_count`` and ``fai_sum``/``fai_count`` over the finite values.
     """
+    k = coupling_window
     mask = response_mask.bool()
     waad, fai = as_float(waad).masked_fill(~mask, float("nan")), as_float(fai).masked_fill(~mask, float("nan"))
     sets = select_tokens(waad, fai, q, look_back)
-    out = coupling_counts(waad, fai, mask, k, top, per_response=True)
+    out = coupling_counts(waad, fai, mask, k, peak_fraction, per_response=True)
     anchors = shuffled_hits(sets["anchor"], sets["preplan"], mask & torch.isfinite(fai), k, "back")
     preplans = shuffled_hits(sets["preplan"], sets["anchor"], mask & torch.isfinite(sets["waad_jumps"]), k, "ahead")
     out.update(
@@ -252,18 +266,92 @@ def response_counts(
     )
     if entropy is None:
         entropy = torch.full(mask.shape, float("nan"), device=mask.device)
-    at_waad = entropy_counts(entropy, mask, local_peaks(waad, top))
-    at_jump = entropy_counts(entropy, mask, local_peaks(sets["waad_jumps"], top))
-    out.update(
-        entropy_sum=at_waad["sum_all"],
-        entropy_count=at_waad["count_all"],
-        entropy_waad_peak_sum=at_waad["sum_at"],
-        entropy_waad_peak_count=at_waad["count_at"],
-        entropy_jump_peak_sum=at_jump["sum_at"],
-        entropy_jump_peak_count=at_jump["count_at"],
-    )
+    out.update(entropy_peak_counts(entropy, mask, waad, peak_fraction))
+    at_jump = entropy_counts(entropy, mask, local_peaks(sets["waad_jumps"], peak_fraction))
+    out.update(entropy_jump_peak_sum=at_jump["sum_at"], entropy_jump_peak_count=at_jump["count_at"])
     for name, v in (("waad", waad.double()), ("fai", fai.double())):
         use = torch.isfinite(v)
         out[f"{name}_sum"] = torch.where(use, v, torch.zeros_like(v)).sum(-1)
         out[f"{name}_count"] = use.sum(-1).double()
     return out
+
+
+def entropy_peak_counts(
+    entropy: torch.Tensor, response_mask: torch.Tensor, waad: torch.Tensor, peak_fraction: float
+) -> dict[str, torch.Tensor]:
+    """Per-row sums behind "mean token entropy at WAAD peaks / mean over the response" (``entropy_lift``).
+
+    Args:
+        entropy: ``[B, N]`` token entropies, aligned as [`token_entropy`][token_entropy].
+        response_mask: ``[B, N]`` bool.
+        waad: ``[B, N]``, whose [`local_peaks`][local_peaks] are the positions of interest.
+        peak_fraction: see [`local_peaks`][local_peaks].
+
+    Returns:
+        float64 ``[B]``: ``entropy_sum``, ``entropy_count`` (response tokens with a finite entropy) and
+        ``entropy_waad_peak_sum``, ``entropy_waad_peak_count`` (those at WAAD peaks).
+    """
+    found = entropy_counts(entropy, response_mask, local_peaks(waad, peak_fraction))
+    return {
+        "entropy_sum": found["sum_all"],
+        "entropy_count": found["count_all"],
+        "entropy_waad_peak_sum": found["sum_at"],
+        "entropy_waad_peak_count": found["count_at"],
+    }
+
+
+def direction_ratios(key: str, events: str) -> dict[str, tuple[str, ...]]:
+    """The three ratios of one direction ``key`` (such as ``fai_preceded``) whose source events are counted as
+    ``events``: ``key_rate`` (hits / events), ``key_shuffled`` (shuffled hits / events), ``key_lift`` (hits /
+    shuffled hits), as ``name -> terms`` of [`ratio_of_sums`][ratio_of_sums]."""
+    return {
+        f"{key}_rate": (key, events),
+        f"{key}_shuffled": (f"{key}_shuffled", events),
+        f"{key}_lift": (key, f"{key}_shuffled"),
+    }
+
+
+COUPLING_RATIOS: dict[str, tuple[str, ...]] = {
+    **direction_ratios("fai_preceded", "fai_peaks"),
+    **direction_ratios("waad_followed", "waad_peaks"),
+    "entropy_at_peaks": ("entropy_waad_peak_sum", "entropy_waad_peak_count"),
+    "entropy_mean": ("entropy_sum", "entropy_count"),
+    "entropy_lift": ("entropy_waad_peak_sum", "entropy_waad_peak_count", "entropy_sum", "entropy_count"),
+}
+"""The published coupling statistics as ratios of summed counts: ``name -> (a, b)`` for ``sum a / sum b``, or
+``(a, b, c, d)`` for ``(sum a / sum b) / (sum c / sum d)``. ``X_rate`` = hits / peaks, ``X_shuffled`` = shuffled hits /
+peaks, ``X_lift`` = hits / shuffled hits; ``entropy_lift`` = mean entropy at WAAD peaks / mean entropy (the paper:
+0.361 / 0.239). The count names are those of [`coupling_counts`][coupling_counts] and
+[`entropy_peak_counts`][entropy_peak_counts]."""
+
+
+def ratio_of_sums(sums: Mapping[str, torch.Tensor], terms: tuple[str, ...]) -> torch.Tensor:
+    """``a / b`` or ``(a / b) / (c / d)`` of the summed counts named by ``terms``, NaN where a denominator is 0.
+
+    Args:
+        sums: count name -> tensor of sums (any shape, e.g. ``[]`` or ``[n_boot]``; all alike).
+        terms: ``(a, b)`` or ``(a, b, c, d)``, as in [`COUPLING_RATIOS`][COUPLING_RATIOS].
+    """
+
+    def divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+        return torch.where(den != 0, num / torch.where(den != 0, den, torch.ones_like(den)), float("nan"))
+
+    a, b, *rest = (sums[name] for name in terms)
+    value = divide(a, b)
+    return divide(value, divide(rest[0], rest[1])) if rest else value
+
+
+def coupling_ratios(sums: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Every statistic of [`COUPLING_RATIOS`][COUPLING_RATIOS] from summed counts (what ``RhythmCoupling.compute``
+    returns, and rows of the survey's table).
+
+    Example:
+        >>> import torch
+        >>> counts = dict(fai_peaks=4, fai_preceded=2, fai_preceded_shuffled=1, waad_peaks=1, waad_followed=1)
+        >>> counts.update(waad_followed_shuffled=0.5, entropy_sum=6, entropy_count=3)
+        >>> counts.update(entropy_waad_peak_sum=3, entropy_waad_peak_count=1)  # mean 3 at peaks, 2 overall
+        >>> out = coupling_ratios({name: torch.tensor(float(value)) for name, value in counts.items()})
+        >>> float(out["fai_preceded_rate"]), float(out["fai_preceded_lift"]), float(out["entropy_lift"])
+        (0.5, 2.0, 1.5)
+    """
+    return {name: ratio_of_sums(sums, terms) for name, terms in COUPLING_RATIOS.items()}

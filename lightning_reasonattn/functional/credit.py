@@ -19,8 +19,8 @@ from typing import Literal, get_args
 
 import torch
 
+from . import defaults
 from ._checks import as_real, check_fraction
-from .settings import SPEC
 from .tokens import top_fraction
 from .trace import RhythmTrace, select_tokens
 
@@ -46,6 +46,7 @@ def credit_gamma(
     entropy: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     scores: torch.Tensor | None = None,
+    check: bool = True,
 ) -> torch.Tensor:
     """Per-token advantage multipliers.
 
@@ -63,6 +64,9 @@ def credit_gamma(
         generator: random source of ``random`` (seed it for reproducible runs).
         scores: ``[B, N]`` random scores for ``random`` instead of ``torch.rand(generator=generator)`` (e.g. keyed
             per token, so that a token's draw does not depend on its batch); the top ``q`` of each response win.
+        check: check ``strategy``, ``q``, ``gamma_amp`` and ``alpha``; ``False`` for a caller whose settings were
+            checked once when built (RhythmGRPO's ``CreditSettings``, at every mini-batch). The data are checked
+            either way.
 
     Returns:
         ``[B, N]`` float32 with no gradient; 1 outside the response.
@@ -70,22 +74,24 @@ def credit_gamma(
     Raises:
         ValueError: an unknown strategy, a bad number, or ``entropy`` missing or of the wrong shape.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy={strategy!r} is unknown: use one of {', '.join(STRATEGIES)}.")
-    amp, share = as_real(gamma_amp), as_real(alpha)
-    if amp is None or not amp > 0:
-        raise ValueError(f"gamma_amp={gamma_amp!r} is invalid: it must be a number > 0 (the paper uses 1.5).")
-    if share is None or not 0.0 <= share <= 1.0:
-        raise ValueError(f"alpha={alpha!r} is invalid: it must be a number in [0, 1] (default 0.5).")
-    alpha = share
+    if check:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy={strategy!r} is unknown: use one of {', '.join(STRATEGIES)}.")
+        amp, share = as_real(gamma_amp), as_real(alpha)
+        if amp is None or not amp > 0:
+            raise ValueError(f"gamma_amp={gamma_amp!r} is invalid: it must be a number > 0 (the paper uses 1.5).")
+        if share is None or not 0.0 <= share <= 1.0:
+            raise ValueError(f"alpha={alpha!r} is invalid: it must be a number in [0, 1] (default 0.5).")
+        gamma_amp, alpha = amp, share
+        q = None if q is None else check_fraction(q, "q")
     if trace is None and (strategy in RHYTHM_STRATEGIES or response_mask is None):
         raise ValueError(
             f"strategy={strategy!r} needs a RhythmTrace (from capture_rhythm)"
             + ("." if strategy in RHYTHM_STRATEGIES else " or a response_mask.")
         )
     mask = (trace.response_mask if trace is not None else response_mask).bool()
-    q_used = (trace.q if trace is not None else SPEC.q) if q is None else check_fraction(q, "q")
-    bonus = amp - 1.0
+    q_used = (trace.q if trace is not None else defaults.Q) if q is None else q
+    bonus = gamma_amp - 1.0
     with torch.no_grad():
         if strategy == "uniform":
             extra = torch.zeros(mask.shape, device=mask.device)
@@ -132,4 +138,4 @@ def _token_sets(trace: RhythmTrace, q: float | None) -> dict[str, torch.Tensor]:
             "dominated": trace.dominated,
             "intro": trace.intro,
         }
-    return select_tokens(trace.waad, trace.fai, q, trace.k)
+    return select_tokens(trace.waad, trace.fai, q, trace.look_back)

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import torch
 
+from ..deprecation import renamed_keywords
+from . import defaults
 from .coupling import local_peaks
-from .settings import PEAK_TOP
 from .tokens import waad_jumps
 
 KINDS = ("digit", "word", "space", "punctuation")
@@ -55,6 +56,7 @@ def _draw(pool: list[int], generator: torch.Generator) -> int:
     return pool[int(torch.randint(len(pool), (1,), generator=generator))]
 
 
+@renamed_keywords(top="peak_fraction")
 def choose_groups(
     fai: torch.Tensor,
     waad: torch.Tensor,
@@ -62,7 +64,7 @@ def choose_groups(
     kinds: list[str],
     count: int,
     *,
-    top: float = PEAK_TOP,
+    peak_fraction: float = defaults.PEAK_FRACTION,
     generator: torch.Generator,
 ) -> tuple[dict[str, list[int]], int] | None:
     """The knockout groups of one response, as positions within it (0 = its first token).
@@ -73,7 +75,8 @@ def choose_groups(
         entropy: ``[n]`` token entropy.
         kinds: ``n`` token kinds (see [`token_kind`][token_kind]).
         count: tokens per group.
-        top: peak fraction (as the coupling statistics).
+        peak_fraction: see [`local_peaks`][lightning_reasonattn.functional.coupling.local_peaks] (as the coupling
+            statistics).
         generator: the seeded source of the random draws.
 
     Returns:
@@ -86,7 +89,7 @@ def choose_groups(
     candidates = [i for i in range(n) if bool(finite[i])]
     if len(candidates) < 2 * count:
         return None
-    anchors = _ranked(candidates, local_peaks(fai, top), fai.float())[:count]
+    anchors = _ranked(candidates, local_peaks(fai, peak_fraction), fai.float())[:count]
     others = [i for i in candidates if i not in anchors]
     order = torch.randperm(len(others), generator=generator)[:count]
     groups = {"anchors": anchors, "random": [others[int(j)] for j in order]}
@@ -110,7 +113,7 @@ def choose_groups(
     no_peaks = torch.zeros(n, dtype=torch.bool)
     groups["entropy"] = _ranked(candidates, no_peaks, entropy.float())[:count]
     jumps = waad_jumps(waad.float())
-    groups["preplan"] = _ranked(candidates, local_peaks(jumps, top), jumps)[:count]
+    groups["preplan"] = _ranked(candidates, local_peaks(jumps, peak_fraction), jumps)[:count]
     return {name: sorted(positions) for name, positions in groups.items()}, unmatched
 
 

@@ -11,9 +11,10 @@ import math
 
 import torch
 
+from ..deprecation import renamed_keywords
+from . import defaults
 from ._checks import check_fraction, check_positive_int
 from .attention import as_float
-from .settings import SPEC
 
 
 def waad_jumps(waad: torch.Tensor) -> torch.Tensor:
@@ -37,7 +38,7 @@ def top_count(n: torch.Tensor | int, q: float) -> torch.Tensor | int:
     return math.ceil(round(n * q, 6))
 
 
-def top_fraction(values: torch.Tensor, q: float = SPEC.q) -> torch.Tensor:
+def top_fraction(values: torch.Tensor, q: float = defaults.Q) -> torch.Tensor:
     """The ``ceil(q * n)`` largest finite values among the ``n`` finite ones of each row.
 
     Ties are broken stably: the earlier position wins. Non-finite entries (NaN, +-inf) are never selected.
@@ -78,12 +79,12 @@ def lower_median(values: torch.Tensor) -> torch.Tensor:
     return torch.where(n.squeeze(-1) > 0, med, torch.full_like(med, float("nan")))
 
 
-def preplan_tokens(jumps: torch.Tensor, q: float = SPEC.q) -> torch.Tensor:
+def preplan_tokens(jumps: torch.Tensor, q: float = defaults.Q) -> torch.Tensor:
     """Preplan tokens ``T_loc = top_fraction(delta, q)``: the largest WAAD jumps. ``[*batch, N]`` bool."""
     return top_fraction(jumps, q)
 
 
-def anchor_tokens(fai: torch.Tensor, q: float = SPEC.q) -> torch.Tensor:
+def anchor_tokens(fai: torch.Tensor, q: float = defaults.Q) -> torch.Tensor:
     """Anchor tokens ``T_glob = top_fraction(FAI, q)``: the most revisited tokens. ``[*batch, N]`` bool."""
     return top_fraction(fai, q)
 
@@ -94,23 +95,26 @@ def _previous_window(x: torch.Tensor, k: int, fill: float) -> torch.Tensor:
     return padded.unfold(-1, k, 1)[..., :-1, :]
 
 
-def dominated_anchors(waad: torch.Tensor, jumps: torch.Tensor, anchors: torch.Tensor, k: int = SPEC.k) -> torch.Tensor:
+@renamed_keywords(k="look_back")
+def dominated_anchors(
+    waad: torch.Tensor, jumps: torch.Tensor, anchors: torch.Tensor, look_back: int = defaults.LOOK_BACK
+) -> torch.Tensor:
     """Locally dominated anchors ``D``.
 
-    An anchor ``t`` is dominated when ``WAAD[t] <= tau_waad`` and
-    ``max(delta[t-k .. t-1]) >= tau_delta`` (over the finite jumps of that window), where ``tau_waad`` is
-    the lower median of WAAD over the response and ``tau_delta`` the lower median of its finite jumps.
+    An anchor ``t`` is dominated when ``WAAD[t] <= tau_waad`` and ``max(delta[t-k .. t-1]) >= tau_delta`` with
+    ``k = look_back`` (over the finite jumps of that window), where ``tau_waad`` is the lower median of WAAD over the
+    response and ``tau_delta`` the lower median of its finite jumps.
 
     Args:
         waad: ``[*batch, N]``, NaN outside the response.
         jumps: ``[*batch, N]`` from [`waad_jumps`][waad_jumps].
         anchors: ``[*batch, N]`` bool from [`anchor_tokens`][anchor_tokens].
-        k: look-back in tokens (the paper allows 1 to 3).
+        look_back: ``k``, the look-back in tokens (>= 1; the paper allows 1 to 3).
 
     Returns:
         ``[*batch, N]`` bool, a subset of ``anchors``.
     """
-    k = check_positive_int(k, "k")
+    k = check_positive_int(look_back, "look_back")
     tau_waad = lower_median(waad).unsqueeze(-1)
     tau_delta = lower_median(jumps).unsqueeze(-1)
     window = _previous_window(jumps.float(), k, float("nan"))
@@ -119,7 +123,8 @@ def dominated_anchors(waad: torch.Tensor, jumps: torch.Tensor, anchors: torch.Te
     return anchors.bool() & (waad.float() <= tau_waad) & recent_jump
 
 
-def intro_tokens(jumps: torch.Tensor, dominated: torch.Tensor, k: int = SPEC.k) -> torch.Tensor:
+@renamed_keywords(k="look_back")
+def intro_tokens(jumps: torch.Tensor, dominated: torch.Tensor, look_back: int = defaults.LOOK_BACK) -> torch.Tensor:
     """Introductory tokens ``I(D)``: for each dominated anchor ``t``, ``argmax_{u in [t-k, t-1]} delta[u]``.
 
     The earliest position wins a tie; positions before 0 or with no finite jump are never chosen.
@@ -127,12 +132,12 @@ def intro_tokens(jumps: torch.Tensor, dominated: torch.Tensor, k: int = SPEC.k) 
     Args:
         jumps: ``[*batch, N]`` from [`waad_jumps`][waad_jumps].
         dominated: ``[*batch, N]`` bool from [`dominated_anchors`][dominated_anchors].
-        k: look-back in tokens.
+        look_back: ``k``, the look-back in tokens.
 
     Returns:
         ``[*batch, N]`` bool.
     """
-    k = check_positive_int(k, "k")
+    k = check_positive_int(look_back, "look_back")
     window = _previous_window(jumps.float(), k, float("nan"))
     window = torch.where(torch.isfinite(window), window, torch.full_like(window, -float("inf")))
     has_finite = torch.isfinite(window).any(-1)

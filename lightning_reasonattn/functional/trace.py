@@ -11,14 +11,16 @@ from dataclasses import dataclass, fields
 
 import torch
 
+from ..deprecation import renamed_attribute, renamed_keywords
+from . import defaults
 from ._checks import check_fraction, check_positive_int, check_response_mask
 from .attention import as_float, group_mean, head_backward_distance, split_heads
 from .attention import fai as fai_fn
 from .attention import waad as waad_fn
-from .settings import SPEC
 from .tokens import anchor_tokens, dominated_anchors, intro_tokens, preplan_tokens, waad_jumps
 
 
+@renamed_keywords(k="look_back")
 @dataclass
 class RhythmTrace:
     """Everything measured about the rhythm of a batch of sequences.
@@ -41,7 +43,7 @@ class RhythmTrace:
         layers: the 0-based layer indices used, in order.
         response_mask: ``[B, N]`` bool.
         q: the top fraction used for preplan and anchor tokens.
-        k: the look-back used for dominated anchors.
+        look_back: the look-back used for dominated anchors (``k`` before 0.2).
     """
 
     waad: torch.Tensor
@@ -56,8 +58,10 @@ class RhythmTrace:
     global_heads: torch.Tensor
     layers: list[int]
     response_mask: torch.Tensor
-    q: float = SPEC.q
-    k: int = SPEC.k
+    q: float = defaults.Q
+    look_back: int = defaults.LOOK_BACK
+
+    k = renamed_attribute("k", "look_back")
 
     def to(self, device: torch.device | str) -> RhythmTrace:
         """A copy with every tensor moved to ``device``."""
@@ -69,31 +73,37 @@ class RhythmTrace:
         return RhythmTrace(**moved)
 
 
-def select_tokens(waad: torch.Tensor, fai: torch.Tensor, q: float = SPEC.q, k: int = SPEC.k) -> dict[str, torch.Tensor]:
+@renamed_keywords(k="look_back")
+def select_tokens(
+    waad: torch.Tensor, fai: torch.Tensor, q: float = defaults.Q, look_back: int = defaults.LOOK_BACK
+) -> dict[str, torch.Tensor]:
     """Jumps and every token set from the two signals.
 
     Args:
         waad: ``[B, N]``, NaN outside the response.
         fai: ``[B, N]``, NaN where undefined.
+        q: top fraction of preplan and anchor tokens.
+        look_back: look-back of dominated anchors and their introductory tokens.
 
     Returns:
         dict with ``waad_jumps`` (float32) and ``preplan``, ``anchor``, ``dominated``, ``intro`` (bool),
         each ``[B, N]``.
     """
     q = check_fraction(q, "q")
-    k = check_positive_int(k, "k")
+    look_back = check_positive_int(look_back, "look_back")
     jumps = waad_jumps(waad)
     anchor = anchor_tokens(fai, q)
-    dominated = dominated_anchors(waad, jumps, anchor, k)
+    dominated = dominated_anchors(waad, jumps, anchor, look_back)
     return {
         "waad_jumps": jumps,
         "preplan": preplan_tokens(jumps, q),
         "anchor": anchor,
         "dominated": dominated,
-        "intro": intro_tokens(jumps, dominated, k),
+        "intro": intro_tokens(jumps, dominated, look_back),
     }
 
 
+@renamed_keywords(k="look_back")
 def trace_from_head_stats(
     head_distance: torch.Tensor,
     head_waad: torch.Tensor,
@@ -101,9 +111,9 @@ def trace_from_head_stats(
     response_mask: torch.Tensor,
     layers: list[int],
     *,
-    head_fraction: float = SPEC.head_fraction,
-    q: float = SPEC.q,
-    k: int = SPEC.k,
+    head_fraction: float = defaults.HEAD_FRACTION,
+    q: float = defaults.Q,
+    look_back: int = defaults.LOOK_BACK,
 ) -> RhythmTrace:
     """Assemble a trace from per-head statistics.
 
@@ -129,20 +139,21 @@ def trace_from_head_stats(
         layers=list(layers),
         response_mask=response_mask.bool(),
         q=q,
-        k=k,
-        **select_tokens(w, f, q, k),
+        look_back=look_back,
+        **select_tokens(w, f, q, look_back),
     )
 
 
+@renamed_keywords(k="look_back")
 def rhythm_from_attentions(
     attentions: torch.Tensor,
     response_mask: torch.Tensor,
     layers: list[int] | None = None,
-    window: int = SPEC.window,
-    horizon: tuple[int, int] = SPEC.horizon,
-    head_fraction: float = SPEC.head_fraction,
-    q: float = SPEC.q,
-    k: int = SPEC.k,
+    window: int = defaults.WINDOW,
+    horizon: tuple[int, int] = defaults.HORIZON,
+    head_fraction: float = defaults.HEAD_FRACTION,
+    q: float = defaults.Q,
+    look_back: int = defaults.LOOK_BACK,
 ) -> RhythmTrace:
     """The dense reference: a trace from full attention maps of the selected layers.
 
@@ -182,6 +193,6 @@ def rhythm_from_attentions(
         layers=list(layers) if layers is not None else list(range(n_layers)),
         response_mask=mask,
         q=q,
-        k=k,
-        **select_tokens(w, f, q, k),
+        look_back=look_back,
+        **select_tokens(w, f, q, look_back),
     )

@@ -40,6 +40,7 @@ from ..outputs import whole_file
 from .checkpoint_schema import check_contents
 from .distributed import set_rng_states
 from .policy import model_record
+from .renamed import upgrade_section
 from .settings import FIXED_FOR_MODEL, FIXED_FOR_RUN, RunSettings, plain, settings_sections
 
 
@@ -138,7 +139,8 @@ def flat_settings(hparams: dict) -> dict[str, object]:
         if name.startswith("_"):  # LightningCLI's "_instantiator"
             continue
         if name in sections:
-            known = {f: v for f, v in plain(value).items() if f in sections[name].__dataclass_fields__}
+            section = upgrade_section(name, plain(value))  # a 0.1 checkpoint's credit.k is credit.look_back
+            known = {f: v for f, v in section.items() if f in sections[name].__dataclass_fields__}
             for key, item in plain(sections[name](**known)).items():
                 flat[f"{name}.{key}"] = item
         elif name in arguments:  # resolved: "auto" and null compare equal to what they stand for

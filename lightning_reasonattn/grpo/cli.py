@@ -36,6 +36,7 @@ from .checkpoint import AtomicCheckpointIO, MovedRunFolder, check_resume, flat_s
 from .distributed import check_max_steps, check_split
 from .export import export_adapter
 from .module import RhythmGRPO
+from .renamed import translate_config_args
 from .settings import LOSS_TYPE_HINTS
 from .stops import RunRecord, is_lost_process, lost_process_line, stop_signal, stopped_line
 
@@ -262,6 +263,7 @@ def run_fit(argv: list[str], subcommand: str = "fit", started: RunRecord | None 
             f"setting with: reasonattn {subcommand} --print_config"
         )
     check_config_files(argv)
+    argv = translate_config_args(argv, subcommand)  # keys renamed since 0.1 (credit.k), with a warning
     kwargs = {"prog": "reasonattn", "exit_on_error": False}
     with warnings.catch_warnings():  # args are given on purpose (the console's argv minus --debug)
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")

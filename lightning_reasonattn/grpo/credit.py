@@ -76,5 +76,6 @@ def rows_gamma(
         normalize=settings.normalize,
         entropy=full_entropy,
         scores=keyed_scores(rollouts, rows, settings.seed) if settings.strategy == "random" else None,
+        check=False,  # CreditSettings checked its numbers when built: not again at every mini-batch
     )
     return gamma[:, -width:]

@@ -11,11 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Literal, get_args
 
+from ..deprecation import renamed_keywords
 from ..functional._checks import check_choice, check_number
 from ..functional.credit import ALPHA, GAMMA_AMP, Strategy
-from ..functional.settings import RhythmSettings
 from ..models import LoraSettings, Quantization
 from ..rollout.dense import Backend
+from ..settings import RhythmSettings
+from ..settings import SamplingSettings as CommonSampling
+from ..settings.rhythm import RENAMED as RHYTHM_RENAMED
+from ..tasks.splits import DEFAULT_DIFFICULTY
 from ..tasks.table import TASKS, TaskStyle
 from .advantages import ScaleRewards, SignMode
 from .loss import LOSS_ALIASES, LossType
@@ -78,7 +82,7 @@ class TaskSettings:
     seed: int = _task_fixed(0)
     shuffle_seed: int | None = _task_fixed(None)
     chat: bool | None = _task_fixed(None)
-    difficulty: int = _task_fixed(2)
+    difficulty: int = _task_fixed(DEFAULT_DIFFICULTY)
     style: TaskStyle = _task_fixed("r1")
     prompt_column: str = _task_fixed("prompt")
     answer_column: str | None = _task_fixed(None)
@@ -101,9 +105,11 @@ class TaskSettings:
             )
 
 
-@dataclass(frozen=True)
-class SamplingSettings:
-    """Rollout settings (validation always decodes greedily, whatever the temperature).
+@dataclass(frozen=True, kw_only=True)
+class SamplingSettings(CommonSampling):
+    """Rollout settings: the [`SamplingSettings`][lightning_reasonattn.settings.sampling.SamplingSettings] of every
+    command (the defaults of ``fit``), with a temperature > 0, and the backend that samples (validation always decodes
+    greedily, whatever the temperature).
 
     Attributes:
         max_new_tokens: completion length cap; a completion without EOS by then counts as truncated.
@@ -113,14 +119,10 @@ class SamplingSettings:
         backend: 'policy' samples from the policy, 'dense' from a dense copy with the adapter merged, 'auto' picks.
     """
 
-    max_new_tokens: int = 256
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int | None = None
     backend: Backend = "auto"
 
     def __post_init__(self):
-        check_number("sampling.max_new_tokens", self.max_new_tokens, low=1, integer=True)
+        _prefixed("sampling", super().__post_init__)
         check_number(
             "sampling.temperature",
             self.temperature,
@@ -128,18 +130,16 @@ class SamplingSettings:
             low_open=True,
             fix=" (GRPO needs sampled completions; validation is greedy on its own)",
         )
-        check_number("sampling.top_p", self.top_p, low=0, high=1, low_open=True, fix=" (1: no nucleus cut)")
-        if self.top_k is not None:
-            check_number("sampling.top_k", self.top_k, low=0, integer=True, fix=" (0 or null: no top-k cut)")
         check_choice("sampling.backend", self.backend, Backend)
 
 
+@renamed_keywords(**RHYTHM_RENAMED)
 @dataclass(frozen=True, kw_only=True)
 class CreditSettings(RhythmSettings):
     """Which tokens get extra credit (docs/rhythm.md has the definitions): the strategy, and the rhythm it reads.
 
-    The rhythm's knobs (``layers``, ``window``, ``horizon``, ``head_fraction``, ``q``, ``k``, ``block_size``) are
-    those of [`RhythmSettings`][lightning_reasonattn.functional.settings.RhythmSettings], with the spec's defaults.
+    The rhythm's knobs (``layers``, ``window``, ``horizon``, ``head_fraction``, ``q``, ``look_back``, ``block_size``)
+    are those of [`RhythmSettings`][lightning_reasonattn.settings.rhythm.RhythmSettings], with the spec's defaults.
 
     Attributes:
         strategy: 'uniform' (plain GRPO), 'random', 'entropy', 'local_chunk', 'global_anchor' or 'coupled'.

@@ -31,13 +31,13 @@ import torch
 from ..capture import measuring
 from ..functional.credit import RHYTHM_STRATEGIES
 from ..functional.keyed import mix
-from ..functional.settings import RhythmSettings
 from ..rewards.completions import conversational_completions
 from ..rewards.protocol import RewardLog, TrainerState, score_completions
 from ..rollout.context import check_context
 from ..rollout.logprobs import completion_logprobs, measure
 from ..rollout.prompts import encode_prompts
 from ..rollout.sampling import SampledBatch, sample_batch
+from ..settings import RhythmSettings
 from .advantages import group_advantages, token_advantages
 from .credit import SAMPLE_STREAM, rows_gamma
 from .distributed import Processes

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from ..functional.trace import RhythmTrace
+from .escape import one_line, shorten
 from .sequence import ANCHOR_COLOR, FAI_RGB, PREPLAN_COLOR, WAAD_RGB, hex_color, sequence_data
 
 
@@ -26,8 +27,7 @@ def matplotlib_classes():
 
 def _label(text: str, width: int = 14) -> str:
     """A token as a short one-line label for a plot."""
-    shown = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
-    return shown if len(shown) <= width else shown[: width - 1] + "…"
+    return shorten(one_line(text), width, "…")
 
 
 def rhythm_figures(

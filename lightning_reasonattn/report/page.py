@@ -15,6 +15,7 @@ import html
 from typing import Any
 
 from ..functional.trace import RhythmTrace
+from .escape import escape_char, one_line
 from .sequence import ANCHOR_COLOR, FAI_RGB, PREPLAN_COLOR, WAAD_RGB, hex_color, is_finite, sequence_data
 
 PAGE_CSS = """
@@ -58,13 +59,6 @@ td.t{text-align:left;font-family:ui-monospace,Menlo,Consolas,monospace;white-spa
 img{max-width:100%;height:auto;border:1px solid #e5e7eb;margin:.3rem 0}
 """
 
-_SPECIAL = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
-
-
-def _escape_code(ch: str) -> str:
-    code = ord(ch)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
 
 def _visible(text: str) -> str:
     """HTML for a token's text: escaped; newlines kept (with a visible mark), other control characters escaped."""
@@ -77,15 +71,10 @@ def _visible(text: str) -> str:
         elif ch == "\t":
             out.append("\t")
         elif not ch.isprintable() and ch != " ":
-            out.append(f'<span class="ctl">{_escape_code(ch)}</span>')
+            out.append(f'<span class="ctl">{escape_char(ch)}</span>')
         else:
             out.append(html.escape(ch, quote=True))
     return "".join(out)
-
-
-def one_line(text: str) -> str:
-    """A token for a tooltip or a table cell: control characters written as escapes (not yet HTML-escaped)."""
-    return "".join(_SPECIAL.get(ch) or (ch if ch.isprintable() else repr(ch)[1:-1]) for ch in text)
 
 
 def _fmt(value: float, digits: int = 4) -> str:

@@ -22,8 +22,8 @@ from ..capture import rhythm_capture, unwrap_causal_lm
 from ..capture.route import is_transformers_model
 from ..functional.coupling import logits_entropy
 from ..functional.logprobs import chunked_logprobs
-from ..functional.settings import RhythmSettings
 from ..functional.trace import RhythmTrace
+from ..settings import RhythmSettings
 from .plain import Aligned, plain_completion_logits
 from .sampling import SampledBatch
 
@@ -142,15 +142,8 @@ def measure(model, batch: SampledBatch, temperature: float = 1.0, rhythm: Rhythm
     # a plain module runs its rows moved to the left (it takes no padding mask): the capture sees those rows
     aligned = None if is_transformers_model(model) else Aligned(batch.attention_mask)
     response_mask = batch.response_mask if aligned is None else aligned.take(batch.response_mask, False)
-    with rhythm_capture(
-        model,
-        response_mask,
-        batch.attention_mask if aligned is None else aligned.mask,
-        layers=rhythm.layers,
-        window=rhythm.window,
-        horizon=rhythm.horizon,
-        block_size=rhythm.block_size,
-    ) as rec:
+    attention_mask = batch.attention_mask if aligned is None else aligned.mask
+    with rhythm_capture(model, response_mask, attention_mask, rhythm=rhythm) as rec:
         logp, entropy = completion_logprobs_entropy(model, **forward)
-    trace = rec.trace(head_fraction=rhythm.head_fraction, q=rhythm.q, k=rhythm.k)
+    trace = rec.trace()
     return Measured(logp, entropy, trace if aligned is None else aligned.trace_back(trace, batch.response_mask))

@@ -1,9 +1,12 @@
-"""Prompts as token ids: chat messages through the chat template, a left-padded batch.
+"""Prompts as token ids (chat messages through the chat template, a left-padded batch), and the ids that end a
+completion ([`end_ids`][lightning_reasonattn.rollout.prompts.end_ids]: the one end-of-sequence resolver of RL
+rollouts, the survey and ``analyze``).
 
-A transformers tokenizer encodes the batch itself; a *plain* tokenizer (anything else with ``encode(str) ->
-list[int]``, ``decode(list[int]) -> str`` and ``eos_token_id``, such as
+A transformers tokenizer encodes the batch; a *plain* tokenizer (anything else with ``encode(str) -> list[int]``,
+``decode(list[int]) -> str`` and ``eos_token_id``, such as
 [`WordTokenizer`][lightning_reasonattn.models.word_tokenizer.WordTokenizer]) encodes each plain-text prompt as it
-is, padded on the left with [`plain_pad_id`][lightning_reasonattn.rollout.prompts.plain_pad_id].
+is, padded on the left with [`plain_pad_id`][lightning_reasonattn.rollout.prompts.plain_pad_id]. Either way the rows
+are padded here, so the tokenizer needs no pad token and is not changed.
 """
 
 from __future__ import annotations
@@ -80,24 +83,85 @@ def encode_plain(tokenizer, prompts: list, device: torch.device | str = "cpu") -
         rows.append([int(t) for t in tokenizer.encode(prompt)])
         if not rows[-1]:
             raise ValueError(f"prompt {i} ({prompt!r:.60}) encodes to no token: give each prompt some text.")
-    width = max((len(r) for r in rows), default=0)
-    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], dtype=torch.long).reshape(len(rows), width)
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
-    return ids.to(device), mask.reshape(len(rows), width).to(device)
+    return left_padded(rows, pad, device)
 
 
-def encode_prompts(tokenizer, prompts: list, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def _ids(value) -> list[int]:
+    """An end id setting (``None``, an int or a list of ints) as a list."""
+    if value is None:
+        return []
+    return [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
+
+
+def end_ids(model, tokenizer) -> list[int]:
+    """Every id that ends a completion of ``model``: the tokenizer's ``eos_token_id`` and the model's
+    ``generation_config.eos_token_id`` (an int or a list: chat models list their end-of-turn ids there), sorted.
+
+    ``generate`` alone stops at the generation config's ids only; a tokenizer whose end id is not among them (or the
+    other way round) would make RL rollouts and a survey cut the same completion at different tokens. Every sampling
+    path of the package takes its end ids from here.
+
+    Example:
+        >>> from types import SimpleNamespace as Obj
+        >>> chat = Obj(generation_config=Obj(eos_token_id=[7, 9]))
+        >>> end_ids(chat, Obj(eos_token_id=2)), end_ids(Obj(), Obj(eos_token_id=2))
+        ([2, 7, 9], [2])
+    """
+    config = getattr(model, "generation_config", None)
+    found = _ids(getattr(tokenizer, "eos_token_id", None)) + _ids(getattr(config, "eos_token_id", None))
+    return sorted(set(found))
+
+
+def pad_id(model, tokenizer) -> int:
+    """The id that pads a batch: the tokenizer's ``pad_token_id``, else the first end id (as ``generate`` does); the
+    tokenizer is not changed.
+
+    Raises:
+        ValueError: the tokenizer has neither a pad nor an end id.
+    """
+    if getattr(tokenizer, "pad_token_id", None) is not None:
+        return int(tokenizer.pad_token_id)
+    ends = end_ids(model, tokenizer)
+    if not ends:
+        raise ValueError(
+            f"{type(tokenizer).__name__} has neither a pad token nor an end-of-sequence token: set "
+            "tokenizer.pad_token (or the model's generation_config.eos_token_id) before sampling."
+        )
+    return ends[0]
+
+
+def left_padded(
+    rows: list[list[int]], pad: int | None, device: torch.device | str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ids, mask)`` ``[B, P]``: token id rows padded on the left with ``pad`` to the longest.
+
+    Raises:
+        ValueError: rows of different lengths and no pad id.
+    """
+    width = max((len(row) for row in rows), default=0)
+    if pad is None and any(len(row) < width for row in rows):
+        raise ValueError("prompts of different lengths need a pad id: pass pad=pad_id(model, tokenizer).")
+    fill = 0 if pad is None else pad  # (no row is padded without a pad id)
+    ids = torch.tensor([[fill] * (width - len(row)) + list(row) for row in rows], dtype=torch.long)
+    mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows], dtype=torch.long)
+    return ids.reshape(len(rows), width).to(device), mask.reshape(len(rows), width).to(device)
+
+
+def encode_prompts(
+    tokenizer, prompts: list, device: torch.device | str = "cpu", pad: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(ids, mask)``: ``[B, P]`` left-padded prompt ids and their attention mask (a plain tokenizer: see
-    [`encode_plain`][lightning_reasonattn.rollout.prompts.encode_plain])."""
+    [`encode_plain`][lightning_reasonattn.rollout.prompts.encode_plain]).
+
+    Args:
+        tokenizer: encodes the prompts (it is not changed).
+        prompts: strings or chat messages.
+        device: where the tensors go.
+        pad: the padding id (default: the tokenizer's ``pad_token_id``; see [`pad_id`][pad_id]).
+    """
     if not is_transformers_tokenizer(tokenizer):
         return encode_plain(tokenizer, prompts, device)
     texts = [prompt_text(tokenizer, p) for p in prompts]
     special = {flag for _, flag in texts}
-    enc = tokenizer(
-        [t for t, _ in texts],
-        padding=True,
-        padding_side="left",
-        add_special_tokens=special == {True},
-        return_tensors="pt",
-    )
-    return enc.input_ids.to(device), enc.attention_mask.to(device)
+    rows = tokenizer([t for t, _ in texts], add_special_tokens=special == {True}).input_ids
+    return left_padded(rows, tokenizer.pad_token_id if pad is None else pad, device)

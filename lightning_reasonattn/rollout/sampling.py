@@ -12,6 +12,8 @@ chooses the same tokens.
 
 from __future__ import annotations
 
+import inspect
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -46,17 +48,23 @@ def sample(
     top_k: int | None = None,
     keys: torch.Tensor | None = None,
     *,
+    seed: int | None = None,
     streamer=None,
 ) -> Completions:
     """Sample one completion per (left-padded) prompt row with ``model.generate`` (a plain module: with
-    [`decode`][lightning_reasonattn.rollout.decode.decode]).
+    [`decode`][lightning_reasonattn.rollout.decode.decode]): the one sampling path of the package (RL rollouts, the
+    survey, ``reasonattn analyze``).
 
     Args:
         prompt_ids: ``[B, P]`` left-padded prompts (repeat each prompt G times beforehand).
         prompt_mask: ``[B, P]``, 0 at padding.
-        temperature: ``0`` decodes greedily (``top_p``, ``top_k`` and ``keys`` are then ignored).
+        eos_ids: the ids that end a completion (all of them: see
+            [`end_ids`][lightning_reasonattn.rollout.prompts.end_ids]).
+        temperature: ``0`` decodes greedily (``top_p``, ``top_k``, ``keys`` and ``seed`` are then ignored).
         keys: ``[B]`` int64 row keys: sample with [`KeyedSampling`][KeyedSampling] (the draws depend on the keys only);
             ``None`` samples with ``generate``'s own ``do_sample`` from the process RNG.
+        seed: without ``keys``, seed the RNG of the sampling with it, and give the caller's RNG state back afterwards
+            (the draws are those of ``torch.manual_seed(seed)`` then ``generate``; nothing else sees the seed).
         streamer: passed to ``generate``, which calls its ``put`` with the prompt ids, then with each step's ``[B]`` new
             tokens, and ``end()`` at the end (progress reports; it does not touch the sampling).
 
@@ -65,7 +73,8 @@ def sample(
     """
     if not is_transformers_model(model):  # any other module: the decode loop, the same tokens as generate
         how = dict(temperature=temperature, top_p=top_p, top_k=top_k, keys=keys, streamer=streamer)
-        return decode(model, prompt_ids, prompt_mask, eos_ids, pad_id, max_new_tokens, **how)
+        with seeded(seed if temperature > 0 and keys is None else None, prompt_ids.device):
+            return decode(model, prompt_ids, prompt_mask, eos_ids, pad_id, max_new_tokens, **how)
     was_training = model.training
     model.eval()
     try:
@@ -79,15 +88,16 @@ def sample(
             how = dict(greedy, logits_processor=LogitsProcessorList([keyed]))
         else:
             how = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k if top_k is not None else 0)
-        out = model.generate(
-            input_ids=prompt_ids,
-            attention_mask=prompt_mask,
-            max_new_tokens=max_new_tokens,
-            eos_token_id=eos_ids,
-            pad_token_id=pad_id,
-            streamer=streamer,
-            **how,
-        )
+        with seeded(seed if how.get("do_sample") else None, prompt_ids.device):
+            out = model.generate(
+                input_ids=prompt_ids,
+                attention_mask=prompt_mask,
+                max_new_tokens=max_new_tokens,
+                eos_token_id=eos_ids,
+                pad_token_id=pad_id,
+                streamer=streamer,
+                **how,
+            )
     finally:
         model.train(was_training)
     ids = out[:, prompt_ids.shape[1] :]
@@ -151,33 +161,34 @@ def join_completions(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, comple
 
 
 def sample_batch(
-    model: torch.nn.Module,
-    prompt_ids: torch.Tensor,
-    prompt_mask: torch.Tensor,
-    *,
-    eos_ids: list[int],
-    pad_id: int,
-    max_new_tokens: int,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    top_k: int | None = None,
-    keys: torch.Tensor | None = None,
-    streamer=None,
+    model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, **options
 ) -> SampledBatch:
-    """[`sample`][sample] one completion per prompt row, then
-    [`join_completions`][join_completions]: the batch that
+    """[`sample`][sample] one completion per prompt row (``options``: its keyword arguments, ``eos_ids``,
+    ``pad_id``, ``max_new_tokens``, ...), then [`join_completions`][join_completions]: the batch that
     [`measure`][lightning_reasonattn.rollout.logprobs.measure] reads."""
-    completions = sample(
-        model,
-        prompt_ids,
-        prompt_mask,
-        eos_ids=eos_ids,
-        pad_id=pad_id,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        top_k=top_k,
-        keys=keys,
-        streamer=streamer,
-    )
-    return join_completions(prompt_ids, prompt_mask, completions)
+    return join_completions(prompt_ids, prompt_mask, sample(model, prompt_ids, prompt_mask, **options))
+
+
+def _keyword_signature(fn, returns) -> inspect.Signature:
+    """``fn``'s signature with every parameter after the first three keyword-only, returning ``returns``."""
+    params = list(inspect.signature(fn).parameters.values())
+    rest = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params[3:]]
+    return inspect.Signature(params[:3] + rest, return_annotation=returns)
+
+
+sample_batch.__signature__ = _keyword_signature(sample, SampledBatch)  # what help() and IDEs show
+
+
+@contextmanager
+def seeded(seed: int | None, device: torch.device):
+    """Within the block, the CPU RNG and the RNG of ``device`` (CUDA) start from ``seed``; both are given back as
+    they were on exit (``None``: the block draws from the RNG as it is)."""
+    if seed is None:
+        yield
+        return
+    cuda = [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(seed)
+        for index in cuda:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        yield

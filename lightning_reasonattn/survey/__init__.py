@@ -13,8 +13,24 @@ Python use::
     print(result["table"][0])
 """
 
-from .knockout import KnockoutSettings
-from .run import PROMPT_SETS, run_survey
+from typing import TYPE_CHECKING
+
 from .settings import SurveySettings
 
+if TYPE_CHECKING:
+    from .knockout import KnockoutSettings
+    from .run import PROMPT_SETS, run_survey
+
 __all__ = ["PROMPT_SETS", "KnockoutSettings", "SurveySettings", "run_survey"]
+
+_LAZY = {"PROMPT_SETS": "run", "run_survey": "run", "KnockoutSettings": "knockout"}
+
+
+def __getattr__(name: str):
+    # The run and the knockout (models, capture, report) are imported on first use, so that the survey's flags
+    # (`reasonattn --help`) need the settings only.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

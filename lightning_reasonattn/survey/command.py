@@ -1,21 +1,66 @@
 """``reasonattn survey`` on the command line: its arguments and handler (the work is in
-[`run_survey`][lightning_reasonattn.survey.run.run_survey])."""
+[`run_survey`][lightning_reasonattn.survey.run.run_survey]).
+
+The flags are built from the fields of [`SurveySettings`][lightning_reasonattn.survey.settings.SurveySettings], as
+LightningCLI builds its options: one ``--field-name`` per field, with the field's default and its documented meaning;
+a field added to the settings is a flag at once. Only how some texts are parsed is written here.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
-from ..arguments import fraction, int_in, layers_arg, non_negative_float, random_seed
-from ..models import ModelLoadError
+from ..arguments import (
+    add_dataclass_flags,
+    add_renamed_flags,
+    fraction,
+    int_in,
+    int_pair,
+    layers_arg,
+    non_negative_float,
+    random_seed,
+)
+from ..functional._checks import MAX_INTEGER
 from ..outputs import OutputError
-from .knockout import KnockoutSettings
-from .page import format_survey_table
-from .run import BATCHES, PROMPT_SETS, run_survey
-from .settings import CHAT_MODES, MAX_COUNT, SurveySettings
+from ..settings import MAX_COUNT
+from ..tasks.table import TASKS
+from .settings import CHAT_MODES, SurveySettings
 
 count = int_in(1, MAX_COUNT)
 count_or_zero = int_in(0, MAX_COUNT)
+size = int_in(1, MAX_INTEGER)
+
+FLAG_TYPES = {
+    "n": count,
+    "max_new_tokens": count,
+    "temperature": non_negative_float,
+    "top_p": fraction,
+    "top_k": count_or_zero,
+    "batch_size": count,
+    "seed": random_seed,
+    "layers": layers_arg,
+    "window": size,
+    "horizon": int_pair,
+    "head_fraction": fraction,
+    "q": fraction,
+    "look_back": size,
+    "block_size": size,
+    "coupling_window": count_or_zero,
+    "peak_fraction": fraction,
+    "num_buckets": count,
+    "n_boot": count,
+    "level": fraction,
+    "reports": count_or_zero,
+}
+"""How the text of a flag becomes its value, where more than the field's type: bounds are checked as the text is
+parsed (a usage error, exit status 2); everything else is checked by ``SurveySettings`` (one line, exit status 1)."""
+
+FLAG_CHOICES = {"chat": CHAT_MODES, "device": ("cpu", "cuda", "auto")}
+
+RENAMED_FLAGS = {"--k": "--coupling-window", "--peak-top": "--peak-fraction", "--boot": "--n-boot"}
+"""Flags of 0.1 still taken, with a deprecation warning, until 0.3."""
 
 
 def add_survey_parser(subparsers) -> None:
@@ -27,38 +72,11 @@ def add_survey_parser(subparsers) -> None:
         "report the paper's coupling statistics (entropy at WAAD peaks, FAI peaks after WAAD peaks vs shuffled "
         "positions, ...) with bootstrap confidence intervals over responses and the paper's values beside them. "
         "Writes survey.json, table.md, profiles.png, index.html and per-response reports to --out; a re-run with "
-        "the same --out resumes.",
+        f"the same --out resumes. Built-in prompt sets: {', '.join(TASKS)}; --layers: 'middle', 'all' or indices "
+        "such as 10,12,14; --horizon: lo,hi.",
     )
-    sv.add_argument("--model", default=None, help="checkpoint folder or hub name (default: the embedded model)")
-    sv.add_argument(
-        "--prompts",
-        default="arithmetic",
-        help=f"a built-in set ({', '.join(PROMPT_SETS)}) or a .jsonl/.json/.parquet file (default arithmetic)",
-    )
-    sv.add_argument("--prompt-column", default="prompt", help="the prompt column of a file (default prompt)")
-    sv.add_argument("--n", type=count, default=128, help="number of prompts, one response each (default 128)")
-    sv.add_argument("--max-new-tokens", type=count, default=200, help="response length limit (default 200)")
-    sv.add_argument(
-        "--temperature", type=non_negative_float, default=1.0, help="sampling temperature, 0 = greedy (default 1)"
-    )
-    sv.add_argument("--top-p", type=fraction, default=1.0, help="nucleus sampling cut (default 1: off)")
-    sv.add_argument("--top-k", type=count_or_zero, default=0, help="top-k sampling cut (default 0: off)")
-    sv.add_argument("--batch-size", type=count, default=8, help="prompts per batch (default 8)")
-    sv.add_argument("--seed", type=random_seed, default=0, help="seed of the prompts and of the sampling (default 0)")
-    sv.add_argument(
-        "--chat", choices=CHAT_MODES, default="auto", help="wrap prompts in the chat template (default: if it has one)"
-    )
-    sv.add_argument(
-        "--layers", type=layers_arg, default="middle", help="'middle' (default), 'all' or indices such as 10,12,14"
-    )
-    sv.add_argument("--k", type=count_or_zero, default=3, help="coupling window in tokens (default 3)")
-    sv.add_argument(
-        "--peak-top", type=fraction, default=0.2, help="peaks: local maxima among this top fraction (default 0.2)"
-    )
-    sv.add_argument("--boot", type=count, default=2000, help="bootstrap resamples (default 2000)")
-    sv.add_argument(
-        "--reports", type=count_or_zero, default=5, help="per-response reports of the N most and least coupled"
-    )
+    actions = add_dataclass_flags(sv, SurveySettings, FLAG_TYPES, FLAG_CHOICES)
+    add_renamed_flags(sv, RENAMED_FLAGS, actions)
     sv.add_argument(
         "--knockout",
         action="store_true",
@@ -68,41 +86,29 @@ def add_survey_parser(subparsers) -> None:
     sv.add_argument(
         "--knockout-count", type=count, default=4, help="tokens knocked out per group and response (default 4)"
     )
-    sv.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto", help="default: cuda if available")
     sv.add_argument("--out", default="reasonattn_out/survey", help="output folder (default reasonattn_out/survey)")
     sv.set_defaults(handler=survey_command, kept=survey_kept)
 
 
 def survey_kept(args) -> str:
     """What an interrupted survey keeps (for the one line the command prints)."""
+    from .run import BATCHES
+
     done = len(list((Path(args.out) / BATCHES).glob("*.json")))
     return f"the {done} finished batch(es) in {Path(args.out) / BATCHES} are kept; run the same command again to resume"
 
 
 def survey_command(args) -> int:
     """Run ``reasonattn survey`` from parsed arguments; print the table."""
+    from ..models import ModelLoadError
+    from .knockout import KnockoutSettings
+    from .page import format_survey_table
+    from .run import run_survey
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SurveySettings)}  # (one flag per field)
     try:
-        settings = SurveySettings(
-            model=args.model,
-            prompts=args.prompts,
-            prompt_column=args.prompt_column,
-            n=args.n,
-            max_new_tokens=args.max_new_tokens,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            top_k=args.top_k,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            chat=args.chat,
-            layers=args.layers,
-            coupling_k=args.k,
-            peak_top=args.peak_top,
-            n_boot=args.boot,
-            reports=args.reports,
-            device=args.device,
-        )
         knockout = KnockoutSettings(count=args.knockout_count) if args.knockout else False
-        result = run_survey(settings, args.out, knockout=knockout)
+        result = run_survey(SurveySettings(**values), args.out, knockout=knockout)
     except (ModelLoadError, ValueError, FileNotFoundError, ImportError) as exc:
         print(f"reasonattn survey: error: {exc}", file=sys.stderr)
         return 1

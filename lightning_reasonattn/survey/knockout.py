@@ -83,7 +83,7 @@ WINDOWS = ("after", "answer")
 
 @dataclass(frozen=True, kw_only=True)
 class KnockoutSettings:
-    """The knockout test's knobs (the survey's own ``peak_top`` picks the peaks, its ``seed`` the random draws).
+    """The knockout test's knobs (the survey's own ``peak_fraction`` picks the peaks, its ``seed`` the random draws).
 
     Attributes:
         count: tokens knocked out per group and response (the anchors: the ``count`` FAI peaks of highest FAI).
@@ -96,7 +96,9 @@ class KnockoutSettings:
 
     def fingerprint(self, survey: SurveySettings) -> str:
         """A short hash of what decides the knockout's numbers: these settings, the survey's peaks and seed."""
-        text = json.dumps({"version": VERSION, **asdict(self), "peak_top": survey.peak_top, "seed": survey.seed})
+        text = json.dumps(
+            {"version": VERSION, **asdict(self), "peak_fraction": survey.peak_fraction, "seed": survey.seed}
+        )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -237,7 +239,7 @@ def knock_out(
         _signal(record["entropy"]),
         [token_kind(t) for t in texts],
         knockout.count,
-        top=settings.peak_top,
+        peak_fraction=settings.peak_fraction,
         generator=generator,
     )
     if chosen is None:

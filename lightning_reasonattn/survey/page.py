@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from ..outputs import write_whole
+from ..report.escape import one_line
 from ..report.figures import figure_png, matplotlib_classes
-from ..report.page import PAGE_CSS, one_line
+from ..report.page import PAGE_CSS
 from ..report.sequence import FAI_RGB, MISSING_MATPLOTLIB, WAAD_RGB, hex_color
 from .table import MIN_PEAKS_TO_RANK
 
@@ -185,14 +186,15 @@ def survey_html(result: dict[str, Any], images: dict[str, bytes] | None = None) 
         f"{result['responses']} responses ({result['response_tokens']} tokens, {result['truncated']} cut at "
         f"{s['max_new_tokens']} tokens) to the prompts {s['prompts']!r}, sampled at temperature {s['temperature']} "
         f"(top-p {s['top_p']}, top-k {s['top_k'] or 'off'}); peaks: local maxima among the top "
-        f"{s['peak_top']:.0%} of a signal; window k = {s['coupling_k']} tokens; layers {_layers(result)}. "
+        f"{s['peak_fraction']:.0%} of a signal; coupling window {s['coupling_window']} tokens; "
+        f"layers {_layers(result)}. "
         f"{run['date']}, {run['machine']}; "
         f"{run['measured_responses']} responses measured in this run at "
         f"{_num(run['responses_per_s'], 2)} responses/s."
     )
     note = (
         "The paper's 52.5% vs 36.9% is the bold row: the share of FAI peaks that have a WAAD peak at the same "
-        f"token or within the {s['coupling_k']} tokens before. The shuffled value places each response's peaks at "
+        f"token or within the {s['coupling_window']} tokens before. The shuffled value places each response's peaks at "
         "random positions (exact expectation); lift = rate / shuffled, above 1 when the peaks meet more often than "
         f"chance. Intervals: {level}% percentile bootstrap over responses ({s['n_boot']} resamples); every value is "
         "a ratio of sums over responses. Hover a row for its formula."

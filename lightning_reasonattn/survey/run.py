@@ -42,7 +42,7 @@ from ..models import DEFAULT_MODEL, load_model
 from ..outputs import write_whole
 from ..rollout.context import check_context
 from ..rollout.logprobs import measure
-from ..rollout.prompts import encode_prompts
+from ..rollout.prompts import encode_prompts, end_ids, pad_id
 from ..rollout.sampling import sample_batch
 from ..tasks import load_prompts
 from ..tasks.table import TASKS
@@ -98,16 +98,6 @@ def batch_seed(seed: int, index: int) -> int:
     return int(hashlib.sha256(f"{seed}:{index}".encode()).hexdigest()[:8], 16)
 
 
-def _eos_ids(model, tokenizer) -> list[int]:
-    ids = set()
-    for eos in (tokenizer.eos_token_id, getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
-        if isinstance(eos, int):
-            ids.add(eos)
-        elif isinstance(eos, (list, tuple)):
-            ids.update(int(e) for e in eos)
-    return sorted(ids)
-
-
 # ------------------------------------------------------------------------------------------- one batch
 @torch.no_grad()
 def measure_batch(
@@ -117,7 +107,7 @@ def measure_batch(
 
     Args:
         model: a transformers causal LM.
-        tokenizer: its tokenizer (with a pad token).
+        tokenizer: its tokenizer (not changed: a missing pad token is the first end id here).
         prompts: strings or chat messages.
         settings: the survey's settings.
         seed: the sampling seed of this batch.
@@ -127,23 +117,24 @@ def measure_batch(
         one record per response: ``prompt_ids`` and ``response_ids`` (unpadded; the response ends with its EOS
         when it has one), ``truncated``, the per-token ``waad``, ``fai`` and ``entropy`` of the response
         tokens (``None`` where undefined) and its ``global_heads`` (flat indices, as in the trace). Statistics are
-        computed from these later, so changing ``k``, ``q``, ``peak_top`` or ``num_buckets`` needs no new
-        measurement.
+        computed from these later, so changing ``look_back``, ``q``, ``coupling_window``, ``peak_fraction`` or
+        ``num_buckets`` needs no new measurement.
     """
     device = next(model.parameters()).device
-    ids, mask = encode_prompts(tokenizer, prompts, device)
+    pad = pad_id(model, tokenizer)
+    ids, mask = encode_prompts(tokenizer, prompts, device, pad=pad)
     check_context(model, ids.shape[1], settings.max_new_tokens, setting="--max-new-tokens")
-    torch.manual_seed(seed)
     batch = sample_batch(
         model,
         ids,
         mask,
-        eos_ids=_eos_ids(model, tokenizer),
-        pad_id=tokenizer.pad_token_id,
+        eos_ids=end_ids(model, tokenizer),
+        pad_id=pad,
         max_new_tokens=settings.max_new_tokens,
         temperature=settings.temperature,
         top_p=settings.top_p,
         top_k=settings.top_k or None,
+        seed=seed,  # the process RNG is left as it was
         streamer=streamer,
     )
     # The entropy of the model's own distribution (temperature 1), whatever the sampling temperature.
@@ -264,7 +255,7 @@ def collect(
         fresh = found is None
         if fresh:
             start = time.perf_counter()
-            steps = progress.streamer(index, len(chunk), _eos_ids(model, tokenizer))
+            steps = progress.streamer(index, len(chunk), end_ids(model, tokenizer))
             found = measure_batch(model, tokenizer, chunk, settings, batch_seed(settings.seed, index), streamer=steps)
             _write_json(path, {"prompts": digest, "responses": found})
             seconds = time.perf_counter() - start
@@ -429,8 +420,6 @@ def run_survey(
         model, tokenizer = load_model(settings.model, device=settings.device)
     elif tokenizer is None:
         raise ValueError("run_survey got a model without its tokenizer: pass both, or neither to load settings.model.")
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
     start = time.perf_counter()
     stream = sys.stderr if progress is True else (progress or None)
     responses, facts = collect(model, tokenizer, settings, out, stream)

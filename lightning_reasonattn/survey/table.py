@@ -2,8 +2,10 @@
 
 Every statistic is a ratio of sums of per-response counts (the columns of
 [`response_counts`][lightning_reasonattn.functional.coupling.response_counts]), either ``a / b`` or
-``(a / b) / (c / d)``; its interval is the percentile bootstrap over responses
-([`bootstrap_ci`][lightning_reasonattn.functional.bootstrap.bootstrap_ci]).
+``(a / b) / (c / d)``, computed by [`ratio_of_sums`][lightning_reasonattn.functional.coupling.ratio_of_sums]; the
+statistics that ``RhythmCoupling`` also reports take their terms (and names) from
+[`COUPLING_RATIOS`][lightning_reasonattn.functional.coupling.COUPLING_RATIOS]; its interval is the percentile
+bootstrap over responses ([`bootstrap_ci`][lightning_reasonattn.functional.bootstrap.bootstrap_ci]).
 Definitions: docs/rhythm.md, "Coupling statistics".
 """
 
@@ -14,9 +16,10 @@ from typing import Any
 
 import torch
 
+from ..deprecation import renamed_keywords
+from ..functional import defaults
 from ..functional.bootstrap import bootstrap_ci, profile_sums
-from ..functional.coupling import response_counts
-from ..functional.settings import COUPLING_K, PEAK_TOP, SPEC
+from ..functional.coupling import COUPLING_RATIOS, direction_ratios, ratio_of_sums, response_counts
 from .settings import SurveySettings
 
 
@@ -39,11 +42,7 @@ class Statistic:
     paper_text: str = "-"
 
     def __call__(self, sums: dict[str, torch.Tensor]) -> torch.Tensor:
-        a, b, *rest = (sums[name] for name in self.terms)
-        value = a / b
-        if rest:
-            value = value / (rest[0] / rest[1])
-        return value
+        return ratio_of_sums(sums, self.terms)
 
     @property
     def formula(self) -> str:
@@ -54,19 +53,20 @@ class Statistic:
 
 def _direction(key: str, what: str, events: str, paper: tuple[float, float] | None = None) -> list[Statistic]:
     rate, shuffled = paper or (None, None)
+    terms = direction_ratios(key, events)
     return [
-        Statistic(f"{key}_rate", what, (key, events), rate, "-" if rate is None else f"{rate:.3f}"),
+        Statistic(f"{key}_rate", what, terms[f"{key}_rate"], rate, "-" if rate is None else f"{rate:.3f}"),
         Statistic(
             f"{key}_shuffled",
             "... the same at shuffled positions",
-            (f"{key}_shuffled", events),
+            terms[f"{key}_shuffled"],
             shuffled,
             "-" if shuffled is None else f"{shuffled:.3f}",
         ),
         Statistic(
             f"{key}_lift",
             "... lift (rate / shuffled)",
-            (key, f"{key}_shuffled"),
+            terms[f"{key}_lift"],
             None if rate is None else rate / shuffled,
             "-" if rate is None else f"{rate / shuffled:.2f}",
         ),
@@ -75,22 +75,22 @@ def _direction(key: str, what: str, events: str, paper: tuple[float, float] | No
 
 STATISTICS: tuple[Statistic, ...] = (
     Statistic(
-        "entropy_waad_peak_ratio",
+        "entropy_lift",
         "Token entropy at WAAD peaks / mean token entropy",
-        ("entropy_waad_peak_sum", "entropy_waad_peak_count", "entropy_sum", "entropy_count"),
+        COUPLING_RATIOS["entropy_lift"],
         0.361 / 0.239,
         f"{0.361 / 0.239:.2f}",
     ),
     Statistic(
-        "entropy_at_waad_peaks",
+        "entropy_at_peaks",
         "... token entropy at WAAD peaks (nats)",
-        ("entropy_waad_peak_sum", "entropy_waad_peak_count"),
+        COUPLING_RATIOS["entropy_at_peaks"],
         0.361,
         "0.361",
     ),
-    Statistic("entropy_mean", "... mean token entropy (nats)", ("entropy_sum", "entropy_count"), 0.239, "0.239"),
+    Statistic("entropy_mean", "... mean token entropy (nats)", COUPLING_RATIOS["entropy_mean"], 0.239, "0.239"),
     Statistic(
-        "entropy_jump_peak_ratio",
+        "entropy_jump_lift",
         "Token entropy at WAAD-jump peaks / mean token entropy",
         ("entropy_jump_peak_sum", "entropy_jump_peak_count", "entropy_sum", "entropy_count"),
     ),
@@ -115,13 +115,14 @@ def _padded(responses: list[dict[str, Any]], name: str, width: int) -> torch.Ten
     return torch.tensor([row + [float("nan")] * (width - len(row)) for row in rows], dtype=torch.float32)
 
 
+@renamed_keywords(coupling_k="coupling_window", top="peak_fraction")
 def count_responses(
     responses: list[dict[str, Any]],
     *,
-    coupling_k: int = COUPLING_K,
-    top: float = PEAK_TOP,
-    q: float = SPEC.q,
-    look_back: int = SPEC.k,
+    coupling_window: int = defaults.COUPLING_WINDOW,
+    peak_fraction: float = defaults.PEAK_FRACTION,
+    q: float = defaults.Q,
+    look_back: int = defaults.LOOK_BACK,
     num_buckets: int = 20,
     chunk: int = 256,
 ) -> tuple[list[str], torch.Tensor, torch.Tensor]:
@@ -130,9 +131,9 @@ def count_responses(
     Args:
         responses: records with ``waad``, ``fai`` and ``entropy`` lists over the response tokens (``None`` where
             undefined), as [`measure_batch`][lightning_reasonattn.survey.run.measure_batch] writes them.
-        coupling_k: coupling window, see
+        coupling_window: coupling window, see
             [`response_counts`][lightning_reasonattn.functional.coupling.response_counts].
-        top: peak fraction.
+        peak_fraction: peak fraction.
         q: top fraction of preplan and anchor tokens.
         look_back: look-back of dominated anchors.
         num_buckets: profile resolution.
@@ -148,7 +149,7 @@ def count_responses(
         width = max(1, *(len(r["waad"]) for r in part))
         mask = torch.tensor([[i < len(r["waad"]) for i in range(width)] for r in part])
         waad, fai, entropy = (_padded(part, name, width) for name in ("waad", "fai", "entropy"))
-        found = response_counts(waad, fai, mask, entropy, k=coupling_k, top=top, q=q, look_back=look_back)
+        found = response_counts(waad, fai, mask, entropy, coupling_window, peak_fraction, q, look_back)
         names = names or sorted(found)
         counts.append(torch.stack([found[name] for name in names], 1))
         sums = [torch.cat(profile_sums(signal, mask, num_buckets), 1) for signal in (waad, fai)]
@@ -184,7 +185,8 @@ def summarize_survey(responses: list[dict[str, Any]], settings: SurveySettings) 
     Args:
         responses: records with the per-token signals (see [`count_responses`][count_responses]), ``response_ids``,
             ``truncated`` and ``prompt_index``.
-        settings: the statistics' settings: ``coupling_k`` (window), ``peak_top``, ``q`` and ``k`` (token sets),
+        settings: the statistics' settings: ``coupling_window``, ``peak_fraction``, ``q`` and ``look_back`` (token
+            sets),
             ``num_buckets`` (profile resolution), ``n_boot`` and ``level`` (bootstrap resamples, one set for every
             statistic, and coverage), ``seed`` (of the resampling).
 
@@ -198,10 +200,10 @@ def summarize_survey(responses: list[dict[str, Any]], settings: SurveySettings) 
     num_buckets = settings.num_buckets
     names, counts, profile = count_responses(
         responses,
-        coupling_k=settings.coupling_k,
-        top=settings.peak_top,
+        coupling_window=settings.coupling_window,
+        peak_fraction=settings.peak_fraction,
         q=settings.q,
-        look_back=settings.k,
+        look_back=settings.look_back,
         num_buckets=num_buckets,
     )
     n_boot, level, seed = settings.n_boot, settings.level, settings.seed

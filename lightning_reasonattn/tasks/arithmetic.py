@@ -39,7 +39,7 @@ from fractions import Fraction
 from typing import Any
 
 from .datasets import r1_messages, r1_prompt
-from .splits import disjoint_splits
+from .splits import DEFAULT_DIFFICULTY, disjoint_splits
 
 MAX_EXPRESSION_CHARS = 1_000
 """Longer arithmetic expressions are rejected before parsing."""
@@ -241,7 +241,7 @@ def generate_arithmetic(
     n: int,
     seed: int = 0,
     *,
-    difficulty: int = 3,
+    difficulty: int = DEFAULT_DIFFICULTY,
     num_operands: int | None = None,
     digits: tuple[int, int] | None = None,
     operators: str | None = None,

@@ -1,9 +1,13 @@
-"""Disjoint train / test splits of a seeded problem generator."""
+"""What the seeded problem generators share: disjoint train / test splits, and the default difficulty preset."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from typing import Any
+
+DEFAULT_DIFFICULTY = 2
+"""The difficulty preset of a generated task (arithmetic, word problems) when none is given: ``task.difficulty`` of
+``reasonattn fit`` and the generators' default alike."""
 
 
 def disjoint_splits(

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from .arithmetic import STYLES as ARITHMETIC_STYLES
 from .arithmetic import arithmetic_splits, generate_arithmetic
 from .countdown import countdown_splits, generate_countdown
+from .splits import DEFAULT_DIFFICULTY
 from .word_problems import STYLES as WORD_PROBLEM_STYLES
 from .word_problems import generate_word_problems, word_problem_splits
 
@@ -49,9 +50,14 @@ class Task:
         return self.splits(n_train, n_test, seed, chat=chat, **options)
 
 
+SURVEY_ARITHMETIC_DIFFICULTY = 3
+"""The difficulty of ``reasonattn survey --prompts arithmetic``: a notch above training's default, for longer answers
+(the surveys in docs/rhythm.md were measured on it)."""
+
+
 def arithmetic_survey_prompts(n: int, seed: int, chat: bool) -> Records:
     """``n`` arithmetic problems (difficulty 3, R1-style reasoning prompt); see ``generate_arithmetic``."""
-    return generate_arithmetic(n, seed, chat=chat, style="r1")
+    return generate_arithmetic(n, seed, difficulty=SURVEY_ARITHMETIC_DIFFICULTY, chat=chat, style="r1")
 
 
 def countdown_survey_prompts(n: int, seed: int, chat: bool) -> Records:
@@ -61,7 +67,7 @@ def countdown_survey_prompts(n: int, seed: int, chat: bool) -> Records:
 
 def word_problem_survey_prompts(n: int, seed: int, chat: bool) -> Records:
     """``n`` two-step word problems (difficulty 2, the question alone); see ``generate_word_problems``."""
-    return generate_word_problems(n, seed, difficulty=2, chat=chat, style="plain")
+    return generate_word_problems(n, seed, difficulty=DEFAULT_DIFFICULTY, chat=chat, style="plain")
 
 
 TASKS: dict[str, Task] = {

@@ -34,7 +34,7 @@ import random
 from typing import Any
 
 from .datasets import r1_messages, r1_prompt
-from .splits import disjoint_splits
+from .splits import DEFAULT_DIFFICULTY, disjoint_splits
 
 NAMES = ("Tom", "Anna", "Ben", "Lucy", "Sam", "Mia", "Leo", "Emma", "Jack", "Lily", "Max", "Zoe")
 """First names of the people in the stories."""
@@ -115,7 +115,7 @@ def generate_word_problems(
     n: int,
     seed: int = 0,
     *,
-    difficulty: int = 2,
+    difficulty: int = DEFAULT_DIFFICULTY,
     steps: int | None = None,
     max_number: int | None = None,
     operations: str | None = None,

@@ -9,7 +9,8 @@ import torch
 from lightning_reasonattn.functional import select_tokens
 from lightning_reasonattn.functional.coupling import coupling_counts, entropy_counts, local_peaks, response_counts
 
-KNOBS = dict(k=2, top=0.3, q=0.5, look_back=1)  # none of them the default
+KNOBS = dict(coupling_window=2, peak_fraction=0.3, q=0.5, look_back=1)  # none of them the default
+WINDOW, FRACTION = KNOBS["coupling_window"], KNOBS["peak_fraction"]
 
 
 def rows(seed=0):
@@ -46,14 +47,14 @@ def test_each_response_is_counted_as_if_alone():
     waad, fai, entropy, mask = padded_batch(responses)
     nan_outside = lambda x: x.masked_fill(~mask, math.nan)  # noqa: E731 (coupling_counts reads NaN as "no value")
     batch = response_counts(waad, fai, mask, entropy, **KNOBS)
-    pairs = coupling_counts(nan_outside(waad), nan_outside(fai), mask, KNOBS["k"], KNOBS["top"], per_response=True)
+    pairs = coupling_counts(nan_outside(waad), nan_outside(fai), mask, WINDOW, FRACTION, per_response=True)
     for i, response in enumerate(responses):
         w, f, e, one = alone(*response)
         single = response_counts(w, f, one, e, **KNOBS)
         assert set(batch) == set(single)
         for name in batch:
             assert batch[name].shape == (3,) and batch[name][i].item() == pytest.approx(single[name].item()), name
-        single_pairs = coupling_counts(w, f, one, KNOBS["k"], KNOBS["top"], per_response=True)
+        single_pairs = coupling_counts(w, f, one, WINDOW, FRACTION, per_response=True)
         for name in pairs:
             assert pairs[name][i].item() == pytest.approx(single_pairs[name].item()), name
 
@@ -75,9 +76,9 @@ def test_response_counts_use_every_knob():
     out = response_counts(waad, fai, mask, entropy, **KNOBS)
     w, f = waad.masked_fill(~mask, math.nan), fai.masked_fill(~mask, math.nan)
     sets = select_tokens(w, f, KNOBS["q"], KNOBS["look_back"])
-    pairs = coupling_counts(w, f, mask, KNOBS["k"], KNOBS["top"], per_response=True)
-    at_waad = entropy_counts(entropy, mask, local_peaks(w, KNOBS["top"]))
-    at_jump = entropy_counts(entropy, mask, local_peaks(sets["waad_jumps"], KNOBS["top"]))
+    pairs = coupling_counts(w, f, mask, WINDOW, FRACTION, per_response=True)
+    at_waad = entropy_counts(entropy, mask, local_peaks(w, FRACTION))
+    at_jump = entropy_counts(entropy, mask, local_peaks(sets["waad_jumps"], FRACTION))
     expected = {
         **pairs,
         "anchors": sets["anchor"].sum(-1),
@@ -127,7 +128,7 @@ def test_within_by_hand_at_both_ends():
     assert within(targets, 10, "back").tolist() == [True] * 5
     assert within(targets, 0, "back").tolist() == targets.tolist()
     for k in (True, 1.5, -1):
-        with pytest.raises(ValueError, match=f"k={k!r} is invalid"):
+        with pytest.raises(ValueError, match=f"coupling_window={k!r} is invalid"):
             within(targets, k)
 
 

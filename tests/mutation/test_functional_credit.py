@@ -26,7 +26,7 @@ def signal_trace(q=0.4, k=3):
     heads = torch.zeros(1, 1, dtype=torch.long)
     return RhythmTrace(
         waad, fai, sets["waad_jumps"], sets["preplan"], sets["anchor"], sets["dominated"], sets["intro"],
-        torch.zeros(1, 1, 2), heads, heads + 1, [0], mask, q=q, k=k,
+        torch.zeros(1, 1, 2), heads, heads + 1, [0], mask, q=q, look_back=k,
     )  # fmt: skip
 
 

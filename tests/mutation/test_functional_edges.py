@@ -55,7 +55,7 @@ def test_trace_to_moves_every_tensor_and_keeps_the_rest():
     flags = torch.tensor([[False, True, False, True]])
     trace = RhythmTrace(
         torch.rand(b, n), torch.rand(b, n), torch.rand(b, n), flags, flags, flags, flags, torch.rand(b, 2, 3),
-        torch.zeros(b, 1, dtype=torch.long), torch.ones(b, 1, dtype=torch.long), [4, 7], flags, q=0.25, k=2,
+        torch.zeros(b, 1, dtype=torch.long), torch.ones(b, 1, dtype=torch.long), [4, 7], flags, q=0.25, look_back=2,
     )  # fmt: skip
     moved = trace.to("meta")
     for name, value in vars(moved).items():
@@ -86,9 +86,9 @@ def test_settings_store_plain_python_values():
 
     s = RhythmSettings(
         layers=(np.int64(3), 4), window=np.int64(7), horizon=[2, 9], head_fraction=np.float64(0.5),
-        q=np.float32(0.25), k=np.int64(1), block_size=np.int64(64),
+        q=np.float32(0.25), look_back=np.int64(1), block_size=np.int64(64),
     )  # fmt: skip
-    assert (s.layers, s.window, s.horizon, s.head_fraction, s.q, s.k, s.block_size) == (
+    assert (s.layers, s.window, s.horizon, s.head_fraction, s.q, s.look_back, s.block_size) == (
         [3, 4],
         7,
         (2, 9),
@@ -97,11 +97,11 @@ def test_settings_store_plain_python_values():
         1,
         64,
     )
-    for value in (*s.layers, s.window, *s.horizon, s.k, s.block_size):
+    for value in (*s.layers, s.window, *s.horizon, s.look_back, s.block_size):
         assert type(value) is int
     assert type(s.head_fraction) is float and type(s.q) is float
-    with pytest.raises(ValueError, match=r"k=0 is invalid: .* \(the spec's default 3\)"):
-        RhythmSettings(k=0)
+    with pytest.raises(ValueError, match=r"look_back=0 is invalid: .* \(the spec's default 3\)"):
+        RhythmSettings(look_back=0)
 
 
 def test_no_warning_when_one_token_has_a_future(monkeypatch):

@@ -40,7 +40,7 @@ def test_response_means_read_their_signal_from_the_trace():
     fai.update_from_trace(t)
     assert waad.compute()["mean"].item() == pytest.approx(3.0)
     assert waad.compute()["profile"].tolist() == [1.0, 2.0, 6.0]  # one response token per bucket
-    assert fai.compute().item() == 4.0
+    assert fai.compute()["mean"].item() == 4.0
 
 
 def test_response_mean_states_merge_as_sums():
@@ -58,11 +58,11 @@ def test_response_mean_total_stays_exact_past_float32():
     m = WindowedAverageAttentionDistance()
     for value in (1e8, 1.0, -1e8):  # 1e8 + 1 is 1e8 in float32
         m.update(torch.tensor([[value]], dtype=torch.float64))
-    assert m.compute().item() == pytest.approx(1 / 3)
+    assert m.compute()["mean"].item() == pytest.approx(1 / 3)
 
 
 def test_rhythm_coupling_adds_up_updates_and_processes():
-    single, a, b = RhythmCoupling(k=2), RhythmCoupling(k=2), RhythmCoupling(k=2)
+    single, a, b = (RhythmCoupling(coupling_window=2) for _ in range(3))
     doubled = [2 * e for e in ENTROPY]
     for metric, entropies in ((single, (ENTROPY, doubled)), (a, (ENTROPY,)), (b, (doubled,))):
         for e in entropies:
@@ -78,7 +78,7 @@ def test_rhythm_coupling_adds_up_updates_and_processes():
 
 
 def test_rhythm_coupling_entropy_sums_stay_exact_past_float32():
-    m = RhythmCoupling(k=2)
+    m = RhythmCoupling(coupling_window=2)
     for scale in (1e8, 1.0, -1e8):  # 2e8 + 2 is 2e8 in float32
         m.update(coupled_trace(), torch.tensor([[NAN, 0.0, scale, 0.0, 0.0, 0.0, scale, 0.0]]))
     assert m.compute()["entropy_at_peaks"].item() == pytest.approx(2 / 6)
@@ -87,13 +87,14 @@ def test_rhythm_coupling_entropy_sums_stay_exact_past_float32():
 def test_rhythm_coupling_defaults_are_k_3_and_top_0_2():
     # k: one WAAD peak (2); FAI peaks at 1 and 6 (its top 2 of 6 values that are local maxima); 6 is 4 tokens after 2
     t = trace([NAN, 1.0, 9.0, 1.0, 1.0, 1.0, 1.0], [NAN, 0.1, 0.1, 0.1, 0.1, 0.1, 0.9])
-    for metric, rate in ((RhythmCoupling(), 0.0), (RhythmCoupling(k=4), 0.5)):  # [3, 6] or [2, 6] before 6
+    # windows [3, 6] or [2, 6] before 6
+    for metric, rate in ((RhythmCoupling(), 0.0), (RhythmCoupling(coupling_window=4), 0.5)):
         metric.update(t)
         assert metric.compute()["fai_preceded_rate"].item() == rate
     # top: WAAD's local maxima 5, 4, 3 (at 1, 3, 5) of 10 values; the top 20% (2) are 5 and 4
     t = trace([NAN, 5.0, 1.0, 4.0, 1.0, 3.0, 1.0, 1.0, 1.0, 1.0, 1.0], [NAN] * 11)
     entropy = torch.tensor([[NAN, 1.0, 0.0, 2.0, 0.0, 6.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
-    for metric, at_peaks in ((RhythmCoupling(), (1 + 2) / 2), (RhythmCoupling(top=0.3), (1 + 2 + 6) / 3)):
+    for metric, at_peaks in ((RhythmCoupling(), (1 + 2) / 2), (RhythmCoupling(peak_fraction=0.3), (1 + 2 + 6) / 3)):
         metric.update(t, entropy)
         assert metric.compute()["entropy_at_peaks"].item() == pytest.approx(at_peaks)
 
