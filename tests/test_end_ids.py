@@ -82,6 +82,21 @@ def test_every_path_cuts_the_answer_at_the_same_end_id(where):
     )
     assert batch.completion_ids[0][batch.completion_mask[0]].tolist() == expected
 
+    rollouts = rl_step(model, tokenizer).rollout([{"prompt": MESSAGES}], group_size=1, temperature=0.0)  # RhythmGRPO's
+    assert rollouts.completion_ids[0][rollouts.completion_mask[0]].tolist() == expected
+
+
+def rl_step(model, tokenizer):
+    """The rollout of a RhythmGRPO step on ``model`` (greedy, ``LIMIT`` new tokens)."""
+    from lightning_reasonattn.grpo.distributed import Processes
+    from lightning_reasonattn.grpo.settings import CreditSettings, LossSettings, SamplingSettings
+    from lightning_reasonattn.grpo.step import GRPOStep, Rewards, StepSettings
+
+    settings = StepSettings(group_size=1, sampling=SamplingSettings(max_new_tokens=LIMIT), credit=CreditSettings(),
+                            loss=LossSettings(), score_batch_size=1)  # fmt: skip
+    return GRPOStep(policy=model, sampler=model, reference=None, tokenizer=tokenizer, settings=settings,
+                    rewards=Rewards([]), processes=Processes(), seed=0)  # fmt: skip
+
 
 @pytest.mark.parametrize("chat", [False, True])
 def test_prompts_are_padded_as_the_tokenizer_pads_them(chat):

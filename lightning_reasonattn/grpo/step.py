@@ -35,7 +35,7 @@ from ..rewards.completions import conversational_completions
 from ..rewards.protocol import RewardLog, TrainerState, score_completions
 from ..rollout.context import check_context
 from ..rollout.logprobs import completion_logprobs, measure
-from ..rollout.prompts import encode_prompts
+from ..rollout.prompts import encode_prompts, end_ids, pad_id
 from ..rollout.sampling import SampledBatch, sample_batch
 from ..settings import RhythmSettings
 from .advantages import group_advantages, token_advantages
@@ -82,18 +82,12 @@ class StepSettings:
         return self.credit.rhythm() if self.credit.strategy in RHYTHM_STRATEGIES else None
 
 
-def end_ids(tokenizer) -> list[int]:
-    """The ids that end a completion: the tokenizer's end-of-sequence id(s)."""
-    eos = tokenizer.eos_token_id
-    return list(eos) if isinstance(eos, (list, tuple)) else [eos]
-
-
-def decode_completions(tokenizer, batch: SampledBatch) -> list[str]:
+def decode_completions(tokenizer, batch: SampledBatch, ends: list[int]) -> list[str]:
     """The completions' texts: a Hugging Face tokenizer's ``batch_decode`` without special tokens, or any
-    tokenizer's ``decode`` of each completion's tokens without its end token."""
+    tokenizer's ``decode`` of each completion's tokens without its end token (one of ``ends``)."""
     if hasattr(tokenizer, "batch_decode"):
         return tokenizer.batch_decode(batch.completion_ids, skip_special_tokens=True)
-    ends = set(end_ids(tokenizer))
+    ends = set(ends)
     texts = []
     for ids, mask in zip(batch.completion_ids.tolist(), batch.completion_mask.tolist(), strict=True):
         texts.append(tokenizer.decode([t for t, keep in zip(ids, mask, strict=True) if keep and t not in ends]))
@@ -154,13 +148,14 @@ class GRPOStep:
         keys = None
         if stream_step is not None and t > 0:
             keys = mix(self.seed, SAMPLE_STREAM, stream_step, prompt_index, sample_index).to(self.device)
+        ends = end_ids(self.policy, self.tokenizer)  # the tokenizer's and the generation config's, as the survey
         start = time.perf_counter()
         batch = sample_batch(
             self.sampler,
             ids.repeat_interleave(g, 0),
             mask.repeat_interleave(g, 0),
-            eos_ids=end_ids(self.tokenizer),
-            pad_id=self.tokenizer.pad_token_id,
+            eos_ids=ends,
+            pad_id=pad_id(self.policy, self.tokenizer),
             max_new_tokens=s.max_new_tokens,
             temperature=t,
             top_p=s.top_p,
@@ -172,7 +167,7 @@ class GRPOStep:
             **vars(batch),
             prompts=[r["prompt"] for r in records for _ in range(g)],
             columns={col: [r[col] for r in records for _ in range(g)] for col in records[0] if col != "prompt"},
-            texts=decode_completions(self.tokenizer, batch),
+            texts=decode_completions(self.tokenizer, batch, ends),
             seconds=seconds,
             stream_step=stream_step,
             prompt_index=prompt_index,

@@ -29,7 +29,7 @@ def rollouts(lengths, prompt_width=3, width=4, step=7, prompt_index=None, sample
         columns={},
         texts=[""] * b,
         seconds=0.0,
-        step=step,
+        stream_step=step,
         prompt_index=torch.tensor(prompt_index if prompt_index is not None else [0] * b),
         sample_index=torch.tensor(sample_index if sample_index is not None else list(range(b))),
     )
