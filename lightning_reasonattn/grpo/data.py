@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from .. import rewards as rw
 from ..rewards import BUILTIN_REWARDS
@@ -49,6 +50,23 @@ def task_records(
         train, test = load_prompts(task.name, task.prompt_column, task.answer_column, check=check), []
     check_reward_columns(reward_funcs, train or test, task.name)
     return train, test
+
+
+def has_held_out_split(task: TaskSettings, stage: str) -> bool:
+    """Whether ``task`` holds problems out for validation (a generated task with ``n_test > 0``).
+
+    Raises:
+        MisconfigurationException: it has none and ``stage`` is ``"validate"`` (nothing to measure).
+    """
+    if task.name in TASKS and task.n_test > 0:
+        return True
+    if stage == "validate":
+        raise MisconfigurationException(
+            f"task {task.name!r} has no held-out split (a task read from a file trains on all its records; a "
+            f"generated one holds out task.n_test={task.n_test} problems): validate needs a generated task "
+            f"({', '.join(TASKS)}) with task.n_test > 0."
+        )
+    return False
 
 
 def check_reward_columns(funcs: Sequence[Callable], records: Sequence[dict], source: str) -> None:

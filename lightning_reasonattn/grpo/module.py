@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import lightning.pytorch as pl
@@ -24,12 +23,11 @@ import torch
 import torchmetrics
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
-from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from ..compat import attached_trainer, ddp_ignore
-from ..models import LoraSettings, Quantization, lean_lora_casts, lost_update_fraction
+from ..models import LoraSettings, Quantization, lean_lora_casts
 from ..rewards.protocol import RewardLog, TrainerState
-from ..rollout.dense import DenseRollout, resolve_backend
+from ..rollout.dense import DenseRollout
 from ..tasks.table import TASKS
 from .checkpoint import (
     apply_optim_settings,
@@ -40,7 +38,7 @@ from .checkpoint import (
     slim_checkpoint,
 )
 from .credit import check_credit_layers
-from .data import HeldOut, PromptStream, reward_functions, task_records
+from .data import HeldOut, PromptStream, has_held_out_split, reward_functions, task_records
 from .distributed import (
     Processes,
     check_held_out,
@@ -51,7 +49,7 @@ from .distributed import (
     rng_states,
     run_seed,
 )
-from .policy import Reference, build_policy, model_record
+from .policy import Given, Reference, build_policy, dense_copy, model_record, warn_if_updates_are_lost
 from .settings import (
     CreditSettings,
     Finetune,
@@ -63,9 +61,9 @@ from .settings import (
     TaskSettings,
     as_settings,
 )
-from .step import GRPOStep, Rewards, StepSettings
+from .step import GRPOStep, Rewards, StepOptimization, StepSettings
 from .step_data import Rollouts, Scored, Updated
-from .step_logging import append_completions
+from .step_logging import append_completions, held_out_values
 
 MANUAL_CHECKPOINT_WARNING = "Using ModelCheckpoint with manual optimization"
 """Lightning's warning that a checkpoint taken every n steps under manual optimization holds the weights after the
@@ -161,7 +159,7 @@ class RhythmGRPO(pl.LightningModule):
         self.save_hyperparameters(ignore=["model", "tokenizer"])
         # objects recorded by class, in the checkpoint and in the logger's hparams alike
         self.save_hyperparameters({"model": self.run.model, "tokenizer": model_record(tokenizer)})
-        self._given = _Given(model, tokenizer, weights)  # (not an nn.Module attribute: the policy is built from it)
+        self._given = Given(model, tokenizer, weights)  # (not an nn.Module attribute: the policy is built from it)
         self.automatic_optimization = False
         self.strict_loading = False  # checkpoints hold the trained weights only (an adapter: not the frozen base)
         self.policy = None
@@ -189,13 +187,7 @@ class RhythmGRPO(pl.LightningModule):
             check_checkpoint_folders(self.trainer)
         if self.task.name not in TASKS:  # a file: read and check it now, before the model loads
             self._splits = task_records(self.task, False, self.reward_funcs)  # (chat shapes generated prompts only)
-        if self.task.name not in TASKS or self.task.n_test == 0:
-            if stage == "validate":
-                raise MisconfigurationException(
-                    f"task {self.task.name!r} has no held-out split (a task read from a file trains on all its "
-                    f"records; a generated one holds out task.n_test={self.task.n_test} problems): validate needs a "
-                    f"generated task ({', '.join(TASKS)}) with task.n_test > 0."
-                )
+        if not has_held_out_split(self.task, stage):
             # No held-out split, no validation loop: Lightning runs none for a module without val_dataloader
             # (an empty loader would make it warn on every run), and the Trainer is left as the user made it.
             self.val_dataloader = None
@@ -204,35 +196,15 @@ class RhythmGRPO(pl.LightningModule):
         if self.policy is not None:
             return
         device = self.trainer.strategy.root_device if attached_trainer(self) is not None else torch.device("cpu")
-        given = self._given
-        built = build_policy(
-            given.model,
-            given.tokenizer,
-            self.run,
-            self.lora,
-            weights=given.weights,
-            keep_reference=self.loss_settings.beta > 0,
-            device=device,
-        )
+        kl = self.loss_settings.beta > 0
+        built = build_policy(self._given, self.run, self.lora, keep_reference=kl, device=device)
         self.policy, self.tokenizer, self._reference = built.model, built.tokenizer, built.reference
         self.policy.train()
         # Under DDP only the trained weights are synchronised (and averaged): every rank loads the same frozen base.
         ddp_ignore(self, frozen_names(self))
 
     def configure_optimizers(self):
-        params = [p for p in self.policy.parameters() if p.requires_grad]
-        if self.optim.optimizer == "adamw_8bit":  # (OptimSettings allows only these two)
-            import bitsandbytes as bnb  # only when asked for: its CUDA optimizers
-
-            opt = bnb.optim.AdamW8bit(params, lr=self.optim.lr, weight_decay=self.optim.weight_decay)
-        else:
-            opt = torch.optim.AdamW(params, lr=self.optim.lr, weight_decay=self.optim.weight_decay)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: self._warmup(step))  # a function: not pickled
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-    def _warmup(self, step: int) -> float:
-        """The learning-rate multiplier at ``step``: linear warm-up over ``optim.warmup_steps``, then 1."""
-        return min(1.0, (step + 1) / max(1, self.optim.warmup_steps))
+        return self.optim.configure([p for p in self.policy.parameters() if p.requires_grad])
 
     def _task_splits(self) -> tuple[list[dict], list[dict]]:
         """``(train, test)`` records, made once (20k Countdown problems take a while)."""
@@ -284,28 +256,12 @@ class RhythmGRPO(pl.LightningModule):
             self._quiet_checkpoint_warning = None
 
     def on_train_start(self) -> None:
-        self._make_dense_copy()
-        trainable = [p for p in self.policy.parameters() if p.requires_grad]
-        lost = lost_update_fraction(trainable, self.optim.lr)
-        if lost > 0.01:  # e.g. precision="bf16-true" casts the LoRA factors to bfloat16
-            dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in trainable})
-            warnings.warn(
-                f"{100 * lost:.0f}% of the trainable weights ({', '.join(dtypes)}) cannot change by a step of "
-                f"optim.lr={self.optim.lr:g}: it is under half their float spacing, so those updates are rounded "
-                "away. Use trainer.precision 'bf16-mixed' (float32 adapter, bfloat16 compute) or a larger lr.",
-                stacklevel=2,
-            )
+        self.on_validation_start()
+        warn_if_updates_are_lost(self.policy, self.optim.lr)
 
-    def on_validation_start(self) -> None:
-        self._make_dense_copy()  # the sanity check runs before on_train_start
-
-    def _make_dense_copy(self) -> None:
-        if self.run.is_module:  # (a dense copy is rebuilt from a transformers config: a module samples itself)
-            return
-        if self._dense is None and resolve_backend(self.sampling.backend, self.policy) == "dense":
-            # trainer.validate runs in inference mode, and later syncs write into the copy: make it outside
-            with torch.inference_mode(False), torch.no_grad():
-                self._dense = DenseRollout(self.policy)
+    def on_validation_start(self) -> None:  # (the sanity check runs before on_train_start)
+        if self._dense is None:
+            self._dense = dense_copy(self.policy, self.sampling.backend, self.run.is_module)
 
     # ------------------------------------------------------------------ the step
     def grpo_step(self) -> GRPOStep:
@@ -343,11 +299,18 @@ class RhythmGRPO(pl.LightningModule):
         with lean_lora_casts(self.policy):  # under bf16-mixed: no float32 copy of each LoRA input kept
             rollouts = step.rollout(batch, key=key)
             scored = step.score(rollouts, self._trainer_state())
-            updated = step.update(rollouts, scored, _ManualOptimization(self))  # credit applied inside
+            updated = step.update(rollouts, scored, self._optimization())  # credit applied inside
         if self._dense is not None:  # the rollouts sample from the policy as it is now
             self._dense.sync()
         self._log_step(step, rollouts, scored, updated)
         return updated.loss
+
+    def _optimization(self) -> StepOptimization:
+        """The step's optimization through Lightning's manual optimization: its backward (precision, DDP's
+        all-reduce), gradient clipping, the optimizer and the scheduler."""
+        opt, norm = self.optimizers(), self.loss_settings.max_grad_norm
+        clip = None if norm is None else lambda: self.clip_gradients(opt, norm, gradient_clip_algorithm="norm")
+        return StepOptimization(self.manual_backward, opt, self.lr_schedulers(), clip)
 
     # ------------------------------------------------------------------ logging
     def _log_step(self, step: GRPOStep, rollouts: Rollouts, scored: Scored, updated: Updated) -> None:
@@ -377,11 +340,7 @@ class RhythmGRPO(pl.LightningModule):
         rollouts = step.rollout(batch, group_size=1, temperature=0.0)
         log = RewardLog()
         rewards, per_function = step.score_rewards(rollouts, log, self._trainer_state())
-        # NaN where no reward function applies: the means below leave those out (MeanMetric nan_strategy)
-        values = {"val/reward": rewards, "val/completions/mean_length": rollouts.completion_mask.sum(-1)}
-        values |= {f"val/rewards/{name}/mean": r for name, r in per_function.items()}
-        values |= {f"val/{name}": torch.tensor(v) for name, v in log.metrics.items()}
-        for name, value in values.items():
+        for name, value in held_out_values(rollouts, rewards, per_function, log).items():
             key = name.replace(".", "_")  # a module name
             if key not in self._val_means:
                 self._val_means[key] = torchmetrics.MeanMetric(nan_strategy="ignore").to(self.device)
@@ -414,7 +373,7 @@ class RhythmGRPO(pl.LightningModule):
         if attached_trainer(self) is not None:  # (load_from_checkpoint builds the module from its own settings)
             training = self.trainer.state.fn == TrainerFn.FITTING
             rank_zero_info(check_resume(checkpoint, dict(self.hparams), self.trainer.ckpt_path, training))
-            apply_optim_settings(checkpoint, self.optim.lr, self.optim.weight_decay, self._warmup)
+            apply_optim_settings(checkpoint, self.optim.lr, self.optim.weight_decay, self.optim.warmup)
             if not training:  # validation takes the adapter only: no checkpoint callback to restore (nor warn about)
                 checkpoint.pop("callbacks", None)
         self._restore_rng_states(checkpoint)
@@ -424,32 +383,3 @@ class RhythmGRPO(pl.LightningModule):
         seed = restore_rng_states(checkpoint, self.global_rank)
         if seed is not None:
             self._seed = seed
-
-
-@dataclass(frozen=True)
-class _Given:
-    """The model, tokenizer and weights file RhythmGRPO was given (``configure_model`` builds the policy)."""
-
-    model: Any
-    tokenizer: Any
-    weights: str | None
-
-
-class _ManualOptimization:
-    """The step's [`Optimization`][lightning_reasonattn.grpo.step.Optimization] through the LightningModule's manual
-    optimization: Lightning's backward (precision, DDP's all-reduce), gradient clipping, optimizer and scheduler."""
-
-    def __init__(self, module: RhythmGRPO):
-        self.module = module
-
-    def backward(self, loss: torch.Tensor) -> None:
-        self.module.manual_backward(loss)
-
-    def step(self) -> None:
-        module, opt = self.module, self.module.optimizers()
-        norm = module.loss_settings.max_grad_norm
-        if norm is not None:
-            module.clip_gradients(opt, gradient_clip_val=norm, gradient_clip_algorithm="norm")
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        module.lr_schedulers().step()

@@ -14,18 +14,29 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from ..models import LoraSettings, add_lora, load_model
+from ..models import LoraSettings, add_lora, load_model, lost_update_fraction
 from ..models.modules import add_module_lora, load_weights, module_name, quantize_linears
+from ..rollout.dense import DenseRollout, resolve_backend
 from .settings import RunSettings
 
 Reference = Callable[[], contextlib.AbstractContextManager[torch.nn.Module]]
 TOKENIZER_METHODS = ("encode", "decode")
+
+
+@dataclass(frozen=True)
+class Given:
+    """The model, tokenizer and weights file RhythmGRPO was given, as given (see its arguments)."""
+
+    model: Any
+    tokenizer: Any
+    weights: str | None = None
 
 
 @dataclass(frozen=True)
@@ -123,27 +134,18 @@ def frozen_copy(model: torch.nn.Module) -> Reference:
     return use
 
 
-def build_policy(
-    model: Any,
-    tokenizer: Any,
-    run: RunSettings,
-    lora: LoraSettings,
-    *,
-    weights: str | None,
-    keep_reference: bool,
-    device: torch.device,
-) -> Policy:
+def build_policy(given: Given, run: RunSettings, lora: LoraSettings, *, keep_reference: bool, device) -> Policy:
     """The policy, its tokenizer and its reference, on ``device`` (see the module's docstring for the rules).
 
     Args:
-        model: RhythmGRPO's ``model`` argument (a name, ``None``, a module, or a module's class_path dict).
-        tokenizer: its ``tokenizer`` argument (a module's; a Hugging Face model brings its own).
+        given: RhythmGRPO's ``model`` (a name, ``None``, a module, or a module's class_path dict), ``tokenizer`` (a
+            module's; a Hugging Face model brings its own) and ``weights`` (a state-dict file for a module).
         run: the resolved settings (``finetune``, ``quantization``...).
         lora: the adapter's settings (``finetune: lora``).
-        weights: a state-dict file to load into a module before training.
         keep_reference: the KL penalty needs a reference policy (``loss.beta > 0``).
         device: where the model goes.
     """
+    model, tokenizer, weights = given.model, given.tokenizer, given.weights
     if not run.is_module:
         if tokenizer is not None or weights is not None:
             given = "tokenizer" if tokenizer is not None else "weights"
@@ -175,6 +177,33 @@ def build_policy(
         policy = add_module_lora(module, lora)
         return Policy(policy, tokenizer, lambda: adapter_disabled(policy))
     return _all_weights(module, tokenizer, keep_reference)
+
+
+def warn_if_updates_are_lost(policy: torch.nn.Module, lr: float) -> None:
+    """Warn when more than 1% of the trainable weights cannot change by a step of ``lr`` (e.g. under
+    ``precision="bf16-true"``, which casts the LoRA factors to bfloat16; see ``lost_update_fraction``)."""
+    trainable = [p for p in policy.parameters() if p.requires_grad]
+    lost = lost_update_fraction(trainable, lr)
+    if lost > 0.01:
+        dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in trainable})
+        warnings.warn(
+            f"{100 * lost:.0f}% of the trainable weights ({', '.join(dtypes)}) cannot change by a step of "
+            f"optim.lr={lr:g}: it is under half their float spacing, so those updates are rounded "
+            "away. Use trainer.precision 'bf16-mixed' (float32 adapter, bfloat16 compute) or a larger lr.",
+            stacklevel=3,
+        )
+
+
+def dense_copy(policy: torch.nn.Module, backend: str, is_module: bool) -> DenseRollout | None:
+    """The dense copy the rollouts sample from when ``backend`` asks for one (see ``resolve_backend``), else None.
+
+    A module samples from itself (a dense copy is rebuilt from a transformers config).
+    """
+    if is_module or resolve_backend(backend, policy) != "dense":
+        return None
+    # trainer.validate runs in inference mode, and later syncs write into the copy: make it outside
+    with torch.inference_mode(False), torch.no_grad():
+        return DenseRollout(policy)
 
 
 def _all_weights(model: torch.nn.Module, tokenizer: Any, keep_reference: bool) -> Policy:

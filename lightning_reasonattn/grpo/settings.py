@@ -232,6 +232,25 @@ class OptimSettings:
         default="adamw", metadata=fixed(FIXED_FOR_RUN, "the saved optimizer state belongs to that optimizer")
     )
 
+    def warmup(self, step: int) -> float:
+        """The learning-rate multiplier at ``step``: linear warm-up over ``warmup_steps``, then 1."""
+        return min(1.0, (step + 1) / max(1, self.warmup_steps))
+
+    def configure(self, params: list) -> dict:
+        """The optimizer of ``params`` and its per-step warm-up schedule, as Lightning's ``configure_optimizers``
+        returns them."""
+        import torch
+
+        if self.optimizer == "adamw_8bit":
+            import bitsandbytes as bnb  # only when asked for: its CUDA optimizers
+
+            opt = bnb.optim.AdamW8bit(params, lr=self.lr, weight_decay=self.weight_decay)
+        else:
+            opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        # a lambda, not a bound method: LambdaLR leaves a function out of its state (checkpoints stay plain data)
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: self.warmup(step))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
     def __post_init__(self):
         check_number("optim.lr", self.lr, low=0, low_open=True)
         check_number("optim.weight_decay", self.weight_decay, low=0)

@@ -59,6 +59,27 @@ class Optimization(Protocol):
 
 
 @dataclass(frozen=True)
+class StepOptimization:
+    """An [`Optimization`][Optimization] from a backward function, an optimizer, its scheduler and a clipping
+    function (``None``: no clipping)."""
+
+    backward_fn: Callable[[torch.Tensor], None]
+    optimizer: Any
+    scheduler: Any
+    clip: Callable[[], None] | None = None
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.backward_fn(loss)
+
+    def step(self) -> None:
+        if self.clip is not None:
+            self.clip()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+
+
+@dataclass(frozen=True)
 class Rewards:
     """The reward functions of a run (TRL's signature) and their weights (``None``: all 1)."""
 

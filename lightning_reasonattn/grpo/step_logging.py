@@ -85,3 +85,14 @@ def append_completions(log_dir: str | Path, rows: list[dict[str, Any]]) -> None:
     with path.open("a") as fh:
         for row in rows:
             fh.write(json.dumps(row, default=str) + "\n")  # log_extra values may be any type
+
+
+def held_out_values(
+    rollouts: Rollouts, rewards: torch.Tensor, per_function: dict[str, torch.Tensor], log: RewardLog
+) -> dict[str, torch.Tensor]:
+    """A validation batch's values, one per completion: ``val/reward``, ``val/completions/mean_length``,
+    ``val/rewards/<function>/mean`` and what the reward functions logged. NaN where no reward function applies: a
+    NaN-ignoring mean leaves those out."""
+    values = {"val/reward": rewards, "val/completions/mean_length": rollouts.completion_mask.sum(-1)}
+    values |= {f"val/rewards/{name}/mean": r for name, r in per_function.items()}
+    return values | {f"val/{name}": torch.tensor(v) for name, v in log.metrics.items()}
