@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     from lightning_reasonattn.grpo import RhythmGRPO
+    from lightning_reasonattn.grpo.policy import dense_copy
     from lightning_reasonattn.grpo.settings import SamplingSettings
 
     settings = [task_settings(spec, args.n) for spec in args.tasks]
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         module = RhythmGRPO(model=args.model, task=task, sampling=sampling)
         if base is None:  # load the model once; the adapter is never trained, so every task can share it
             module.configure_model()
-            module._make_dense_copy()
+            module._dense = dense_copy(module.policy, module.sampling.backend, module.run.is_module)
             base = module
         else:
             module.policy, module.tokenizer, module._dense = base.policy, base.tokenizer, base._dense

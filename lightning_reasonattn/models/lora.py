@@ -150,7 +150,12 @@ def add_lora(model: torch.nn.Module, settings: LoraSettings | None = None, gradi
     with warnings.catch_warnings():  # peft reads transformers' deprecated is_gradient_checkpointing: not the user's
         warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
         policy = peft.get_peft_model(model, config)
-    if settings.dtype == "bfloat16":
+    return cast_adapter(policy, settings.dtype)
+
+
+def cast_adapter(policy: torch.nn.Module, dtype: str) -> torch.nn.Module:
+    """The adapter's trainable factors in ``dtype`` (``"bfloat16"``; ``"float32"``, peft's own, leaves them)."""
+    if dtype == "bfloat16":
         for param in policy.parameters():
             if param.requires_grad:
                 param.data = param.data.to(torch.bfloat16)

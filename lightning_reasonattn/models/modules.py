@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from .loading import exact_cpu_4bit
-from .lora import LoraSettings
+from .lora import LoraSettings, cast_adapter
 
 HEAD_NAMES = ("lm_head", "output", "head")
 """Names of an output head, left in full precision by [`quantize_linears`][quantize_linears] (as transformers does)."""
@@ -95,12 +95,7 @@ def add_module_lora(model: torch.nn.Module, settings: LoraSettings):
     config = peft.LoraConfig(
         r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules=targets
     )
-    policy = peft.get_peft_model(model, config)
-    if settings.dtype == "bfloat16":
-        for param in policy.parameters():
-            if param.requires_grad:
-                param.data = param.data.to(torch.bfloat16)
-    return policy
+    return cast_adapter(peft.get_peft_model(model, config), settings.dtype)
 
 
 def quantize_linears(
