@@ -3,6 +3,8 @@ step on it costs.
 
     python benchmarks/credit_from_scratch.py --out credit_from_scratch            # pretrain the start model (or reuse)
     python benchmarks/credit_from_scratch.py --out credit_from_scratch --measure  # and time an RL step's pieces
+    OMP_NUM_THREADS=1 python benchmarks/credit_from_scratch.py --out credit_from_scratch --rl --survey 256
+        # phases 2 and 3: the table of docs/from_scratch.md (6 strategies x 8 seeds, resumable) and its report
 
 The start model is [`NanoGPT`][lightning_reasonattn.models.NanoGPT] with a
 [`WordTokenizer`][lightning_reasonattn.models.WordTokenizer], pretrained by next-token prediction on the built-in
@@ -329,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
     rl.add_argument("--rl", action="store_true", help="run the table's unfinished cells, then report")
     rl.add_argument("--report", action="store_true", help="report the finished cells (no run)")
     rl.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
-    rl.add_argument("--seeds", type=int, default=10, help="cells of each strategy: seeds 0 .. N - 1")
+    rl.add_argument("--seeds", type=int, default=8, help="cells of each strategy: seeds 0 .. N - 1")
     rl.add_argument("--workers", type=int, default=2, help="cells run at once (one process, one thread each)")
     defaults = RLSettings()
     for name in ("steps", "prompts", "group", "lr", "eval_every", "n_eval", "n_train", "beta"):

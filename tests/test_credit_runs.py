@@ -68,3 +68,49 @@ def test_cells_are_paired_by_seed_and_finished_ones_kept(script, runs, report, t
              for s in (0, 1)]  # fmt: skip
     assert summary["pairs"]["coupled - uniform"]["mean"] == pytest.approx(sum(diffs) / 2)
     assert summary["gain"]["uniform"] == pytest.approx(summary["final"]["uniform"] - 0.5)
+
+
+def test_the_summary_pairs_final_and_curve_means_by_seed(report, tmp_path):
+    """Hand-made cells: the final and the mean over the evaluations, each paired by seed, against worked values."""
+    curves = {("uniform", 0): [0.30, 0.40], ("uniform", 1): [0.20, 0.50],
+              ("coupled", 0): [0.40, 0.40], ("coupled", 1): [0.30, 0.60], ("coupled", 2): [0.9, 0.9]}  # fmt: skip
+    for (strategy, seed), accuracies in curves.items():
+        folder = tmp_path / "runs" / strategy / f"seed_{seed}"
+        folder.mkdir(parents=True)
+        curve = [{"step": 10 * (i + 1), "accuracy": a} for i, a in enumerate(accuracies)]
+        (folder / "result.json").write_text(json.dumps({"curve": curve, "final": accuracies[-1]}))
+    summary = report.summarize(tmp_path, {"held_out": {"accuracy": 0.25}}, ["uniform", "coupled"], range(3))
+    # seed 2 has no uniform cell: left out of the pairs; finals d = 0.0, 0.1; curve means d = 0.05, 0.1
+    final, faster = summary["pairs"]["coupled - uniform"], summary["pairs_curve_mean"]["coupled - uniform"]
+    assert final["seeds"] == faster["seeds"] == 2
+    assert final["mean"] == pytest.approx(0.05) and faster["mean"] == pytest.approx(0.075)
+    assert summary["final"]["coupled"] == pytest.approx((0.4 + 0.6 + 0.9) / 3)
+    assert summary["curves"]["uniform"]["mean"] == pytest.approx([0.25, 0.45])
+    assert "| coupled - uniform | +0.075 |" in report.table(summary)
+
+
+def test_the_published_table_is_the_committed_runs():
+    """docs/from_scratch.md and summary.json say what the committed per-run results give (plain arithmetic here)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    folder = root / "benchmarks" / "results" / "credit_from_scratch"
+    summary = json.loads((folder / "summary.json").read_text())
+    page = (root / "docs" / "from_scratch.md").read_text()
+    finals = {}
+    for path in folder.glob("*-seed*.json"):
+        strategy, seed = path.stem.rsplit("-seed", 1)
+        finals.setdefault(strategy, {})[int(seed)] = json.loads(path.read_text())["final"]
+    assert sorted(finals) == sorted(summary["final"]) and all(len(f) == 8 for f in finals.values())
+    for strategy, by_seed in finals.items():
+        assert summary["final"][strategy] == pytest.approx(sum(by_seed.values()) / 8)
+        if strategy == "uniform":
+            continue
+        d = [by_seed[s] - finals["uniform"][s] for s in range(8)]
+        mean = sum(d) / 8
+        half = 2.365 * math.sqrt(sum((x - mean) ** 2 for x in d) / 7) / math.sqrt(8)  # t(0.975, 7)
+        pair = summary["pairs"][f"{strategy} - uniform"]
+        assert pair["mean"] == pytest.approx(mean) and pair["half_width"] == pytest.approx(half, rel=1e-3)
+        row = f"{mean:+.3f} | [{mean - half:+.3f}, {mean + half:+.3f}]"
+        assert f"{strategy} - uniform" in page and (row in page or row in page.replace("**", "")), row
+    assert f"{summary['start']:.1%}" in page and f"+{summary['gain']['uniform']:.3f}" in page
