@@ -43,6 +43,15 @@ def test_normalize_makes_each_response_s_mean_1():
     torch.testing.assert_close(gamma, expected)
 
 
+def test_normalize_a_one_token_response_and_an_empty_row():
+    # a response of one token, amplified: 1.5 / mean 1.5 = 1 exactly; a row with no response token keeps gamma 1
+    # (its count is clamped to 1 to avoid 0 / 0, not to more: a clamp at 2 would halve a one-token response's mean)
+    mask = response([1, 0], 3)
+    entropy = torch.tensor([[5.0, 1, 1], [5.0, 1, 1]])
+    gamma = credit_gamma(None, "entropy", response_mask=mask, q=0.5, entropy=entropy, normalize=True)
+    assert gamma.tolist() == [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
+
+
 def test_gamma_amp_below_1_damps_and_alpha_takes_its_whole_range():
     mask = response([2], 2)
     entropy = torch.tensor([[1.0, 0.0]])
