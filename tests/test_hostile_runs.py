@@ -43,6 +43,19 @@ def environment(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def ctrl_c_not_ignored():
+    """Ctrl-C as at a terminal, also when the tests themselves run with SIGINT ignored (started in the background by
+    a shell without job control: `make test &`, nohup, some CI runners). An ignored SIGINT is inherited by the
+    commands the tests start and keeps Python from raising KeyboardInterrupt, as it should for a program started
+    that way; Python's handler here is reset to the default in every command started (a handler does not survive
+    exec, an ignored signal does)."""
+    handler = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, handler)
+
+
 @pytest.fixture
 def processes():
     """The processes a test starts (``processes.append(proc)``); any still running at its end are killed."""

@@ -27,14 +27,16 @@ def test_scores_per_module_and_total(tmp_path, capsys):
     write_meta(tmp_path, "pkg/b.py", {"pkg.b.x_f__mutmut_1": 1, "pkg.b.x_f__mutmut_2": 34, "pkg.b.x_f__mutmut_3": None})
     # c.py: 1 killed, 1 whose test run raised (mutmut's 255, which it calls a timeout): not caught -> 1 / 2
     write_meta(tmp_path, "pkg/c.py", {"pkg.c.x_f__mutmut_1": 1, "pkg.c.x_f__mutmut_2": 255})
+    # d.py: a mutant that breaks the tests' collection (pytest's 2) is caught -> 1 / 1
+    write_meta(tmp_path, "pkg/d.py", {"pkg.d.x_f__mutmut_1": 2})
     write_meta(tmp_path, "pkg/__init__.py", {})  # no mutants: no row
 
     scores = mutation_score.module_scores(tmp_path)
-    assert [s.module for s in scores] == ["pkg/a.py", "pkg/b.py", "pkg/c.py"]
+    assert [s.module for s in scores] == ["pkg/a.py", "pkg/b.py", "pkg/c.py", "pkg/d.py"]
     assert scores[0].score == pytest.approx(100 * 4 / 6)
-    assert scores[1].score == 100.0 and scores[2].score == 50.0
+    assert scores[1].score == 100.0 and scores[2].score == 50.0 and scores[3].score == 100.0
     whole = mutation_score.total(scores)
-    assert (whole.caught, whole.counted, whole.not_run, whole.skipped) == (6, 9, 1, 1)
+    assert (whole.caught, whole.counted, whole.not_run, whole.skipped) == (7, 10, 1, 1)
     assert whole.missed == {"survived": ["pkg.a.x_g__mutmut_2"], "no tests": ["pkg.a.x_h__mutmut_1"], "suspicious": [],
                             "run error": ["pkg.c.x_f__mutmut_2"]}  # fmt: skip
 
@@ -46,7 +48,8 @@ def test_scores_per_module_and_total(tmp_path, capsys):
     assert rows["pkg/a.py"] == ["6", "3", "1", "1", "1", "0", "0", "66.7%"]
     assert rows["pkg/b.py"] == ["3", "1", "0", "0", "0", "0", "1", "100.0%"]
     assert rows["pkg/c.py"] == ["2", "1", "0", "0", "0", "1", "0", "50.0%"]
-    assert rows["total"] == ["11", "5", "1", "1", "1", "1", "1", "66.7%"]
+    assert rows["pkg/d.py"] == ["1", "1", "0", "0", "0", "0", "0", "100.0%"]
+    assert rows["total"] == ["12", "6", "1", "1", "1", "1", "1", "70.0%"]
     assert list(rows)[-1] == "total" and "1 mutants not run yet" in out[-1]
 
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # mutmut's exit codes (mutmut/stats.py, status_by_exit_code): the test run's exit code, or mutmut's own markers.
-KILLED = {1, 3}  # a test failed; 3: pytest's internal error, which mutmut counts as killed
+KILLED = {1, 2, 3}  # a test failed; 2: the tests could not even be collected under the mutant (an import broken
+# by it: mutmut calls it "interrupted", but no run is interrupted by hand here); 3: pytest's internal error
 TIMEOUT = {36, 24, -24, 152}  # mutmut's timeout marker and SIGXCPU, as the CPU time limit reports it
 # 255: the test run raised instead of returning (mutmut's worker exits -1, e.g. pytest's usage error 4 when a test id
 # is not found); mutmut calls it a timeout, but no test failed: not caught, listed apart to be looked into
