@@ -19,10 +19,6 @@ from .functional.trace import RhythmTrace
 from .settings import CouplingSettings
 
 
-def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-    return num / den if den > 0 else torch.full_like(num, float("nan"))
-
-
 class _ResponseMean(Metric):
     """Mean of a per-token signal over response tokens, NaN-aware, with an optional positional profile.
 
@@ -71,7 +67,7 @@ class _ResponseMean(Metric):
         self.update(getattr(trace, self.signal), trace.response_mask)
 
     def compute(self) -> dict[str, torch.Tensor]:
-        mean = _ratio(self.total, self.count).float()
+        mean = (self.total / self.count).float()  # no token yet: 0 / 0 = NaN (total only sums counted tokens)
         if not self.num_buckets:
             return {"mean": mean}
         profile = torch.where(

@@ -62,7 +62,7 @@ def rows_gamma(
     """
     width = rollouts.width
     response = rollouts.response_mask[rows]
-    full_entropy = None
+    full_entropy = None  # pragma: no mutate (read by the entropy strategy only, which sets it below)
     if settings.strategy == "entropy":
         full_entropy = torch.full(response.shape, float("nan"), device=response.device)
         full_entropy[:, -width:] = entropy
@@ -76,6 +76,6 @@ def rows_gamma(
         normalize=settings.normalize,
         entropy=full_entropy,
         scores=keyed_scores(rollouts, rows, settings.seed) if settings.strategy == "random" else None,
-        check=False,  # CreditSettings checked its numbers when built: not again at every mini-batch
+        check=False,  # pragma: no mutate (True would only check again what CreditSettings checked when built)
     )
     return gamma[:, -width:]
