@@ -22,7 +22,8 @@ from .settings import CouplingSettings
 class _ResponseMean(Metric):
     """Mean of a per-token signal over response tokens, NaN-aware, with an optional positional profile.
 
-    ``compute()`` returns ``{"mean": scalar}``, and ``{"mean": scalar, "profile": [num_buckets]}`` with buckets.
+    ``compute()`` returns ``{"mean": scalar}``, and ``{"mean": scalar, "profile": [num_buckets]}`` with buckets
+    (torchmetrics squeezes one-element outputs: with ``num_buckets=1`` the profile is a 0-d tensor, the mean).
 
     Args:
         num_buckets: also keep the mean in each of ``num_buckets`` equal slices of relative position in the
