@@ -34,7 +34,7 @@ def bootstrap_ci(
     n_boot: int = 2000,
     level: float = 0.95,
     seed: int = 0,
-    chunk: int = 256,
+    chunk: int = 256,  # pragma: no mutate (any chunk draws the same resamples in the same order: memory only)
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Point estimate and percentile bootstrap interval of a statistic of column sums, resampling rows.
 
@@ -91,7 +91,8 @@ def profile_sums(
     use = mask & torch.isfinite(v)
     rank = mask.long().cumsum(-1) - 1  # index of each token within its response
     length = mask.sum(-1, keepdim=True).clamp_min(1)
-    bucket = (rank * num_buckets // length).clamp(0, num_buckets - 1)
+    # rank <= length - 1 (cumsum never exceeds length), so the bucket is < num_buckets; rank is -1 before the response.
+    bucket = (rank * num_buckets // length).clamp_min(0)
     sums = torch.zeros(v.shape[0], num_buckets, dtype=torch.float64, device=v.device)
     counts = torch.zeros_like(sums)
     sums.scatter_add_(1, bucket, torch.where(use, v, torch.zeros_like(v)))

@@ -172,7 +172,7 @@ def entropy_counts(entropy: torch.Tensor, response_mask: torch.Tensor, at: torch
         finite entropy.
     """
     use = response_mask.bool() & torch.isfinite(entropy)
-    ent = torch.where(use, entropy.detach().double(), torch.zeros((), dtype=torch.float64, device=entropy.device))
+    ent = torch.where(use, entropy.detach().double(), 0.0)
     here = use & at.bool()
     return {
         "sum_at": (ent * here).sum(-1),
@@ -211,7 +211,7 @@ def token_entropy(logits: torch.Tensor, chunk: int = 256) -> torch.Tensor:
     Returns:
         ``[B, N]`` float32.
     """
-    nan = torch.full((logits.shape[0], 1), float("nan"), device=logits.device)
+    nan = torch.full((logits.shape[0], 1), torch.nan, device=logits.device)
     return torch.cat([nan, logits_entropy(logits[:, :-1], chunk)], dim=1)
 
 
@@ -334,7 +334,7 @@ def ratio_of_sums(sums: Mapping[str, torch.Tensor], terms: tuple[str, ...]) -> t
     """
 
     def divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-        return torch.where(den != 0, num / torch.where(den != 0, den, torch.ones_like(den)), float("nan"))
+        return torch.where(den != 0, num / torch.where(den != 0, den, torch.ones_like(den)), torch.nan)
 
     a, b, *rest = (sums[name] for name in terms)
     value = divide(a, b)

@@ -127,7 +127,7 @@ def credit_gamma(
 
 
 def _on_response(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return torch.where(mask, values, torch.full_like(values, float("nan")))
+    return torch.where(mask, values, torch.full_like(values, torch.nan))
 
 
 def _token_sets(trace: RhythmTrace, q: float | None) -> dict[str, torch.Tensor]:

@@ -63,7 +63,7 @@ class _ChunkedLogProbs(torch.autograd.Function):
                 g.scatter_add_(-1, targets[rows, None], grad_logp[rows, None])  # + onehot * dL/dlogp
                 g.div_(t)  # dL/d(h W^T)
                 if grad_hidden is not None:
-                    grad_hidden[rows] = (g.to(weight.dtype) @ weight).to(hidden.dtype)
+                    grad_hidden[rows] = g.to(weight.dtype) @ weight  # the assignment casts to hidden's dtype
                 if grad_weight is not None:
                     grad_weight += g.t() @ hidden[rows].float()
         if grad_weight is not None:
@@ -90,7 +90,7 @@ def chunked_logprobs(
     chunk = check_positive_int(chunk, "chunk")
     if not temperature > 0:
         raise ValueError(f"temperature={temperature!r} is invalid: it must be > 0.")
-    if hidden.shape[:-1] != targets.shape or hidden.shape[-1] != weight.shape[-1]:
+    if weight.ndim != 2 or hidden.shape[:-1] != targets.shape or hidden.shape[-1] != weight.shape[-1]:
         raise ValueError(
             f"hidden {tuple(hidden.shape)}, weight {tuple(weight.shape)} and targets {tuple(targets.shape)} do "
             "not fit: expected hidden [..., D], weight [V, D], targets [...]."

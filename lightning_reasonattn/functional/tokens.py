@@ -27,7 +27,7 @@ def waad_jumps(waad: torch.Tensor) -> torch.Tensor:
         ``[*batch, N]`` float32; the last position is always NaN.
     """
     w = as_float(waad)
-    nxt = torch.nn.functional.pad(w[..., 1:], (0, 1), value=float("nan"))
+    nxt = torch.nn.functional.pad(w[..., 1:], (0, 1), value=torch.nan)
     return (w - nxt).abs()
 
 
@@ -53,7 +53,7 @@ def top_fraction(values: torch.Tensor, q: float = defaults.Q) -> torch.Tensor:
     q = check_fraction(q, "q")
     v = values.float()
     finite = torch.isfinite(v)
-    keyed = torch.where(finite, v, torch.full_like(v, -float("inf")))
+    keyed = torch.where(finite, v, torch.full_like(v, -torch.inf))
     order = torch.sort(keyed, dim=-1, descending=True, stable=True).indices
     k = top_count(finite.sum(-1, keepdim=True), q)
     ranks = torch.arange(v.shape[-1], device=v.device).expand_as(order)
@@ -72,11 +72,11 @@ def lower_median(values: torch.Tensor) -> torch.Tensor:
     """
     v = values.float()
     finite = torch.isfinite(v)
-    keyed = torch.where(finite, v, torch.full_like(v, float("inf")))
+    keyed = torch.where(finite, v, torch.full_like(v, torch.inf))
     ordered = torch.sort(keyed, dim=-1).values
     n = finite.sum(-1, keepdim=True)
     med = ordered.gather(-1, ((n - 1) // 2).clamp_min(0)).squeeze(-1)
-    return torch.where(n.squeeze(-1) > 0, med, torch.full_like(med, float("nan")))
+    return torch.where(n.squeeze(-1) > 0, med, torch.full_like(med, torch.nan))
 
 
 def preplan_tokens(jumps: torch.Tensor, q: float = defaults.Q) -> torch.Tensor:
@@ -117,8 +117,8 @@ def dominated_anchors(
     k = check_positive_int(look_back, "look_back")
     tau_waad = lower_median(waad).unsqueeze(-1)
     tau_delta = lower_median(jumps).unsqueeze(-1)
-    window = _previous_window(jumps.float(), k, float("nan"))
-    window = torch.where(torch.isfinite(window), window, torch.full_like(window, -float("inf")))
+    window = _previous_window(jumps.float(), k, torch.nan)
+    window = torch.where(torch.isfinite(window), window, torch.full_like(window, -torch.inf))
     recent_jump = window.amax(-1) >= tau_delta  # False when the window has no finite jump or tau is NaN
     return anchors.bool() & (waad.float() <= tau_waad) & recent_jump
 
@@ -138,8 +138,8 @@ def intro_tokens(jumps: torch.Tensor, dominated: torch.Tensor, look_back: int = 
         ``[*batch, N]`` bool.
     """
     k = check_positive_int(look_back, "look_back")
-    window = _previous_window(jumps.float(), k, float("nan"))
-    window = torch.where(torch.isfinite(window), window, torch.full_like(window, -float("inf")))
+    window = _previous_window(jumps.float(), k, torch.nan)
+    window = torch.where(torch.isfinite(window), window, torch.full_like(window, -torch.inf))
     has_finite = torch.isfinite(window).any(-1)
     first_max = window.argmax(-1)  # first occurrence of the maximum: the earliest position
     n = jumps.shape[-1]
