@@ -299,7 +299,7 @@ def score_completions(
     for name, fn in zip(_unique_names(funcs), funcs, strict=True):
         per_function[name] = _call_checked(fn, name, kwargs, n)
     values = torch.stack(list(per_function.values()), 1)  # [n, functions]
-    total = (values * torch.tensor(weights)).nansum(1)
+    total = (values * torch.tensor(weights, dtype=torch.float32)).nansum(1)  # float32 whatever the default dtype
     total[values.isnan().all(1)] = math.nan  # no function applies: no reward (see the module docstring)
     return total, per_function
 

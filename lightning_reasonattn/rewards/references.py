@@ -45,20 +45,28 @@ def _integer(value: Any) -> int:
     Raises:
         ValueError: why it is not one (``"not an integer"``, ``"a boolean, not an integer"``, ...).
     """
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
+    if isinstance(value, bool) or type(value).__name__ in ("bool", "bool_"):  # numpy's: bool (2.x), bool_ (1.x)
         raise ValueError("a boolean, not an integer")
     if isinstance(value, _numbers.Integral):
         return int(value)
     if isinstance(value, _numbers.Real):
         if not isinstance(value, _numbers.Rational) and not math.isfinite(value):
             raise ValueError("not finite")
-        exact = Fraction(value) if isinstance(value, _numbers.Rational) else Fraction(float(value))
+        exact = _exact(value)
         if exact.denominator != 1:
             raise ValueError("not an integer")
         return exact.numerator
     if isinstance(value, (bytes, bytearray)):
         raise ValueError("bytes, not an integer: decode the column")
     raise ValueError("not an integer")
+
+
+def _exact(value: _numbers.Real) -> Fraction:
+    """A real number as a Fraction of Python ints: ``Fraction`` refuses numpy's float32 and keeps a numpy integer as
+    its numerator (which has no ``bit_length``)."""
+    if isinstance(value, _numbers.Rational):
+        return Fraction(int(value.numerator), int(value.denominator))
+    return Fraction(float(value))
 
 
 def _digits(value: int) -> int:
@@ -163,7 +171,7 @@ def numeric_reference(value: Any, verify: bool = False) -> tuple[str, Fraction |
     if isinstance(value, _numbers.Real):
         if not isinstance(value, _numbers.Rational) and not math.isfinite(value):
             raise ValueError(f"{_received(value)} is not finite")
-        exact = Fraction(value)
+        exact = _exact(value)
         if max(_digits(exact.numerator), _digits(exact.denominator)) > MAX_NUMBER_DIGITS and abs(exact) >= 1:
             raise ValueError(
                 f"{brief_repr(value)} has more than {MAX_NUMBER_DIGITS} digits (MAX_NUMBER_DIGITS): a completion's "
