@@ -112,18 +112,18 @@ def test_a_failed_start_is_tried_again(stand_in, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("mode", "why"),
+    ("mode", "startup_timeout", "why"),
     [
-        ("slow", "no answer within 0.2 s"),  # ready only after 3 s: the start-up limit (0.2 s) stops it
-        ("exit", "it exited"),  # no line at all
-        ("error", "ImportError: no math_verify here"),  # the child's own report
+        ("slow", 0.2, "no answer within 0.2 s"),  # ready only after 3 s: the start-up limit stops it
+        ("exit", 60, "it exited"),  # no line at all
+        ("error", 60, "ImportError: no math_verify here"),  # the child's own report
     ],
 )
-def test_a_child_that_does_not_start_is_named(stand_in, mode, why):
+def test_a_child_that_does_not_start_is_named(stand_in, mode, startup_timeout, why):
     """Guards the start-up limit and its message: a child that is slow to start, exits, or cannot import
     math-verify raises one RuntimeError that says which, and is stopped."""
     stand_in(mode)
-    worker = MathVerifyWorker(startup_timeout=0.2)
+    worker = MathVerifyWorker(startup_timeout=startup_timeout)
     try:
         with pytest.raises(RuntimeError) as err:
             worker.equal("a", "a", timeout=30)
