@@ -80,7 +80,7 @@ def glued_number(text: str, start: int, end: int) -> bool:
     """Whether the number ``text[start:end]`` (ASCII digits) runs into another number: a numeric character that is
     not an ASCII digit next to it (``5½``, ``5²``, ``٤5``), or an underscore and a digit (``1_000``): it is then
     part of a number that is not plain, and reads as none."""
-    before, after = text[start - 1 : start] if start else "", text[end : end + 1]
+    before, after = text[start - 1 : start], text[end : end + 1]  # text[-1:0] is empty: no wrapping round
     if any(ch and not ch.isascii() and ch.isnumeric() for ch in (before, after)):
         return True
     if before == "_" and text[start - 2 : start - 1].isdigit():

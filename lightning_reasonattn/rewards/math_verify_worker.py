@@ -41,9 +41,9 @@ class MathVerifyWorker:
         self.startup_timeout = startup_timeout
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
-        self._ready = False
-        self._lines: queue.Queue = queue.Queue()
-        self._pid = os.getpid()
+        self._ready = False  # pragma: no mutate (equal() calls _spawn, which sets it, first)
+        self._lines: queue.Queue = queue.Queue()  # pragma: no mutate (equal() calls _spawn, which sets it, first)
+        self._pid = os.getpid()  # pragma: no mutate (equal() calls _spawn, which sets it, first)
         atexit.register(self.close)
 
     def _spawn(self) -> None:
@@ -53,9 +53,7 @@ class MathVerifyWorker:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,  # math-verify's log lines; never read, so never a full pipe
-            text=True,
-            encoding="ascii",  # JSON lines are ASCII (ensure_ascii)
-            bufsize=1,
+            encoding="ascii",  # text pipes (each write is flushed); JSON lines are ASCII (ensure_ascii)
         )
         self._pid, self._ready = os.getpid(), False
         self._lines = queue.Queue()
