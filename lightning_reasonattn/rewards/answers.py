@@ -107,7 +107,8 @@ def parse_number(text: str, strict: bool = False) -> Fraction | None:
     """The last number in ``text``, exactly: ``"$1,234.50"`` -> 1234.5, ``"\\frac{3}{4}"``, ``"3/4"`` -> 3/4.
 
     Args:
-        text: answer text; ``$``, ``\\!`` and thousands separators are ignored; only ASCII digits count.
+        text: answer text; ``$``, ``\\!`` and thousands separators are ignored; only ASCII digits count; the
+            minus sign ``−`` (U+2212) is a minus.
         strict: the whole text (less whitespace and a final period) must be the number, so that LaTeX such as
             ``\\sqrt{2}`` reads as no number rather than as 2.
 
@@ -123,7 +124,9 @@ def parse_number(text: str, strict: bool = False) -> Fraction | None:
         >>> parse_number("1" * 101) is None  # longer than MAX_NUMBER_DIGITS
         True
     """
-    text = _THOUSANDS.sub("", text.replace("\\$", "").replace("$", "").replace("\\!", ""))
+    # U+2212 (the minus sign of typeset math) is a minus: "−5" read as 5 paid a wrong sign.
+    text = text.replace("\\$", "").replace("$", "").replace("\\!", "").replace("−", "-")
+    text = _THOUSANDS.sub("", text)
     if strict:
         text = text.strip().rstrip(".").strip()
         if not (_FRAC.fullmatch(text) or _NUMBER.fullmatch(text)):
@@ -143,7 +146,7 @@ def parse_number(text: str, strict: bool = False) -> Fraction | None:
     value = Fraction(num) / (Fraction(den) if den else 1)
     if value == 0 and any(  # the divisor of a division by zero: 5 \div 0, \frac{x}{0}
         d.start() < last.start() < d.end()
-        for d in ZERO_DIVISOR.finditer(text, max(0, last.start() - 200), last.end() + 8)
+        for d in ZERO_DIVISOR.finditer(text, 0, last.end() + 8)  # from the start: any run of spaces may precede 0
     ):
         return None
     return value

@@ -121,3 +121,40 @@ def test_math_verify_is_not_asked_about_an_empty_candidate(worker):
     """A readable gold against a blank tail: nothing to compare, "not equal" without the child process."""
     assert math_verify_equal("2", "   ") is False
     assert worker.calls == []
+
+
+# ------------------------------------------------------------------------------------------ found by the review
+# of the survivors (fixed in the code): a sign, a far divisor, a super-linear pattern
+
+
+@pytest.mark.parametrize(("text", "value"), [("−5", -5), ("x = −5", -5), (r"\frac{−3}{4}", Fraction(-3, 4))])
+def test_the_typeset_minus_sign_is_a_minus(text, value):
+    """U+2212, the minus of typeset math, makes the number negative: read as 5, a wrong sign was paid."""
+    assert parse_number(text) == value
+
+
+def test_a_wrong_sign_in_typeset_minus_is_not_paid():
+    from lightning_reasonattn.rewards import numeric_answer_reward
+
+    got = numeric_answer_reward(None, ["<answer>−5</answer>", "<answer>−5</answer>"], ["#### 5", "#### -5"])
+    assert got == [0.0, 1.0]
+
+
+@pytest.mark.parametrize("gap", [0, 1, 250, 5000])
+def test_a_division_by_zero_is_no_number_however_far_the_divisor(gap):
+    """``1/<spaces>0`` and ``\\frac{<long>}{0}`` are divisions by zero at any distance: the old look-back of 200
+    characters read them as 0 and paid a gold of 0."""
+    assert parse_number("1/" + " " * gap + "0") is None
+    assert parse_number(r"\frac{" + "x" * gap + "}{0}") is None
+    assert parse_number(r"5 \div" + " " * gap + "0") is None
+
+
+def test_the_zero_divisor_pattern_is_linear_in_a_run_of_spaces():
+    """``/`` then 20,000 spaces: the old pattern (three ``\\s*`` around optional characters) tried every split of
+    the run, cubic time (1,000 spaces took 5 s, this input hours: the test run would not end). Its matches on short
+    strings are unchanged (compared on 300,000 random strings of its characters when it was rewritten)."""
+    from lightning_reasonattn.rewards.math_screen import ZERO_DIVISOR
+
+    assert ZERO_DIVISOR.search("/" + " " * 20_000 + "x") is None
+    assert ZERO_DIVISOR.search("/" + " " * 20_000 + "0").span() == (0, 20_002)
+    assert parse_number("7/" + " " * 20_000 + "x") == 7
