@@ -163,7 +163,7 @@ class StatsRecorder:
         """Reduce the attention of one layer (see ``BlockAttention`` for the arguments)."""
         admit(layer, query, key, self.key_mask, self.seen)
         b, h, n, _ = query.shape
-        dev = query.device
+        dev = query.device  # pragma: no mutate (dev=None: the CPU device, equivalent on a CPU; a GPU run raises)
         if self.head_dist is None:
             n_sel = len(self.slots)
             self.head_dist = torch.zeros(b, n_sel, h, device=dev, dtype=torch.float64)
@@ -199,7 +199,7 @@ class StatsRecorder:
 
             # FAI column sums over response rows t with lo <= t - s <= hi: columns [r0 - hi, r1 - lo).
             c0, c1 = max(0, r0 - hi), max(0, r1 - lo)
-            if c1 > c0:
+            if c1 > c0:  # pragma: no mutate (>=: c1 == c0 adds an empty slice, a no-op)
                 band = ((offset[:, c0:c1] >= lo) & (offset[:, c0:c1] <= hi)).float()
                 col = torch.matmul(row_w[:, None, None, :], probs[..., c0:c1] * band)  # [B, H, 1, c]
                 self.head_fai[:, slot, :, c0:c1] += col.squeeze(-2)

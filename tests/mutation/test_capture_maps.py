@@ -10,13 +10,28 @@ from test_hostile_capture import tiny_gemma2
 from lightning_reasonattn import capture_group_maps, capture_rhythm
 
 
+def tiny_qwen2_moe():
+    """Qwen2-MoE with sliding-window layers: its attention gets the window in the 4-D mask only (the call carries no
+    ``sliding_window``), so the maps must be read through the layer's mask."""
+    from transformers import AutoModelForCausalLM, Qwen2MoeConfig
+
+    torch.manual_seed(0)
+    config = Qwen2MoeConfig(
+        vocab_size=97, hidden_size=48, intermediate_size=96, num_hidden_layers=6, num_attention_heads=4,
+        num_key_value_heads=2, moe_intermediate_size=32, shared_expert_intermediate_size=32, num_experts=2,
+        num_experts_per_tok=1, use_sliding_window=True, sliding_window=20, layer_types=["sliding_attention"] * 6,
+    )  # fmt: skip
+    return AutoModelForCausalLM.from_config(config, attn_implementation="sdpa").eval()
+
+
 @pytest.mark.parametrize(
     "make",
     [
         lambda: tiny_model("mistral"),  # sliding window 24
         lambda: tiny_gemma2(query_pre_attn_scalar=7, sliding_window=20),  # scale 7 ** -0.5, not head_dim ** -0.5
+        tiny_qwen2_moe,  # window 20 in the mask only
     ],
-    ids=["mistral", "gemma2"],
+    ids=["mistral", "gemma2", "qwen2_moe"],
 )
 def test_group_maps_match_eager_maps_with_a_window_and_a_scale(make):
     model = make()
