@@ -37,9 +37,9 @@ def select_layers(num_layers: int, layers: str | int | list[int] | tuple[int, ..
             return list(range(num_layers))
         raise ValueError(f"layers={layers!r} is invalid: use 'middle', 'all' or a list of layer indices.")
     try:
-        chosen = [layers] if as_int(layers) is not None else list(layers)
+        chosen = list(layers)
     except TypeError:
-        chosen = [layers]  # not iterable: refused below, by name
+        chosen = [layers]  # one index, or anything else not iterable: refused below, by name
     if not chosen:
         raise ValueError("layers=[] selects no layer: use 'middle', 'all' or a non-empty list of indices.")
     out = set()
@@ -62,7 +62,9 @@ def _row_mask(response_mask: torch.Tensor, ndim: int) -> torch.Tensor:
 
 def _offsets(n: int, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """``[N, N]`` matrix of ``t - s`` (query row minus key column)."""
-    pos = torch.arange(n, device=device, dtype=dtype)
+    # Not mutated: without `device` the offsets land on the CPU (a GPU map then raises, never a silent number); without
+    # `dtype` they are int64, and a float map times int64 offsets is the same float product.
+    pos = torch.arange(n, device=device, dtype=dtype)  # pragma: no mutate (device and dtype: equivalent, see above)
     return pos[:, None] - pos[None, :]
 
 
@@ -198,7 +200,7 @@ def _warn_if_no_fai(response_mask: torch.Tensor, counts: torch.Tensor, horizon: 
     longest = int(response_mask.sum(-1).max())
     _WARNED_SHORT_RESPONSES = True
     lo, hi = horizon
-    fit = (longest // 10, max(longest // 10, 4 * longest // 5))
+    fit = (longest // 10, 4 * longest // 5)  # lo <= hi, and lo < longest: FAI is defined
     warnings.warn(
         f"horizon={horizon!r} is longer than every response (the longest response has {longest} tokens): FAI is "
         f"NaN at every token and there are no anchors, since FAI[s] needs a response token at s + lo "
