@@ -62,9 +62,7 @@ def _row_mask(response_mask: torch.Tensor, ndim: int) -> torch.Tensor:
 
 def _offsets(n: int, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """``[N, N]`` matrix of ``t - s`` (query row minus key column)."""
-    # Not mutated: without `device` the offsets land on the CPU (a GPU map then raises, never a silent number); without
-    # `dtype` they are int64, and a float map times int64 offsets is the same float product.
-    pos = torch.arange(n, device=device, dtype=dtype)  # pragma: no mutate (device and dtype: equivalent, see above)
+    pos = torch.arange(n, device=device, dtype=dtype)
     return pos[:, None] - pos[None, :]
 
 

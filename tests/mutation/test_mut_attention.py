@@ -149,3 +149,18 @@ def test_short_response_warning_suggests_a_horizon_that_works(longest, monkeypat
         warnings.simplefilter("error")
         counts = fai_counts(mask, (lo, hi))
     assert bool(((counts > 0) & mask).any())
+
+
+def test_every_tensor_is_built_on_the_maps_device(monkeypatch):
+    """Bug class: an offset matrix or a horizon band built on the default device (the CPU) instead of the map's: on
+    a GPU the product with the map raises. The meta device stands in for the GPU (a CPU tensor mixed with a meta one
+    raises the same way) and needs no accelerator; no value is computed, only shapes and devices."""
+    monkeypatch.setattr(attention, "_WARNED_SHORT_RESPONSES", True)  # the warning's check reads values: skipped
+    meta = torch.device("meta")
+    a = torch.empty(2, 3, 6, 6, device=meta)
+    mask = torch.ones(2, 6, dtype=torch.bool, device=meta)
+    assert waad(a, mask).device == meta
+    assert fai(a, mask, (1, 2)).device == meta
+    assert head_backward_distance(a, mask).device == meta
+    assert fai_counts(mask, (1, 2)).device == meta
+    assert horizon_band(6, (1, 2), meta).device == meta
