@@ -66,6 +66,17 @@ def _offsets(n: int, device: torch.device, dtype: torch.dtype = torch.float32) -
     return pos[:, None] - pos[None, :]
 
 
+def _check_maps(attn: torch.Tensor, response_mask: torch.Tensor) -> None:
+    """Refuse maps that are not ``[..., N, N]`` over the mask's ``N`` tokens: one query row (a decoding step's map,
+    ``[..., 1, N]``) or a mask of one token would broadcast into a result of the right shape and wrong values."""
+    if attn.ndim < 2 or attn.shape[-2] != attn.shape[-1] or response_mask.shape[-1:] != attn.shape[-1:]:
+        raise ValueError(
+            f"attn has shape {tuple(attn.shape)} and response_mask {tuple(response_mask.shape)}: expected "
+            "[*batch, *heads, N, N] maps (every query row of the sequence: a forward without a KV cache, "
+            "use_cache=False) and a [*batch, N] mask over the same N tokens."
+        )
+
+
 def as_float(x: torch.Tensor) -> torch.Tensor:
     """float32 for reductions; float64 is kept (useful for references)."""
     return x if x.dtype == torch.float64 else x.float()
@@ -83,6 +94,7 @@ def head_backward_distance(attn: torch.Tensor, response_mask: torch.Tensor) -> t
     Returns:
         ``[*batch, *heads]`` float32; NaN for a sequence with no response token.
     """
+    _check_maps(attn, response_mask)
     a = as_float(attn)
     n = a.shape[-1]
     rows = (a * _offsets(n, a.device, a.dtype).clamp_min(0)).sum(-1)  # [*batch, *heads, N]
@@ -144,6 +156,7 @@ def waad(attn: torch.Tensor, response_mask: torch.Tensor, window: int = defaults
     Returns:
         ``[*batch, *heads, N]`` float32 in ``[0, W]`` on the response.
     """
+    _check_maps(attn, response_mask)
     window = check_window(window)
     a = as_float(attn)
     n = a.shape[-1]
@@ -224,6 +237,7 @@ def fai(attn: torch.Tensor, response_mask: torch.Tensor, horizon: tuple[int, int
     Returns:
         ``[*batch, *heads, N]`` float32.
     """
+    _check_maps(attn, response_mask)
     a = as_float(attn)
     n = a.shape[-1]
     mask = response_mask.bool()

@@ -164,3 +164,35 @@ def test_every_tensor_is_built_on_the_maps_device(monkeypatch):
     assert head_backward_distance(a, mask).device == meta
     assert fai_counts(mask, (1, 2)).device == meta
     assert horizon_band(6, (1, 2), meta).device == meta
+
+
+@pytest.mark.parametrize(
+    ("attn_shape", "mask_shape"),
+    [
+        ((2, 1, 6), (2, 6)),  # one query row: a decoding step's map (with a KV cache)
+        ((2, 3, 1, 6), (2, 6)),  # the same with heads
+        ((2, 6, 1), (2, 6)),  # one key column
+        ((2, 6, 6), (2, 1)),  # a mask of one token
+        ((2, 6, 6), (2, 5)),  # a mask of another length
+        ((6,), (6,)),  # not a map
+    ],
+)
+def test_maps_that_are_not_square_over_the_masks_tokens_are_refused(attn_shape, mask_shape):
+    """Bug class: bad shapes accepted. A ``[B, 1, N]`` map (one query row) broadcast against the ``[N, N]`` offsets
+    gave a ``[B, N]`` WAAD of the right shape, every row a copy of the one row; a one-token mask broadcast over every
+    token. Each function now names both shapes."""
+    attn = torch.full(attn_shape, 0.25)
+    mask = torch.ones(mask_shape, dtype=torch.bool)
+    match = re.escape(f"attn has shape {attn_shape} and response_mask {mask_shape}: expected [*batch, *heads, N, N]")
+    for call in (lambda: waad(attn, mask), lambda: fai(attn, mask, (1, 2)), lambda: head_backward_distance(attn, mask)):
+        with pytest.raises(ValueError, match=match):
+            call()
+
+
+def test_one_map_without_batch_dimensions():
+    """Bug class: the shape check refusing the smallest valid input, one ``[N, N]`` map with an ``[N]`` mask."""
+    a = random_causal(5, seed=4)
+    resp = [False, True, True, True, True]
+    assert_close_nan(waad(a, torch.tensor(resp), window=2), ref_waad(a.tolist(), resp, 2), 1e-12)
+    assert_close_nan(fai(a, torch.tensor(resp), (1, 2)), ref_fai(a.tolist(), resp, 1, 2), 1e-12)
+    assert abs(head_backward_distance(a, torch.tensor(resp)).item() - ref_distance(a.tolist(), resp)) < 1e-12
