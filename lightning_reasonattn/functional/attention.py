@@ -163,7 +163,7 @@ def waad(attn: torch.Tensor, response_mask: torch.Tensor, window: int = defaults
     clipped = _offsets(n, a.device, a.dtype).clamp(0, window)  # zero above the diagonal: causal by construction
     rows = (a * clipped).sum(-1)
     mask = _row_mask(response_mask.bool(), rows.ndim)
-    return torch.where(mask, rows, torch.full_like(rows, float("nan")))
+    return torch.where(mask, rows, torch.full_like(rows, torch.nan))
 
 
 def horizon_band(n: int, horizon: tuple[int, int], device: torch.device | None = None) -> torch.Tensor:
@@ -247,4 +247,4 @@ def fai(attn: torch.Tensor, response_mask: torch.Tensor, horizon: tuple[int, int
     counts = _row_mask(fai_counts(mask, horizon), sums.ndim)
     cols = _row_mask(mask, sums.ndim)
     out = sums / counts.clamp_min(1)
-    return torch.where(cols & (counts > 0), out, torch.full_like(out, float("nan")))
+    return torch.where(cols & (counts > 0), out, torch.full_like(out, torch.nan))
