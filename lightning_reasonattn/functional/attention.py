@@ -31,8 +31,9 @@ def select_layers(num_layers: int, layers: str | int | list[int] | tuple[int, ..
     """
     if isinstance(layers, str):
         if layers == "middle":
-            grid = torch.linspace(num_layers // 3, 2 * num_layers // 3, 5, dtype=torch.float64)
-            return sorted({int(v) for v in torch.round(grid).tolist()})
+            lo, hi = int(num_layers) // 3, 2 * int(num_layers) // 3
+            # linspace(lo, hi, 5) is lo + (hi - lo) * i / 4: quarters, exact in floats; round() is half to even.
+            return sorted({round(lo + (hi - lo) * i / 4) for i in range(5)})
         if layers == "all":
             return list(range(num_layers))
         raise ValueError(f"layers={layers!r} is invalid: use 'middle', 'all' or a list of layer indices.")
@@ -98,7 +99,7 @@ def head_backward_distance(attn: torch.Tensor, response_mask: torch.Tensor) -> t
     a = as_float(attn)
     n = a.shape[-1]
     rows = (a * _offsets(n, a.device, a.dtype).clamp_min(0)).sum(-1)  # [*batch, *heads, N]
-    mask = _row_mask(response_mask.bool(), rows.ndim).to(rows.dtype)
+    mask = _row_mask(response_mask.bool(), rows.ndim)  # bool: the products and the count take rows' float dtype
     return (rows * mask).sum(-1) / mask.sum(-1)
 
 
@@ -119,7 +120,7 @@ def split_heads(distances: torch.Tensor, fraction: float = defaults.HEAD_FRACTIO
     """
     fraction = check_fraction(fraction, "head_fraction")
     flat = distances.reshape(distances.shape[0], -1)
-    pool = flat.shape[-1]
+    pool = flat.shape[1]
     k = max(1, round(fraction * pool))
     order = torch.sort(flat, dim=-1, stable=True).indices
     return order[:, :k], order[:, pool - k :]
@@ -241,7 +242,7 @@ def fai(attn: torch.Tensor, response_mask: torch.Tensor, horizon: tuple[int, int
     a = as_float(attn)
     n = a.shape[-1]
     mask = response_mask.bool()
-    band = horizon_band(n, horizon, a.device).to(a.dtype)
+    band = horizon_band(n, horizon, a.device)  # bool: a * band is a's float dtype, at a quarter of float32's memory
     rows = _row_mask(mask, a.ndim - 1).unsqueeze(-1)  # [*batch, 1.., N, 1]: which rows count
     sums = (a * band * rows).sum(-2)  # column sums over the horizon rows
     counts = _row_mask(fai_counts(mask, horizon), sums.ndim)
