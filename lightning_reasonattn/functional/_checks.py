@@ -17,14 +17,15 @@ if TYPE_CHECKING:  # the number checks run without torch (the settings, the comm
 
 def as_int(value) -> int | None:
     """``value`` as a Python int if it is an integral scalar (not a bool), else None."""
-    if isinstance(value, bool) or type(value).__name__ == "bool_" or not isinstance(value, numbers.Integral):
+    # bool is an Integral; numpy's bool is neither Integral nor Real, so the second test refuses it.
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         return None
     return int(value)
 
 
 def as_real(value) -> float | None:
     """``value`` as a Python float if it is a real scalar (not a bool), else None."""
-    if isinstance(value, bool) or type(value).__name__ == "bool_" or not isinstance(value, numbers.Real):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return None
     return float(value)
 

@@ -31,15 +31,16 @@ def select_layers(num_layers: int, layers: str | int | list[int] | tuple[int, ..
     """
     if isinstance(layers, str):
         if layers == "middle":
-            grid = torch.linspace(num_layers // 3, 2 * num_layers // 3, 5, dtype=torch.float64)
-            return sorted({int(v) for v in torch.round(grid).tolist()})
+            lo, hi = int(num_layers) // 3, 2 * int(num_layers) // 3
+            # linspace(lo, hi, 5) is lo + (hi - lo) * i / 4: quarters, exact in floats; round() is half to even.
+            return sorted({round(lo + (hi - lo) * i / 4) for i in range(5)})
         if layers == "all":
             return list(range(num_layers))
         raise ValueError(f"layers={layers!r} is invalid: use 'middle', 'all' or a list of layer indices.")
     try:
-        chosen = [layers] if as_int(layers) is not None else list(layers)
+        chosen = list(layers)
     except TypeError:
-        chosen = [layers]  # not iterable: refused below, by name
+        chosen = [layers]  # one index, or anything else not iterable: refused below, by name
     if not chosen:
         raise ValueError("layers=[] selects no layer: use 'middle', 'all' or a non-empty list of indices.")
     out = set()
@@ -66,6 +67,17 @@ def _offsets(n: int, device: torch.device, dtype: torch.dtype = torch.float32) -
     return pos[:, None] - pos[None, :]
 
 
+def _check_maps(attn: torch.Tensor, response_mask: torch.Tensor) -> None:
+    """Refuse maps that are not ``[..., N, N]`` over the mask's ``N`` tokens: one query row (a decoding step's map,
+    ``[..., 1, N]``) or a mask of one token would broadcast into a result of the right shape and wrong values."""
+    if attn.ndim < 2 or attn.shape[-2] != attn.shape[-1] or response_mask.shape[-1:] != attn.shape[-1:]:
+        raise ValueError(
+            f"attn has shape {tuple(attn.shape)} and response_mask {tuple(response_mask.shape)}: expected "
+            "[*batch, *heads, N, N] maps (every query row of the sequence: a forward without a KV cache, "
+            "use_cache=False) and a [*batch, N] mask over the same N tokens."
+        )
+
+
 def as_float(x: torch.Tensor) -> torch.Tensor:
     """float32 for reductions; float64 is kept (useful for references)."""
     return x if x.dtype == torch.float64 else x.float()
@@ -83,10 +95,11 @@ def head_backward_distance(attn: torch.Tensor, response_mask: torch.Tensor) -> t
     Returns:
         ``[*batch, *heads]`` float32; NaN for a sequence with no response token.
     """
+    _check_maps(attn, response_mask)
     a = as_float(attn)
     n = a.shape[-1]
     rows = (a * _offsets(n, a.device, a.dtype).clamp_min(0)).sum(-1)  # [*batch, *heads, N]
-    mask = _row_mask(response_mask.bool(), rows.ndim).to(rows.dtype)
+    mask = _row_mask(response_mask.bool(), rows.ndim)  # bool: the products and the count take rows' float dtype
     return (rows * mask).sum(-1) / mask.sum(-1)
 
 
@@ -107,7 +120,7 @@ def split_heads(distances: torch.Tensor, fraction: float = defaults.HEAD_FRACTIO
     """
     fraction = check_fraction(fraction, "head_fraction")
     flat = distances.reshape(distances.shape[0], -1)
-    pool = flat.shape[-1]
+    pool = flat.shape[1]
     k = max(1, round(fraction * pool))
     order = torch.sort(flat, dim=-1, stable=True).indices
     return order[:, :k], order[:, pool - k :]
@@ -144,13 +157,14 @@ def waad(attn: torch.Tensor, response_mask: torch.Tensor, window: int = defaults
     Returns:
         ``[*batch, *heads, N]`` float32 in ``[0, W]`` on the response.
     """
+    _check_maps(attn, response_mask)
     window = check_window(window)
     a = as_float(attn)
     n = a.shape[-1]
     clipped = _offsets(n, a.device, a.dtype).clamp(0, window)  # zero above the diagonal: causal by construction
     rows = (a * clipped).sum(-1)
     mask = _row_mask(response_mask.bool(), rows.ndim)
-    return torch.where(mask, rows, torch.full_like(rows, float("nan")))
+    return torch.where(mask, rows, torch.full_like(rows, torch.nan))
 
 
 def horizon_band(n: int, horizon: tuple[int, int], device: torch.device | None = None) -> torch.Tensor:
@@ -198,7 +212,7 @@ def _warn_if_no_fai(response_mask: torch.Tensor, counts: torch.Tensor, horizon: 
     longest = int(response_mask.sum(-1).max())
     _WARNED_SHORT_RESPONSES = True
     lo, hi = horizon
-    fit = (longest // 10, max(longest // 10, 4 * longest // 5))
+    fit = (longest // 10, 4 * longest // 5)  # lo <= hi, and lo < longest: FAI is defined
     warnings.warn(
         f"horizon={horizon!r} is longer than every response (the longest response has {longest} tokens): FAI is "
         f"NaN at every token and there are no anchors, since FAI[s] needs a response token at s + lo "
@@ -224,13 +238,14 @@ def fai(attn: torch.Tensor, response_mask: torch.Tensor, horizon: tuple[int, int
     Returns:
         ``[*batch, *heads, N]`` float32.
     """
+    _check_maps(attn, response_mask)
     a = as_float(attn)
     n = a.shape[-1]
     mask = response_mask.bool()
-    band = horizon_band(n, horizon, a.device).to(a.dtype)
+    band = horizon_band(n, horizon, a.device)  # bool: a * band is a's float dtype, at a quarter of float32's memory
     rows = _row_mask(mask, a.ndim - 1).unsqueeze(-1)  # [*batch, 1.., N, 1]: which rows count
     sums = (a * band * rows).sum(-2)  # column sums over the horizon rows
     counts = _row_mask(fai_counts(mask, horizon), sums.ndim)
     cols = _row_mask(mask, sums.ndim)
     out = sums / counts.clamp_min(1)
-    return torch.where(cols & (counts > 0), out, torch.full_like(out, float("nan")))
+    return torch.where(cols & (counts > 0), out, torch.full_like(out, torch.nan))
