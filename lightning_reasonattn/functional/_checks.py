@@ -114,10 +114,11 @@ def check_number(
     """``value`` as a Python int (``integer``) or float, or ``ValueError`` unless it is a finite number within bounds.
 
     ``low`` / ``high`` are inclusive unless ``low_open`` / ``high_open``; ``fix`` is appended to the message. An
-    integer's ``high`` is at most [`MAX_INTEGER`][MAX_INTEGER]: a larger one overflows the tensors it sizes.
+    integer with no ``high`` is at most [`MAX_INTEGER`][MAX_INTEGER] (a larger one overflows the tensors it sizes);
+    a ``high`` given is the caller's bound, larger or not (a seed sizes no tensor).
     """
-    if integer:
-        high = MAX_INTEGER if high is None else min(high, MAX_INTEGER)
+    if integer and high is None:
+        high = MAX_INTEGER
     x = as_int(value) if integer else as_real(value)
     ok = x is not None and math.isfinite(x)
     if ok and low is not None:

@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
+from ..arguments import MAX_SEED
 from ..deprecation import renamed_attribute, renamed_keywords
 from ..functional._checks import check_choice, check_fraction, check_number
 from ..settings import COMMAND_DEFAULTS, MAX_COUNT, CouplingSettings, RhythmSettings, SamplingSettings
@@ -15,8 +16,6 @@ from ..settings.rhythm import RENAMED as RHYTHM_RENAMED
 CHAT_MODES = ("auto", "on", "off")
 RENAMED = {**RHYTHM_RENAMED, "coupling_k": "coupling_window", "peak_top": "peak_fraction"}
 """Old keyword names of the survey's settings (still taken, with a ``DeprecationWarning``) and their names now."""
-MAX_SEED = 2**63 - 1
-"""Largest seed (``torch.manual_seed`` takes a 64-bit integer)."""
 
 
 @renamed_keywords(**RENAMED)

@@ -105,12 +105,16 @@ def test_closed_bounds_accept_the_bound_and_open_ones_refuse_it():
 
 def test_the_largest_integer_is_accepted_and_one_more_refused():
     """Bug class: an off-by-one at MAX_INTEGER (the documented largest count, window or horizon refused) or a larger
-    integer let through (it overflows the int32 tensors it sizes, whatever ``high`` the caller passes)."""
+    integer let through where no bound is given (it overflows the int32 tensors it sizes). A bound the caller gives
+    is the caller's: a seed goes to 2**63 - 1 (capped at MAX_INTEGER, ``seed=2**32`` was refused with a message
+    saying "at most 2147483647 (at most 2**63 - 1)")."""
     assert MAX_INTEGER == 2147483647
     assert check_number("n", MAX_INTEGER, integer=True) == MAX_INTEGER
-    assert check_number("n", MAX_INTEGER, low=1, high=2**63, integer=True) == MAX_INTEGER
-    with pytest.raises(ValueError, match=r"^n=2147483648 is invalid"):
-        check_number("n", MAX_INTEGER + 1, low=1, high=2**63, integer=True)
+    with pytest.raises(ValueError, match=r"^n=2147483648 is invalid: it must be an integer <= 2147483647\.$"):
+        check_number("n", MAX_INTEGER + 1, integer=True)
+    assert check_number("seed", 2**32, low=0, high=2**63 - 1, integer=True) == 2**32
+    with pytest.raises(ValueError, match=r"^seed=9223372036854775808 is invalid: .*<= 9223372036854775807"):
+        check_number("seed", 2**63, low=0, high=2**63 - 1, integer=True)
     assert check_window(MAX_INTEGER) == MAX_INTEGER
     assert check_window(1) == 1
     for bad in (0, -1, MAX_INTEGER + 1, 2.0, True, None):
@@ -210,3 +214,16 @@ def test_float_response_mask_error_says_what_the_mask_means():
     assert message.startswith("response_mask has dtype torch.float32: a mask must be bool (or integer 0/1), True at ")
     assert "True at response tokens;" in message
     assert "response_mask.bool()" in message
+
+
+def test_a_survey_takes_every_seed_its_command_line_takes():
+    """``reasonattn survey --seed 3000000000`` passed the argument parser and then failed in the settings, whose
+    integer check capped every bound at 2**31 - 1."""
+    from lightning_reasonattn.arguments import MAX_SEED, random_seed
+    from lightning_reasonattn.survey.settings import SurveySettings
+
+    for seed in (2**31, 3_000_000_000, MAX_SEED):
+        assert random_seed(str(seed)) == seed
+        assert SurveySettings(seed=seed).seed == seed
+    with pytest.raises(ValueError, match=r"seed=9223372036854775808 is invalid"):
+        SurveySettings(seed=MAX_SEED + 1)
