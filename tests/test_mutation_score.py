@@ -60,3 +60,34 @@ def test_no_results_is_an_error_that_says_the_fix(tmp_path, capsys):
     with pytest.raises(SystemExit):
         mutation_score.main(["--mutants", str(tmp_path)])
     assert "no mutmut results (*.py.meta) in it" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ tools/kill_check.py
+
+_kspec = importlib.util.spec_from_file_location("kill_check", ROOT / "tools" / "kill_check.py")
+kill_check = importlib.util.module_from_spec(_kspec)
+_kspec.loader.exec_module(kill_check)
+
+
+def test_kill_check_expands_patterns_over_the_recorded_mutants(tmp_path, monkeypatch):
+    write_meta(tmp_path / "mutants", "pkg/a.py", {"pkg.a.x_f__mutmut_1": 1, "pkg.a.x_f__mutmut_2": 0})
+    write_meta(tmp_path / "mutants", "pkg/b.py", {"pkg.b.x_f__mutmut_1": 0})
+    monkeypatch.setattr(kill_check, "ROOT", tmp_path)
+    assert kill_check.mutant_names(["pkg.a.*"]) == ["pkg.a.x_f__mutmut_1", "pkg.a.x_f__mutmut_2"]
+    assert kill_check.mutant_names(["*mutmut_1", "pkg.c.given"]) == [
+        "pkg.a.x_f__mutmut_1",
+        "pkg.b.x_f__mutmut_1",
+        "pkg.c.given",
+    ]
+
+
+@pytest.mark.parametrize("argv", [[], ["tests/x.py"], ["--", "m"], ["tests/x.py", "--"]])
+def test_kill_check_without_tests_or_mutants_prints_its_usage(argv, capsys):
+    assert kill_check.main(argv) == 2
+    assert "python tools/kill_check.py TEST" in capsys.readouterr().err
+
+
+def test_kill_check_before_make_mutate_says_what_to_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(kill_check, "ROOT", tmp_path)
+    assert kill_check.main(["tests/x.py", "--", "m"]) == 2
+    assert "run `make mutate` first" in capsys.readouterr().err
