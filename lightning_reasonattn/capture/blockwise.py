@@ -163,7 +163,7 @@ class StatsRecorder:
         """Reduce the attention of one layer (see ``BlockAttention`` for the arguments)."""
         admit(layer, query, key, self.key_mask, self.seen)
         b, h, n, _ = query.shape
-        dev = query.device  # pragma: no mutate (dev=None: the CPU device, equivalent on a CPU; a GPU run raises)
+        dev = query.device
         if self.head_dist is None:
             n_sel = len(self.slots)
             self.head_dist = torch.zeros(b, n_sel, h, device=dev, dtype=torch.float64)
