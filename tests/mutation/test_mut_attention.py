@@ -107,7 +107,7 @@ def test_select_layers_takes_the_most_negative_index():
         select_layers(4, -5)
 
 
-@pytest.mark.parametrize("bad", [3.5, None, True, object()], ids=repr)
+@pytest.mark.parametrize("bad", [3.5, None, True, object()], ids=["3.5", "None", "True", "object"])
 def test_select_layers_names_a_bad_single_index(bad):
     """Bug class: a non-iterable, non-integer selection refused as if it were an empty list (an error that no longer
     names the value passed)."""
