@@ -48,7 +48,7 @@ help:
 	@echo "make test   - set up $(VENV), then ruff, the import contracts, pytest and a strict docs build (fails on any docs warning)"
 	@echo "make docs   - serve the docs site locally (mkdocs serve)"
 	@echo "make bench  - run benchmarks/bench_capture.py"
-	@echo "make mutate - mutation testing of the math, the loss and the rewards (mutmut, ~2 h on 2 cores); score per module"
+	@echo "make mutate - mutation testing of the math, the loss and the rewards (mutmut, ~45 min on 2 cores); score per module"
 	@echo "make clean  - remove build outputs (keeps $(VENV); 'rm -rf $(VENV)' for a fresh one)"
 
 $(BIN)/python:

@@ -50,7 +50,14 @@ def test_scores_per_module_and_total(tmp_path, capsys):
     assert rows["pkg/c.py"] == ["2", "1", "0", "0", "0", "1", "0", "50.0%"]
     assert rows["pkg/d.py"] == ["1", "1", "0", "0", "0", "0", "0", "100.0%"]
     assert rows["total"] == ["12", "6", "1", "1", "1", "1", "1", "70.0%"]
-    assert list(rows)[-1] == "total" and "1 mutants not run yet" in out[-1]
+    assert list(rows)[-1] == "total" and "1 mutants not run yet" in out[-2]
+    assert out[-1].startswith("1 mutants were run errors") and "pytest --co -q" in out[-1]
+
+
+def test_no_run_error_no_hint(tmp_path, capsys):
+    write_meta(tmp_path, "pkg/a.py", {"pkg.a.x_f__mutmut_1": 1, "pkg.a.x_f__mutmut_2": 0})
+    assert mutation_score.main(["--mutants", str(tmp_path)]) == 0
+    assert "run errors" not in capsys.readouterr().out
 
 
 def test_no_results_is_an_error_that_says_the_fix(tmp_path, capsys):

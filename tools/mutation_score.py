@@ -142,6 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     not_run = total(scores).not_run
     if not_run:
         print(f"{not_run} mutants not run yet (an interrupted run): `make mutate` again resumes it.")
+    errors = len(total(scores).missed["run error"])
+    if errors:
+        print(
+            f"{errors} mutants were run errors (counted as not caught): their tests could not be run by id, often an"
+            " id that differs between sessions (an object's repr in a parametrize id: compare `pytest --co -q` run"
+            " twice). `--survivors` lists them; fix the ids and run them again: `.venv/bin/mutmut run NAME ...`."
+        )
     return 0
 
 
