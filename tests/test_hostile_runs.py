@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -170,8 +171,12 @@ def test_the_resume_command_of_the_line_goes_on_from_the_checkpoint(signal_runs,
     folder, _, stderr = signal_runs["SIGTERM during step 2"]
     argv = our_line(stderr).split("run again): reasonattn ", 1)[1].split()
     argv = [arg for arg in argv if "signal_on_second_call" not in arg]
-    assert cli.main([*argv, "--model.rewards.functions", "[conftest:alternating_reward]"]) == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cli.main([*argv, "--model.rewards.functions", "[conftest:alternating_reward]"]) == 0
     assert whole_checkpoints(folder / "ckpt") == [1, 2, 3, 4]
+    # resuming writes on in the run's own folder: no "exists and is not empty" warning for it
+    assert not [w for w in caught if "exists and is not empty" in str(w.message)]
 
 
 # ------------------------------------------------------------------------------------------ faults while writing
