@@ -98,3 +98,36 @@ def test_kill_check_before_make_mutate_says_what_to_run(tmp_path, monkeypatch, c
     monkeypatch.setattr(kill_check, "ROOT", tmp_path)
     assert kill_check.main(["tests/x.py", "--", "m"]) == 2
     assert "run `make mutate` first" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ the published score
+
+
+def test_the_published_survivors_are_the_ones_the_table_counts():
+    """docs/testing.md's table, its classes and tests/mutation/SURVIVORS.md describe one run: the survivors listed
+    one by one are those the table counts, module by module, and the class counts of the page are theirs."""
+    import re
+    from collections import Counter
+
+    page = (ROOT / "docs" / "testing.md").read_text(encoding="utf-8")
+    table = page.split("## Mutation score", 1)[1].split("```text", 1)[1].split("```", 1)[0]
+    survived = {
+        line.split()[0]: int(line.split()[4]) for line in table.splitlines() if line.startswith("lightning_reasonattn/")
+    }
+    listing = (ROOT / "tests" / "mutation" / "SURVIVORS.md").read_text(encoding="utf-8")
+    rows = [line.split(" | ") for line in listing.split("```text", 1)[1].split("```", 1)[0].strip().splitlines()]
+    per_module = Counter("lightning_reasonattn/" + name.split(".x")[0].replace(".", "/") + ".py" for name, *_ in rows)
+    assert {m: n for m, n in survived.items() if n} == dict(per_module)
+    total_row = next(line for line in table.splitlines() if line.startswith("total"))
+    assert int(total_row.split()[4]) == len(rows) == sum(survived.values())
+    classes = Counter(cls for _, cls, _ in rows)
+    stated = {
+        name: int(n)
+        for name, n in re.findall(r"- \*\*(The same value|Memory only|Precision|Device)[^(]*\((\d+)\)\.\*\*", page)
+    }
+    assert stated == {
+        "The same value": classes["same value"],
+        "Memory only": classes["memory only"],
+        "Precision": classes["precision"],
+        "Device": classes["device"],
+    }
