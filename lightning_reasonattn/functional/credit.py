@@ -72,7 +72,8 @@ def credit_gamma(
         ``[B, N]`` float32 with no gradient; 1 outside the response.
 
     Raises:
-        ValueError: an unknown strategy, a bad number, or ``entropy`` missing or of the wrong shape.
+        ValueError: an unknown strategy, a bad number, a ``response_mask`` that is not ``[B, N]``, or ``entropy``
+            missing or of the wrong shape.
     """
     if check:
         if strategy not in STRATEGIES:
@@ -90,6 +91,10 @@ def credit_gamma(
             + ("." if strategy in RHYTHM_STRATEGIES else " or a response_mask.")
         )
     mask = (trace.response_mask if trace is not None else response_mask).bool()
+    if mask.ndim != 2:
+        raise ValueError(
+            f"response_mask has shape {tuple(mask.shape)}: expected [B, N], a batch of responses (unsqueeze(0) for one)."
+        )
     q_used = (trace.q if trace is not None else defaults.Q) if q is None else q
     bonus = gamma_amp - 1.0
     with torch.no_grad():

@@ -2,6 +2,7 @@
 the coupling states before any batch. A default device other than the data's (``meta``) stands in for a GPU: a
 tensor made without ``device=`` lands there and the next operation, or the result, shows it."""
 
+import pytest
 import torch
 from test_metrics_states import coupled_trace
 
@@ -32,3 +33,15 @@ def test_coupling_states_are_float64_before_any_batch():
     m.reset()
     dtypes.append({value.dtype for value in m.metric_state.values()})
     assert dtypes == [{torch.float64}] * 3
+
+
+@pytest.mark.parametrize("shape", [(5,), (1, 2, 5)])
+def test_credit_gamma_refuses_a_mask_that_is_not_a_batch(shape):
+    """``response_mask`` is ``[B, N]``: a 1-D mask (one response, unbatched) was taken, and the per-response sums
+    then ran over whatever axis -1 was; now it is refused with the fix."""
+    from lightning_reasonattn.functional import credit_gamma
+
+    with pytest.raises(ValueError, match=r"^response_mask has shape \(.*\): expected \[B, N\].*unsqueeze\(0\)"):
+        credit_gamma(None, "uniform", response_mask=torch.ones(shape, dtype=torch.bool))
+    one = credit_gamma(None, "uniform", response_mask=torch.ones(1, 5, dtype=torch.bool), normalize=True)
+    assert torch.equal(one, torch.ones(1, 5))
