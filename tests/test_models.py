@@ -6,6 +6,7 @@ tested with a fast fake conversion (a tiny random Llama instead of the GGUF read
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -267,8 +268,13 @@ def test_lora_on_bf16_4bit_keeps_the_compute_dtype(tmp_path, gradient_checkpoint
     assert any(g.abs().sum() > 0 for g in grads)
 
 
-def test_lora_on_fp16_4bit_upcasts_the_norms(tmp_path):
-    policy = _lora_on_4bit(tmp_path, "float16")
+@pytest.mark.parametrize("gradient_checkpointing", [False, True])
+def test_lora_on_fp16_4bit_upcasts_the_norms(tmp_path, gradient_checkpointing):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        policy = _lora_on_4bit(tmp_path, "float16", gradient_checkpointing)
+    # peft's kbit preparation is called with the keyword names of the peft installed (0.22 renamed one)
+    assert not [w for w in caught if "checkpointing_kwargs" in str(w.message)]
     norms = [p for n, p in policy.named_parameters() if "norm" in n]
     assert norms and all(p.dtype == torch.float32 for p in norms)  # float16 norms overflow: peft's upcast
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import warnings
 from dataclasses import dataclass, field
 from typing import Literal
@@ -132,8 +133,11 @@ def add_lora(model: torch.nn.Module, settings: LoraSettings | None = None, gradi
     quantized = getattr(model, "is_quantized", False) or getattr(model, "is_loaded_in_4bit", False)
     fp16 = any(p.dtype == torch.float16 for p in model.parameters() if type(p).__name__ != "Params4bit")
     if quantized and fp16:
+        # peft 0.22 renamed gradient_checkpointing_kwargs (the old name warns, and goes in 1.2); 0.18-0.21 know only it.
+        params = inspect.signature(peft.prepare_model_for_kbit_training).parameters
+        name = next(k for k in ("activation_checkpointing_kwargs", "gradient_checkpointing_kwargs") if k in params)
         model = peft.prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=gradient_checkpointing, gradient_checkpointing_kwargs=ckpt_kwargs
+            model, use_gradient_checkpointing=gradient_checkpointing, **{name: ckpt_kwargs}
         )
     else:
         model.requires_grad_(False)
