@@ -93,7 +93,7 @@ def credit_gamma(
     mask = (trace.response_mask if trace is not None else response_mask).bool()
     if mask.ndim != 2:
         raise ValueError(
-            f"response_mask has shape {tuple(mask.shape)}: expected [B, N], a batch of responses (unsqueeze(0) for one)."
+            f"response_mask has shape {tuple(mask.shape)}: expected [B, N], a batch (unsqueeze(0) for one response)."
         )
     q_used = (trace.q if trace is not None else defaults.Q) if q is None else q
     bonus = gamma_amp - 1.0
