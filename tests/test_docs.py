@@ -116,3 +116,25 @@ def test_block_parser(tmp_path):
         ("raise SystemExit\n", True),
         ("y = x + 1\n", False),
     ]
+
+
+@pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: p.name)
+def test_fences_in_lists_are_indented_as_the_site_needs(path: Path):
+    """Python-Markdown (the docs site) keeps a code fence inside a list item only when it is indented by 4 spaces:
+    with 1 to 3 the item ends at the fence and the rest of the list folds into one paragraph after it (GitHub
+    renders both, so the page looks right there)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    bad = [n for n, line in enumerate(lines, 1) if re.match(r" {1,3}```", line)]
+    assert not bad, f"{path.name}: a fence indented by 1-3 spaces on line(s) {bad}: indent list content by 4"
+    # after a list item that holds a block, the next item needs a blank line, or it joins the item's last paragraph
+    in_block_item, joined = False, []
+    for n, line in enumerate(lines, 1):
+        if line.startswith("    ```"):
+            in_block_item = True
+        elif re.match(r"[-*] |\d+\. ", line):
+            if in_block_item and lines[n - 2].strip():
+                joined.append(n)
+            in_block_item = False
+        elif line and not line.startswith(" "):
+            in_block_item = False
+    assert not joined, f"{path.name}: list item(s) on line(s) {joined} join the item above: put a blank line before"
