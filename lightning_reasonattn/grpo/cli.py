@@ -126,6 +126,10 @@ class ReasonattnCLI(LightningCLI):
             return
         ckpt = load_checkpoint(ckpt_path)
         check_resume(ckpt, current, ckpt_path, training=subcommand == "fit")  # raises if it cannot be used
+        # A resumed run writes on in its own checkpoint folder: Lightning's warning that the folder is not empty is
+        # meant for a new run that would mix its checkpoints with an older run's (kept for those). run_fit's
+        # catch_warnings scope ends the filter with the command.
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
     def instantiate_trainer(self, **kwargs) -> pl.Trainer:
         if self.subcommand == "validate":  # it measures: no log version folder, checkpoint or config to write
@@ -272,10 +276,6 @@ def run_fit(argv: list[str], subcommand: str = "fit", started: RunRecord | None 
         # A module's tokenizer (typed Any) given as class_path + init_args is built by jsonargparse, which deprecates
         # that for Any in 4.51 (5.0 will pass the spec on: RhythmGRPO builds a dict spec itself, grpo.policy).
         warnings.filterwarnings("ignore", message=r"\s*Instantiating a subclass spec given as value for a type that")
-        if any(arg == "--ckpt_path" or arg.startswith("--ckpt_path=") for arg in argv):
-            # A resumed run writes on in its own checkpoint folder: Lightning's warning that the folder is not
-            # empty is meant for a new run that would mix its checkpoints with an older run's (kept for those).
-            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
         ReasonattnCLI(
             RhythmGRPO,
             args=[subcommand, *argv],
