@@ -81,11 +81,13 @@ def test_kill_check_expands_patterns_over_the_recorded_mutants(tmp_path, monkeyp
     write_meta(tmp_path / "mutants", "pkg/b.py", {"pkg.b.x_f__mutmut_1": 0})
     monkeypatch.setattr(kill_check, "ROOT", tmp_path)
     assert kill_check.mutant_names(["pkg.a.*"]) == ["pkg.a.x_f__mutmut_1", "pkg.a.x_f__mutmut_2"]
-    assert kill_check.mutant_names(["*mutmut_1", "pkg.c.given"]) == [
+    assert kill_check.mutant_names(["*mutmut_1", "pkg.a.x_f__mutmut_2"]) == [
         "pkg.a.x_f__mutmut_1",
         "pkg.b.x_f__mutmut_1",
-        "pkg.c.given",
+        "pkg.a.x_f__mutmut_2",
     ]
+    with pytest.raises(ValueError, match="no mutant of the last `make mutate` is named 'pkg.a.x_f__mutmut_3'"):
+        kill_check.mutant_names(["pkg.a.x_f__mutmut_3"])  # a misspelt name would read as a survivor
 
 
 @pytest.mark.parametrize("argv", [[], ["tests/x.py"], ["--", "m"], ["tests/x.py", "--"]])

@@ -23,11 +23,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def mutant_names(patterns: list[str]) -> list[str]:
-    """The names of ``mutants/**/*.meta`` matching each pattern (a name without ``*`` is taken as given)."""
+    """The names of ``mutants/**/*.meta`` matching each pattern; ``ValueError`` for a pattern that matches none (a
+    misspelt name would never be switched on, and would read as a survivor)."""
     known = [n for f in (ROOT / "mutants").rglob("*.meta") for n in json.loads(f.read_text())["exit_code_by_key"]]
     names: list[str] = []
     for p in patterns:
-        names += sorted(fnmatch.filter(known, p)) if "*" in p else [p]
+        found = sorted(fnmatch.filter(known, p))
+        if not found:
+            raise ValueError(f"no mutant of the last `make mutate` is named {p!r} (list them: mutmut results)")
+        names += found
     return names
 
 
@@ -56,7 +60,11 @@ def main(argv: list[str]) -> int:
     if not (ROOT / "mutants").is_dir():
         print("no mutants/ here: run `make mutate` first (from the repository root)", file=sys.stderr)
         return 2
-    names = mutant_names(argv[cut + 1 :])
+    try:
+        names = mutant_names(argv[cut + 1 :])
+    except ValueError as err:
+        print(err, file=sys.stderr)
+        return 2
     os.chdir(ROOT / "mutants")
     sys.path.insert(0, os.getcwd())  # the mutated package, before the checkout's
     for line in (ROOT / "tools" / "mutmut_preload.txt").read_text().splitlines():
